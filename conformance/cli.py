@@ -1,0 +1,135 @@
+"""The `provspec` command line.
+
+Every subcommand runs on the same library the pytest plugin uses. Exit codes: 0 success,
+1 the checked thing is not conformant (e.g. an invalid message), 2 a usage or configuration
+error, with a message that says what to fix and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from conformance import __version__, strictjson
+from conformance._render import requirements_json, requirements_markdown, requirements_table
+from conformance.errors import ProvspecError
+from conformance.registry import Level, Role, Step, default_registry
+from conformance.schemas import default_store
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_NONCONFORMANT = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        result: int = args.handler(args)
+    except ProvspecError as exc:
+        print(f"provspec: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # e.g. `provspec requirements | head`
+        return EXIT_OK
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="provspec",
+        description="Conformance suite and mocks for the Agentic Provisioning Protocol (APP).",
+    )
+    parser.add_argument("--version", action="version", version=f"provspec {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    requirements = commands.add_parser(
+        "requirements",
+        help="list the requirement registry",
+        description="Print the requirements provspec checks, filtered by role, profile, step "
+        "or level.",
+    )
+    requirements.add_argument("--role", choices=[role.value for role in Role])
+    requirements.add_argument("--profile", help="e.g. app-0.1d or app-next")
+    requirements.add_argument("--step", choices=[step.value for step in Step])
+    requirements.add_argument("--level", choices=[level.value for level in Level])
+    requirements.add_argument(
+        "--format", choices=("table", "json", "markdown"), default="table", dest="output_format"
+    )
+    requirements.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    requirements.set_defaults(handler=_requirements)
+
+    validate = commands.add_parser(
+        "validate",
+        help="validate one JSON message against its schema",
+        description="Validate a JSON document (FILE, or - for stdin) as one protocol message. "
+        "--strict also reports every member the schema does not model (drift detection).",
+    )
+    validate.add_argument("file", help="JSON file to validate, or - for standard input")
+    validate.add_argument("--message", required=True, help="message name, e.g. account_request")
+    validate.add_argument("--profile", default="app-0.1d", help="profile (default: app-0.1d)")
+    validate.add_argument("--strict", action="store_true", help="report unmodelled members too")
+    validate.set_defaults(handler=_validate)
+    return parser
+
+
+def _requirements(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    if args.profile is not None:
+        default_store().profile(args.profile)  # unknown profile -> UsageError with suggestions
+    selected = registry.select(
+        role=Role(args.role) if args.role else None,
+        profile=args.profile,
+        step=Step(args.step) if args.step else None,
+        level=Level(args.level) if args.level else None,
+    )
+    filters = {
+        name: value
+        for name in ("role", "profile", "step", "level")
+        if (value := getattr(args, name)) is not None
+    }
+    if args.output_format == "json":
+        text = requirements_json(selected, filters)
+    elif args.output_format == "markdown":
+        text = requirements_markdown(selected)
+    else:
+        text = requirements_table(selected)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {len(selected)} requirements to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    store = default_store()
+    store.defining_profile(args.profile, args.message)  # unknown names -> UsageError
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ProvspecError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        instance = strictjson.loads(raw)
+    except strictjson.StrictJSONError as exc:
+        print(f"{args.file}: refused ({exc.reason}): {exc}")
+        return EXIT_NONCONFORMANT
+    issues = store.validate(args.profile, args.message, instance, strict=args.strict)
+    mode = "strict" if args.strict else "default"
+    if not issues:
+        print(f"{args.file}: valid {args.profile} {args.message} ({mode} mode)")
+        return EXIT_OK
+    print(f"{args.file}: {len(issues)} problem(s) as {args.profile} {args.message} ({mode} mode)")
+    for issue in issues:
+        print(f"  {issue}")
+    return EXIT_NONCONFORMANT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

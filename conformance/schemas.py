@@ -1,0 +1,282 @@
+"""Profiles and their message schemas, with validators compiled once.
+
+`SchemaStore` reads `schemas/<profile>/` (see schemas/README.md): each profile's
+`profile.toml` and `<message>.schema.json` files. A profile inherits the messages of its
+`base`. Validation asserts formats (`date-time`, `uri`, `email`) and comes in two modes:
+
+- default: members a schema does not model are tolerated where the schema allows them, as
+  real systems drift (`"x-unknown-members": "allowed"`);
+- strict (drift detection): every object schema that lists `properties` and says nothing
+  about extra members is closed, so each unmodelled member is reported.
+
+    >>> store = default_store()
+    >>> health = {"supported_versions": ["0.1d"], "status": "ok"}
+    >>> store.validate("app-0.1d", "health_response", health)
+    []
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources.abc import Traversable
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from conformance import strictjson
+from conformance._resources import data_dir
+from conformance.errors import ProvspecError, UsageError
+
+__all__ = ["Profile", "SchemaIssue", "SchemaStore", "close_open_objects", "default_store"]
+
+SCHEMA_SUFFIX = ".schema.json"
+
+# Keywords whose value is a subschema, a map of subschemas, or a list of subschemas
+# (JSON Schema 2020-12 core and applicator vocabularies). Only these are walked when closing
+# objects, so a property that happens to be *named* "properties" is left alone.
+_SUBSCHEMA = (
+    "additionalProperties",
+    "unevaluatedProperties",
+    "items",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+    "unevaluatedItems",
+)
+_SUBSCHEMA_MAP = ("properties", "patternProperties", "$defs", "dependentSchemas")
+_SUBSCHEMA_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named protocol profile: its wire version string and the profile it extends."""
+
+    name: str
+    title: str
+    api_version: str
+    base: str | None
+
+
+@dataclass(frozen=True)
+class SchemaIssue:
+    """One reason an instance does not match its schema."""
+
+    keyword: str
+    path: str
+    """JSON Pointer of the offending location in the instance ("" is the root)."""
+    message: str
+    hint: str | None = None
+    """For a failed `oneOf`/`anyOf`: why the closest alternative did not match."""
+
+    def __str__(self) -> str:
+        where = self.path or "(root)"
+        text = f"{where}: {self.message} [{self.keyword}]"
+        return f"{text}; closest alternative: {self.hint}" if self.hint else text
+
+
+def close_open_objects(schema: Any) -> Any:
+    """A copy of `schema` in which object schemas silent about extra members reject them.
+
+    This is strict mode: a schema object with `properties` and neither
+    `additionalProperties` nor `unevaluatedProperties` gets `unevaluatedProperties: false`.
+    Objects that are open by design say so explicitly and stay open.
+    """
+    closed = copy.deepcopy(schema)
+    _close_in_place(closed)
+    return closed
+
+
+def _close_in_place(schema: Any) -> None:
+    if not isinstance(schema, dict):
+        return
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and "unevaluatedProperties" not in schema
+    ):
+        schema["unevaluatedProperties"] = False
+    for keyword in _SUBSCHEMA:
+        if keyword in schema:
+            _close_in_place(schema[keyword])
+    for keyword in _SUBSCHEMA_MAP:
+        if isinstance(schema.get(keyword), dict):
+            for subschema in schema[keyword].values():
+                _close_in_place(subschema)
+    for keyword in _SUBSCHEMA_LIST:
+        if isinstance(schema.get(keyword), list):
+            for subschema in schema[keyword]:
+                _close_in_place(subschema)
+
+
+class SchemaStore:
+    """Every profile's schemas, loaded once; validators compiled on first use and cached."""
+
+    def __init__(self, root: Traversable | None = None) -> None:
+        self._root = root if root is not None else data_dir("schemas")
+        self._profiles: dict[str, Profile] = {}
+        self._own: dict[str, dict[str, dict[str, Any]]] = {}
+        self._registries: dict[bool, Registry[Any]] = {}
+        self._validators: dict[tuple[str, str, bool], Draft202012Validator] = {}
+        for directory in sorted(self._root.iterdir(), key=lambda item: item.name):
+            if directory.is_dir() and (directory / "profile.toml").is_file():
+                self._load_profile(directory)
+        for profile in self._profiles.values():
+            self._lineage(profile.name)  # refuses unknown bases and cycles up front
+
+    def _load_profile(self, directory: Traversable) -> None:
+        manifest_file = directory / "profile.toml"
+        try:
+            manifest = tomllib.loads(manifest_file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ProvspecError(f"{manifest_file}: not valid TOML: {exc}") from None
+        name = manifest.get("name")
+        if name != directory.name:
+            raise ProvspecError(
+                f"{manifest_file}: 'name' is {name!r} but the directory is {directory.name!r}"
+            )
+        api_version = manifest.get("api_version")
+        if not isinstance(api_version, str) or not api_version:
+            raise ProvspecError(f"{manifest_file}: 'api_version' must be a non-empty string")
+        base = manifest.get("base")
+        self._profiles[name] = Profile(
+            name=name,
+            title=str(manifest.get("title", name)),
+            api_version=api_version,
+            base=base if isinstance(base, str) else None,
+        )
+        schemas: dict[str, dict[str, Any]] = {}
+        for file in sorted(directory.iterdir(), key=lambda item: item.name):
+            if not file.name.endswith(SCHEMA_SUFFIX):
+                continue
+            schema = strictjson.load_path(file)
+            message = file.name.removesuffix(SCHEMA_SUFFIX)
+            expected_id = f"https://provspec.invalid/schemas/{name}/{file.name}"
+            if not isinstance(schema, dict) or schema.get("$id") != expected_id:
+                raise ProvspecError(f"{file}: '$id' must be {expected_id!r}")
+            schemas[message] = schema
+        self._own[name] = schemas
+
+    def _lineage(self, name: str) -> list[str]:
+        chain: list[str] = []
+        current: str | None = name
+        while current is not None:
+            if current in chain:
+                raise ProvspecError(f"profile {name!r}: base profiles form a cycle {chain}")
+            if current not in self._profiles:
+                raise ProvspecError(f"profile {chain[-1]!r} names unknown base {current!r}")
+            chain.append(current)
+            current = self._profiles[current].base
+        return chain
+
+    def profiles(self) -> list[str]:
+        return sorted(self._profiles)
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self._profiles[name]
+        except KeyError:
+            raise UsageError(_unknown("profile", name, self._profiles)) from None
+
+    def messages(self, profile: str) -> list[str]:
+        """Every message the profile defines or inherits."""
+        self.profile(profile)
+        names: set[str] = set()
+        for member in self._lineage(profile):
+            names.update(self._own[member])
+        return sorted(names)
+
+    def defining_profile(self, profile: str, message: str) -> str:
+        """The profile whose file defines `message` as seen from `profile`."""
+        self.profile(profile)
+        for member in self._lineage(profile):
+            if message in self._own[member]:
+                return member
+        raise UsageError(
+            _unknown(f"message in profile {profile!r}", message, self.messages(profile))
+        )
+
+    def schema(self, profile: str, message: str) -> Mapping[str, Any]:
+        return self._own[self.defining_profile(profile, message)][message]
+
+    def unknown_members(self, profile: str, message: str) -> str:
+        """'allowed' or 'rejected': the schema's declared policy for unmodelled members."""
+        return str(self.schema(profile, message).get("x-unknown-members", "allowed"))
+
+    def validator(
+        self, profile: str, message: str, *, strict: bool = False
+    ) -> Draft202012Validator:
+        owner = self.defining_profile(profile, message)
+        key = (owner, message, strict)
+        validator = self._validators.get(key)
+        if validator is None:
+            schema: Any = self._own[owner][message]
+            if strict:
+                schema = close_open_objects(schema)
+            validator = Draft202012Validator(
+                schema,
+                registry=self._registry(strict),
+                format_checker=Draft202012Validator.FORMAT_CHECKER,
+            )
+            self._validators[key] = validator
+        return validator
+
+    def validate(
+        self, profile: str, message: str, instance: Any, *, strict: bool = False
+    ) -> list[SchemaIssue]:
+        """Every way `instance` breaks the message schema; empty when it is valid."""
+        errors = self.validator(profile, message, strict=strict).iter_errors(instance)
+        return sorted((_issue(error) for error in errors), key=lambda issue: issue.path)
+
+    def _registry(self, strict: bool) -> Registry[Any]:
+        registry = self._registries.get(strict)
+        if registry is None:
+            resources = [
+                (
+                    schema["$id"],
+                    Resource.from_contents(close_open_objects(schema) if strict else schema),
+                )
+                for schemas in self._own.values()
+                for schema in schemas.values()
+            ]
+            registry = Registry().with_resources(resources)
+            self._registries[strict] = registry
+        return registry
+
+
+@cache
+def default_store() -> SchemaStore:
+    """The shipped schemas, loaded once per process."""
+    return SchemaStore()
+
+
+def _pointer(error: ValidationError) -> str:
+    return "".join(
+        "/" + str(part).replace("~", "~0").replace("/", "~1") for part in error.absolute_path
+    )
+
+
+def _issue(error: ValidationError) -> SchemaIssue:
+    hint = None
+    if error.context:
+        closest = best_match(error.context)
+        hint = f"{_pointer(closest) or '(root)'}: {closest.message}"
+    return SchemaIssue(
+        keyword=str(error.validator), path=_pointer(error), message=error.message, hint=hint
+    )
+
+
+def _unknown(kind: str, name: str, known: Any) -> str:
+    choices = sorted(known)
+    close = difflib.get_close_matches(name, choices, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(choices)}"
+    return f"unknown {kind} {name!r}{hint}"

@@ -1,0 +1,41 @@
+"""The OpenAPI documents load in schemathesis, every $ref resolves, every operation generates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hypothesis
+import pytest
+import schemathesis
+
+from conformance import strictjson
+from conformance._resources import data_dir
+
+SCHEMAS = Path(str(data_dir("schemas")))
+DOCUMENTS = sorted(SCHEMAS.glob("*/*.openapi.json"))
+EXPECTED = {
+    "app-0.1d/provider.openapi.json",
+    "app-next/provider.openapi.json",
+    "app-next/orchestrator.openapi.json",
+}
+
+
+def test_each_surface_has_an_openapi_document() -> None:
+    assert {f"{path.parent.name}/{path.name}" for path in DOCUMENTS} >= EXPECTED
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_schemathesis_loads_and_generates_every_operation(document: Path) -> None:
+    raw = strictjson.load_path(document)
+    assert raw["openapi"].startswith("3.1")
+    schema = schemathesis.openapi.from_path(document)
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    assert len(operations) >= 3
+    for operation in operations:
+        assert operation.definition.raw.get("operationId"), f"{operation.label} has no operationId"
+        case = hypothesis.find(
+            operation.as_strategy(),
+            lambda _: True,
+            settings=hypothesis.settings(database=None, max_examples=5),
+        )
+        assert case.operation is operation
