@@ -29,6 +29,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from conformance import strictjson
 from conformance._resources import data_dir
@@ -243,7 +244,10 @@ class SchemaStore:
             resources = [
                 (
                     schema["$id"],
-                    Resource.from_contents(close_open_objects(schema) if strict else schema),
+                    Resource.from_contents(
+                        close_open_objects(schema) if strict else schema,
+                        default_specification=DRAFT202012,
+                    ),
                 )
                 for schemas in self._own.values()
                 for schema in schemas.values()

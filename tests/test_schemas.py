@@ -201,3 +201,42 @@ def _object_schemas(schema: Any, path: str):
     for where, sub in _walk(schema, path):
         if "properties" in sub:
             yield where, sub
+
+
+# The messages the foundation issue names, per profile (inherited ones count for app-next).
+REQUIRED_MESSAGES = {
+    "app-0.1d": {
+        "health_response", "services_response", "service", "config_schema",
+        "account_request", "account_response_oauth", "account_response_requires_auth",
+        "account_response_error", "token_request", "token_response", "error_oauth",
+        "error_typed", "error_status", "error_flat", "resource_create_request",
+        "resource_response", "update_service_request", "rotate_credentials_request",
+        "remove_request", "remove_response", "deep_link_request", "deep_link_response",
+        "provider_service_detail", "cli_envelope", "cli_catalog",
+    },
+    "app-next": {
+        "attestation_header", "attestation_claims", "orchestrator_metadata", "jwks",
+        "payment_token_header", "payment_token_claims", "payment_credentials",
+        "resource_create_request", "update_service_request", "redemption_request",
+        "redemption_response", "refund_request", "refund_response", "cap_state", "problem",
+        "redemption_error", "spend_cap_exceeded", "account_response_consent_required",
+        "protected_resource_metadata", "authorization_server_metadata",
+        "www_authenticate_challenge", "authorization_request", "token_request",
+        "revocation_request",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("profile", sorted(REQUIRED_MESSAGES))
+def test_every_protocol_message_has_a_schema(profile: str) -> None:
+    missing = REQUIRED_MESSAGES[profile] - set(STORE.messages(profile))
+    assert missing == set(), f"{profile} has no schema for {sorted(missing)}"
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["resource_create_request", "update_service_request", "token_request"],
+)
+def test_app_next_overrides_the_messages_it_changes(message: str) -> None:
+    assert STORE.defining_profile("app-next", message) == "app-next"
+    assert STORE.defining_profile("app-0.1d", message) == "app-0.1d"
