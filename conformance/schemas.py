@@ -42,14 +42,13 @@ SCHEMA_SUFFIX = ".schema.json"
 # Keywords whose value is a subschema, a map of subschemas, or a list of subschemas
 # (JSON Schema 2020-12 core and applicator vocabularies). Only these are walked when closing
 # objects, so a property that happens to be *named* "properties" is left alone.
+# Subschemas that describe the instance's own shape get closed in strict mode. Conditions
+# (`if`, `not`, `contains`, `propertyNames`) are tests, not shapes: closing them would flip
+# their outcome for any instance with extra members, so strict mode leaves them alone.
 _SUBSCHEMA = (
     "additionalProperties",
     "unevaluatedProperties",
     "items",
-    "contains",
-    "propertyNames",
-    "not",
-    "if",
     "then",
     "else",
     "unevaluatedItems",

@@ -84,6 +84,20 @@ def test_closing_objects_does_not_touch_a_property_named_properties() -> None:
     assert "unevaluatedProperties" not in schema  # the original is untouched
 
 
+def test_strict_mode_does_not_close_conditions(tmp_path: Path) -> None:
+    conditional = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}, "error": {"type": "string"}},
+        "if": {"properties": {"ok": {"const": False}}},
+        "then": {"required": ["error"]},
+    }
+    store = _make_store(tmp_path, {"p": {"toy": conditional}})
+    failure = {"ok": False}
+    assert [issue.keyword for issue in store.validate("p", "toy", failure, strict=True)] == [
+        "required"
+    ]
+
+
 def test_a_profile_inherits_and_overrides_its_base(tmp_path: Path) -> None:
     store = _make_store(
         tmp_path,
