@@ -26,7 +26,7 @@ from functools import cache
 from importlib.resources.abc import Traversable
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -55,6 +55,19 @@ _SUBSCHEMA = (
 )
 _SUBSCHEMA_MAP = ("properties", "patternProperties", "$defs", "dependentSchemas")
 _SUBSCHEMA_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
+
+
+def _is_wire_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 60.0 as an integer; on the wire `60.0` is a float, and money in
+    # APP is integer minor units (DESIGN.md §5), so only a JSON number without fraction or
+    # exponent (a Python int from the strict parser) is an integer here.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+WireValidator: Any = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_wire_integer),
+)
 
 
 @dataclass(frozen=True)
@@ -222,7 +235,7 @@ class SchemaStore:
             schema: Any = self._own[owner][message]
             if strict:
                 schema = close_open_objects(schema)
-            validator = Draft202012Validator(
+            validator = WireValidator(
                 schema,
                 registry=self._registry(strict),
                 format_checker=Draft202012Validator.FORMAT_CHECKER,

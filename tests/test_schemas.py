@@ -84,6 +84,13 @@ def test_closing_objects_does_not_touch_a_property_named_properties() -> None:
     assert "unevaluatedProperties" not in schema  # the original is untouched
 
 
+@pytest.mark.parametrize("amount", [60.0, 6e3, True])
+def test_money_must_be_a_wire_integer_not_a_float_with_no_fraction(amount: object) -> None:
+    body = {"payment_token": "a.b.c", "amount": amount, "currency": "usd"}
+    issues = STORE.validate("app-next", "redemption_request", body)
+    assert [(issue.keyword, issue.path) for issue in issues] == [("type", "/amount")]
+
+
 def test_strict_mode_does_not_close_conditions(tmp_path: Path) -> None:
     conditional = {
         "type": "object",
