@@ -1,0 +1,128 @@
+"""app-next request signing: the `APP-Attestation` JWS, minted and verified.
+
+DESIGN.md §2 (app-next, items 1 and 4): every orchestrator → provider call, and every
+provider → orchestrator redemption, carries a compact JWS in `APP-Attestation` with
+`typ: app-attestation+jwt`, `alg` EdDSA or ES256, claims `iss`, `sub`, `aud` (one value: the
+callee's base URL), `iat`, `exp` (at most 300 s after `iat`), single-use `jti` and
+`body_sha256` binding it to the raw body. Verification order: signature with the caller's
+allow-list (conformance.jose), claims with exact `iss`/`aud`, body binding, then the replay
+cache — so a replay of a *valid* token is what `jti` rejects, not a forgery.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from conformance import jose
+from mocks._core.store import Store
+
+__all__ = [
+    "ATTESTATION_HEADER",
+    "ATTESTATION_LIFETIME",
+    "ATTESTATION_TYP",
+    "PAYMENT_TOKEN_LIFETIME",
+    "PAYMENT_TOKEN_TYP",
+    "ReplayCache",
+    "mint_attestation",
+    "verify_attestation",
+]
+
+ATTESTATION_HEADER = "APP-Attestation"
+ATTESTATION_TYP = "app-attestation+jwt"
+ATTESTATION_LIFETIME = 300
+PAYMENT_TOKEN_TYP = "app-payment+jwt"
+PAYMENT_TOKEN_LIFETIME = 900
+ALGORITHMS = ("EdDSA", "ES256")
+
+
+class ReplayCache:
+    """Seen `jti` values, kept until their token expires."""
+
+    def __init__(self, store: Store, table: str = "seen_jti") -> None:
+        self._store = store
+        self._table = table
+
+    def first_use(self, issuer: str, jti: str, exp: int, now: int) -> bool:
+        """Record (issuer, jti); False when it was already recorded and is not yet expired."""
+        key = f"{issuer}\x1f{jti}"
+        with self._store.transaction():
+            seen = self._store.get(self._table, key)
+            if seen is not None and int(seen) > now:
+                return False
+            self._store.put(self._table, key, max(exp, now + 1))
+        return True
+
+
+def mint_attestation(
+    key: jose.SigningKey,
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    body: bytes,
+    now: int,
+    lifetime: int = ATTESTATION_LIFETIME,
+    claims: Mapping[str, Any] | None = None,
+    header: Mapping[str, Any] | None = None,
+) -> str:
+    payload: dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": secrets.token_urlsafe(16),
+        "body_sha256": jose.sha256_b64url(body),
+    }
+    payload.update(claims or {})
+    return jose.sign(payload, key, typ=ATTESTATION_TYP, **dict(header or {}))
+
+
+def verify_attestation(
+    token: str | None,
+    *,
+    keys: Mapping[str, jose.PublicKey],
+    issuer: str,
+    audience: str,
+    body: bytes,
+    now: int,
+    replay: ReplayCache | None,
+    check_body: bool = True,
+    check_audience: bool = True,
+) -> dict[str, Any]:
+    """The verified claims, or `JOSEError` with a stable reason.
+
+    `check_body` / `check_audience` / `replay=None` switch off one rule each; only the
+    mocks' named faults use them.
+    """
+    if not token:
+        raise jose.JOSEError("missing", f"no {ATTESTATION_HEADER} header")
+    _, claims = jose.verify_signature(token, keys=keys, algorithms=ALGORITHMS, typ=ATTESTATION_TYP)
+    jose.validate_claims(
+        claims,
+        issuer=issuer,
+        audience=audience if check_audience else _aud_of(claims),
+        now=now,
+        max_lifetime=ATTESTATION_LIFETIME,
+        require=("iss", "sub", "aud", "exp", "iat", "jti", "body_sha256"),
+    )
+    if check_body:
+        bound = claims.get("body_sha256")
+        if not isinstance(bound, str) or not hmac.compare_digest(bound, jose.sha256_b64url(body)):
+            raise jose.JOSEError("body_mismatch", "body_sha256 does not match the request body")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > 256:
+        raise jose.JOSEError("missing_claim", "jti must be a non-empty string")
+    if replay is not None and not replay.first_use(issuer, jti, int(claims["exp"]), now):
+        raise jose.JOSEError("replayed", f"jti {jti[:32]!r} was already used")
+    return claims
+
+
+def _aud_of(claims: Mapping[str, Any]) -> str:
+    aud = claims.get("aud")
+    if isinstance(aud, list) and len(aud) == 1:
+        aud = aud[0]
+    return aud if isinstance(aud, str) else ""

@@ -1,0 +1,87 @@
+"""Named faults: each makes one mock break exactly the requirement(s) it names.
+
+The catalogue is data (`mocks/faults.toml`): name, mock, profiles, the requirement IDs it
+breaks, and one line saying what the mock does wrong. Mock code asks `faults.active(name)`
+at the one place the fault changes behaviour. Faults are how the suite tests a real
+counterpart's negative paths and how it tests itself (`provspec selftest`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+
+from conformance.errors import UsageError
+
+__all__ = ["Fault", "FaultSet", "catalogue"]
+
+MOCKS = ("orchestrator", "provider", "agent")
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    mock: str
+    profiles: tuple[str, ...]
+    breaks: tuple[str, ...]
+    summary: str
+
+
+@cache
+def catalogue() -> dict[str, Fault]:
+    """Every named fault, by name (read once from mocks/faults.toml)."""
+    from importlib.resources import files
+
+    raw = tomllib.loads(files("mocks").joinpath("faults.toml").read_text(encoding="utf-8"))
+    faults: dict[str, Fault] = {}
+    for entry in raw.get("fault", []):
+        fault = Fault(
+            name=entry["name"],
+            mock=entry["mock"],
+            profiles=tuple(entry["profiles"]),
+            breaks=tuple(entry["breaks"]),
+            summary=entry["summary"],
+        )
+        if fault.name in faults:
+            raise ValueError(f"mocks/faults.toml: fault {fault.name!r} is defined twice")
+        if fault.mock not in MOCKS:
+            raise ValueError(f"mocks/faults.toml: fault {fault.name!r} has unknown mock")
+        faults[fault.name] = fault
+    return faults
+
+
+class FaultSet:
+    """The faults one mock instance runs with; unknown or misplaced names are refused."""
+
+    def __init__(self, mock: str, profile: str, names: Iterable[str] = ()) -> None:
+        known = catalogue()
+        self.mock = mock
+        self._names: frozenset[str] = frozenset(names)
+        for name in sorted(self._names):
+            fault = known.get(name)
+            if fault is None:
+                close = difflib.get_close_matches(name, list(known), n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise UsageError(
+                    f"unknown fault {name!r}{hint} (`provspec mock --list-faults` lists them)"
+                )
+            if fault.mock != mock:
+                raise UsageError(f"fault {name!r} belongs to the {fault.mock} mock, not {mock}")
+            if profile not in fault.profiles:
+                raise UsageError(
+                    f"fault {name!r} applies to {', '.join(fault.profiles)}, not {profile}"
+                )
+
+    def active(self, name: str) -> bool:
+        if name not in catalogue():
+            raise KeyError(f"mock code asks for undeclared fault {name!r}")
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._names))
+
+    def __bool__(self) -> bool:
+        return bool(self._names)
