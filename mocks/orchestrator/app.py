@@ -1,0 +1,439 @@
+"""The mock orchestrator's HTTP side: issuer metadata, JWKS, redemption and refund.
+
+DESIGN.md §2 (app-next, items 3 to 5). The provider redeems a payment token by calling
+`redemption_endpoint`, signed with its own key (`APP-Attestation`, `aud` = this issuer) and
+carrying an `Idempotency-Key`. The orchestrator checks, in this order: key present, caller
+attestation, idempotency record, body shape, payment token (signature, `iss`, `aud` = the
+calling provider, expiry, single use), amount and currency against the token, then the spend
+cap — the last three and the recording of the redemption inside one store transaction, so
+concurrent redemptions cannot overshoot the cap or use one token twice. Errors are RFC 9457
+problem documents with a `code` member (schemas/app-next/problem.schema.json).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from conformance import jose
+from conformance.schemas import default_store
+from conformance.ssrf import SSRFError, SSRFGuard
+from mocks._core.attestation import (
+    ATTESTATION_HEADER,
+    PAYMENT_TOKEN_LIFETIME,
+    PAYMENT_TOKEN_TYP,
+    ReplayCache,
+    verify_attestation,
+)
+from mocks._core.clock import Clock, SystemClock
+from mocks._core.faults import FaultSet
+from mocks._core.http import HTTPProblem, json_response, parse_json_object, problem, read_body
+from mocks._core.network import DEFAULT_TIMEOUT
+from mocks._core.store import MemoryStore, Store
+from mocks.orchestrator._idempotency import Begun, Conflict, IdempotencyLedger, InFlight, Replay
+from mocks.orchestrator.ledger import DEFAULT_LIMIT, CapExceeded, SpendLedger
+
+__all__ = ["OrchestratorMock", "OrchestratorSettings"]
+
+log = logging.getLogger("provspec.mock.orchestrator")
+
+PROBLEM_JSON = "application/problem+json"
+_REDEEMED = "redeemed_tokens"
+_REDEMPTIONS = "redemptions"
+_KEYS = "orchestrator_keys"
+
+
+@dataclass
+class OrchestratorSettings:
+    profile: str = "app-next"
+    issuer: str = "http://orchestrator.mock"
+    default_limit: int = DEFAULT_LIMIT
+    faults: tuple[str, ...] = ()
+    clock: Clock = field(default_factory=SystemClock)
+    store: Store = field(default_factory=MemoryStore)
+    http: Callable[[], httpx.AsyncClient] | None = None
+    ssrf: SSRFGuard = field(default_factory=lambda: SSRFGuard(allow_loopback=True))
+    before_charge: Callable[[], Awaitable[None]] | None = None
+    """Awaited after a redemption takes its idempotency key and before it charges: the seam
+    tests use to hold a request "in flight" without sleeping."""
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.issuer)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                f"issuer must be an http(s) URL without query or fragment: {self.issuer!r}"
+            )
+
+
+class OrchestratorMock:
+    def __init__(self, settings: OrchestratorSettings | None = None) -> None:
+        self.settings = settings = settings or OrchestratorSettings()
+        self.issuer = settings.issuer
+        self.faults = FaultSet("orchestrator", settings.profile, settings.faults)
+        self.clock = settings.clock
+        self.store = settings.store
+        self.ledger = SpendLedger(
+            settings.store, settings.clock, default_limit=settings.default_limit,
+            atomic=not self.faults.active("cap-not-atomic"),
+        )  # fmt: skip
+        self.idempotency = IdempotencyLedger(settings.store)
+        self.replay = ReplayCache(settings.store, table="seen_provider_jti")
+        self.signing_key = self._load_or_make_key()
+        self.metadata_url = f"{self.issuer}/.well-known/app-orchestrator"
+        self.jwks_url = f"{self.issuer}/jwks.json"
+        self.redemption_endpoint = f"{self.issuer}/redemptions"
+        self.refund_endpoint = f"{self.issuer}/refunds"
+        self._provider_keys: dict[str, dict[str, jose.PublicKey]] = {}
+        self._schemas = default_store()
+        self.app = self._build()
+
+    def _load_or_make_key(self) -> jose.SigningKey:
+        """One signing key per state: a served sandbox keeps it across a restart, so tokens
+        minted before the restart still verify. It lives only in the state file."""
+        from cryptography.hazmat.primitives import serialization
+
+        stored = self.store.get(_KEYS, "current")
+        if stored is not None:
+            private = serialization.load_pem_private_key(stored["pem"].encode(), password=None)
+            return jose.SigningKey(kid=stored["kid"], alg=stored["alg"], private=private)  # type: ignore[arg-type]
+        key = jose.generate_key("EdDSA")
+        pem = key.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        self.store.put(_KEYS, "current", {"kid": key.kid, "alg": key.alg, "pem": pem})
+        return key
+
+    # --- app ---------------------------------------------------------------------------------
+    def _build(self) -> Starlette:
+        path = urlsplit(self.issuer).path.rstrip("/")
+        routes = [
+            Route(
+                f"{path}/.well-known/app-orchestrator", self._wrap(self.metadata), methods=["GET"]
+            ),
+            Route(f"{path}/jwks.json", self._wrap(self.jwks), methods=["GET"]),
+            Route(f"{path}/redemptions", self._wrap(self.redeem), methods=["POST"]),
+            Route(f"{path}/refunds", self._wrap(self.refund), methods=["POST"]),
+        ]
+        handlers: dict[Any, Any] = {StarletteHTTPException: self._http_exception}
+        return Starlette(routes=routes, exception_handlers=handlers)
+
+    async def _http_exception(self, request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+        return json_response(
+            problem(exc.status_code, code, str(exc.detail)),
+            exc.status_code,
+            media_type=PROBLEM_JSON,
+        )
+
+    def _wrap(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPProblem as error:
+                return self._problem(error)
+            except Exception:
+                log.exception("mock orchestrator failed on %s %s", request.method, request.url.path)
+                return self._problem(
+                    HTTPProblem(500, "server_error", "the mock orchestrator failed")
+                )
+
+        return endpoint
+
+    def _problem(self, error: HTTPProblem) -> Response:
+        body = problem(error.status, error.code, error.message)
+        body.update(error.extra)
+        return json_response(body, error.status, error.headers, media_type=PROBLEM_JSON)
+
+    # --- discovery -------------------------------------------------------------------------------
+    async def metadata(self, request: Request) -> Response:
+        issuer = (
+            self.issuer + "/" if self.faults.active("metadata-issuer-mismatch") else self.issuer
+        )
+        return json_response(
+            {
+                "issuer": issuer,
+                "jwks_uri": self.jwks_url,
+                "redemption_endpoint": self.redemption_endpoint,
+                "refund_endpoint": self.refund_endpoint,
+                "attestation_signing_alg_values_supported": [self.signing_key.alg],
+            }
+        )
+
+    async def jwks(self, request: Request) -> Response:
+        document = jose.jwks([self.signing_key])
+        if self.faults.active("jwks-private-key-leak"):
+            from cryptography.hazmat.primitives import serialization
+
+            raw = self.signing_key.private.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+            document["keys"][0]["d"] = jose.b64url_encode(raw)
+        return json_response(document)
+
+    # --- the calling provider ------------------------------------------------------------
+    def _client(self) -> httpx.AsyncClient:
+        if self.settings.http is not None:
+            return self.settings.http()
+        return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+
+    async def provider_keys(
+        self, provider: str, *, refresh: bool = False
+    ) -> dict[str, jose.PublicKey]:
+        """The provider's signing keys, from the `jwks_uri` of its RFC 9728 metadata."""
+        if provider in self._provider_keys and not refresh:
+            return self._provider_keys[provider]
+        from mocks.provider.app import _well_known
+
+        try:
+            prm_url = _well_known(provider, "oauth-protected-resource")
+            async with self._client() as client:
+                self.settings.ssrf.check_url(prm_url)
+                answer = await client.get(prm_url)
+                metadata = parse_json_object(answer.content) if answer.status_code == 200 else {}
+                if metadata.get("resource") != provider:
+                    raise HTTPProblem(
+                        401, "invalid_signature", "the caller's metadata does not name it"
+                    )
+                jwks_uri = metadata.get("jwks_uri")
+                if not isinstance(jwks_uri, str):
+                    raise HTTPProblem(401, "invalid_signature", "the caller publishes no jwks_uri")
+                self.settings.ssrf.check_url(jwks_uri)
+                keys = jose.parse_jwks(parse_json_object((await client.get(jwks_uri)).content))
+        except (SSRFError, httpx.HTTPError, ValueError) as error:
+            raise HTTPProblem(
+                401, "invalid_signature", f"cannot load the caller's keys: {error}"
+            ) from None
+        self._provider_keys[provider] = keys
+        return keys
+
+    async def _caller(self, request: Request, raw: bytes) -> str:
+        token = request.headers.get(ATTESTATION_HEADER)
+        if self.faults.active("redemption-unsigned-accepted"):
+            try:
+                _, claims, _ = jose.unverified_parts(token or "")
+                return str(claims.get("iss", ""))
+            except jose.JOSEError:
+                return ""
+        if not token:
+            raise HTTPProblem(401, "invalid_signature", f"no {ATTESTATION_HEADER} header")
+        try:
+            _, unverified, _ = jose.unverified_parts(token)
+        except jose.JOSEError as error:
+            raise HTTPProblem(401, "invalid_signature", f"attestation refused: {error}") from None
+        caller = unverified.get("iss")
+        if not isinstance(caller, str) or not caller.startswith(("http://", "https://")):
+            raise HTTPProblem(
+                401, "invalid_signature", "the attestation's iss is not a provider URL"
+            )
+        for attempt in range(2):
+            keys = await self.provider_keys(caller, refresh=attempt == 1)
+            try:
+                verify_attestation(
+                    token, keys=keys, issuer=caller, audience=self.issuer, body=raw,
+                    now=self.clock.timestamp(), replay=self.replay,
+                )  # fmt: skip
+                return caller
+            except jose.JOSEError as error:
+                if error.reason == "unknown_kid" and attempt == 0:
+                    continue
+                raise HTTPProblem(
+                    401, "invalid_signature", f"attestation refused: {error}"
+                ) from None
+        raise AssertionError("unreachable")
+
+    # --- redemption ------------------------------------------------------------------------
+    async def redeem(self, request: Request) -> Response:
+        return await self._idempotent(request, "redemptions", self._process_redemption)
+
+    async def refund(self, request: Request) -> Response:
+        return await self._idempotent(request, "refunds", self._process_refund)
+
+    async def _idempotent(
+        self,
+        request: Request,
+        endpoint: str,
+        process: Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]],
+    ) -> Response:
+        raw = await read_body(request)
+        key = request.headers.get("idempotency-key")
+        if key is None and not self.faults.active("idempotency-key-optional"):
+            raise HTTPProblem(
+                400, "idempotency_key_required", "the Idempotency-Key header is required"
+            )
+        if key is not None and not 1 <= len(key) <= 255:
+            raise HTTPProblem(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
+        caller = await self._caller(request, raw)
+        body = parse_json_object(raw)
+        message = "redemption_request" if endpoint == "redemptions" else "refund_request"
+        issues = self._schemas.validate("app-next", message, body)
+        if issues:
+            raise HTTPProblem(
+                400, "invalid_request", f"{issues[0].path or '/'}: {issues[0].message}"
+            )
+        if key is None:
+            status, answer = process(caller, body)
+            return self._answer(status, answer)
+        replay_charges = self.faults.active("replay-double-charges")
+        outcome = self.idempotency.begin(caller, endpoint, key, raw)
+        if isinstance(outcome, Conflict) and not self.faults.active("idempotency-conflict-ignored"):
+            raise HTTPProblem(
+                422, "idempotency_conflict", "this Idempotency-Key was used with another body"
+            )
+        if isinstance(outcome, InFlight):
+            raise HTTPProblem(
+                409, "idempotency_in_flight", "a request with this Idempotency-Key is in progress"
+            )
+        if isinstance(outcome, Replay) and not replay_charges:
+            return self._answer(outcome.status, outcome.body, replayed=True)
+        if self.settings.before_charge is not None and isinstance(outcome, Begun):
+            await self.settings.before_charge()
+        try:
+            status, answer = process(caller, body)
+        except BaseException:
+            self.idempotency.abandon(caller, endpoint, key)
+            raise
+        if isinstance(outcome, Begun):
+            self.idempotency.finish(caller, endpoint, key, raw, status, answer)
+        return self._answer(status, answer)
+
+    def _answer(self, status: int, body: dict[str, Any], *, replayed: bool = False) -> Response:
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        media = PROBLEM_JSON if status >= 400 else "application/json"
+        return json_response(body, status, headers, media_type=media)
+
+    def _verify_payment_token(self, token: str, caller: str) -> dict[str, Any]:
+        try:
+            _, claims = jose.verify_signature(
+                token, keys={self.signing_key.kid: self.signing_key.public_key()},
+                algorithms=("EdDSA", "ES256"), typ=PAYMENT_TOKEN_TYP,
+            )  # fmt: skip
+            jose.validate_claims(
+                claims,
+                issuer=self.issuer,
+                audience=claims.get("aud")
+                if self.faults.active("redemption-any-audience")
+                else caller,  # type: ignore[arg-type]
+                now=self.clock.timestamp(),
+                leeway=10**9 if self.faults.active("redemption-accepts-expired") else 30,
+                max_lifetime=10**9
+                if self.faults.active("redemption-accepts-expired")
+                else PAYMENT_TOKEN_LIFETIME,
+                require=("iss", "aud", "sub", "jti", "iat", "exp", "max_amount", "currency"),
+            )
+        except jose.JOSEError as error:
+            code = "payment_token_expired" if error.reason == "expired" else "payment_token_invalid"
+            raise HTTPProblem(402, code, f"payment token refused: {error}") from None
+        return claims
+
+    def _process_redemption(self, caller: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        claims = self._verify_payment_token(str(body["payment_token"]), caller)
+        amount, currency = int(body["amount"]), str(body["currency"])
+        if amount > int(claims["max_amount"]) and not self.faults.active(
+            "redemption-over-max-amount"
+        ):
+            raise HTTPProblem(
+                402,
+                "amount_exceeds_token",
+                f"{amount} exceeds the token's max_amount {claims['max_amount']}",
+            )
+        if currency != claims["currency"] and not self.faults.active(
+            "redemption-currency-mismatch"
+        ):
+            raise HTTPProblem(
+                402,
+                "currency_mismatch",
+                f"{currency} differs from the token's {claims['currency']}",
+            )
+        user, jti = str(claims["sub"]), str(claims["jti"])
+        with self.store.transaction():
+            used = self.store.get(_REDEEMED, jti)
+            if used is not None and not self.faults.active("redemption-reuses-token"):
+                raise HTTPProblem(
+                    402, "payment_token_used", "this payment token was already redeemed"
+                )
+            try:
+                state = self.ledger.charge(user, caller, amount)
+            except CapExceeded as refused:
+                cap = refused.state.as_json()
+                if self.faults.active("cap-refusal-without-figures"):
+                    return 402, problem(402, "spend_cap_exceeded", str(refused))
+                status = 400 if self.faults.active("cap-refusal-wrong-status") else 402
+                return status, {**problem(status, "spend_cap_exceeded", str(refused)), "cap": cap}
+            redemption_id = "rdm_" + secrets.token_hex(8)
+            record = {
+                "id": redemption_id, "user": user, "provider": caller, "amount": amount,
+                "currency": currency, "period": state.period, "refunded": 0, "jti": jti,
+                "resource_id": body.get("resource_id"), "created": self.clock.timestamp(),
+            }  # fmt: skip
+            self.store.put(_REDEMPTIONS, redemption_id, record)
+            self.store.put(_REDEEMED, jti, redemption_id)
+        return 201, {
+            "id": redemption_id,
+            "object": "redemption",
+            "amount": amount,
+            "currency": currency,
+            "status": "succeeded",
+            "resource_id": body.get("resource_id"),
+            "created": _iso(self.clock.timestamp()),
+            "cap": state.as_json(),
+        }
+
+    def _process_refund(self, caller: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        amount = int(body["amount"])
+        with self.store.transaction():
+            record = self.store.get(_REDEMPTIONS, str(body["redemption_id"]))
+            if record is None or record["provider"] != caller:
+                raise HTTPProblem(
+                    404, "redemption_not_found", "no such redemption for this provider"
+                )
+            if amount > int(record["amount"]) - int(record["refunded"]):
+                raise HTTPProblem(
+                    400,
+                    "refund_exceeds_redemption",
+                    "the refund exceeds what remains of the redemption",
+                )
+            record["refunded"] = int(record["refunded"]) + amount
+            self.store.put(_REDEMPTIONS, record["id"], record)
+            if self.faults.active("refund-keeps-spend"):
+                state = self.ledger.state(record["user"], caller)
+            else:
+                self.ledger.credit(record["user"], caller, amount, record["period"])
+                state = self.ledger.state(record["user"], caller)
+        return 201, {
+            "id": "rfd_" + secrets.token_hex(8),
+            "object": "refund",
+            "redemption_id": record["id"],
+            "amount": amount,
+            "currency": record["currency"],
+            "status": "succeeded",
+            "created": _iso(self.clock.timestamp()),
+            "cap": state.as_json(),
+        }
+
+
+def _iso(timestamp: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,304 @@
+"""`provspec orchestrator …`: the mock orchestrator's agent-facing CLI.
+
+It answers like the Stripe Projects CLI (wire-facts §1.1): with `--json`, one envelope
+`{ok, command, version, data, warnings, next_steps, meta}` on stdout, and on failure
+`ok: false` with `error: {code, message}`. State (user, providers, connections, custody,
+ledger, signing key) lives in the SQLite file `--state` / `$PROVSPEC_ORCHESTRATOR_STATE`,
+shared with a served `provspec mock orchestrator --state` so that providers can fetch its
+JWKS and redeem. Secret values are redacted by `env` unless `--reveal` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from conformance import strictjson
+from conformance.ssrf import SSRFGuard
+from mocks._core.http import HTTPProblem
+from mocks._core.network import DEFAULT_TIMEOUT
+from mocks._core.store import SQLiteStore
+from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
+from mocks.orchestrator.catalog import aggregate
+from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
+
+__all__ = ["add_orchestrator_parser"]
+
+CLI_VERSION = "0.1"
+STATE_ENV = "PROVSPEC_ORCHESTRATOR_STATE"
+EXIT_CODES = {"provisioned": 0, "pending": 0, "needs_information": 0}
+
+
+def add_orchestrator_parser(commands: Any) -> None:
+    parser = commands.add_parser(
+        "orchestrator",
+        help="the mock orchestrator's agent-facing CLI (Stripe Projects style)",
+        description="Drive the mock orchestrator as an agent would. State lives in --state or "
+        f"${STATE_ENV} (default .provspec/orchestrator.db).",
+    )
+    sub = parser.add_subparsers(dest="orchestrator_command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        child: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+        child.add_argument("--json", action="store_true", help="print the JSON envelope")
+        child.add_argument(
+            "--state", help=f"state file (default ${STATE_ENV} or .provspec/orchestrator.db)"
+        )
+        return child
+
+    init = command("init", "set up the user, the providers and the profile")
+    init.add_argument(
+        "--provider", action="append", default=[], metavar="NAME=BASE_URL[#HMAC_SECRET]"
+    )
+    init.add_argument("--email", default="dev@example.com")
+    init.add_argument("--no-payment-method", action="store_true")
+    init.add_argument("--profile", choices=("app-0.1d", "app-next"), default=None)
+    init.add_argument("--issuer", help="the served mock orchestrator's issuer URL (app-next)")
+    init.add_argument("--fault", action="append", default=[], metavar="NAME")
+    catalog = command("catalog", "list every provider's services")
+    catalog.add_argument("provider", nargs="?")
+    add = command("add", "provision PROVIDER/SERVICE")
+    add.add_argument("reference", metavar="PROVIDER/SERVICE")
+    add.add_argument("--name")
+    add.add_argument("--config", help="configuration as a JSON object")
+    add.add_argument("--confirm-paid-service", action="store_true")
+    add.add_argument("--accept-tos", action="store_true")
+    add.add_argument("--yes", action="store_true")
+    command("status", "list provisioned resources")
+    env = command("env", "credentials as environment variables (values redacted)")
+    env.add_argument("--reveal", action="store_true", help="print secret values")
+    billing = command("billing", "show or set the monthly spend limit per provider")
+    billing.add_argument("--provider")
+    billing.add_argument("--limit", type=int, help="new monthly limit in minor units")
+    billing.add_argument("--add-payment-method", action="store_true")
+    revoke = command("revoke", "revoke the credentials held for a provider")
+    revoke.add_argument("provider")
+    parser.set_defaults(handler=run)
+
+
+def _envelope(
+    command: str,
+    ok: bool,
+    data: Any,
+    *,
+    warnings: list[str] | None = None,
+    next_steps: list[str] | None = None,
+    error: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "ok": ok,
+        "command": f"projects {command}",
+        "version": CLI_VERSION,
+        "data": data,
+        "warnings": warnings or [],
+        "next_steps": next_steps or [],
+        "meta": {"authenticated": True, "project_initialized": True},
+    }
+    if error is not None:
+        document["error"] = error
+    return document
+
+
+def run(args: argparse.Namespace) -> int:
+    command = args.orchestrator_command
+    try:
+        document, code = asyncio.run(_dispatch(args))
+    except HTTPProblem as problem:
+        document, code = (
+            _envelope(
+                command, False, None, error={"code": problem.code, "message": problem.message}
+            ),
+            1,
+        )
+    except (httpx.HTTPError, OSError) as error:
+        document, code = (
+            _envelope(
+                command, False, None, error={"code": "NETWORK_ERROR", "message": str(error)[:300]}
+            ),
+            1,
+        )
+    if args.json:
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    else:
+        _human(document)
+    return code
+
+
+def _human(document: dict[str, Any]) -> None:
+    if not document["ok"]:
+        print(
+            f"error: {document['error']['code']}: {document['error']['message']}", file=sys.stderr
+        )
+        return
+    print(json.dumps(document["data"], indent=2, ensure_ascii=False))
+    for step in document["next_steps"]:
+        print(f"next: {step}")
+
+
+async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    path = args.state or os.environ.get(STATE_ENV) or os.path.join(".provspec", "orchestrator.db")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    store = SQLiteStore(path)
+    try:
+        config = dict(store.items("config"))
+        if args.orchestrator_command == "init":
+            config["profile"] = args.profile or config.get("profile") or "app-0.1d"
+            config["issuer"] = args.issuer or config.get("issuer") or "http://127.0.0.1:8401"
+            config["faults"] = args.fault or config.get("faults") or []
+            for key, value in config.items():
+                store.put("config", key, value)
+        if "profile" not in config:
+            raise HTTPProblem(400, "NOT_INITIALIZED", "run `provspec orchestrator init` first")
+        core = OrchestratorMock(
+            OrchestratorSettings(
+                profile=config["profile"],
+                issuer=config["issuer"],
+                faults=tuple(config.get("faults") or ()),
+                store=store,
+            )
+        )
+        guard = SSRFGuard(allow_loopback=True)
+        async with httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False) as http:
+            core.settings.ssrf = guard
+            orchestrator = Orchestrator(core, http, auto_consent=False)
+            handler: Callable[
+                [Orchestrator, argparse.Namespace], Awaitable[tuple[dict[str, Any], int]]
+            ]
+            handler = _HANDLERS[args.orchestrator_command]
+            return await handler(orchestrator, args)
+    finally:
+        store.close()
+
+
+async def _init(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    user = orchestrator.set_user(args.email, payment_method=not args.no_payment_method)
+    for spec in args.provider:
+        name, _, rest = spec.partition("=")
+        url, _, secret = rest.partition("#")
+        if not name or not url.startswith(("http://", "https://")):
+            raise HTTPProblem(
+                400, "INVALID_ARGUMENT", f"--provider wants NAME=BASE_URL[#SECRET], not {spec!r}"
+            )
+        if not url.endswith("/"):
+            url += "/"
+        orchestrator.add_provider(
+            ProviderRecord(name=name.lower(), base_url=url, hmac_secret=secret or None)
+        )
+    data = {
+        "profile": orchestrator.profile,
+        "user": {"id": user.id, "email": user.email},
+        "providers": [record.name for record in orchestrator.providers()],
+    }
+    return _envelope(
+        "init", True, data, next_steps=["Run `provspec orchestrator catalog --json`."]
+    ), 0
+
+
+async def _catalog(
+    orchestrator: Orchestrator, args: argparse.Namespace
+) -> tuple[dict[str, Any], int]:
+    records = [orchestrator.provider(args.provider)] if args.provider else orchestrator.providers()
+    catalogs = {record.name: await orchestrator.services(record) for record in records}
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _envelope(
+        "catalog", True, aggregate(catalogs, last_updated=now, provider_filter=args.provider)
+    ), 0
+
+
+async def _add(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    provider, _, service = args.reference.partition("/")
+    if not provider or not service:
+        raise HTTPProblem(
+            400, "INVALID_ARGUMENT", f"expected PROVIDER/SERVICE, got {args.reference!r}"
+        )
+    configuration: dict[str, Any] = {}
+    if args.config:
+        try:
+            parsed = strictjson.loads(args.config)
+        except strictjson.StrictJSONError as error:
+            raise HTTPProblem(
+                400, "INVALID_ARGUMENT", f"--config is not acceptable JSON: {error}"
+            ) from None
+        if not isinstance(parsed, dict):
+            raise HTTPProblem(400, "INVALID_ARGUMENT", "--config must be a JSON object")
+        configuration = parsed
+    outcome: AddOutcome = await orchestrator.add(
+        provider,
+        service,
+        name=args.name,
+        configuration=configuration,
+        confirm_paid=args.confirm_paid_service,
+        accept_tos=args.accept_tos or args.yes,
+    )
+    ok = outcome.status in EXIT_CODES
+    data = {"status": outcome.status, **outcome.data}
+    failure = None if ok else {"code": outcome.status.upper(), "message": outcome.message}
+    return _envelope("add", ok, data, next_steps=outcome.next_steps, error=failure), 0 if ok else 1
+
+
+async def _status(
+    orchestrator: Orchestrator, args: argparse.Namespace
+) -> tuple[dict[str, Any], int]:
+    resources = [
+        {key: value for key, value in resource.items() if key != "credentials"}
+        for resource in orchestrator.resources()
+    ]
+    return _envelope("status", True, {"resources": resources}), 0
+
+
+async def _env(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    warnings = (
+        ["Secret values are shown: do not paste them into logs or chats."] if args.reveal else []
+    )
+    return _envelope(
+        "env", True, {"variables": orchestrator.env(reveal=args.reveal)}, warnings=warnings
+    ), 0
+
+
+async def _billing(
+    orchestrator: Orchestrator, args: argparse.Namespace
+) -> tuple[dict[str, Any], int]:
+    user = orchestrator.user()
+    if args.add_payment_method:
+        user = orchestrator.set_user(user.email, payment_method=True)
+    records = [orchestrator.provider(args.provider)] if args.provider else orchestrator.providers()
+    if args.limit is not None:
+        if not args.provider:
+            raise HTTPProblem(400, "INVALID_ARGUMENT", "--limit needs --provider")
+        if args.limit < 0:
+            raise HTTPProblem(
+                400, "INVALID_ARGUMENT", "--limit is a non-negative integer in minor units"
+            )
+        orchestrator.core.ledger.set_limit(user.id, records[0].base_url, args.limit)
+    caps = {
+        record.name: orchestrator.core.ledger.state(user.id, record.base_url).as_json()
+        for record in records
+    }
+    return _envelope("billing", True, {"payment_method": user.payment_method, "caps": caps}), 0
+
+
+async def _revoke(
+    orchestrator: Orchestrator, args: argparse.Namespace
+) -> tuple[dict[str, Any], int]:
+    return _envelope("revoke", True, await orchestrator.revoke(args.provider)), 0
+
+
+_HANDLERS: dict[
+    str, Callable[[Orchestrator, argparse.Namespace], Awaitable[tuple[dict[str, Any], int]]]
+] = {
+    "init": _init,
+    "catalog": _catalog,
+    "add": _add,
+    "status": _status,
+    "env": _env,
+    "billing": _billing,
+    "revoke": _revoke,
+}

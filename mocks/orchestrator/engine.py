@@ -1,0 +1,635 @@
+"""The mock orchestrator acting for its signed-in user: accounts, consent, provisioning.
+
+`Orchestrator` is what the agent-facing CLI drives. It holds one user (stable opaque id,
+verified email, a payment method), the providers it knows, and custody of the credentials
+it obtains. Every provider call is signed (0.1d HMAC or app-next `APP-Attestation`).
+The consent path validates everything it is handed: `resource` in RFC 9728 metadata and
+`issuer` in RFC 8414 metadata compare exactly to what was requested (no normalising),
+every URL taken from a message passes the SSRF guard, and PKCE is S256.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+from conformance import jose
+from conformance.ssrf import SSRFError
+from conformance.www_authenticate import ChallengeError, parse
+from mocks._core import stripe_signature
+from mocks._core.attestation import (
+    ATTESTATION_HEADER,
+    PAYMENT_TOKEN_LIFETIME,
+    PAYMENT_TOKEN_TYP,
+    mint_attestation,
+)
+from mocks._core.http import HTTPProblem
+from mocks.orchestrator.app import OrchestratorMock
+from mocks.orchestrator.ledger import CapExceeded
+
+__all__ = ["AddOutcome", "Orchestrator", "ProviderRecord", "User"]
+
+_PROVIDERS = "providers"
+_CONNECTIONS = "connections"
+_RESOURCES = "custody"
+_USER = "user"
+API_VERSIONS = {"app-0.1d": "0.1d", "app-next": "next"}
+REDIRECT_URI = "/oauth/callback"
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    account: str
+    payment_method: bool = True
+
+
+@dataclass(frozen=True)
+class ProviderRecord:
+    name: str
+    base_url: str
+    hmac_secret: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "base_url": self.base_url, "hmac_secret": self.hmac_secret}
+
+
+@dataclass
+class AddOutcome:
+    """What `add` ended with; `status` is one of the CLI's `add` answers."""
+
+    status: str
+    message: str
+    data: dict[str, Any]
+    next_steps: list[str]
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)[:64]
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    return verifier, challenge.decode()
+
+
+class Orchestrator:
+    def __init__(
+        self, core: OrchestratorMock, http: httpx.AsyncClient, *, auto_consent: bool = True
+    ) -> None:
+        self.core = core
+        self.http = http
+        self.profile = core.settings.profile
+        self.faults = core.faults
+        self.store = core.store
+        self.auto_consent = auto_consent
+
+    # --- who and with whom ----------------------------------------------------------------------
+    def user(self) -> User:
+        stored = self.store.get(_USER, "current")
+        if stored is None:
+            stored = {
+                "id": "usr_" + secrets.token_hex(8),
+                "email": "dev@example.com",
+                "account": "acct_" + secrets.token_hex(8),
+                "payment_method": True,
+            }
+            self.store.put(_USER, "current", stored)
+        return User(**stored)
+
+    def set_user(self, email: str, *, payment_method: bool = True) -> User:
+        current = self.user()
+        self.store.put(
+            _USER, "current", {**current.__dict__, "email": email, "payment_method": payment_method}
+        )
+        return self.user()
+
+    def add_provider(self, record: ProviderRecord) -> None:
+        self.store.put(_PROVIDERS, record.name, record.as_json())
+
+    def providers(self) -> list[ProviderRecord]:
+        return [ProviderRecord(**value) for _, value in self.store.items(_PROVIDERS)]
+
+    def provider(self, name: str) -> ProviderRecord:
+        stored = self.store.get(_PROVIDERS, name.lower())
+        if stored is None:
+            known = ", ".join(record.name for record in self.providers()) or "none"
+            raise HTTPProblem(
+                404, "PROVIDER_NOT_FOUND", f"unknown provider {name!r}; known: {known}"
+            )
+        return ProviderRecord(**stored)
+
+    # --- signed calls ---------------------------------------------------------------------------------
+    async def call(
+        self,
+        provider: ProviderRecord,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        form: dict[str, str] | None = None,
+        bearer: str | None = None,
+    ) -> httpx.Response:
+        url = provider.base_url + path
+        if form is not None:
+            raw = urlencode(form).encode()
+            content_type = "application/x-www-form-urlencoded"
+        elif body is not None:
+            raw = json.dumps(body, separators=(",", ":")).encode()
+            content_type = "application/json"
+        else:
+            raw, content_type = b"", ""
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if not self.faults.active("missing-api-version"):
+            headers["API-Version"] = API_VERSIONS[self.profile]
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        now = self.core.clock.timestamp()
+        if self.profile == "app-0.1d":
+            secret = provider.hmac_secret or ""
+            if self.faults.active("hmac-wrong-secret"):
+                secret = "whsec_wrong"
+            stamp = now - 3600 if self.faults.active("hmac-stale-timestamp") else now
+            headers["Stripe-Signature"] = stripe_signature.sign(secret, raw, stamp)
+        else:
+            headers[ATTESTATION_HEADER] = self.attestation(provider, raw)
+        return await self.http.request(method, url, content=raw, headers=headers)
+
+    def attestation(self, provider: ProviderRecord, raw: bytes) -> str:
+        user = self.user()
+        now = self.core.clock.timestamp()
+        key = self.core.signing_key
+        header: dict[str, Any] = {}
+        if self.faults.active("attestation-wrong-key"):
+            key = jose.generate_key("EdDSA", kid=key.kid)
+        audience = provider.base_url
+        if self.faults.active("attestation-wrong-aud"):
+            audience = "https://other-provider.example/api/"
+        subject = user.email if self.faults.active("attestation-email-as-sub") else user.id
+        lifetime = 3600 if self.faults.active("attestation-long-lived") else 300
+        body = b"{}" if self.faults.active("attestation-unbound-body") else raw
+        claims = {"email": user.email, "email_verified": True, "orchestrator_account": user.account}
+        if self.faults.active("attestation-alg-none"):
+            payload = {
+                "iss": self.core.issuer,
+                "sub": subject,
+                "aud": audience,
+                "iat": now,
+                "exp": now + lifetime,
+                "jti": secrets.token_urlsafe(16),
+                "body_sha256": jose.sha256_b64url(body),
+                **claims,
+            }
+            return jose.compact(
+                {"alg": "none", "typ": "app-attestation+jwt", "kid": key.kid}, payload, b""
+            )
+        return mint_attestation(
+            key,
+            issuer=self.core.issuer,
+            audience=audience,
+            subject=subject,
+            body=body,
+            now=now,
+            lifetime=lifetime,
+            claims=claims,
+            header=header,
+        )
+
+    # --- payment tokens -----------------------------------------------------------------------------
+    def mint_payment_token(
+        self, provider: ProviderRecord, service_id: str, project_id: str, max_amount: int
+    ) -> str:
+        """A payment token for one provider call, never above the remaining cap (DESIGN §2.5)."""
+        if isinstance(max_amount, bool) or not isinstance(max_amount, int) or max_amount <= 0:
+            raise ValueError("max_amount is a positive integer in minor units")
+        user = self.user()
+        state = self.core.ledger.state(user.id, provider.base_url)
+        if max_amount > state.remaining and not self.faults.active("token-over-cap"):
+            raise CapExceeded(state, max_amount)
+        now = self.core.clock.timestamp()
+        lifetime = (
+            7200 if self.faults.active("payment-token-long-lived") else PAYMENT_TOKEN_LIFETIME
+        )
+        audience = (
+            "https://other-provider.example/api/"
+            if self.faults.active("payment-token-wrong-aud")
+            else provider.base_url
+        )
+        claims: dict[str, Any] = {
+            "iss": self.core.issuer,
+            "aud": audience,
+            "sub": user.id,
+            "jti": "pt_" + secrets.token_urlsafe(12),
+            "iat": now,
+            "exp": now + lifetime,
+            "max_amount": max_amount,
+            "currency": self.core.ledger.currency,
+            "service_id": service_id,
+            "project_id": project_id,
+        }
+        if self.faults.active("payment-token-decimal-amount"):
+            claims["max_amount"] = max_amount / 100
+        return jose.sign(claims, self.core.signing_key, typ=PAYMENT_TOKEN_TYP)
+
+    # --- accounts and consent -------------------------------------------------------------------------
+    def connection(self, provider: ProviderRecord) -> dict[str, Any] | None:
+        found = self.store.get(_CONNECTIONS, f"{self.user().id}\x1f{provider.name}")
+        return dict(found) if found else None
+
+    def _save_connection(self, provider: ProviderRecord, tokens: dict[str, Any]) -> dict[str, Any]:
+        record = {
+            "access_token": tokens["access_token"],
+            "refresh_token": tokens.get("refresh_token"),
+            "account": (tokens.get("account") or {}).get("id"),
+        }
+        self.store.put(_CONNECTIONS, f"{self.user().id}\x1f{provider.name}", record)
+        return record
+
+    async def connect(self, provider: ProviderRecord) -> AddOutcome | dict[str, Any]:
+        """The provider connection, creating or linking the account; an outcome when a human must act."""
+        existing = self.connection(provider)
+        if existing is not None:
+            return existing
+        user = self.user()
+        verifier, challenge = pkce_pair()
+        if self.faults.active("pkce-missing"):
+            verifier = ""
+        request_id = "acctreq_" + secrets.token_hex(8)
+        body: dict[str, Any] = {
+            "id": request_id,
+            "object": "account_request",
+            "email": user.email,
+            "scopes": ["provisioning"],
+            "expires_at": _iso(self.core.clock.timestamp() + 600),
+            "orchestrator": {"type": "stripe", "stripe": {"account": user.account}},
+        }
+        if verifier:
+            body |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+        answer = await self.call(provider, "POST", "provisioning/account_requests", body=body)
+        document = _json(answer)
+        if answer.status_code == 200 and document.get("type") == "oauth":
+            return await self._exchange(provider, str(document["oauth"]["code"]), verifier)
+        if answer.status_code == 200 and document.get("type") == "requires_auth":
+            url = str((document.get("requires_auth") or {}).get("url", ""))
+            if not self.auto_consent:
+                return _consent_outcome(provider, url)
+            return await self._consent_0_1d(provider, url, verifier)
+        if answer.status_code == 401 and self.profile == "app-next":
+            challenge_header = answer.headers.get("www-authenticate", "")
+            if not self.auto_consent:
+                return _consent_outcome(provider, _resource_metadata(challenge_header) or "")
+            return await self._consent_next(provider, challenge_header)
+        raise HTTPProblem(
+            502,
+            "PROVIDER_ERROR",
+            f"{provider.name} answered {answer.status_code}: {_error_text(document)}",
+        )
+
+    async def _exchange(
+        self, provider: ProviderRecord, code: str, verifier: str, **extra: str
+    ) -> dict[str, Any]:
+        form = {"grant_type": "authorization_code", "code": code, **extra}
+        if verifier:
+            form["code_verifier"] = verifier
+        answer = await self.call(provider, "POST", "oauth/token", form=form)
+        tokens = _json(answer)
+        if answer.status_code != 200 or "access_token" not in tokens:
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", f"token exchange failed: {_error_text(tokens)}"
+            )
+        return self._save_connection(provider, tokens)
+
+    async def _consent_0_1d(
+        self, provider: ProviderRecord, url: str, verifier: str
+    ) -> dict[str, Any]:
+        # The scripted "user" approves on the provider's consent page.
+        self._guard(url)
+        separator = "&" if "?" in url else "?"
+        answer = await self.http.post(url + separator + "approve=1")
+        document = _json(answer)
+        if answer.status_code != 200 or "code" not in document:
+            raise HTTPProblem(502, "PROVIDER_ERROR", f"consent failed: {_error_text(document)}")
+        return await self._exchange(provider, str(document["code"]), verifier)
+
+    async def _consent_next(
+        self, provider: ProviderRecord, challenge_header: str
+    ) -> dict[str, Any]:
+        metadata_url = _resource_metadata(challenge_header)
+        if not metadata_url:
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", "401 without resource_metadata: cannot start consent"
+            )
+        self._guard(metadata_url)
+        prm = _json(await self.http.get(metadata_url))
+        if prm.get("resource") != provider.base_url and not self.faults.active(
+            "prm-resource-not-validated"
+        ):
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", "protected resource metadata names another resource"
+            )
+        servers = prm.get("authorization_servers")
+        if not isinstance(servers, list) or not servers or not isinstance(servers[0], str):
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", "protected resource metadata names no authorization server"
+            )
+        issuer = servers[0]
+        from mocks.provider.app import _well_known
+
+        as_url = _well_known(issuer, "oauth-authorization-server")
+        self._guard(as_url)
+        metadata = _json(await self.http.get(as_url))
+        if metadata.get("issuer") != issuer and not self.faults.active("issuer-not-validated"):
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", "authorization server metadata issuer mismatch"
+            )
+        if "S256" not in (metadata.get("code_challenge_methods_supported") or []):
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", "the authorization server does not offer PKCE S256"
+            )
+        authorize, token = metadata.get("authorization_endpoint"), metadata.get("token_endpoint")
+        if not isinstance(authorize, str) or not isinstance(token, str):
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", "authorization server metadata lacks endpoints"
+            )
+        self._guard(authorize)
+        verifier, challenge = pkce_pair()
+        state = secrets.token_urlsafe(16)
+        redirect_uri = self.core.issuer + REDIRECT_URI
+        params = {
+            "response_type": "code",
+            "client_id": self.core.issuer,
+            "redirect_uri": redirect_uri,
+            "scope": "provisioning",
+            "state": state,
+            "login_hint": self.user().email,
+        }
+        if not self.faults.active("consent-without-pkce"):
+            params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+        if not self.faults.active("no-resource-indicator"):
+            params["resource"] = provider.base_url
+        answer = await self.http.get(authorize + "?" + urlencode(params))
+        location = answer.headers.get("location", "")
+        query = parse_qs(urlsplit(location).query)
+        if (
+            answer.status_code not in (302, 303)
+            or query.get("state") != [state]
+            or "code" not in query
+        ):
+            raise HTTPProblem(502, "PROVIDER_ERROR", f"authorization failed ({answer.status_code})")
+        extra = {"redirect_uri": redirect_uri, "client_id": self.core.issuer}
+        if not self.faults.active("no-resource-indicator"):
+            extra["resource"] = provider.base_url
+        return await self._exchange(
+            provider,
+            query["code"][0],
+            "" if self.faults.active("consent-without-pkce") else verifier,
+            **extra,
+        )
+
+    def _guard(self, url: str) -> None:
+        if self.faults.active("ssrf-unguarded"):
+            return
+        try:
+            self.core.settings.ssrf.check_url(url)
+        except SSRFError as error:
+            raise HTTPProblem(
+                502, "UNSAFE_URL", f"refused to fetch {url[:200]!r}: {error}"
+            ) from None
+
+    # --- catalog, provisioning, custody -----------------------------------------------------------
+    async def services(self, provider: ProviderRecord) -> list[dict[str, Any]]:
+        answer = await self.call(provider, "GET", "provisioning/services")
+        document = _json(answer)
+        if answer.status_code != 200 or not isinstance(document.get("data"), list):
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", f"{provider.name} catalog unavailable ({answer.status_code})"
+            )
+        return [entry for entry in document["data"] if isinstance(entry, dict)]
+
+    async def add(
+        self,
+        provider_name: str,
+        service_id: str,
+        *,
+        name: str | None = None,
+        configuration: dict[str, Any] | None = None,
+        confirm_paid: bool = False,
+        accept_tos: bool = True,
+        max_amount: int | None = None,
+    ) -> AddOutcome:
+        provider = self.provider(provider_name)
+        entries = {str(entry.get("id")): entry for entry in await self.services(provider)}
+        entry = entries.get(service_id)
+        if entry is None:
+            raise HTTPProblem(
+                404, "SERVICE_NOT_FOUND", f"{provider.name} has no service {service_id!r}"
+            )
+        if not accept_tos:
+            return AddOutcome(
+                "tos_acceptance_required",
+                f"accept {provider.name}'s terms of service first",
+                {"provider": provider.name},
+                ["Re-run with --accept-tos after reading the terms."],
+            )
+        paid = (entry.get("pricing") or {}).get("type") == "paid"
+        user = self.user()
+        if paid and not user.payment_method:
+            return AddOutcome(
+                "payment_method_required",
+                "no payment method on file",
+                {"provider": provider.name},
+                [
+                    "Ask the human to add a payment method: provspec orchestrator billing --add-payment-method"
+                ],
+            )
+        if paid and not confirm_paid:
+            return AddOutcome(
+                "confirmation_required",
+                f"{provider.name}/{service_id} is a paid service",
+                {"provider": provider.name, "pricing": entry.get("pricing")},
+                ["Ask the human to confirm the cost, then re-run with --confirm-paid-service."],
+            )
+        connection = await self.connect(provider)
+        if isinstance(connection, AddOutcome):
+            return connection
+        project_id = "proj_" + secrets.token_hex(6)
+        body: dict[str, Any] = {
+            "service_id": service_id,
+            "project_id": project_id,
+            "configuration": configuration or {},
+        }
+        if name:
+            body["label_prefix"] = name
+        if paid:
+            try:
+                body["payment_credentials"] = self._payment_credentials(
+                    provider, service_id, project_id, max_amount
+                )
+            except CapExceeded as refused:
+                return _cap_outcome(provider, refused.state.as_json())
+        answer = await self.call(
+            provider, "POST", "provisioning/resources", body=body, bearer=connection["access_token"]
+        )
+        document = _json(answer)
+        error: dict[str, Any] = document["error"] if isinstance(document.get("error"), dict) else {}
+        capped = paid and max_amount is None and self.profile == "app-next"
+        if error.get("code") == "spend_cap_exceeded" or (
+            capped and error.get("code") == "amount_exceeds_token"
+        ):
+            # The token's max_amount was the whole remaining cap; a price above it is a cap refusal.
+            return _cap_outcome(
+                provider,
+                document.get("cap") or self.core.ledger.state(user.id, provider.base_url).as_json(),
+            )
+        if answer.status_code != 200 or document.get("status") not in (
+            "complete",
+            "pending",
+            "needs_information",
+        ):
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", f"{provider.name} refused: {_error_text(document)}"
+            )
+        resource = {
+            "provider": provider.name,
+            "service_id": service_id,
+            "name": name or service_id,
+            "id": document.get("id"),
+            "status": document["status"],
+            "credentials": (document.get("complete") or {}).get("access_configuration") or {},
+        }
+        self.store.put(_RESOURCES, f"{provider.name}\x1f{resource['name']}", resource)
+        status = "provisioned" if document["status"] == "complete" else document["status"]
+        steps = [
+            "Run `provspec orchestrator env --json` to see the variable names (values redacted)."
+        ]
+        if status != "provisioned":
+            steps = [
+                f"Check again with `provspec orchestrator status --json`: the resource is {status}."
+            ]
+        return AddOutcome(
+            status,
+            f"{provider.name}/{service_id} is {document['status']}",
+            {
+                "service": {
+                    "provider": provider.name,
+                    "service_id": service_id,
+                    "name": resource["name"],
+                    "status": document["status"],
+                }
+            },
+            steps,
+        )
+
+    def _payment_credentials(
+        self, provider: ProviderRecord, service_id: str, project_id: str, max_amount: int | None
+    ) -> dict[str, Any]:
+        if self.profile == "app-0.1d":
+            return {
+                "type": "stripe_payment_token",
+                "stripe_payment_token": "spt_" + secrets.token_hex(12),
+            }
+        state = self.core.ledger.state(self.user().id, provider.base_url)
+        amount = max_amount if max_amount is not None else state.remaining
+        if amount <= 0:
+            raise CapExceeded(state, max(amount, 1))
+        token = self.mint_payment_token(provider, service_id, project_id, amount)
+        return {"type": "app_payment_token", "app_payment_token": token}
+
+    def resources(self) -> list[dict[str, Any]]:
+        return [value for _, value in self.store.items(_RESOURCES)]
+
+    def env(self, *, reveal: bool = False) -> dict[str, str]:
+        """Credentials as environment variables, `<NAME>_<KEY>` (wire-facts §1.3), redacted unless asked."""
+        variables: dict[str, str] = {}
+        for resource in self.resources():
+            prefix = str(resource["name"]).upper().replace("-", "_").replace(":", "_")
+            for key, value in sorted(resource["credentials"].items()):
+                shown = value if reveal or self.faults.active("env-reveals-secrets") else "••••••••"
+                variables[f"{prefix}_{key.upper()}"] = shown
+        return variables
+
+    async def revoke(self, provider_name: str) -> dict[str, Any]:
+        provider = self.provider(provider_name)
+        connection = self.connection(provider)
+        if connection is None:
+            raise HTTPProblem(404, "RESOURCE_NOT_FOUND", f"no connection to {provider.name}")
+        if not self.faults.active("revocation-skipped"):
+            for token, hint in (
+                (connection["access_token"], "access_token"),
+                (connection.get("refresh_token"), "refresh_token"),
+            ):
+                if token:
+                    answer = await self.call(
+                        provider,
+                        "POST",
+                        "oauth/revoke",
+                        form={"token": token, "token_type_hint": hint},
+                    )
+                    if answer.status_code != 200:
+                        raise HTTPProblem(
+                            502, "PROVIDER_ERROR", f"revocation failed ({answer.status_code})"
+                        )
+        self.store.delete(_CONNECTIONS, f"{self.user().id}\x1f{provider.name}")
+        return {"provider": provider.name, "revoked": True}
+
+
+def _consent_outcome(provider: ProviderRecord, url: str) -> AddOutcome:
+    return AddOutcome(
+        "consent_required",
+        f"{provider.name} already has an account for this email; the human must approve linking it",
+        {"provider": provider.name, "url": url},
+        [f"Ask the human to open {url} and approve, then re-run the same command."],
+    )
+
+
+def _cap_outcome(provider: ProviderRecord, cap: dict[str, Any]) -> AddOutcome:
+    return AddOutcome(
+        "spend_cap_exceeded",
+        f"the monthly spend cap for {provider.name} is reached",
+        {"provider": provider.name, "cap": cap},
+        [
+            f"Ask the human to raise the limit: provspec orchestrator billing --provider {provider.name} --limit <minor units>. Do not retry before that."
+        ],
+    )
+
+
+def _resource_metadata(header: str) -> str | None:
+    try:
+        for challenge in parse(header):
+            if challenge.scheme.lower() == "bearer" and "resource_metadata" in challenge.params:
+                return challenge.params["resource_metadata"]
+    except ChallengeError:
+        return None
+    return None
+
+
+def _json(answer: httpx.Response) -> dict[str, Any]:
+    from conformance import strictjson
+
+    try:
+        value = strictjson.loads(answer.content) if answer.content else {}
+    except strictjson.StrictJSONError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _error_text(document: dict[str, Any]) -> str:
+    error = document.get("error")
+    if isinstance(error, dict):
+        return f"{error.get('code')}: {error.get('message')}"
+    if isinstance(error, str):
+        return f"{error}: {document.get('error_description', '')}"
+    return str(document.get("detail") or document)[:200]
+
+
+def _iso(timestamp: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

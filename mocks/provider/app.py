@@ -1,0 +1,1072 @@
+"""The mock provider: APP provisioning endpoints plus its own OAuth authorization server.
+
+One ASGI app serves both profiles (`ProviderSettings.profile`):
+
+* `app-0.1d` — the wire PostHog's provider implements (wire-facts §1.5): `API-Version: 0.1d`,
+  `Stripe-Signature` HMAC on every call, accounts keyed by email, `requires_auth` for an
+  existing account, `stripe_payment_token` accepted as opaque.
+* `app-next` — DESIGN.md §2: `APP-Attestation` JWS verified against the orchestrator's JWKS,
+  accounts keyed by (`iss`, `sub`), `401` + `WWW-Authenticate: Bearer resource_metadata=…`
+  for an existing unlinked account, RFC 9728 / RFC 8414 metadata, PKCE S256 with RFC 8707
+  `resource`, payment tokens verified and then redeemed at the orchestrator, RFC 7009
+  revocation.
+
+Every path is relative to `base_url` (which ends in `/`); the well-known documents live at
+the RFC 9728 §3.1 / RFC 8414 §3 paths derived from it. Error answers use the 0.1d envelope
+of the endpoint (typed for account requests, status for resources, oauth for the token
+endpoint, flat for signature and version failures).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from conformance import jose
+from conformance.schemas import default_store
+from conformance.ssrf import SSRFError, SSRFGuard
+from mocks._core import stripe_signature
+from mocks._core.attestation import (
+    ATTESTATION_HEADER,
+    PAYMENT_TOKEN_LIFETIME,
+    PAYMENT_TOKEN_TYP,
+    ReplayCache,
+    mint_attestation,
+    verify_attestation,
+)
+from mocks._core.clock import Clock, SystemClock
+from mocks._core.faults import FaultSet
+from mocks._core.http import (
+    HTTPProblem,
+    flat_error,
+    json_response,
+    oauth_error,
+    parse_form,
+    parse_json_object,
+    read_body,
+    status_error,
+    typed_error,
+)
+from mocks._core.network import DEFAULT_TIMEOUT
+from mocks._core.store import MemoryStore, Store
+from mocks.provider import catalog
+from mocks.provider._state import ProviderState, new_id
+
+__all__ = ["ProviderMock", "ProviderSettings"]
+
+log = logging.getLogger("provspec.mock.provider")
+
+PROFILES = ("app-0.1d", "app-next")
+API_VERSIONS = {"app-0.1d": "0.1d", "app-next": "next"}
+SCOPE = "provisioning"
+CODE_LIFETIME = 300
+ACCESS_LIFETIME = 3600
+DEEP_LINK_LIFETIME = 600
+PENDING_SECONDS = 5
+_VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+@dataclass
+class ProviderSettings:
+    """What a mock provider needs to know; every default suits an in-process test."""
+
+    profile: str = "app-0.1d"
+    base_url: str = "http://provider.mock/api/app/"
+    name: str = "Mockbase"
+    hmac_secret: str = field(default_factory=lambda: "whsec_" + secrets.token_hex(16))
+    orchestrator_issuer: str = "http://orchestrator.mock"
+    existing_emails: tuple[str, ...] = ("existing@example.com",)
+    faults: tuple[str, ...] = ()
+    clock: Clock = field(default_factory=SystemClock)
+    store: Store = field(default_factory=MemoryStore)
+    http: Callable[[], httpx.AsyncClient] | None = None
+    """Makes the client the provider uses to reach the orchestrator (transport seam)."""
+    ssrf: SSRFGuard = field(default_factory=lambda: SSRFGuard(allow_loopback=True))
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
+        parts = urlsplit(self.base_url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or not parts.path.endswith("/")
+        ):
+            raise ValueError(
+                f"base_url must be an absolute http(s) URL ending in '/': {self.base_url!r}"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("base_url must not carry a query or fragment")
+
+
+def _well_known(base_url: str, suffix: str) -> str:
+    """RFC 9728 §3.1 / RFC 8414 §3.1: insert the well-known segment between host and path."""
+    parts = urlsplit(base_url)
+    path = "" if parts.path == "/" else parts.path
+    return f"{parts.scheme}://{parts.netloc}/.well-known/{suffix}{path}"
+
+
+@dataclass
+class _Caller:
+    issuer: str | None = None
+    subject: str | None = None
+    email: str | None = None
+    email_verified: bool = False
+
+
+Handler = Callable[[Request, bytes, "_Caller"], Awaitable[Response]]
+
+
+class ProviderMock:
+    """Build with settings; `app` is the ASGI application."""
+
+    def __init__(self, settings: ProviderSettings | None = None) -> None:
+        self.settings = settings = settings or ProviderSettings()
+        self.profile = settings.profile
+        self.next = settings.profile == "app-next"
+        self.faults = FaultSet("provider", settings.profile, settings.faults)
+        self.clock = settings.clock
+        self.state = ProviderState(settings.store)
+        self.replay = ReplayCache(settings.store)
+        self.base_url = settings.base_url
+        self.base_path = urlsplit(settings.base_url).path
+        self.resource_id = settings.base_url
+        self.issuer = settings.base_url.rstrip("/")
+        self.prm_url = _well_known(settings.base_url, "oauth-protected-resource")
+        if self.faults.active("prm-wrong-location"):
+            self.prm_url = _well_known(settings.base_url, "oauth-protected-resource").replace(
+                "/.well-known/oauth-protected-resource", "/oauth-protected-resource"
+            )
+        self.as_metadata_url = _well_known(self.issuer, "oauth-authorization-server")
+        self.signing_key = jose.generate_key("EdDSA")
+        self._orchestrator: dict[str, Any] | None = None
+        self._schemas = default_store()
+        for email in settings.existing_emails:
+            if self.state.account_by_email(email) is None:
+                self.state.create_account(email, origin="signup")
+        self.app = self._build()
+
+    # --- the ASGI app -------------------------------------------------------------------
+    def _build(self) -> Starlette:
+        p = self.base_path
+        routes = [
+            Route(f"{p}provisioning/health", self._wrap(self.health, "flat"), methods=["GET"]),
+            Route(f"{p}provisioning/services", self._wrap(self.services, "flat"), methods=["GET"]),
+            Route(
+                f"{p}provisioning/account_requests",
+                self._wrap(self.account_requests, "typed"),
+                methods=["POST"],
+            ),
+            Route(
+                f"{p}oauth/token", self._wrap(self.token, "oauth", signed=False), methods=["POST"]
+            ),
+            Route(
+                f"{p}oauth/authorize",
+                self._wrap(self.authorize, "oauth", signed=False),
+                methods=["GET", "POST"],
+            ),
+            Route(
+                f"{p}oauth/revoke", self._wrap(self.revoke, "oauth", signed=False), methods=["POST"]
+            ),
+            Route(
+                f"{p}provisioning/resources",
+                self._wrap(self.create_resource, "status"),
+                methods=["POST"],
+            ),
+            Route(
+                f"{p}provisioning/resources/{{id}}",
+                self._wrap(self.get_resource, "status"),
+                methods=["GET"],
+            ),
+            Route(
+                f"{p}provisioning/resources/{{id}}/{{action}}",
+                self._wrap(self.resource_action, "status"),
+                methods=["POST"],
+            ),
+            Route(
+                f"{p}provisioning/deep_links", self._wrap(self.deep_links, "flat"), methods=["POST"]
+            ),
+            Route(f"{p}api/whoami", self._wrap(self.whoami, "flat", signed=False), methods=["GET"]),
+            Route(f"{p}jwks.json", self._wrap(self.jwks, "flat", signed=False), methods=["GET"]),
+        ]
+        if self.next:
+            routes += [
+                Route(
+                    urlsplit(self.prm_url).path,
+                    self._wrap(self.protected_resource_metadata, "flat", signed=False),
+                    methods=["GET"],
+                ),
+                Route(
+                    urlsplit(self.as_metadata_url).path,
+                    self._wrap(self.authorization_server_metadata, "flat", signed=False),
+                    methods=["GET"],
+                ),
+            ]
+        handlers: dict[Any, Any] = {StarletteHTTPException: self._http_exception}
+        return Starlette(routes=routes, exception_handlers=handlers)
+
+    async def _http_exception(self, request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+        return json_response(flat_error(code, str(exc.detail)), exc.status_code)
+
+    def _wrap(
+        self, handler: Handler, envelope: str, *, signed: bool = True
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            resource_id = request.path_params.get("id", "")
+            try:
+                raw = await read_body(request)
+                json_body = request.headers.get("content-type", "").startswith("application/json")
+                if self.faults.active("crash-on-malformed-json") and json_body and raw[:1] != b"{":
+                    return Response(
+                        "Traceback (most recent call last):\n  ...\nJSONDecodeError",
+                        status_code=500,
+                    )
+                caller = _Caller()
+                if signed:
+                    caller = await self._authenticate(request, raw)
+                return await handler(request, raw, caller)
+            except HTTPProblem as problem:
+                return self._render(problem, envelope, resource_id)
+            except Exception:  # a bug in the mock must still answer in the envelope
+                log.exception("mock provider failed on %s %s", request.method, request.url.path)
+                return self._render(
+                    HTTPProblem(500, "server_error", "the mock provider failed; see its log"),
+                    envelope,
+                    resource_id,
+                )
+
+        return endpoint
+
+    def _render(self, problem: HTTPProblem, envelope: str, resource_id: str) -> Response:
+        if (
+            problem.status in (400, 401, 403, 413)
+            and problem.code.startswith("invalid_")
+            and envelope == "status"
+        ):
+            pass
+        body: dict[str, Any]
+        if envelope == "typed":
+            body = typed_error(problem.code, problem.message)
+        elif envelope == "status":
+            body = status_error(problem.code, problem.message, resource_id)
+        elif envelope == "oauth":
+            body = oauth_error(problem.code, problem.message)
+        else:
+            body = flat_error(problem.code, problem.message)
+        body.update(problem.extra)
+        return json_response(body, problem.status, problem.headers)
+
+    # --- request authentication -----------------------------------------------------------
+    async def _authenticate(self, request: Request, raw: bytes) -> _Caller:
+        expected = API_VERSIONS[self.profile]
+        version = request.headers.get("api-version")
+        if version != expected and not self.faults.active("ignore-api-version"):
+            raise HTTPProblem(400, "invalid_api_version", f"Supported API-Versions: {expected}")
+        if not self.next:
+            self._verify_hmac(request, raw)
+            return _Caller()
+        claims = await self._verify_attestation(request.headers.get(ATTESTATION_HEADER), raw)
+        return _Caller(
+            issuer=str(claims["iss"]),
+            subject=str(claims["sub"]),
+            email=claims.get("email") if isinstance(claims.get("email"), str) else None,
+            email_verified=claims.get("email_verified") is True,
+        )
+
+    def _verify_hmac(self, request: Request, raw: bytes) -> None:
+        if self.faults.active("accept-bad-signature"):
+            return
+        tolerance = 10**9 if self.faults.active("accept-stale-signature") else 300
+        try:
+            stripe_signature.verify(
+                request.headers.get("stripe-signature"),
+                raw,
+                self.settings.hmac_secret,
+                now=self.clock.timestamp(),
+                tolerance=tolerance,
+            )
+        except stripe_signature.SignatureError as error:
+            raise HTTPProblem(401, "invalid_signature", str(error)) from None
+
+    async def _verify_attestation(self, token: str | None, raw: bytes) -> dict[str, Any]:
+        if token and self.faults.active("accept-alg-none"):
+            try:
+                header, claims, _ = jose.unverified_parts(token)
+            except jose.JOSEError:
+                header, claims = {}, {}
+            if str(header.get("alg", "")).lower() == "none":
+                return claims
+        for attempt in range(2):
+            keys = await self._orchestrator_keys(refresh=attempt == 1)
+            try:
+                return verify_attestation(
+                    token,
+                    keys=keys,
+                    issuer=self.settings.orchestrator_issuer,
+                    audience=self.resource_id,
+                    body=raw,
+                    now=self.clock.timestamp(),
+                    replay=None
+                    if self.faults.active("accept-replayed-attestation")
+                    else self.replay,
+                    check_body=not self.faults.active("skip-body-binding"),
+                    check_audience=not self.faults.active("accept-wrong-aud"),
+                )
+            except jose.JOSEError as error:
+                if error.reason == "unknown_kid" and attempt == 0:
+                    continue  # the orchestrator may have rotated its keys: refetch once
+                raise HTTPProblem(
+                    401, "invalid_signature", f"attestation refused: {error}"
+                ) from None
+        raise AssertionError("unreachable")
+
+    def _client(self) -> httpx.AsyncClient:
+        if self.settings.http is not None:
+            return self.settings.http()
+        return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+
+    async def _get_json(self, client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+        try:
+            self.settings.ssrf.check_url(url)
+            answer = await client.get(url, headers={"Accept": "application/json"})
+        except SSRFError as error:
+            raise HTTPProblem(
+                502, "orchestrator_unreachable", f"refused to fetch {url}: {error}"
+            ) from None
+        except httpx.HTTPError as error:
+            raise HTTPProblem(
+                502, "orchestrator_unreachable", f"GET {url} failed: {error}"
+            ) from None
+        if answer.status_code != 200:
+            raise HTTPProblem(
+                502, "orchestrator_unreachable", f"GET {url} answered {answer.status_code}"
+            )
+        return parse_json_object(answer.content)
+
+    async def _orchestrator_meta(self, *, refresh: bool = False) -> dict[str, Any]:
+        if self._orchestrator is None or refresh:
+            issuer = self.settings.orchestrator_issuer
+            async with self._client() as client:
+                metadata = await self._get_json(client, f"{issuer}/.well-known/app-orchestrator")
+                if metadata.get("issuer") != issuer:  # exact, never normalised
+                    raise HTTPProblem(
+                        502, "orchestrator_unreachable", "orchestrator metadata issuer mismatch"
+                    )
+                jwks_uri = metadata.get("jwks_uri")
+                if not isinstance(jwks_uri, str):
+                    raise HTTPProblem(502, "orchestrator_unreachable", "metadata has no jwks_uri")
+                keys = jose.parse_jwks(await self._get_json(client, jwks_uri))
+            self._orchestrator = {"metadata": metadata, "keys": keys}
+        return self._orchestrator
+
+    async def _orchestrator_keys(self, *, refresh: bool = False) -> dict[str, jose.PublicKey]:
+        keys: dict[str, jose.PublicKey] = (await self._orchestrator_meta(refresh=refresh))["keys"]
+        return keys
+
+    # --- discovery ------------------------------------------------------------------------------
+    async def health(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        versions = [API_VERSIONS[self.profile]]
+        if self.faults.active("health-wrong-versions"):
+            versions = []
+        return json_response({"supported_versions": versions, "status": "ok"})
+
+    async def services(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        entries = [entry.as_json() for entry in catalog.SERVICES]
+        if self.faults.active("catalog-bad-pricing"):
+            entries[1]["pricing"] = {"type": "expensive"}
+        return json_response({"data": entries})
+
+    async def jwks(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        return json_response(jose.jwks([self.signing_key]))
+
+    async def protected_resource_metadata(
+        self, request: Request, raw: bytes, caller: _Caller
+    ) -> Response:
+        resource = self.resource_id
+        if self.faults.active("prm-resource-mismatch"):
+            resource = resource.rstrip("/") + "/other/"
+        document = {
+            "resource": resource,
+            "authorization_servers": [self.issuer],
+            "scopes_supported": [SCOPE],
+            "bearer_methods_supported": ["header"],
+            "jwks_uri": f"{self.base_url}jwks.json",
+            "resource_name": self.settings.name,
+        }
+        return json_response(document)
+
+    async def authorization_server_metadata(
+        self, request: Request, raw: bytes, caller: _Caller
+    ) -> Response:
+        issuer = self.issuer + "/" if self.faults.active("as-issuer-mismatch") else self.issuer
+        methods = ["S256", "plain"] if self.faults.active("as-metadata-lists-plain") else ["S256"]
+        document = {
+            "issuer": issuer,
+            "authorization_endpoint": f"{self.base_url}oauth/authorize",
+            "token_endpoint": f"{self.base_url}oauth/token",
+            "revocation_endpoint": f"{self.base_url}oauth/revoke",
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": methods,
+            "scopes_supported": [SCOPE],
+            "token_endpoint_auth_methods_supported": ["none"],
+        }
+        return json_response(document)
+
+    # --- accounts ----------------------------------------------------------------------------
+    def _validate(self, message: str, body: dict[str, Any]) -> None:
+        issues = self._schemas.validate(self.profile, message, body)
+        if issues:
+            first = issues[0]
+            raise HTTPProblem(400, "invalid_request", f"{first.path or '/'}: {first.message}")
+
+    async def account_requests(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        body = parse_json_object(raw)
+        self._validate("account_request", body)
+        request_id = str(body["id"]) if isinstance(body.get("id"), str) else new_id("acctreq")
+        email = str(body["email"])
+        expires = body.get("expires_at")
+        deadline = _parse_time(expires) if isinstance(expires, str) else None
+        if deadline is not None and deadline <= self.clock.timestamp():
+            raise HTTPProblem(400, "expired", "the account request has expired")
+        challenge = body.get("code_challenge")
+        if self.next:
+            return await self._account_next(request_id, email, caller, challenge)
+        account = self.state.account_by_email(email)
+        if account is None:
+            account = self.state.create_account(email, origin="orchestrator")
+            self.state.link(f"stripe\x1f{email.casefold()}", account["id"])
+        if self.state.linked_account(f"stripe\x1f{email.casefold()}") == account["id"]:
+            code = self._code(account["id"], challenge=challenge, request_id=request_id)
+            return json_response({"id": request_id, "type": "oauth", "oauth": {"code": code}})
+        url = f"{self.base_url}oauth/authorize?" + urlencode(
+            {"account_request": request_id, "login_hint": email}
+        )
+        self.state.store.put(
+            "account_requests",
+            request_id,
+            {
+                "account": account["id"],
+                "challenge": challenge,
+                "identity": f"stripe\x1f{email.casefold()}",
+            },
+        )
+        answer: dict[str, Any] = {"url": url}
+        if self.faults.active("requires-auth-without-url"):
+            answer = {}
+        return json_response({"id": request_id, "type": "requires_auth", "requires_auth": answer})
+
+    async def _account_next(
+        self, request_id: str, email: str, caller: _Caller, challenge: Any
+    ) -> Response:
+        identity = f"{caller.issuer}\x1f{caller.subject}"
+        if caller.email is not None and caller.email.casefold() != email.casefold():
+            raise HTTPProblem(
+                400, "invalid_request", "the body's email differs from the attested email"
+            )
+        linked = self.state.linked_account(identity)
+        if linked is None:
+            existing = self.state.account_by_email(email)
+            if existing is not None and not self.faults.active("auto-link-by-email"):
+                raise self._consent_required(
+                    "this email already has an account here; the user must consent to link it"
+                )
+            if existing is None:
+                if not caller.email_verified and not self.faults.active("accept-unverified-email"):
+                    raise HTTPProblem(400, "unverified_email", "the attested email is not verified")
+                existing = self.state.create_account(email, origin="orchestrator")
+            self.state.link(identity, existing["id"])
+            linked = existing["id"]
+        code = self._code(linked, challenge=challenge, request_id=request_id)
+        return json_response({"id": request_id, "type": "oauth", "oauth": {"code": code}})
+
+    def _challenge_header(
+        self, error: str | None = None, description: str | None = None, *, metadata: bool = True
+    ) -> str:
+        params = []
+        if metadata:
+            params.append(f'resource_metadata="{self.prm_url}"')
+        params.append(f'scope="{SCOPE}"')
+        if error:
+            params.append(f'error="{error}"')
+        if description:
+            params.append(f'error_description="{description}"')
+        return "Bearer " + ", ".join(params)
+
+    def _consent_required(self, message: str) -> HTTPProblem:
+        return HTTPProblem(
+            401,
+            "consent_required",
+            message,
+            headers={
+                "WWW-Authenticate": self._challenge_header(
+                    metadata=not self.faults.active("no-resource-metadata")
+                )
+            },
+            extra={"resource_metadata": self.prm_url},
+        )
+
+    def _code(self, account_id: str, *, challenge: Any, request_id: str, **extra: Any) -> str:
+        return self.state.issue_code(
+            {
+                "account": account_id,
+                "challenge": challenge if isinstance(challenge, str) else None,
+                "exp": self.clock.timestamp() + CODE_LIFETIME,
+                "request": request_id,
+                **extra,
+            }
+        )
+
+    # --- OAuth: authorize (scripted consent), token, revoke ---------------------------------
+    async def authorize(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        params = dict(request.query_params)
+        if self.next:
+            return self._authorize_next(params)
+        pending = self.state.store.get("account_requests", params.get("account_request", ""))
+        if pending is None:
+            raise HTTPProblem(400, "invalid_request", "unknown or used account_request")
+        if request.method == "GET" and params.get("approve") != "1":
+            return self._consent_page(params)
+        self.state.store.delete("account_requests", params["account_request"])
+        self.state.link(str(pending["identity"]), str(pending["account"]))
+        code = self._code(
+            str(pending["account"]),
+            challenge=pending["challenge"],
+            request_id=params["account_request"],
+        )
+        return json_response({"code": code, "account_request": params["account_request"]})
+
+    def _consent_page(self, params: dict[str, str]) -> Response:
+        action = "?" + urlencode({**params, "approve": "1"})
+        return HTMLResponse(
+            "<!doctype html><title>Consent</title><form method=post action='"
+            + action.replace("'", "%27").replace("<", "%3C")
+            + "'><p>Link this account to the orchestrator?</p><button>Allow</button></form>"
+        )
+
+    def _authorize_next(self, params: dict[str, str]) -> Response:
+        if params.get("response_type") != "code":
+            raise HTTPProblem(400, "unsupported_response_type", "response_type must be code")
+        redirect_uri = params.get("redirect_uri", "")
+        if not redirect_uri.startswith(("http://", "https://")):
+            raise HTTPProblem(
+                400, "invalid_request", "redirect_uri must be an absolute http(s) URL"
+            )
+        method = params.get("code_challenge_method")
+        challenge = params.get("code_challenge")
+        if not self.faults.active("authorize-without-pkce"):
+            if not challenge or not 43 <= len(challenge) <= 128:
+                raise HTTPProblem(400, "invalid_request", "code_challenge is required (PKCE S256)")
+            if method != "S256" and not (
+                method == "plain" and self.faults.active("pkce-plain-accepted")
+            ):
+                raise HTTPProblem(400, "invalid_request", "code_challenge_method must be S256")
+        resource = params.get("resource")
+        if resource is not None and resource != self.resource_id:
+            raise HTTPProblem(
+                400, "invalid_target", "resource is not this provider's resource identifier"
+            )
+        hint = params.get("login_hint", "")
+        account = self.state.account_by_email(hint) if hint else None
+        if account is None:
+            raise HTTPProblem(400, "invalid_request", "login_hint names no account here")
+        code = self._code(
+            account["id"],
+            challenge=challenge,
+            request_id=params.get("state", ""),
+            method=method or "S256",
+            redirect_uri=redirect_uri,
+            resource=resource,
+            consented=True,
+        )
+        query = {"code": code, "iss": self.issuer}
+        if "state" in params:
+            query["state"] = params["state"]
+        separator = "&" if "?" in redirect_uri else "?"
+        return RedirectResponse(redirect_uri + separator + urlencode(query), status_code=302)
+
+    async def token(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        form = parse_form(raw)
+        signed = False
+        if self.next:
+            if request.headers.get(ATTESTATION_HEADER):
+                claims = await self._verify_attestation(
+                    request.headers.get(ATTESTATION_HEADER), raw
+                )
+                caller = _Caller(issuer=str(claims["iss"]), subject=str(claims["sub"]))
+                signed = True
+        elif request.headers.get("stripe-signature"):
+            self._verify_hmac(request, raw)
+            signed = True
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            return self._grant_code(form, caller, signed)
+        if grant == "refresh_token":
+            if not signed:
+                raise HTTPProblem(401, "invalid_client", "the refresh_token grant must be signed")
+            return self._grant_refresh(form)
+        raise HTTPProblem(
+            400, "unsupported_grant_type", f"grant_type {str(grant)[:40]!r} is not supported"
+        )
+
+    def _grant_code(self, form: dict[str, str], caller: _Caller, signed: bool) -> Response:
+        code = form.get("code", "")
+        reuse = self.faults.active("code-reuse")
+        record = self.state.peek_code(code) if reuse else self.state.take_code(code)
+        if record is None or int(record["exp"]) <= self.clock.timestamp():
+            raise HTTPProblem(400, "invalid_grant", "the code is unknown, used or expired")
+        verifier = form.get("code_verifier")
+        challenge = record.get("challenge")
+        if challenge and not self.faults.active("pkce-not-enforced"):
+            if verifier is None:
+                raise HTTPProblem(401, "invalid_grant", "code_verifier is required for this code")
+            if not (43 <= len(verifier) <= 128 and set(verifier) <= _VERIFIER_CHARS):
+                raise HTTPProblem(
+                    400, "invalid_grant", "code_verifier is malformed (RFC 7636 §4.1)"
+                )
+            computed = (
+                base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+                .rstrip(b"=")
+                .decode()
+            )
+            plain_ok = record.get("method") == "plain" and verifier == challenge
+            if not hmac.compare_digest(computed, str(challenge)) and not plain_ok:
+                raise HTTPProblem(
+                    400, "invalid_grant", "code_verifier does not match the code_challenge"
+                )
+        elif not challenge and not signed:
+            raise HTTPProblem(401, "invalid_client", "an unsigned token request needs a PKCE code")
+        if record.get("consented"):
+            if record.get("redirect_uri") and form.get("redirect_uri") != record["redirect_uri"]:
+                raise HTTPProblem(
+                    400, "invalid_grant", "redirect_uri differs from the authorization request"
+                )
+            resource = form.get("resource")
+            if resource is not None and resource != self.resource_id:
+                raise HTTPProblem(
+                    400, "invalid_target", "resource is not this provider's identifier"
+                )
+            if self.next and caller.issuer and caller.subject:
+                self.state.link(f"{caller.issuer}\x1f{caller.subject}", str(record["account"]))
+        tokens = self.state.issue_tokens(
+            str(record["account"]), SCOPE, expires_at=self.clock.timestamp() + ACCESS_LIFETIME
+        )
+        return json_response(
+            {
+                "token_type": "bearer",
+                **tokens,
+                "expires_in": ACCESS_LIFETIME,
+                "scope": SCOPE,
+                "account": {"id": record["account"], "payment_credentials": "orchestrator"},
+            },
+            headers=self._token_headers(),
+        )
+
+    def _grant_refresh(self, form: dict[str, str]) -> Response:
+        old = form.get("refresh_token", "")
+        record = self.state.refresh_token(old)
+        if record is None:
+            raise HTTPProblem(400, "invalid_grant", "the refresh token is unknown or revoked")
+        scope = str(record["scope"])
+        wanted = form.get("scope")
+        if wanted is not None:
+            # RFC 6749 §6: a refresh may narrow the scope, never widen it.
+            if not set(wanted.split()) <= set(scope.split()):
+                raise HTTPProblem(400, "invalid_scope", "the scope exceeds the original grant")
+            scope = wanted
+        if not self.faults.active("refresh-no-rotation"):
+            self.state.revoke_refresh(old)
+        tokens = self.state.issue_tokens(
+            str(record["account"]),
+            scope,
+            expires_at=self.clock.timestamp() + ACCESS_LIFETIME,
+        )
+        return json_response(
+            {
+                "token_type": "bearer",
+                **tokens,
+                "expires_in": ACCESS_LIFETIME,
+                "scope": scope,
+            },
+            headers=self._token_headers(),
+        )
+
+    def _token_headers(self) -> dict[str, str]:
+        return {} if self.faults.active("token-cacheable") else {"Cache-Control": "no-store"}
+
+    async def revoke(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        if self.next:
+            await self._verify_attestation(request.headers.get(ATTESTATION_HEADER), raw)
+        else:
+            self._verify_hmac(request, raw)
+        form = parse_form(raw)
+        token = form.get("token")
+        if not token:
+            raise HTTPProblem(400, "invalid_request", "token is required (RFC 7009 §2.1)")
+        if not self.faults.active("revocation-ignored"):
+            hint = form.get("token_type_hint")
+            if hint == "refresh_token":
+                self.state.revoke_refresh(token) or self.state.revoke_access(token)
+            else:
+                self.state.revoke_access(token) or self.state.revoke_refresh(token)
+        return Response(status_code=200)  # RFC 7009 §2.2: 200 even for an unknown token
+
+    # --- resources -------------------------------------------------------------------------------
+    def _bearer_account(self, request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise self._unauthorized(None)
+        record = self.state.access_token(token.strip())
+        if record is None or int(record["exp"]) <= self.clock.timestamp():
+            raise self._unauthorized("invalid_token", token.strip())
+        if SCOPE not in str(record["scope"]).split():
+            status = 401 if self.faults.active("insufficient-scope-401") else 403
+            raise HTTPProblem(
+                status,
+                "forbidden",
+                "the token lacks the provisioning scope",
+                headers={"WWW-Authenticate": self._challenge_header("insufficient_scope")},
+            )
+        return str(record["account"])
+
+    def _unauthorized(self, error: str | None, presented: str | None = None) -> HTTPProblem:
+        headers = {}
+        if self.next:
+            headers["WWW-Authenticate"] = self._challenge_header(
+                error, metadata=not self.faults.active("unauthorized-without-metadata")
+            )
+        message = "a valid provider access token is required"
+        if presented and self.faults.active("secret-in-error"):
+            message += f" (got {presented})"
+        return HTTPProblem(401, "unauthorized", message, headers=headers)
+
+    async def create_resource(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        account = self._bearer_account(request)
+        body = parse_json_object(raw)
+        self._validate("resource_create_request", body)
+        entry = catalog.service(str(body["service_id"]))
+        if entry is None:
+            raise HTTPProblem(
+                400, "unknown_service", f"no service {str(body['service_id'])[:64]!r}"
+            )
+        project = body.get("project_id")
+        if isinstance(project, str):
+            existing_id = self.state.project_resource(account, project)
+            if existing_id is not None and not self.faults.active("project-id-ignored"):
+                existing = self.state.resource(existing_id)
+                if existing is not None and existing["service_id"] == entry.id:
+                    return json_response(self._resource_view(existing))
+                raise HTTPProblem(
+                    409, "project_id_conflict", "project_id is bound to another service"
+                )
+        resource_id = new_id("res")
+        if entry.paid and not self.faults.active("provision-without-payment"):
+            await self._charge(body.get("payment_credentials"), entry, resource_id, project)
+        resource: dict[str, Any] = {
+            "id": resource_id,
+            "account": account,
+            "service_id": entry.id,
+            "configuration": body.get("configuration") or {},
+            "status": "complete",
+            "api_key": None,
+            "created": self.clock.timestamp(),
+        }
+        if entry.asynchronous:
+            has_query = bool((body.get("configuration") or {}).get("domain_query"))
+            resource["status"] = "pending" if has_query else "needs_information"
+        if resource["status"] == "complete":
+            resource["api_key"] = self.state.new_api_key(resource_id)
+        self.state.save_resource(resource)
+        if isinstance(project, str):
+            self.state.bind_project(account, project, resource_id)
+        return json_response(self._resource_view(resource))
+
+    async def _charge(
+        self, credentials: Any, entry: catalog.Service, resource_id: str, project: Any
+    ) -> None:
+        if not isinstance(credentials, dict):
+            raise HTTPProblem(400, "requires_payment_credentials", f"{entry.id} is a paid service")
+        if not self.next:
+            token = credentials.get("stripe_payment_token")
+            if (
+                credentials.get("type") != "stripe_payment_token"
+                or not isinstance(token, str)
+                or not token.startswith("spt_")
+            ):
+                raise HTTPProblem(
+                    400, "billing_activation_failed", "the shared payment token was refused"
+                )
+            return
+        token = credentials.get("app_payment_token")
+        if credentials.get("type") != "app_payment_token" or not isinstance(token, str):
+            raise HTTPProblem(
+                400, "requires_payment_credentials", "an app_payment_token is required"
+            )
+        claims = await self._verify_payment_token(token, entry)
+        if self.faults.active("skip-redemption"):
+            return
+        await self._redeem(token, claims, entry, resource_id, project)
+
+    async def _verify_payment_token(self, token: str, entry: catalog.Service) -> dict[str, Any]:
+        for attempt in range(2):
+            keys = await self._orchestrator_keys(refresh=attempt == 1)
+            try:
+                _, claims = jose.verify_signature(
+                    token, keys=keys, algorithms=("EdDSA", "ES256"), typ=PAYMENT_TOKEN_TYP
+                )
+                jose.validate_claims(
+                    claims,
+                    issuer=self.settings.orchestrator_issuer,
+                    audience=self.resource_id,
+                    now=self.clock.timestamp(),
+                    max_lifetime=PAYMENT_TOKEN_LIFETIME,
+                    require=(
+                        "iss",
+                        "aud",
+                        "sub",
+                        "jti",
+                        "iat",
+                        "exp",
+                        "max_amount",
+                        "currency",
+                        "service_id",
+                    ),
+                )
+                break
+            except jose.JOSEError as error:
+                if error.reason == "unknown_kid" and attempt == 0:
+                    continue
+                raise HTTPProblem(
+                    400, "billing_activation_failed", f"payment token refused: {error}"
+                ) from None
+        amount = claims.get("max_amount")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise HTTPProblem(
+                400, "billing_activation_failed", "max_amount must be an integer in minor units"
+            )
+        if claims.get("service_id") != entry.id:
+            raise HTTPProblem(
+                400, "billing_activation_failed", "the payment token is for another service"
+            )
+        if claims.get("currency") != "usd":
+            raise HTTPProblem(
+                400, "billing_activation_failed", "the payment token's currency is not usd"
+            )
+        if amount < entry.price and not self.faults.active("redeem-over-max-amount"):
+            raise HTTPProblem(
+                402,
+                "amount_exceeds_token",
+                f"{entry.id} costs {entry.price}; the token allows {amount}",
+            )
+        return claims
+
+    async def _redeem(
+        self,
+        token: str,
+        claims: dict[str, Any],
+        entry: catalog.Service,
+        resource_id: str,
+        project: Any,
+    ) -> None:
+        endpoint = (await self._orchestrator_meta())["metadata"].get("redemption_endpoint")
+        if not isinstance(endpoint, str):
+            raise HTTPProblem(
+                502, "orchestrator_unreachable", "orchestrator metadata has no redemption_endpoint"
+            )
+        body = {
+            "payment_token": token,
+            "amount": entry.price,
+            "currency": "usd",
+            "description": f"{self.settings.name} {entry.id}",
+            "resource_id": resource_id,
+        }
+        raw = _canonical(body)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, application/problem+json",
+        }
+        if not self.faults.active("redeem-without-idempotency-key"):
+            headers["Idempotency-Key"] = f"{claims['jti']}"
+        if not self.faults.active("redeem-unsigned"):
+            headers[ATTESTATION_HEADER] = mint_attestation(
+                self.signing_key,
+                issuer=self.resource_id,
+                audience=self.settings.orchestrator_issuer,
+                subject=str(claims.get("sub", "")),
+                body=raw,
+                now=self.clock.timestamp(),
+            )
+        try:
+            self.settings.ssrf.check_url(endpoint)
+            async with self._client() as client:
+                answer = await client.post(endpoint, content=raw, headers=headers)
+        except (SSRFError, httpx.HTTPError) as error:
+            raise HTTPProblem(
+                502, "orchestrator_unreachable", f"redemption failed: {error}"
+            ) from None
+        if answer.status_code in (200, 201):
+            return
+        try:
+            refusal = parse_json_object(answer.content)
+        except HTTPProblem:
+            refusal = {}
+        code = (
+            refusal.get("code")
+            if isinstance(refusal.get("code"), str)
+            else "billing_activation_failed"
+        )
+        if code == "spend_cap_exceeded":
+            if self.faults.active("provision-on-cap-refusal"):
+                return
+            raise HTTPProblem(
+                402,
+                "spend_cap_exceeded",
+                "the orchestrator refused the charge: the spend cap is reached",
+                extra={"cap": refusal["cap"]} if isinstance(refusal.get("cap"), dict) else None,
+            )
+        raise HTTPProblem(
+            402, str(code), f"the orchestrator refused the redemption ({answer.status_code})"
+        )
+
+    def _owned(self, request: Request) -> dict[str, Any]:
+        account = self._bearer_account(request)
+        resource_id = request.path_params["id"]
+        resource = self.state.resource(resource_id)
+        foreign = resource is not None and resource["account"] != account
+        if foreign and self.faults.active("cross-account-access"):
+            foreign = False
+        if resource is None or foreign or resource["status"] == "removed":
+            raise HTTPProblem(404, "not_found", "no such resource for this account")
+        return resource
+
+    def _resource_view(self, resource: dict[str, Any]) -> dict[str, Any]:
+        status = resource["status"]
+        view: dict[str, Any] = {
+            "status": status,
+            "id": resource["id"],
+            "service_id": resource["service_id"],
+        }
+        if status == "complete":
+            view["complete"] = {
+                "access_configuration": {
+                    "api_key": resource["api_key"],
+                    "base_url": f"{self.base_url}api/",
+                }
+            }
+        elif status == "pending":
+            view["pending"] = {"message": "registering the domain"}
+        elif status == "needs_information":
+            view["needs_information"] = {
+                "message": "which domain should be registered?",
+                "schema": catalog.service(resource["service_id"]).configuration_schema,  # type: ignore[union-attr]
+            }
+        return view
+
+    async def get_resource(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        resource = self._owned(request)
+        if (
+            resource["status"] == "pending"
+            and self.clock.timestamp() - int(resource["created"]) >= PENDING_SECONDS
+        ):
+            resource["status"] = "complete"
+            resource["api_key"] = self.state.new_api_key(resource["id"])
+            self.state.save_resource(resource)
+        return json_response(self._resource_view(resource))
+
+    async def resource_action(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        action = request.path_params["action"]
+        if action not in ("rotate_credentials", "update_service", "remove"):
+            raise HTTPProblem(404, "not_found", f"unknown resource action {action[:40]!r}")
+        resource = self._owned(request)
+        body = parse_json_object(raw) if raw.strip() else {}
+        message = f"{action}_request"
+        self._validate(message, body)
+        if action == "rotate_credentials":
+            if resource["status"] != "complete":
+                raise HTTPProblem(
+                    400, "invalid_request", "only a complete resource has credentials"
+                )
+            if resource["api_key"] and not self.faults.active("rotation-keeps-old-key"):
+                self.state.drop_api_key(resource["api_key"])
+            resource["api_key"] = self.state.new_api_key(resource["id"])
+        elif action == "update_service":
+            target = catalog.service(str(body.get("service_id")))
+            current = catalog.service(resource["service_id"])
+            if target is None or current is None:
+                raise HTTPProblem(400, "unknown_service", "no such service")
+            if target.id != current.id and target.id not in current.allowed_updates:
+                raise HTTPProblem(
+                    400, "invalid_request", f"{current.id} cannot change to {target.id}"
+                )
+            if target.paid and not self.faults.active("provision-without-payment"):
+                await self._charge(body.get("payment_credentials"), target, resource["id"], None)
+            resource["service_id"] = target.id
+        else:
+            if resource["api_key"]:
+                self.state.drop_api_key(resource["api_key"])
+            resource["status"] = "removed"
+            resource["api_key"] = None
+            self.state.save_resource(resource)
+            return json_response(
+                {"status": "removed", "id": resource["id"], "service_id": resource["service_id"]}
+            )
+        self.state.save_resource(resource)
+        return json_response(self._resource_view(resource))
+
+    async def deep_links(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        self._bearer_account(request)
+        body = parse_json_object(raw)
+        self._validate("deep_link_request", body)
+        lifetime = 86400 if self.faults.active("deep-link-long-lived") else DEEP_LINK_LIFETIME
+        expires = self.clock.timestamp() + lifetime
+        url = f"{self.base_url}dashboard?login=" + secrets.token_urlsafe(16)
+        return json_response({"url": url, "expires_at": _iso(expires)})
+
+    # --- the provider API the credentials unlock -----------------------------------------
+    async def whoami(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        resource_id = (
+            self.state.api_key_resource(key.strip()) if scheme.lower() == "bearer" else None
+        )
+        if resource_id is None:
+            raise HTTPProblem(401, "unauthorized", "a valid API key is required")
+        resource = self.state.resource(resource_id)
+        assert resource is not None
+        return json_response({"resource_id": resource_id, "service_id": resource["service_id"]})
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    import json
+
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _iso(timestamp: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: str) -> int | None:
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
