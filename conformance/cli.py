@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--profile", default="app-0.1d", help="profile (default: app-0.1d)")
     validate.add_argument("--strict", action="store_true", help="report unmodelled members too")
     validate.set_defaults(handler=_validate)
+
+    from mocks._cli import add_mock_parser
+
+    add_mock_parser(commands)
+    from mocks.orchestrator.cli import add_orchestrator_parser
+
+    add_orchestrator_parser(commands)
     return parser
 
 

@@ -1,0 +1,178 @@
+"""`provspec mock …`: list faults, or serve a mock on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from typing import Any
+
+from conformance.errors import UsageError
+from mocks._core.faults import catalogue
+from mocks._core.store import MemoryStore, SQLiteStore, Store
+
+__all__ = ["add_mock_parser"]
+
+PROFILES = ("app-0.1d", "app-next")
+
+
+def add_mock_parser(commands: Any) -> None:
+    mock = commands.add_parser(
+        "mock",
+        help="serve a mock orchestrator or provider on loopback, or list the named faults",
+        description="Serve one mock so that a real counterpart can call it. Prints the base URL "
+        "and the trust material (HMAC secret, JWKS URL) the counterpart needs. Ctrl-C or SIGTERM "
+        "stops it cleanly.",
+    )
+    mock.add_argument("role", nargs="?", choices=("orchestrator", "provider"), help="which mock")
+    mock.add_argument("--list-faults", action="store_true", help="print every named fault and exit")
+    mock.add_argument("--format", choices=("table", "json"), default="table", dest="output_format")
+    mock.add_argument("--profile", choices=PROFILES, default="app-0.1d")
+    mock.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
+    mock.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port (default 8400 provider, 8401 orchestrator; 0 = any)",
+    )
+    mock.add_argument("--state", help="SQLite file that keeps the mock's state across restarts")
+    mock.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="inject a named fault (repeatable)",
+    )
+    mock.add_argument(
+        "--base-path",
+        default="/api/app/",
+        help="provider: path of the base URL (default /api/app/)",
+    )
+    mock.add_argument(
+        "--orchestrator-issuer",
+        default="http://127.0.0.1:8401",
+        help="provider, app-next: the orchestrator it trusts",
+    )
+    mock.add_argument(
+        "--hmac-secret",
+        help="provider, app-0.1d: the Stripe-Signature secret (default: random, kept in --state)",
+    )
+    mock.add_argument("--issuer", help="orchestrator: issuer URL (default: its own origin)")
+    mock.set_defaults(handler=_mock)
+
+
+def _mock(args: argparse.Namespace) -> int:
+    if args.list_faults:
+        return _list_faults(args.output_format)
+    if args.role is None:
+        raise UsageError("name a mock to serve (orchestrator or provider), or pass --list-faults")
+    port = args.port if args.port is not None else (8400 if args.role == "provider" else 8401)
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0..65535, not {port}")
+    store: Store = SQLiteStore(args.state) if args.state else MemoryStore()
+    from mocks._serve import bind, serve
+
+    listener = bind(args.host, port)
+    if args.role == "provider":
+        app, banner = _provider(args, listener.origin, store)
+    else:
+        app, banner = _orchestrator(args, listener.origin, store)
+    try:
+        serve(app, listener, banner=banner)
+    finally:
+        store.close()
+    return 0
+
+
+def _config(store: Store, name: str, default: str) -> str:
+    value = store.get("config", name)
+    if value is None:
+        store.put("config", name, default)
+        return default
+    return str(value)
+
+
+def _provider(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any, str]:
+    from mocks.provider.app import ProviderMock, ProviderSettings
+
+    path = args.base_path if args.base_path.endswith("/") else args.base_path + "/"
+    if not path.startswith("/"):
+        raise UsageError("--base-path must start with '/'")
+    secret = args.hmac_secret or _config(store, "hmac_secret", "whsec_" + secrets.token_hex(16))
+    try:
+        mock = ProviderMock(
+            ProviderSettings(
+                profile=args.profile, base_url=origin + path, hmac_secret=secret,
+                orchestrator_issuer=args.orchestrator_issuer, faults=tuple(args.fault), store=store,
+            )
+        )  # fmt: skip
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    lines = [
+        f"provspec mock provider ({args.profile}) listening",
+        f"  base URL:            {mock.base_url}",
+        f"  health:              {mock.base_url}provisioning/health",
+    ]
+    if args.profile == "app-0.1d":
+        lines.append(f"  HMAC secret:         {secret}   (Stripe-Signature, API-Version: 0.1d)")
+    else:
+        lines += [
+            f"  resource metadata:   {mock.prm_url}",
+            f"  AS metadata:         {mock.as_metadata_url}",
+            f"  JWKS (redemptions):  {mock.base_url}jwks.json",
+            f"  trusts orchestrator: {args.orchestrator_issuer}",
+        ]
+    lines.append(f"  faults:              {', '.join(args.fault) or 'none'}")
+    return mock.app, "\n".join(lines)
+
+
+def _orchestrator(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any, str]:
+    from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
+
+    issuer = args.issuer or _config(store, "issuer", origin)
+    try:
+        mock = OrchestratorMock(
+            OrchestratorSettings(
+                profile=args.profile, issuer=issuer, faults=tuple(args.fault), store=store
+            )
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    store.put("config", "issuer", issuer)
+    lines = [
+        f"provspec mock orchestrator ({args.profile}) listening",
+        f"  issuer:              {issuer}",
+        f"  metadata:            {mock.metadata_url}",
+        f"  JWKS:                {mock.jwks_url}",
+        f"  redemption endpoint: {mock.redemption_endpoint}",
+        f"  faults:              {', '.join(args.fault) or 'none'}",
+    ]
+    return mock.app, "\n".join(lines)
+
+
+def _list_faults(output_format: str) -> int:
+    faults = sorted(catalogue().values(), key=lambda fault: (fault.mock, fault.name))
+    if output_format == "json":
+        document = [
+            {"name": f.name, "mock": f.mock, "profiles": list(f.profiles), "breaks": list(f.breaks),
+             "summary": f.summary}
+            for f in faults
+        ]  # fmt: skip
+        sys.stdout.write(json.dumps({"faults": document}, indent=2) + "\n")
+        return 0
+    width = max(len(fault.name) for fault in faults)
+    for mock in ("orchestrator", "provider", "agent"):
+        group = [fault for fault in faults if fault.mock == mock]
+        if not group:
+            continue
+        print(f"{mock} ({len(group)} faults)")
+        for fault in group:
+            profiles = "both" if len(fault.profiles) == 2 else fault.profiles[0]
+            print(
+                f"  {fault.name:<{width}}  {profiles:<8}  {', '.join(fault.breaks):<24}  {fault.summary}"
+            )
+    print(f"{len(faults)} faults")
+    return 0
