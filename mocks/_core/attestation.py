@@ -26,6 +26,7 @@ __all__ = [
     "PAYMENT_TOKEN_LIFETIME",
     "PAYMENT_TOKEN_TYP",
     "ReplayCache",
+    "attestation_claims",
     "mint_attestation",
     "verify_attestation",
 ]
@@ -56,6 +57,30 @@ class ReplayCache:
         return True
 
 
+def attestation_claims(
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    body: bytes,
+    now: int,
+    lifetime: int = ATTESTATION_LIFETIME,
+    claims: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The claims of a fresh attestation (a new `jti`), bound to `body`."""
+    payload: dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": secrets.token_urlsafe(16),
+        "body_sha256": jose.sha256_b64url(body),
+    }
+    payload.update(claims or {})
+    return payload
+
+
 def mint_attestation(
     key: jose.SigningKey,
     *,
@@ -68,16 +93,15 @@ def mint_attestation(
     claims: Mapping[str, Any] | None = None,
     header: Mapping[str, Any] | None = None,
 ) -> str:
-    payload: dict[str, Any] = {
-        "iss": issuer,
-        "sub": subject,
-        "aud": audience,
-        "iat": now,
-        "exp": now + lifetime,
-        "jti": secrets.token_urlsafe(16),
-        "body_sha256": jose.sha256_b64url(body),
-    }
-    payload.update(claims or {})
+    payload = attestation_claims(
+        issuer=issuer,
+        audience=audience,
+        subject=subject,
+        body=body,
+        now=now,
+        lifetime=lifetime,
+        claims=claims,
+    )
     return jose.sign(payload, key, typ=ATTESTATION_TYP, **dict(header or {}))
 
 

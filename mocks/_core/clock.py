@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "FrozenClock", "SystemClock"]
+__all__ = ["Clock", "FrozenClock", "SystemClock", "iso_utc"]
 
 
 class Clock(Protocol):
@@ -54,3 +54,8 @@ class FrozenClock:
         if moment.tzinfo is None:
             raise ValueError("set() needs a timezone-aware time")
         self._now = moment.astimezone(UTC)
+
+
+def iso_utc(timestamp: int) -> str:
+    """A NumericDate as the RFC 3339 UTC timestamp the wire uses, e.g. 2026-11-23T12:00:00Z."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

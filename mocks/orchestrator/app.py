@@ -36,7 +36,7 @@ from mocks._core.attestation import (
     ReplayCache,
     verify_attestation,
 )
-from mocks._core.clock import Clock, SystemClock
+from mocks._core.clock import Clock, SystemClock, iso_utc
 from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem, json_response, parse_json_object, problem, read_body
 from mocks._core.network import DEFAULT_TIMEOUT
@@ -396,7 +396,7 @@ class OrchestratorMock:
             "currency": currency,
             "status": "succeeded",
             "resource_id": body.get("resource_id"),
-            "created": _iso(self.clock.timestamp()),
+            "created": iso_utc(self.clock.timestamp()),
             "cap": state.as_json(),
         }
 
@@ -428,12 +428,6 @@ class OrchestratorMock:
             "amount": amount,
             "currency": record["currency"],
             "status": "succeeded",
-            "created": _iso(self.clock.timestamp()),
+            "created": iso_utc(self.clock.timestamp()),
             "cap": state.as_json(),
         }
-
-
-def _iso(timestamp: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

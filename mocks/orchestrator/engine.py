@@ -28,8 +28,10 @@ from mocks._core.attestation import (
     ATTESTATION_HEADER,
     PAYMENT_TOKEN_LIFETIME,
     PAYMENT_TOKEN_TYP,
+    attestation_claims,
     mint_attestation,
 )
+from mocks._core.clock import iso_utc
 from mocks._core.http import HTTPProblem
 from mocks.orchestrator.app import OrchestratorMock
 from mocks.orchestrator.ledger import CapExceeded
@@ -177,16 +179,15 @@ class Orchestrator:
         body = b"{}" if self.faults.active("attestation-unbound-body") else raw
         claims = {"email": user.email, "email_verified": True, "orchestrator_account": user.account}
         if self.faults.active("attestation-alg-none"):
-            payload = {
-                "iss": self.core.issuer,
-                "sub": subject,
-                "aud": audience,
-                "iat": now,
-                "exp": now + lifetime,
-                "jti": secrets.token_urlsafe(16),
-                "body_sha256": jose.sha256_b64url(body),
-                **claims,
-            }
+            payload = attestation_claims(
+                issuer=self.core.issuer,
+                audience=audience,
+                subject=subject,
+                body=body,
+                now=now,
+                lifetime=lifetime,
+                claims=claims,
+            )
             return jose.compact(
                 {"alg": "none", "typ": "app-attestation+jwt", "kid": key.kid}, payload, b""
             )
@@ -267,7 +268,7 @@ class Orchestrator:
             "object": "account_request",
             "email": user.email,
             "scopes": ["provisioning"],
-            "expires_at": _iso(self.core.clock.timestamp() + 600),
+            "expires_at": iso_utc(self.core.clock.timestamp() + 600),
             "orchestrator": {"type": "stripe", "stripe": {"account": user.account}},
         }
         if verifier:
@@ -627,9 +628,3 @@ def _error_text(document: dict[str, Any]) -> str:
     if isinstance(error, str):
         return f"{error}: {document.get('error_description', '')}"
     return str(document.get("detail") or document)[:200]
-
-
-def _iso(timestamp: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -48,7 +48,7 @@ from mocks._core.attestation import (
     mint_attestation,
     verify_attestation,
 )
-from mocks._core.clock import Clock, SystemClock
+from mocks._core.clock import Clock, SystemClock, iso_utc
 from mocks._core.faults import FaultSet
 from mocks._core.http import (
     HTTPProblem,
@@ -1036,7 +1036,7 @@ class ProviderMock:
         lifetime = 86400 if self.faults.active("deep-link-long-lived") else DEEP_LINK_LIFETIME
         expires = self.clock.timestamp() + lifetime
         url = f"{self.base_url}dashboard?login=" + secrets.token_urlsafe(16)
-        return json_response({"url": url, "expires_at": _iso(expires)})
+        return json_response({"url": url, "expires_at": iso_utc(expires)})
 
     # --- the provider API the credentials unlock -----------------------------------------
     async def whoami(self, request: Request, raw: bytes, caller: _Caller) -> Response:
@@ -1055,12 +1055,6 @@ def _canonical(body: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _iso(timestamp: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(value: str) -> int | None:
