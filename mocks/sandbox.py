@@ -75,11 +75,12 @@ class Sandbox:
             self.orchestrator_mock, self.http, auto_consent=self.auto_consent
         )
         for name, mock in self.provider_mocks.items():
-            self.orchestrator.add_provider(
-                ProviderRecord(
-                    name=name, base_url=mock.base_url, hmac_secret=mock.settings.hmac_secret
-                )
+            record = ProviderRecord(
+                name=name, base_url=mock.base_url, hmac_secret=mock.settings.hmac_secret
             )
+            self.orchestrator.add_provider(record)
+            # The sandbox's human has accepted every provider's terms up front.
+            self.orchestrator.accept_tos(record)
 
     def _client(self) -> httpx.AsyncClient:
         return self.network.client()

@@ -6,7 +6,9 @@ carrying an `Idempotency-Key`. The orchestrator checks, in this order: key prese
 attestation, idempotency record, body shape, payment token (signature, `iss`, `aud` = the
 calling provider, expiry, single use), amount and currency against the token, then the spend
 cap — the last three and the recording of the redemption inside one store transaction, so
-concurrent redemptions cannot overshoot the cap or use one token twice. Errors are RFC 9457
+concurrent redemptions cannot overshoot the cap or use one token twice. Processing runs in
+worker threads, so that guarantee rests on the store's transaction, as it would in a real
+deployment, and not on the event loop happening to run one handler at a time. Errors are RFC 9457
 problem documents with a `code` member (schemas/app-next/problem.schema.json).
 """
 
@@ -15,10 +17,12 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -293,7 +297,7 @@ class OrchestratorMock:
                 400, "invalid_request", f"{issues[0].path or '/'}: {issues[0].message}"
             )
         if key is None:
-            status, answer = process(caller, body)
+            status, answer = await anyio.to_thread.run_sync(process, caller, body)
             return self._answer(status, answer)
         replay_charges = self.faults.active("replay-double-charges")
         outcome = self.idempotency.begin(caller, endpoint, key, raw)
@@ -310,7 +314,7 @@ class OrchestratorMock:
         if self.settings.before_charge is not None and isinstance(outcome, Begun):
             await self.settings.before_charge()
         try:
-            status, answer = process(caller, body)
+            status, answer = await anyio.to_thread.run_sync(process, caller, body)
         except BaseException:
             self.idempotency.abandon(caller, endpoint, key)
             raise
@@ -347,6 +351,13 @@ class OrchestratorMock:
             raise HTTPProblem(402, code, f"payment token refused: {error}") from None
         return claims
 
+    def _redemption_transaction(self) -> AbstractContextManager[Any]:
+        # The cap-not-atomic fault drops the transaction that makes check-and-charge one step.
+        if self.faults.active("cap-not-atomic"):
+            return nullcontext()
+        transaction: AbstractContextManager[Any] = self.store.transaction()
+        return transaction
+
     def _process_redemption(self, caller: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         claims = self._verify_payment_token(str(body["payment_token"]), caller)
         amount, currency = int(body["amount"]), str(body["currency"])
@@ -367,7 +378,7 @@ class OrchestratorMock:
                 f"{currency} differs from the token's {claims['currency']}",
             )
         user, jti = str(claims["sub"]), str(claims["jti"])
-        with self.store.transaction():
+        with self._redemption_transaction():
             used = self.store.get(_REDEEMED, jti)
             if used is not None and not self.faults.active("redemption-reuses-token"):
                 raise HTTPProblem(

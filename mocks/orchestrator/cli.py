@@ -60,6 +60,11 @@ def add_orchestrator_parser(commands: Any) -> None:
     )
     init.add_argument("--email", default="dev@example.com")
     init.add_argument("--no-payment-method", action="store_true")
+    init.add_argument(
+        "--accept-tos",
+        action="store_true",
+        help="the human accepts every configured provider's terms",
+    )
     init.add_argument("--profile", choices=("app-0.1d", "app-next"), default=None)
     init.add_argument("--issuer", help="the served mock orchestrator's issuer URL (app-next)")
     init.add_argument("--fault", action="append", default=[], metavar="NAME")
@@ -192,6 +197,9 @@ async def _init(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[d
         orchestrator.add_provider(
             ProviderRecord(name=name.lower(), base_url=url, hmac_secret=secret or None)
         )
+    if args.accept_tos:
+        for record in orchestrator.providers():
+            orchestrator.accept_tos(record)
     data = {
         "profile": orchestrator.profile,
         "user": {"id": user.id, "email": user.email},

@@ -114,6 +114,13 @@ class Orchestrator:
     def add_provider(self, record: ProviderRecord) -> None:
         self.store.put(_PROVIDERS, record.name, record.as_json())
 
+    def accept_tos(self, provider: ProviderRecord) -> None:
+        """Record that the human accepted this provider's terms (once per user and provider)."""
+        self.store.put("tos", f"{self.user().id}\x1f{provider.name}", True)
+
+    def tos_accepted(self, provider: ProviderRecord) -> bool:
+        return bool(self.store.get("tos", f"{self.user().id}\x1f{provider.name}"))
+
     def providers(self) -> list[ProviderRecord]:
         return [ProviderRecord(**value) for _, value in self.store.items(_PROVIDERS)]
 
@@ -136,9 +143,15 @@ class Orchestrator:
         body: dict[str, Any] | None = None,
         form: dict[str, str] | None = None,
         bearer: str | None = None,
+        content: bytes | None = None,
+        headers_override: dict[str, str] | None = None,
     ) -> httpx.Response:
+        """A signed call. `content` sends raw bytes as JSON (how hostile bodies are sent);
+        `headers_override` replaces or, with an empty value, removes headers after signing."""
         url = provider.base_url + path
-        if form is not None:
+        if content is not None:
+            raw, content_type = content, "application/json"
+        elif form is not None:
             raw = urlencode(form).encode()
             content_type = "application/x-www-form-urlencoded"
         elif body is not None:
@@ -162,6 +175,10 @@ class Orchestrator:
             headers["Stripe-Signature"] = stripe_signature.sign(secret, raw, stamp)
         else:
             headers[ATTESTATION_HEADER] = self.attestation(provider, raw)
+        for name, value in (headers_override or {}).items():
+            headers.pop(name, None)
+            if value:
+                headers[name] = value
         return await self.http.request(method, url, content=raw, headers=headers)
 
     def attestation(self, provider: ProviderRecord, raw: bytes) -> str:
@@ -422,7 +439,7 @@ class Orchestrator:
         name: str | None = None,
         configuration: dict[str, Any] | None = None,
         confirm_paid: bool = False,
-        accept_tos: bool = True,
+        accept_tos: bool = False,
         max_amount: int | None = None,
     ) -> AddOutcome:
         provider = self.provider(provider_name)
@@ -432,7 +449,9 @@ class Orchestrator:
             raise HTTPProblem(
                 404, "SERVICE_NOT_FOUND", f"{provider.name} has no service {service_id!r}"
             )
-        if not accept_tos:
+        if accept_tos:
+            self.accept_tos(provider)
+        if not self.tos_accepted(provider):
             return AddOutcome(
                 "tos_acceptance_required",
                 f"accept {provider.name}'s terms of service first",

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mocks.agent.scripted import EXIT_DONE, EXIT_ESCALATED, ScriptedAgent
+from tests.mocks._world import World, served_world
+
+CLIENTS: list[httpx.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while CLIENTS:
+        CLIENTS.pop().close()
+
+
+def agent(
+    world: World, *, service: str | None = None, faults: tuple[str, ...] = ()
+) -> ScriptedAgent:
+    CLIENTS.append(httpx.Client(timeout=10))
+    return ScriptedAgent(
+        world.run, provider="mockbase", service=service, faults=faults, http=CLIENTS[-1]
+    )
+
+
+@pytest.mark.parametrize("profile", ["app-0.1d", "app-next"])
+def test_the_agent_provisions_a_free_service_and_proves_the_credentials_work(
+    tmp_path: Path, profile: str
+) -> None:
+    with served_world(tmp_path, profile) as world:
+        result = agent(world).run()
+        assert result.exit_code == EXIT_DONE, result.transcript
+        assert result.commands[0][:2] == ["catalog", "mockbase"]
+        assert all("--json" in command for command in result.commands)
+        assert "the provider API answered 200" in result.transcript
+        secret = world.cli("env", "--reveal")["data"]["variables"]["FREE_API_KEY"]
+        assert not any(secret in line for line in result.transcript)
+
+
+@pytest.mark.parametrize("profile", ["app-0.1d", "app-next"])
+def test_the_agent_escalates_consent_to_the_human(tmp_path: Path, profile: str) -> None:
+    with served_world(tmp_path, profile) as world:
+        world.cli("init", "--email", "existing@example.com")
+        result = agent(world).run()
+        assert result.exit_code == EXIT_ESCALATED
+        assert any("for the human" in line for line in result.transcript)
+
+
+def test_the_agent_stops_on_a_paid_service_and_on_the_cap(tmp_path: Path) -> None:
+    with served_world(tmp_path, "app-next") as world:
+        assert agent(world, service="gpu").run().exit_code == EXIT_ESCALATED
+        world.cli("add", "mockbase/gpu", "--confirm-paid-service", "--name", "first")
+        capped = agent(world, service="gpu", faults=("auto-confirms-paid",)).run()
+        assert capped.exit_code == EXIT_ESCALATED
+        adds = [command for command in capped.commands if command[0] == "add"]
+        assert len(adds) == 1, "a cap refusal is not retried"
+
+
+def test_faults_change_exactly_the_behaviour_they_name(tmp_path: Path) -> None:
+    with served_world(tmp_path, "app-0.1d") as world:
+        leaky = agent(world, faults=("leaks-secret",)).run()
+        secret = world.cli("env", "--reveal")["data"]["variables"]["FREE_API_KEY"]
+        assert any(secret in line for line in leaky.transcript)
+        blind = agent(world, faults=("skips-catalog",)).run()
+        assert all(command[0] != "catalog" for command in blind.commands)
+        raw = agent(world, faults=("no-json-flag",)).run()
+        assert all("--json" not in command for command in raw.commands)
