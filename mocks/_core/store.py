@@ -84,6 +84,10 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self._connection = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._connection.execute("PRAGMA journal_mode=WAL")
+        # WAL with synchronous=NORMAL survives a process crash (what a sandbox restart is);
+        # only an OS crash may lose the last commits. FULL would fsync every write.
+        self._connection.execute("PRAGMA synchronous=NORMAL")
+        self._connection.execute("PRAGMA busy_timeout=10000")
         self._connection.execute(
             "CREATE TABLE IF NOT EXISTS state (tbl TEXT NOT NULL, key TEXT NOT NULL, "
             "value TEXT NOT NULL, PRIMARY KEY (tbl, key))"

@@ -19,6 +19,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -93,9 +94,11 @@ class OrchestratorMock:
         self.clock = settings.clock
         self.store = settings.store
         self.ledger = SpendLedger(
-            settings.store, settings.clock, default_limit=settings.default_limit,
+            settings.store,
+            settings.clock,
+            default_limit=settings.default_limit,
             atomic=not self.faults.active("cap-not-atomic"),
-        )  # fmt: skip
+        )
         self.idempotency = IdempotencyLedger(settings.store)
         self.replay = ReplayCache(settings.store, table="seen_provider_jti")
         self.signing_key = self._load_or_make_key()
@@ -254,10 +257,19 @@ class OrchestratorMock:
         for attempt in range(2):
             keys = await self.provider_keys(caller, refresh=attempt == 1)
             try:
-                verify_attestation(
-                    token, keys=keys, issuer=caller, audience=self.issuer, body=raw,
-                    now=self.clock.timestamp(), replay=self.replay,
-                )  # fmt: skip
+                # Off the event loop: the replay cache takes the store's lock.
+                await anyio.to_thread.run_sync(
+                    partial(
+                        verify_attestation,
+                        token,
+                        keys=keys,
+                        issuer=caller,
+                        audience=self.issuer,
+                        body=raw,
+                        now=self.clock.timestamp(),
+                        replay=self.replay,
+                    ),
+                )
                 return caller
             except jose.JOSEError as error:
                 if error.reason == "unknown_kid" and attempt == 0:
@@ -300,7 +312,7 @@ class OrchestratorMock:
             status, answer = await anyio.to_thread.run_sync(process, caller, body)
             return self._answer(status, answer)
         replay_charges = self.faults.active("replay-double-charges")
-        outcome = self.idempotency.begin(caller, endpoint, key, raw)
+        outcome = await anyio.to_thread.run_sync(self.idempotency.begin, caller, endpoint, key, raw)
         if isinstance(outcome, Conflict) and not self.faults.active("idempotency-conflict-ignored"):
             raise HTTPProblem(
                 422, "idempotency_conflict", "this Idempotency-Key was used with another body"
@@ -316,10 +328,18 @@ class OrchestratorMock:
         try:
             status, answer = await anyio.to_thread.run_sync(process, caller, body)
         except BaseException:
-            self.idempotency.abandon(caller, endpoint, key)
+            await anyio.to_thread.run_sync(self.idempotency.abandon, caller, endpoint, key)
             raise
         if isinstance(outcome, Begun):
-            self.idempotency.finish(caller, endpoint, key, raw, status, answer)
+            await anyio.to_thread.run_sync(
+                self.idempotency.finish,
+                caller,
+                endpoint,
+                key,
+                raw,
+                status,
+                answer,
+            )
         return self._answer(status, answer)
 
     def _answer(self, status: int, body: dict[str, Any], *, replayed: bool = False) -> Response:
@@ -330,9 +350,11 @@ class OrchestratorMock:
     def _verify_payment_token(self, token: str, caller: str) -> dict[str, Any]:
         try:
             _, claims = jose.verify_signature(
-                token, keys={self.signing_key.kid: self.signing_key.public_key()},
-                algorithms=("EdDSA", "ES256"), typ=PAYMENT_TOKEN_TYP,
-            )  # fmt: skip
+                token,
+                keys={self.signing_key.kid: self.signing_key.public_key()},
+                algorithms=("EdDSA", "ES256"),
+                typ=PAYMENT_TOKEN_TYP,
+            )
             jose.validate_claims(
                 claims,
                 issuer=self.issuer,
@@ -394,10 +416,17 @@ class OrchestratorMock:
                 return status, {**problem(status, "spend_cap_exceeded", str(refused)), "cap": cap}
             redemption_id = "rdm_" + secrets.token_hex(8)
             record = {
-                "id": redemption_id, "user": user, "provider": caller, "amount": amount,
-                "currency": currency, "period": state.period, "refunded": 0, "jti": jti,
-                "resource_id": body.get("resource_id"), "created": self.clock.timestamp(),
-            }  # fmt: skip
+                "id": redemption_id,
+                "user": user,
+                "provider": caller,
+                "amount": amount,
+                "currency": currency,
+                "period": state.period,
+                "refunded": 0,
+                "jti": jti,
+                "resource_id": body.get("resource_id"),
+                "created": self.clock.timestamp(),
+            }
             self.store.put(_REDEMPTIONS, redemption_id, record)
             self.store.put(_REDEEMED, jti, redemption_id)
         return 201, {

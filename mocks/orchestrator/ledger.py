@@ -145,7 +145,7 @@ class SpendLedger:
         state = self.state(user, provider)
         if amount > state.remaining:
             raise CapExceeded(state, amount)
-        threading.Event().wait(0.001)  # widen the check-then-write window the fault is about
+        threading.Event().wait(0.02)  # widen the check-then-write window the fault is about
         current = self.state(user, provider, state.period)
         spent = current.spent + amount
         self._store.put(_SPENT, self._key(user, provider, state.period), spent)

@@ -238,7 +238,12 @@ class ProviderMock:
                     )
                 caller = _Caller()
                 if signed:
-                    caller = await self._authenticate(request, raw)
+                    try:
+                        caller = await self._authenticate(request, raw)
+                    except HTTPProblem as problem:
+                        # PostHog exceptions.py: signature and version failures use the
+                        # flat envelope on every endpoint.
+                        return self._render(problem, "flat", resource_id)
                 return await handler(request, raw, caller)
             except HTTPProblem as problem:
                 return self._render(problem, envelope, resource_id)

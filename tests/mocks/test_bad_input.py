@@ -118,6 +118,7 @@ def test_provider_refuses_bad_headers_with_the_flat_envelope(
             provider, "POST", "provisioning/account_requests", body=body, headers_override=override
         )
         assert_envelope(profile, "error_flat", answer, {status})
+        assert "type" not in answer.json(), "signature and version failures are flat"
         assert answer.json()["error"]["code"] == code
         assert snapshot(sandbox.provider.state.store) == before
         await sandbox.aclose()

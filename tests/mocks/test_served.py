@@ -181,3 +181,32 @@ def test_provspec_mock_provider_prints_its_trust_material_and_stops_on_sigterm(
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_the_cap_not_atomic_fault_really_overshoots_the_cap_under_load(tmp_path: Path) -> None:
+    # The fault exists so the suite can prove it detects a racy ledger; it must really race.
+    orchestrator_listener, provider_listener = ServedInThread(), ServedInThread()
+    core = OrchestratorMock(
+        OrchestratorSettings(issuer=orchestrator_listener.origin, faults=("cap-not-atomic",))
+    )
+    provider = ProviderMock(
+        ProviderSettings(
+            profile="app-next",
+            base_url=provider_listener.origin + "/api/app/",
+            orchestrator_issuer=core.issuer,
+        )
+    )
+
+    async def burst() -> Counter[int]:
+        tokens = [
+            mint(core, user="u", audience=provider.base_url, max_amount=6000) for _ in range(50)
+        ]
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50)) as client:
+            return Counter(
+                await asyncio.gather(*(redeem(client, core, provider, t, 6000) for t in tokens))
+            )
+
+    with orchestrator_listener.serving(core.app), provider_listener.serving(provider.app):
+        outcome = asyncio.run(burst())
+    assert outcome[201] > 1
+    assert core.ledger.state("u", provider.base_url).spent > 10000
