@@ -25,7 +25,9 @@ def add_mock_parser(commands: Any) -> None:
         "and the trust material (HMAC secret, JWKS URL) the counterpart needs. Ctrl-C or SIGTERM "
         "stops it cleanly.",
     )
-    mock.add_argument("role", nargs="?", choices=("orchestrator", "provider"), help="which mock")
+    mock.add_argument(
+        "role", nargs="?", choices=("orchestrator", "provider", "agent"), help="which mock"
+    )
     mock.add_argument("--list-faults", action="store_true", help="print every named fault and exit")
     mock.add_argument("--format", choices=("table", "json"), default="table", dest="output_format")
     mock.add_argument("--profile", choices=PROFILES, default="app-0.1d")
@@ -61,6 +63,13 @@ def add_mock_parser(commands: Any) -> None:
         help="provider, app-0.1d: the Stripe-Signature secret (default: random, kept in --state)",
     )
     mock.add_argument("--issuer", help="orchestrator: issuer URL (default: its own origin)")
+    mock.add_argument(
+        "--orchestrator-cmd",
+        default="provspec orchestrator",
+        help="agent: the orchestrator CLI to drive (default: provspec orchestrator)",
+    )
+    mock.add_argument("--provider", help="agent: the provider to provision at")
+    mock.add_argument("--service", help="agent: the service to add (default: the first free one)")
     mock.set_defaults(handler=_mock)
 
 
@@ -69,6 +78,8 @@ def _mock(args: argparse.Namespace) -> int:
         return _list_faults(args.output_format)
     if args.role is None:
         raise UsageError("name a mock to serve (orchestrator or provider), or pass --list-faults")
+    if args.role == "agent":
+        return _agent(args)
     port = args.port if args.port is not None else (8400 if args.role == "provider" else 8401)
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0..65535, not {port}")
@@ -151,6 +162,29 @@ def _orchestrator(args: argparse.Namespace, origin: str, store: Store) -> tuple[
         f"  faults:              {', '.join(args.fault) or 'none'}",
     ]
     return mock.app, "\n".join(lines)
+
+
+def _agent(args: argparse.Namespace) -> int:
+    """Run the scripted agent once against an orchestrator CLI; its exit code is the agent's."""
+    import httpx
+
+    from mocks.agent.scripted import ScriptedAgent, subprocess_runner
+
+    if not args.provider:
+        raise UsageError("the mock agent needs --provider NAME (as the orchestrator knows it)")
+    with httpx.Client(timeout=30) as http:
+        agent = ScriptedAgent(
+            subprocess_runner(args.orchestrator_cmd),
+            provider=args.provider.lower(),
+            service=args.service,
+            profile=args.profile,
+            faults=args.fault,
+            http=http,
+        )
+        result = agent.run()
+    for line in result.transcript:
+        print(f"agent: {line}")
+    return result.exit_code
 
 
 def _list_faults(output_format: str) -> int:

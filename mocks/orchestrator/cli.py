@@ -85,7 +85,8 @@ def add_orchestrator_parser(commands: Any) -> None:
     billing.add_argument("--limit", type=int, help="new monthly limit in minor units")
     billing.add_argument("--add-payment-method", action="store_true")
     revoke = command("revoke", "revoke the credentials held for a provider")
-    revoke.add_argument("provider")
+    revoke.add_argument("provider", nargs="?", help="the provider (omit with --all)")
+    revoke.add_argument("--all", action="store_true", help="revoke at every connected provider")
     parser.set_defaults(handler=run)
 
 
@@ -296,6 +297,10 @@ async def _billing(
 async def _revoke(
     orchestrator: Orchestrator, args: argparse.Namespace
 ) -> tuple[dict[str, Any], int]:
+    if args.all:
+        return _envelope("revoke", True, {"revoked": await orchestrator.revoke_all()}), 0
+    if not args.provider:
+        raise HTTPProblem(400, "INVALID_ARGUMENT", "name a provider, or pass --all")
     return _envelope("revoke", True, await orchestrator.revoke(args.provider)), 0
 
 

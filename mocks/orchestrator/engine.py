@@ -599,6 +599,14 @@ class Orchestrator:
         self.store.delete(_CONNECTIONS, f"{self.user().id}\x1f{provider.name}")
         return {"provider": provider.name, "revoked": True}
 
+    async def revoke_all(self) -> list[dict[str, Any]]:
+        """Revocation fan-out: every provider this user holds tokens for."""
+        return [
+            await self.revoke(record.name)
+            for record in self.providers()
+            if self.connection(record) is not None
+        ]
+
 
 def _consent_outcome(provider: ProviderRecord, url: str) -> AddOutcome:
     return AddOutcome(

@@ -70,3 +70,32 @@ def test_faults_change_exactly_the_behaviour_they_name(tmp_path: Path) -> None:
         assert all(command[0] != "catalog" for command in blind.commands)
         raw = agent(world, faults=("no-json-flag",)).run()
         assert all("--json" not in command for command in raw.commands)
+
+
+def test_provspec_mock_agent_drives_an_orchestrator_cli_in_a_subprocess(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    with served_world(tmp_path, "app-0.1d") as world:
+        monkeypatch.setenv("PROVSPEC_ORCHESTRATOR_STATE", str(world.state))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "conformance",
+                "mock",
+                "agent",
+                "--provider",
+                "mockbase",
+                "--orchestrator-cmd",
+                f"{sys.executable} -m conformance orchestrator",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == EXIT_DONE, done.stdout + done.stderr
+        assert "agent: the provider API answered 200" in done.stdout

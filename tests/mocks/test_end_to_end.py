@@ -78,9 +78,11 @@ def test_app_next_unlinked_existing_account_gets_401_with_resource_metadata() ->
         sandbox.orchestrator.set_user("existing@example.com")
         provider = sandbox.orchestrator.provider("mockbase")
         answer = await sandbox.orchestrator.call(
-            provider, "POST", "provisioning/account_requests",
+            provider,
+            "POST",
+            "provisioning/account_requests",
             body={"id": "acctreq_1", "object": "account_request", "email": "existing@example.com"},
-        )  # fmt: skip
+        )
         assert answer.status_code == 401
         assert answer.headers["www-authenticate"].startswith(
             'Bearer resource_metadata="https://mockbase.mock/.well-known/oauth-protected-resource/api/app/"'
@@ -150,9 +152,13 @@ async def redeem(
     if key is not None:
         headers["Idempotency-Key"] = key
     headers["APP-Attestation"] = mint_attestation(
-        provider.signing_key, issuer=provider.base_url, audience=sandbox.orchestrator_mock.issuer,
-        subject="usr", body=raw, now=sandbox.clock.timestamp(),
-    )  # fmt: skip
+        provider.signing_key,
+        issuer=provider.base_url,
+        audience=sandbox.orchestrator_mock.issuer,
+        subject="usr",
+        body=raw,
+        now=sandbox.clock.timestamp(),
+    )
     answer = await sandbox.http.post(
         sandbox.orchestrator_mock.redemption_endpoint, content=raw, headers=headers
     )
@@ -162,8 +168,13 @@ async def redeem(
 def token_body(sandbox: Sandbox, amount: int, max_amount: int = 6000) -> dict[str, Any]:
     provider = sandbox.orchestrator.provider("mockbase")
     token = sandbox.orchestrator.mint_payment_token(provider, "gpu", "proj_1", max_amount)
-    return {"payment_token": token, "amount": amount, "currency": "usd",
-            "description": "gpu", "resource_id": "res_1"}  # fmt: skip
+    return {
+        "payment_token": token,
+        "amount": amount,
+        "currency": "usd",
+        "description": "gpu",
+        "resource_id": "res_1",
+    }
 
 
 def test_redemption_replay_returns_the_first_answer_and_charges_once() -> None:
@@ -252,13 +263,21 @@ def test_a_refund_gives_the_amount_back_to_the_cap() -> None:
         provider = sandbox.provider
         raw = json.dumps({"redemption_id": redemption["id"], "amount": 2500}).encode()
         answer = await sandbox.http.post(
-            sandbox.orchestrator_mock.refund_endpoint, content=raw,
-            headers={"Idempotency-Key": "rf-1", "Content-Type": "application/json",
-                     "APP-Attestation": mint_attestation(
-                         provider.signing_key, issuer=provider.base_url,
-                         audience=sandbox.orchestrator_mock.issuer, subject="usr", body=raw,
-                         now=sandbox.clock.timestamp())},
-        )  # fmt: skip
+            sandbox.orchestrator_mock.refund_endpoint,
+            content=raw,
+            headers={
+                "Idempotency-Key": "rf-1",
+                "Content-Type": "application/json",
+                "APP-Attestation": mint_attestation(
+                    provider.signing_key,
+                    issuer=provider.base_url,
+                    audience=sandbox.orchestrator_mock.issuer,
+                    subject="usr",
+                    body=raw,
+                    now=sandbox.clock.timestamp(),
+                ),
+            },
+        )
         assert answer.status_code == 201, answer.text
         assert answer.json()["cap"]["spent"] == 3500
 
@@ -302,3 +321,33 @@ def test_env_redacts_secrets_unless_revealed() -> None:
         assert revealed["ANALYTICS_API_KEY"].startswith("pmk_")
 
     run(scenario, Sandbox(profile="app-0.1d"))
+
+
+def test_catalog_aggregates_every_provider_and_revoke_fans_out() -> None:
+    from conformance.schemas import default_store
+    from mocks.orchestrator.catalog import aggregate
+
+    async def scenario(sandbox: Sandbox) -> None:
+        orchestrator = sandbox.orchestrator
+        catalogs = {
+            record.name: await orchestrator.services(record) for record in orchestrator.providers()
+        }
+        document = {
+            "ok": True,
+            "command": "projects catalog",
+            "version": "0.1",
+            "warnings": [],
+            "next_steps": [],
+            "meta": {"authenticated": True, "project_initialized": True},
+            "data": aggregate(catalogs, last_updated="2026-11-23T12:00:00.000Z"),
+        }
+        assert default_store().validate("app-0.1d", "cli_catalog", document) == []
+        names = {entry["provider_name"] for entry in document["data"]["services"]}
+        assert names == {"Alpha", "Beta"}
+        for name in ("alpha", "beta"):
+            assert (await orchestrator.add(name, "free")).status == "provisioned"
+        revoked = await orchestrator.revoke_all()
+        assert sorted(item["provider"] for item in revoked) == ["alpha", "beta"]
+        assert all(orchestrator.connection(record) is None for record in orchestrator.providers())
+
+    run(scenario, Sandbox(profile="app-next", providers=("alpha", "beta")))
