@@ -104,6 +104,17 @@ class Orchestrator:
             self.store.put(_USER, "current", stored)
         return User(**stored)
 
+    def new_user(self, email: str) -> User:
+        """Switch to a fresh user (new opaque id and account): each check starts clean."""
+        user = User(
+            id="usr_" + secrets.token_hex(8),
+            email=email,
+            account="acct_" + secrets.token_hex(8),
+            payment_method=True,
+        )
+        self.store.put(_USER, "current", dict(user.__dict__))
+        return user
+
     def set_user(self, email: str, *, payment_method: bool = True) -> User:
         current = self.user()
         self.store.put(

@@ -73,6 +73,8 @@ log = logging.getLogger("provspec.mock.provider")
 PROFILES = ("app-0.1d", "app-next")
 API_VERSIONS = {"app-0.1d": "0.1d", "app-next": "next"}
 SCOPE = "provisioning"
+GRANTED_SCOPE = "provisioning profile"
+"""What a code grants; a refresh may narrow it (RFC 6749 §6), e.g. to profile alone."""
 CODE_LIFETIME = 300
 ACCESS_LIFETIME = 3600
 DEEP_LINK_LIFETIME = 600
@@ -294,8 +296,6 @@ class ProviderMock:
         )
 
     def _verify_hmac(self, request: Request, raw: bytes) -> None:
-        if self.faults.active("accept-bad-signature"):
-            return
         tolerance = 10**9 if self.faults.active("accept-stale-signature") else 300
         try:
             stripe_signature.verify(
@@ -306,6 +306,8 @@ class ProviderMock:
                 tolerance=tolerance,
             )
         except stripe_signature.SignatureError as error:
+            if error.reason == "mismatch" and self.faults.active("accept-bad-signature"):
+                return
             raise HTTPProblem(401, "invalid_signature", str(error)) from None
 
     async def _verify_attestation(self, token: str | None, raw: bytes) -> dict[str, Any]:
@@ -408,7 +410,7 @@ class ProviderMock:
         document = {
             "resource": resource,
             "authorization_servers": [self.issuer],
-            "scopes_supported": [SCOPE],
+            "scopes_supported": GRANTED_SCOPE.split(),
             "bearer_methods_supported": ["header"],
             "jwks_uri": f"{self.base_url}jwks.json",
             "resource_name": self.settings.name,
@@ -428,7 +430,7 @@ class ProviderMock:
             "response_types_supported": ["code"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": methods,
-            "scopes_supported": [SCOPE],
+            "scopes_supported": GRANTED_SCOPE.split(),
             "token_endpoint_auth_methods_supported": ["none"],
         }
         return json_response(document)
@@ -669,14 +671,16 @@ class ProviderMock:
             if self.next and caller.issuer and caller.subject:
                 self.state.link(f"{caller.issuer}\x1f{caller.subject}", str(record["account"]))
         tokens = self.state.issue_tokens(
-            str(record["account"]), SCOPE, expires_at=self.clock.timestamp() + ACCESS_LIFETIME
+            str(record["account"]),
+            GRANTED_SCOPE,
+            expires_at=self.clock.timestamp() + ACCESS_LIFETIME,
         )
         return json_response(
             {
                 "token_type": "bearer",
                 **tokens,
                 "expires_in": ACCESS_LIFETIME,
-                "scope": SCOPE,
+                "scope": GRANTED_SCOPE,
                 "account": {"id": record["account"], "payment_credentials": "orchestrator"},
             },
             headers=self._token_headers(),
@@ -781,7 +785,8 @@ class ProviderMock:
                     409, "project_id_conflict", "project_id is bound to another service"
                 )
         resource_id = new_id("res")
-        if entry.paid and not self.faults.active("provision-without-payment"):
+        unpaid_allowed = self.faults.active("provision-without-payment")
+        if entry.paid and not (unpaid_allowed and body.get("payment_credentials") is None):
             await self._charge(body.get("payment_credentials"), entry, resource_id, project)
         resource: dict[str, Any] = {
             "id": resource_id,

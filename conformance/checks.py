@@ -1,0 +1,141 @@
+"""Checks: small functions, each enforcing the requirement(s) it names.
+
+As in the OpenID conformance suite, a check is a single-purpose condition tied to the clause
+it enforces; here, to requirement IDs of the registry. A check drives the target through its
+context (`ctx`), then calls `ctx.require(ID, condition, message, *evidence)` for every rule it
+judges. Registration validates the IDs against the registry at import time, so a check can
+never name a requirement that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.recorder import CliCall, Exchange, Recorder
+from conformance.registry import Role, Step, default_registry
+
+__all__ = [
+    "Check",
+    "CheckContext",
+    "NotApplicable",
+    "Skipped",
+    "all_checks",
+    "check",
+    "checks_for",
+]
+
+CheckFunc = Callable[[Any], Awaitable[None]]
+
+
+class NotApplicable(Exception):
+    """The requirement does not apply to this target (e.g. it has no such feature)."""
+
+
+class Skipped(Exception):
+    """The check could not run here (e.g. the config lacks what it needs); says why."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    requirements: tuple[str, ...]
+    role: Role
+    step: Step
+    profiles: tuple[str, ...]
+    func: CheckFunc = field(repr=False, compare=False)
+    summary: str = ""
+
+
+_CHECKS: dict[str, Check] = {}
+
+
+def check(
+    *requirement_ids: str, profiles: Sequence[str] | None = None
+) -> Callable[[CheckFunc], CheckFunc]:
+    """Register `func` as the check of `requirement_ids` (all of one role)."""
+    if not requirement_ids:
+        raise ValueError("a check names at least one requirement")
+    registry = default_registry()
+    requirements = [registry[requirement_id] for requirement_id in requirement_ids]
+    roles = {requirement.role for requirement in requirements}
+    if len(roles) != 1:
+        raise ValueError(f"a check judges one role; {requirement_ids} span {sorted(roles)}")
+    applicable = set(requirements[0].profiles)
+    for requirement in requirements[1:]:
+        applicable &= set(requirement.profiles)
+    if profiles is not None:
+        if not set(profiles) <= applicable:
+            raise ValueError(f"{requirement_ids} do not all apply to {list(profiles)}")
+        applicable = set(profiles)
+    if not applicable:
+        raise ValueError(f"{requirement_ids} share no profile")
+
+    def register(func: CheckFunc) -> CheckFunc:
+        name = f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
+        if name in _CHECKS:
+            raise ValueError(f"check {name} is registered twice")
+        _CHECKS[name] = Check(
+            name=name,
+            requirements=tuple(requirement_ids),
+            role=requirements[0].role,
+            step=requirements[0].step,
+            profiles=tuple(sorted(applicable)),
+            func=func,
+            summary=(func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else "",
+        )
+        return func
+
+    return register
+
+
+def all_checks() -> list[Check]:
+    _load_packs()
+    return list(_CHECKS.values())
+
+
+def checks_for(role: Role, profile: str, steps: Iterable[Step] | None = None) -> list[Check]:
+    wanted = set(steps) if steps is not None else None
+    return [
+        item
+        for item in all_checks()
+        if item.role is role
+        and profile in item.profiles
+        and (wanted is None or item.step in wanted)
+    ]
+
+
+def _load_packs() -> None:
+    # Importing a pack registers its checks.
+    from conformance.packs import provider  # noqa: F401
+
+
+@dataclass
+class Verdict:
+    message: str
+    evidence: list[int]
+
+
+class CheckContext:
+    """What every check gets: the recorder and a place to put verdicts."""
+
+    def __init__(self, recorder: Recorder, check: Check) -> None:
+        self.recorder = recorder
+        self.check = check
+        self.failures: dict[str, list[Verdict]] = {}
+
+    def require(
+        self,
+        requirement_id: str,
+        condition: bool,
+        message: str,
+        *evidence: Exchange | CliCall | None,
+    ) -> bool:
+        """Record a failure of `requirement_id` unless `condition` holds; returns `condition`."""
+        if requirement_id not in self.check.requirements:
+            raise ValueError(f"{self.check.name} does not declare {requirement_id}")
+        if not condition:
+            ids = [item.id for item in evidence if item is not None]
+            self.failures.setdefault(requirement_id, []).append(Verdict(message, ids))
+        return condition

@@ -1,0 +1,1 @@
+"""Conformance packs: the checks of one role, one module per protocol step."""

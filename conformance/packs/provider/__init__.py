@@ -1,0 +1,14 @@
+"""Provider checks: the suite plays the orchestrator and judges the provider's answers."""
+
+from __future__ import annotations
+
+from conformance.packs.provider import (  # noqa: F401  (importing registers the checks)
+    accounts,
+    attestation,
+    consent,
+    credentials,
+    discovery,
+    payment,
+    provisioning,
+    revocation,
+)

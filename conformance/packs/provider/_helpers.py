@@ -1,0 +1,149 @@
+"""Shared moves of the provider checks: catalog lookups, provisioning, hostile tokens."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import httpx
+
+from conformance import jose
+from conformance.adapters.provider import ProviderContext
+from conformance.checks import Skipped
+from conformance.recorder import Exchange
+from conformance.schemas import default_store
+from mocks._core.attestation import ATTESTATION_TYP, PAYMENT_TOKEN_TYP, attestation_claims
+
+API_VERSION = {"app-0.1d": "0.1d", "app-next": "next"}
+SCHEMAS = default_store()
+
+
+def issues(ctx: ProviderContext, message: str, document: Any) -> str:
+    """The schema problems of `document` as one line; empty when it is valid."""
+    found = SCHEMAS.validate(ctx.profile, message, document)
+    return "; ".join(str(issue) for issue in found[:3])
+
+
+def error_code(document: Any) -> str | None:
+    if not isinstance(document, dict):
+        return None
+    error = document.get("error")
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        return str(error["code"])
+    if isinstance(error, str):
+        return error
+    code = document.get("code")
+    return code if isinstance(code, str) else None
+
+
+async def services(ctx: ProviderContext) -> list[dict[str, Any]]:
+    response, _ = await ctx.call("GET", "provisioning/services")
+    document = ctx.json(response)
+    if (
+        response.status_code != 200
+        or not isinstance(document, dict)
+        or not isinstance(document.get("data"), list)
+    ):
+        raise Skipped("the provider's catalog is unavailable (see the discovery checks)")
+    return [entry for entry in document["data"] if isinstance(entry, dict)]
+
+
+async def service_of(ctx: ProviderContext, pricing: str) -> dict[str, Any]:
+    for entry in await services(ctx):
+        if (entry.get("pricing") or {}).get("type") == pricing:
+            return entry
+    raise Skipped(f"the catalog offers no {pricing} service")
+
+
+async def provision(
+    ctx: ProviderContext, service_id: str, *, bearer: str, **extra: Any
+) -> tuple[httpx.Response, Exchange]:
+    body = {
+        "service_id": service_id,
+        "project_id": "proj_" + secrets.token_hex(6),
+        "configuration": {},
+        **extra,
+    }
+    return await ctx.call("POST", "provisioning/resources", body=body, bearer=bearer)
+
+
+async def free_resource(ctx: ProviderContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A fresh user, connected, with a complete free resource: (connection, resource answer)."""
+    ctx.fresh_user()
+    connection = await ctx.connect()
+    entry = await service_of(ctx, "free")
+    response, _ = await provision(ctx, str(entry["id"]), bearer=connection["access_token"])
+    document = ctx.json(response)
+    if (
+        response.status_code != 200
+        or not isinstance(document, dict)
+        or document.get("status") != "complete"
+    ):
+        raise Skipped("could not provision a free service (see the provisioning checks)")
+    return connection, document
+
+
+def attestation(
+    ctx: ProviderContext,
+    body: bytes = b"",
+    *,
+    header: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+    key: jose.SigningKey | None = None,
+    **claims: Any,
+) -> str:
+    """An attestation as the suite's orchestrator would sign it, with overrides for attacks."""
+    user = ctx.orchestrator.user()
+    payload = attestation_claims(
+        issuer=ctx.core.issuer,
+        audience=ctx.base_url,
+        subject=user.id,
+        body=body,
+        now=int(time.time()),
+        claims={"email": user.email, "email_verified": True, "orchestrator_account": user.account},
+    )
+    payload.update(claims)
+    for name in drop:
+        payload.pop(name, None)
+    signing_key = key or ctx.core.signing_key
+    return jose.sign(payload, signing_key, typ=ATTESTATION_TYP, **(header or {}))
+
+
+def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    return jose.compact(header, claims, signature)
+
+
+def payment_token(ctx: ProviderContext, service_id: str, **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": ctx.core.issuer,
+        "aud": ctx.base_url,
+        "sub": ctx.orchestrator.user().id,
+        "jti": "pt_" + secrets.token_hex(8),
+        "iat": now,
+        "exp": now + 600,
+        "max_amount": 10000,
+        "currency": "usd",
+        "service_id": service_id,
+        "project_id": "proj_" + secrets.token_hex(4),
+    }
+    claims.update(overrides)
+    return jose.sign(claims, ctx.core.signing_key, typ=PAYMENT_TOKEN_TYP)
+
+
+def payment_credentials(ctx: ProviderContext, service_id: str, **overrides: Any) -> dict[str, Any]:
+    if ctx.profile == "app-0.1d":
+        return {
+            "type": "stripe_payment_token",
+            "stripe_payment_token": "spt_" + secrets.token_hex(12),
+        }
+    return {
+        "type": "app_payment_token",
+        "app_payment_token": payment_token(ctx, service_id, **overrides),
+    }
+
+
+def no_traceback(response: httpx.Response) -> bool:
+    text = response.text
+    return "Traceback (most recent call last)" not in text and 'File "/' not in text

@@ -1,0 +1,286 @@
+"""Request authentication: 0.1d Stripe-Signature HMAC and API-Version; app-next APP-Attestation.
+
+Every hostile request goes to GET provisioning/health, which is signed like every other call
+but changes nothing, so a refusal and an acceptance are both safe to provoke.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from conformance import jose
+from conformance.adapters.provider import ProviderContext
+from conformance.checks import check
+from conformance.packs.provider._helpers import attestation, error_code, no_traceback, unsigned
+from mocks._core import stripe_signature
+from mocks._core.attestation import ATTESTATION_TYP
+
+HEALTH = "provisioning/health"
+
+
+async def refused(
+    ctx: ProviderContext, requirement: str, why: str, *, status: int = 401, **options: Any
+) -> None:
+    response, exchange = await ctx.call("GET", HEALTH, **options)
+    ctx.require(
+        requirement,
+        response.status_code == status and no_traceback(response),
+        f"{why}: expected {status}, got {response.status_code}",
+        exchange,
+    )
+
+
+async def refused_attestation(ctx: ProviderContext, requirement: str, why: str, token: str) -> None:
+    await refused(ctx, requirement, why, headers_override={"APP-Attestation": token})
+
+
+# --- app-0.1d -----------------------------------------------------------------------------------
+@check("PRV-ATT-001")
+async def unsigned_request_is_refused(ctx: ProviderContext) -> None:
+    response, exchange = await ctx.call("GET", HEALTH, headers_override={"Stripe-Signature": ""})
+    ctx.require(
+        "PRV-ATT-001",
+        response.status_code == 401 and error_code(ctx.json(response)) == "invalid_signature",
+        "a request without Stripe-Signature must get 401 invalid_signature",
+        exchange,
+    )
+
+
+@check("PRV-ATT-002")
+async def wrong_hmac_is_refused(ctx: ProviderContext) -> None:
+    forged = stripe_signature.sign("whsec_provspec_wrong_secret", b"", int(time.time()))
+    await refused(
+        ctx,
+        "PRV-ATT-002",
+        "a signature made with another secret",
+        headers_override={"Stripe-Signature": forged},
+    )
+
+
+@check("PRV-ATT-003")
+async def stale_signature_is_refused(ctx: ProviderContext) -> None:
+    secret = ctx.provider.hmac_secret or ""
+    stale = stripe_signature.sign(secret, b"", int(time.time()) - 600)
+    await refused(
+        ctx, "PRV-ATT-003", "a signature 600 s old", headers_override={"Stripe-Signature": stale}
+    )
+
+
+@check("PRV-ATT-004")
+async def altered_body_is_refused(ctx: ProviderContext) -> None:
+    secret = ctx.provider.hmac_secret or ""
+    signed_for = b'{"id":"acctreq_provspec","email":"a@example.com"}'
+    signature = stripe_signature.sign(secret, signed_for, int(time.time()))
+    response, exchange = await ctx.call(
+        "POST",
+        "provisioning/account_requests",
+        content=signed_for.replace(b"a@", b"b@"),
+        headers_override={"Stripe-Signature": signature},
+    )
+    ctx.require(
+        "PRV-ATT-004",
+        response.status_code == 401,
+        f"a body altered after signing must get 401, got {response.status_code}",
+        exchange,
+    )
+
+
+@check("PRV-ATT-005")
+async def api_version_is_enforced(ctx: ProviderContext) -> None:
+    for value in ("", "1999-01-01"):
+        response, exchange = await ctx.call("GET", HEALTH, headers_override={"API-Version": value})
+        ok = response.status_code == 400 and error_code(ctx.json(response)) == "invalid_api_version"
+        ctx.require(
+            "PRV-ATT-005",
+            ok,
+            f"API-Version {value or '(missing)'!r} must get 400 invalid_api_version",
+            exchange,
+        )
+
+
+@check("PRV-ATT-006")
+async def malformed_signature_header_is_refused(ctx: ProviderContext) -> None:
+    for value in ("v1=abc", "t=abc,v1=00", "t=1", "garbage"):
+        await refused(
+            ctx,
+            "PRV-ATT-006",
+            f"Stripe-Signature {value!r}",
+            headers_override={"Stripe-Signature": value},
+        )
+
+
+# --- app-next -----------------------------------------------------------------------------------
+@check("PRV-ATT-007")
+async def missing_attestation_is_refused(ctx: ProviderContext) -> None:
+    await refused(
+        ctx, "PRV-ATT-007", "no APP-Attestation", headers_override={"APP-Attestation": ""}
+    )
+
+
+@check("PRV-ATT-008")
+async def alg_none_is_refused(ctx: ProviderContext) -> None:
+    header, claims, _ = jose.unverified_parts(attestation(ctx))
+    for alg in ("none", "None", "NONE", "nOnE"):
+        token = unsigned({**header, "alg": alg}, claims)
+        await refused_attestation(ctx, "PRV-ATT-008", f"alg {alg!r}", token)
+
+
+@check("PRV-ATT-009", "PRV-ATT-010")
+async def missing_or_tampered_signature_is_refused(ctx: ProviderContext) -> None:
+    token = attestation(ctx)
+    head, body, signature = token.split(".")
+    await refused_attestation(ctx, "PRV-ATT-009", "an empty signature segment", f"{head}.{body}.")
+    await refused_attestation(ctx, "PRV-ATT-009", "two segments", f"{head}.{body}")
+    flipped = jose.b64url_encode(
+        bytes([jose.b64url_decode(signature)[0] ^ 1]) + jose.b64url_decode(signature)[1:]
+    )
+    await refused_attestation(
+        ctx, "PRV-ATT-010", "a signature with one bit flipped", f"{head}.{body}.{flipped}"
+    )
+    other = attestation(ctx).split(".")[2]
+    await refused_attestation(
+        ctx, "PRV-ATT-010", "the signature of another token", f"{head}.{body}.{other}"
+    )
+
+
+@check("PRV-ATT-011", "PRV-ATT-012")
+async def foreign_keys_and_hmac_are_refused(ctx: ProviderContext) -> None:
+    import hashlib
+    import hmac
+
+    header, claims, _ = jose.unverified_parts(attestation(ctx))
+    public = str(ctx.core.signing_key.public_jwk()["x"]).encode()
+    hs_header = {**header, "alg": "HS256"}
+    signing_input = jose.compact(hs_header, claims, b"").rsplit(".", 1)[0].encode()
+    mac = hmac.new(public, signing_input, hashlib.sha256).digest()
+    await refused_attestation(
+        ctx,
+        "PRV-ATT-011",
+        "HS256 keyed with the orchestrator's public key",
+        jose.compact(hs_header, claims, mac),
+    )
+    stranger = jose.generate_key("EdDSA", kid=ctx.core.signing_key.kid)
+    await refused_attestation(
+        ctx,
+        "PRV-ATT-012",
+        "a key that is not in the orchestrator's JWKS",
+        attestation(ctx, key=stranger),
+    )
+
+
+@check("PRV-ATT-013")
+async def zero_ecdsa_signature_is_refused(ctx: ProviderContext) -> None:
+    header, claims, _ = jose.unverified_parts(attestation(ctx))
+    await refused_attestation(
+        ctx,
+        "PRV-ATT-013",
+        "ES256 with an all-zero signature",
+        unsigned({**header, "alg": "ES256"}, claims, bytes(64)),
+    )
+
+
+@check("PRV-ATT-014")
+async def keys_in_the_header_are_ignored(ctx: ProviderContext) -> None:
+    attacker = jose.generate_key("EdDSA", kid="provspec-attacker")
+    token = attestation(ctx, key=attacker, header={"jwk": attacker.public_jwk()})
+    await refused_attestation(
+        ctx, "PRV-ATT-014", "a token signed by the key embedded in its jwk header", token
+    )
+    token = attestation(ctx, key=attacker, header={"jku": "https://attacker.invalid/jwks.json"})
+    await refused_attestation(ctx, "PRV-ATT-014", "a token pointing at an attacker's jku", token)
+
+
+@check("PRV-ATT-015", "PRV-ATT-016", "PRV-ATT-017")
+async def time_claims_are_enforced(ctx: ProviderContext) -> None:
+    now = int(time.time())
+    await refused_attestation(
+        ctx, "PRV-ATT-015", "exp 100 s in the past", attestation(ctx, iat=now - 300, exp=now - 100)
+    )
+    for claim in ("exp", "iat", "jti"):
+        await refused_attestation(
+            ctx, "PRV-ATT-016", f"no {claim}", attestation(ctx, drop=(claim,))
+        )
+    await refused_attestation(
+        ctx, "PRV-ATT-017", "exp one hour after iat", attestation(ctx, iat=now, exp=now + 3600)
+    )
+
+
+@check("PRV-ATT-018", "PRV-ATT-019")
+async def issuer_and_audience_compare_exactly(ctx: ProviderContext) -> None:
+    issuer = ctx.core.issuer
+    for bad in (issuer + "/", issuer[:-1], issuer.upper()):
+        await refused_attestation(ctx, "PRV-ATT-018", f"iss {bad!r}", attestation(ctx, iss=bad))
+    for aud in (
+        "https://another-provider.invalid/api/",
+        [ctx.base_url, "https://other.invalid/"],
+        ctx.base_url.rstrip("/"),
+    ):
+        await refused_attestation(ctx, "PRV-ATT-019", f"aud {aud!r}", attestation(ctx, aud=aud))
+
+
+@check("PRV-ATT-020", "PRV-ATT-021")
+async def typ_and_crit_are_enforced(ctx: ProviderContext) -> None:
+    header, claims, _ = jose.unverified_parts(attestation(ctx))
+    key = ctx.core.signing_key
+    for typ in ("JWT", "app-payment+jwt"):
+        await refused_attestation(
+            ctx, "PRV-ATT-020", f"typ {typ!r}", jose.sign(claims, key, typ=typ)
+        )
+    await refused_attestation(
+        ctx,
+        "PRV-ATT-021",
+        "crit naming an unknown extension",
+        jose.sign(claims, key, typ=ATTESTATION_TYP, crit=["x-provspec"], **{"x-provspec": 1}),
+    )
+    del header
+
+
+@check("PRV-ATT-022")
+async def replayed_attestation_is_refused(ctx: ProviderContext) -> None:
+    token = attestation(ctx)
+    first, first_exchange = await ctx.call(
+        "GET", HEALTH, headers_override={"APP-Attestation": token}
+    )
+    if first.status_code != 200:
+        ctx.require(
+            "PRV-ATT-022",
+            False,
+            "a fresh valid attestation was not accepted; cannot test replay",
+            first_exchange,
+        )
+        return
+    await refused_attestation(
+        ctx, "PRV-ATT-022", "the same attestation (same jti) a second time", token
+    )
+
+
+@check("PRV-ATT-023")
+async def body_binding_is_enforced(ctx: ProviderContext) -> None:
+    body = b'{"id":"acctreq_provspec","object":"account_request","email":"bind@example.com"}'
+    token = attestation(ctx, body=b'{"id":"acctreq_other"}')
+    response, exchange = await ctx.call(
+        "POST",
+        "provisioning/account_requests",
+        content=body,
+        headers_override={"APP-Attestation": token},
+    )
+    ctx.require(
+        "PRV-ATT-023",
+        response.status_code == 401,
+        f"body_sha256 of another body must get 401, got {response.status_code}",
+        exchange,
+    )
+
+
+@check("PRV-ATT-025")
+async def one_element_audience_array_is_accepted(ctx: ProviderContext) -> None:
+    response, exchange = await ctx.call(
+        "GET", HEALTH, headers_override={"APP-Attestation": attestation(ctx, aud=[ctx.base_url])}
+    )
+    ctx.require(
+        "PRV-ATT-025",
+        response.status_code == 200,
+        f"aud as a one-element array of the base URL should be accepted, got {response.status_code}",
+        exchange,
+    )

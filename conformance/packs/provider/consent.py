@@ -1,0 +1,268 @@
+"""The provider's authorization server: RFC 8414 metadata, PKCE, codes, RFC 6750 challenges."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+from conformance.adapters.provider import ProviderContext
+from conformance.checks import Skipped, check
+from conformance.packs.provider._helpers import error_code, free_resource
+from conformance.packs.provider.accounts import account_request
+from conformance.packs.provider.discovery import prm_url
+from conformance.www_authenticate import ChallengeError, parse
+from mocks.orchestrator.engine import pkce_pair
+
+
+def as_metadata_url(issuer: str) -> str:
+    parts = urlsplit(issuer)
+    path = "" if parts.path in ("", "/") else parts.path
+    return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{path}"
+
+
+async def as_metadata(ctx: ProviderContext) -> tuple[str, dict[str, Any], Any]:
+    response, _ = await ctx.get(prm_url(ctx.base_url))
+    document = ctx.json(response)
+    servers = document.get("authorization_servers") if isinstance(document, dict) else None
+    if not isinstance(servers, list) or not servers or not isinstance(servers[0], str):
+        raise Skipped(
+            "no authorization server in the Protected Resource Metadata (see PRV-DSC-010)"
+        )
+    response, exchange = await ctx.get(as_metadata_url(servers[0]))
+    metadata = ctx.json(response)
+    return servers[0], metadata if isinstance(metadata, dict) else {}, exchange
+
+
+async def new_code(ctx: ProviderContext, challenge: str | None) -> str:
+    ctx.fresh_user()
+    change: dict[str, str | None] = (
+        {} if challenge else {"code_challenge": None, "code_challenge_method": None}
+    )
+    if challenge:
+        change["code_challenge"] = challenge
+    response, _ = await ctx.call(
+        "POST", "provisioning/account_requests", body=account_request(ctx, **change)
+    )
+    document = ctx.json(response)
+    code = (document.get("oauth") or {}).get("code") if isinstance(document, dict) else None
+    if response.status_code != 200 or not isinstance(code, str):
+        raise Skipped("could not obtain an authorization code (see PRV-ACC-001)")
+    return code
+
+
+async def token(ctx: ProviderContext, **form: str) -> tuple[httpx.Response, Any]:
+    response, exchange = await ctx.call("POST", "oauth/token", form=form)
+    return response, exchange
+
+
+def challenge_params(response: httpx.Response) -> dict[str, str]:
+    try:
+        for challenge in parse(response.headers.get("www-authenticate", "")):
+            if challenge.scheme.lower() == "bearer":
+                return dict(challenge.params)
+    except ChallengeError:
+        return {}
+    return {}
+
+
+@check("PRV-CNS-001", "PRV-CNS-002", "PRV-CNS-003")
+async def authorization_server_metadata(ctx: ProviderContext) -> None:
+    issuer, metadata, exchange = await as_metadata(ctx)
+    ctx.require(
+        "PRV-CNS-001",
+        metadata.get("issuer") == issuer,
+        f"issuer {metadata.get('issuer')!r} is not identical to {issuer!r} (RFC 8414 §3.3)",
+        exchange,
+    )
+    methods = metadata.get("code_challenge_methods_supported")
+    methods = methods if isinstance(methods, list) else []
+    ctx.require(
+        "PRV-CNS-002",
+        "S256" in methods and "plain" not in methods,
+        f"code_challenge_methods_supported is {methods}: S256 required, plain refused",
+        exchange,
+    )
+    missing = [
+        name
+        for name in (
+            "authorization_endpoint",
+            "token_endpoint",
+            "response_types_supported",
+            "revocation_endpoint",
+        )
+        if not metadata.get(name)
+    ]
+    ctx.require("PRV-CNS-003", not missing, f"metadata lacks {missing}", exchange)
+
+
+@check("PRV-CNS-004")
+async def authorize_requires_pkce_s256(ctx: ProviderContext) -> None:
+    _, metadata, _ = await as_metadata(ctx)
+    endpoint = metadata.get("authorization_endpoint")
+    if not isinstance(endpoint, str):
+        raise Skipped("no authorization_endpoint")
+    base = {
+        "response_type": "code",
+        "client_id": ctx.core.issuer,
+        "redirect_uri": ctx.core.issuer + "/oauth/callback",
+        "state": secrets.token_urlsafe(8),
+        "resource": ctx.base_url,
+        "login_hint": ctx.target.config.existing_email,
+    }
+    verifier, challenge = pkce_pair()
+    del verifier
+    for why, extra in (
+        ("without code_challenge", {}),
+        (
+            "with code_challenge_method plain",
+            {"code_challenge": challenge, "code_challenge_method": "plain"},
+        ),
+    ):
+        response, exchange = await ctx.get(endpoint + "?" + urlencode({**base, **extra}))
+        code = parse_qs(urlsplit(response.headers.get("location", "")).query).get("code")
+        ctx.require(
+            "PRV-CNS-004", not code, f"an authorization request {why} was given a code", exchange
+        )
+
+
+@check("PRV-CNS-005", "PRV-CNS-006", "PRV-CNS-007", "PRV-CNS-013", "PRV-CRD-006")
+async def token_endpoint_enforces_pkce_and_single_use(ctx: ProviderContext) -> None:
+    verifier, challenge = pkce_pair()
+    code = await new_code(ctx, challenge)
+    wrong, _ = pkce_pair()
+    response, exchange = await token(
+        ctx, grant_type="authorization_code", code=code, code_verifier=wrong
+    )
+    ctx.require(
+        "PRV-CNS-005",
+        response.status_code in (400, 401) and "access_token" not in response.text,
+        "a wrong code_verifier must get invalid_grant and no token",
+        exchange,
+    )
+    code = await new_code(ctx, challenge)
+    response, exchange = await token(ctx, grant_type="authorization_code", code=code)
+    ctx.require(
+        "PRV-CNS-006",
+        response.status_code in (400, 401) and "access_token" not in response.text,
+        "a PKCE-bound code without code_verifier must get no token",
+        exchange,
+    )
+    code = await new_code(ctx, challenge)
+    first, first_exchange = await token(
+        ctx, grant_type="authorization_code", code=code, code_verifier=verifier
+    )
+    if first.status_code != 200:
+        ctx.require(
+            "PRV-CNS-007",
+            False,
+            "a correct code exchange failed; cannot test single use",
+            first_exchange,
+        )
+        return
+    ctx.require(
+        "PRV-CNS-013",
+        "no-store" in first.headers.get("cache-control", ""),
+        "token responses must carry Cache-Control: no-store",
+        first_exchange,
+    )
+    tokens = ctx.json(first)
+    ctx.require(
+        "PRV-CRD-006",
+        isinstance(tokens, dict) and isinstance(tokens.get("expires_in"), int),
+        "token responses should carry expires_in",
+        first_exchange,
+    )
+    again, exchange = await token(
+        ctx, grant_type="authorization_code", code=code, code_verifier=verifier
+    )
+    ctx.require(
+        "PRV-CNS-007",
+        again.status_code == 400 and error_code(ctx.json(again)) == "invalid_grant",
+        "a second use of a code must get invalid_grant",
+        exchange,
+    )
+
+
+@check("PRV-CNS-010")
+async def resource_calls_without_a_token_get_the_rfc9728_challenge(ctx: ProviderContext) -> None:
+    ctx.fresh_user()
+    for bearer, why in (
+        (None, "no bearer token"),
+        ("pma_provspec_not_a_token", "an invalid bearer token"),
+    ):
+        response, exchange = await ctx.call(
+            "POST", "provisioning/resources", body={"service_id": "x"}, bearer=bearer
+        )
+        params = challenge_params(response)
+        metadata = params.get("resource_metadata", "")
+        ok = response.status_code == 401 and metadata.startswith(
+            ("https://", "http://127.0.0.1", "http://localhost")
+        )
+        ctx.require(
+            "PRV-CNS-010", ok, f"{why} must get 401 with Bearer resource_metadata", exchange
+        )
+
+
+async def _narrower(ctx: ProviderContext) -> str:
+    """A scope the resource advertises (RFC 9728 scopes_supported) other than the one its 401
+    challenge asks for: a token holding only that one lacks the needed scope."""
+    response, _ = await ctx.get(prm_url(ctx.base_url))
+    document = ctx.json(response)
+    advertised = document.get("scopes_supported") if isinstance(document, dict) else None
+    challenge, _ = await ctx.call("POST", "provisioning/resources", body={"service_id": "x"})
+    needed = set(challenge_params(challenge).get("scope", "").split())
+    others = [scope for scope in advertised or [] if isinstance(scope, str) and scope not in needed]
+    if not needed or not others:
+        raise Skipped("the resource advertises no scope besides the one provisioning needs")
+    return others[0]
+
+
+@check("PRV-CNS-011")
+async def a_token_without_the_scope_gets_403(ctx: ProviderContext) -> None:
+    connection, resource = await free_resource(ctx)
+    refresh = connection.get("refresh_token")
+    if not refresh:
+        raise Skipped("no refresh token to narrow the scope with")
+    response, _ = await token(
+        ctx, grant_type="refresh_token", refresh_token=refresh, scope=await _narrower(ctx)
+    )
+    narrow = ctx.json(response)
+    if response.status_code != 200 or not isinstance(narrow, dict) or "access_token" not in narrow:
+        raise Skipped(
+            "the provider issues no narrower-scoped token (RFC 6749 §6 refresh with scope)"
+        )
+    answer, exchange = await ctx.call(
+        "GET", f"provisioning/resources/{resource['id']}", bearer=narrow["access_token"]
+    )
+    params = challenge_params(answer)
+    ctx.require(
+        "PRV-CNS-011",
+        answer.status_code == 403 and params.get("error") == "insufficient_scope",
+        'a token without the scope must get 403 error="insufficient_scope"',
+        exchange,
+    )
+
+
+@check("PRV-CNS-012")
+async def token_errors_use_rfc6749_shape(ctx: ProviderContext) -> None:
+    response, exchange = await token(
+        ctx, grant_type="authorization_code", code="provspec-no-such-code"
+    )
+    document = ctx.json(response)
+    ok = isinstance(document, dict) and document.get("error") in (
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+    )
+    ctx.require(
+        "PRV-CNS-012",
+        ok,
+        "token errors should be {error, error_description} with an RFC 6749 §5.2 code",
+        exchange,
+    )

@@ -1,0 +1,235 @@
+"""Payment, redemption and the cap, judged from what the provider answers and what it sends
+to the suite's redemption endpoint."""
+
+from __future__ import annotations
+
+import json
+
+from conformance.adapters.provider import ProviderContext
+from conformance.checks import check
+from conformance.packs.provider._helpers import (
+    error_code,
+    payment_credentials,
+    provision,
+    service_of,
+)
+from conformance.recorder import Exchange
+
+
+async def paid_setup(ctx: ProviderContext) -> tuple[str, str]:
+    ctx.fresh_user()
+    connection = await ctx.connect()
+    entry = await service_of(ctx, "paid")
+    return str(connection["access_token"]), str(entry["id"])
+
+
+def redemptions(ctx: ProviderContext, since: int) -> list[Exchange]:
+    return [
+        e
+        for e in ctx.received(since)
+        if e.method == "POST" and e.url == ctx.core.redemption_endpoint
+    ]
+
+
+@check("PRV-PAY-001")
+async def paid_service_needs_payment_credentials(ctx: ProviderContext) -> None:
+    bearer, service = await paid_setup(ctx)
+    response, exchange = await provision(ctx, service, bearer=bearer)
+    ok = (
+        response.status_code == 400
+        and error_code(ctx.json(response)) == "requires_payment_credentials"
+    )
+    ctx.require(
+        "PRV-PAY-001",
+        ok,
+        "a paid service without payment_credentials must get 400 requires_payment_credentials",
+        exchange,
+    )
+
+
+@check("PRV-PAY-008", "PRV-RED-001", "PRV-RED-002", "PRV-RED-003", "PRV-RED-004")
+async def paid_service_is_provisioned_only_after_a_valid_redemption(ctx: ProviderContext) -> None:
+    bearer, service = await paid_setup(ctx)
+    mark = ctx.recorder.mark
+    response, exchange = await provision(
+        ctx, service, bearer=bearer, payment_credentials=payment_credentials(ctx, service)
+    )
+    calls = redemptions(ctx, mark)
+    complete = response.status_code == 200 and (ctx.json(response) or {}).get("status") in (
+        "complete",
+        "pending",
+    )
+    succeeded = [call for call in calls if call.status == 201]
+    ctx.require(
+        "PRV-PAY-008",
+        not complete or bool(succeeded),
+        "a paid service was provisioned without a successful redemption",
+        exchange,
+    )
+    ctx.require(
+        "PRV-RED-001",
+        bool(calls),
+        "no redemption reached the orchestrator's redemption_endpoint",
+        exchange,
+    )
+    for call in calls:
+        ctx.require(
+            "PRV-RED-002",
+            "idempotency-key" in call.request_headers,
+            "the redemption has no Idempotency-Key",
+            call,
+        )
+        # A 401 because the suite could not load the provider's keys (its metadata is wrong)
+        # is the discovery requirements' failure; RED-003 judges the signature itself.
+        refused_signature = call.status == 401 and "attestation refused" in call.response_body
+        ctx.require(
+            "PRV-RED-003",
+            "app-attestation" in call.request_headers and not refused_signature,
+            "the redemption is not signed with a valid APP-Attestation",
+            call,
+        )
+        try:
+            body = json.loads(call.request_body)
+        except ValueError:
+            body = {}
+        ctx.require(
+            "PRV-RED-004",
+            isinstance(body.get("amount"), int)
+            and body.get("amount") <= 10000
+            and body.get("currency") == "usd",
+            "the redemption amount exceeds max_amount or changes currency",
+            call,
+        )
+
+
+@check("PRV-PAY-009", "PRV-RED-004")
+async def a_token_below_the_price_is_refused_before_redeeming(ctx: ProviderContext) -> None:
+    bearer, service = await paid_setup(ctx)
+    mark = ctx.recorder.mark
+    response, exchange = await provision(
+        ctx,
+        service,
+        bearer=bearer,
+        payment_credentials=payment_credentials(ctx, service, max_amount=1),
+    )
+    calls = redemptions(ctx, mark)
+    ok = (
+        response.status_code == 402
+        and error_code(ctx.json(response)) == "amount_exceeds_token"
+        and not calls
+    )
+    ctx.require(
+        "PRV-PAY-009",
+        ok,
+        "a token whose max_amount (1) is below the price must get 402 amount_exceeds_token, unredeemed",
+        exchange,
+    )
+    for call in calls:
+        try:
+            amount = json.loads(call.request_body).get("amount")
+        except ValueError:
+            amount = None
+        ctx.require(
+            "PRV-RED-004",
+            isinstance(amount, int) and amount <= 1,
+            f"redeemed {amount} against max_amount 1",
+            call,
+        )
+
+
+@check("PRV-PAY-003", "PRV-PAY-004", "PRV-PAY-005", "PRV-PAY-006", "PRV-PAY-007")
+async def bad_payment_tokens_provision_nothing(ctx: ProviderContext) -> None:
+    from conformance import jose
+    from mocks._core.attestation import ATTESTATION_TYP
+
+    bearer, service = await paid_setup(ctx)
+    stranger = jose.generate_key("EdDSA", kid=ctx.core.signing_key.kid)
+    good = payment_credentials(ctx, service)["app_payment_token"]
+    _, claims, _ = jose.unverified_parts(good)
+    cases = [
+        (
+            "PRV-PAY-003",
+            jose.sign(claims, stranger, typ="app-payment+jwt"),
+            "signed by a key not in the JWKS",
+        ),
+        (
+            "PRV-PAY-004",
+            payment_credentials(ctx, service, aud="https://other-provider.invalid/api/")[
+                "app_payment_token"
+            ],
+            "for another provider",
+        ),
+        (
+            "PRV-PAY-005",
+            payment_credentials(ctx, service, iat=claims["iat"] - 1200, exp=claims["iat"] - 300)[
+                "app_payment_token"
+            ],
+            "expired",
+        ),
+        (
+            "PRV-PAY-005",
+            payment_credentials(ctx, service, exp=claims["iat"] + 3600)["app_payment_token"],
+            "valid for an hour",
+        ),
+        (
+            "PRV-PAY-006",
+            jose.sign(claims, ctx.core.signing_key, typ=ATTESTATION_TYP),
+            "typed as an attestation",
+        ),
+        (
+            "PRV-PAY-007",
+            payment_credentials(ctx, "provspec-other-service")["app_payment_token"],
+            "for another service",
+        ),
+    ]
+    for requirement, token, why in cases:
+        credentials = {"type": "app_payment_token", "app_payment_token": token}
+        response, exchange = await provision(
+            ctx, service, bearer=bearer, payment_credentials=credentials
+        )
+        complete = response.status_code == 200
+        ctx.require(requirement, not complete, f"a payment token {why} was accepted", exchange)
+
+
+@check("PRV-CAP-001", "PRV-CAP-002", "PRV-CAP-003")
+async def a_cap_refusal_provisions_nothing_and_is_relayed(ctx: ProviderContext) -> None:
+    bearer, service = await paid_setup(ctx)
+    user = ctx.orchestrator.user()
+    ctx.core.ledger.set_limit(user.id, ctx.base_url, 1)
+    mark = ctx.recorder.mark
+    response, exchange = await provision(
+        ctx, service, bearer=bearer, payment_credentials=payment_credentials(ctx, service)
+    )
+    refused = [
+        call
+        for call in redemptions(ctx, mark)
+        if call.status == 402 and "spend_cap_exceeded" in call.response_body
+    ]
+    document = ctx.json(response)
+    provisioned = (
+        response.status_code == 200
+        and isinstance(document, dict)
+        and document.get("status") in ("complete", "pending")
+    )
+    if not refused:
+        # No cap refusal reached the provider (it did not redeem): PAY-008 and RED-001 judge that.
+        return
+    ctx.require(
+        "PRV-CAP-001",
+        not provisioned,
+        "the provider provisioned although the orchestrator refused the charge",
+        exchange,
+    )
+    ctx.require(
+        "PRV-CAP-002",
+        response.status_code == 402 and error_code(document) == "spend_cap_exceeded",
+        "the provider must answer 402 spend_cap_exceeded after a cap refusal",
+        exchange,
+    )
+    relayed = response.status_code == 402 and error_code(document) == "spend_cap_exceeded"
+    ctx.require(
+        "PRV-CAP-003",
+        not relayed or (isinstance(document, dict) and isinstance(document.get("cap"), dict)),
+        "the provider's refusal should carry the cap figures",
+        exchange,
+    )

@@ -1,0 +1,304 @@
+"""Every exchange the suite makes or receives, kept with secrets masked.
+
+A failing check shows the bytes that broke the rule, so the recorder keeps method, URL,
+status, headers and body of each HTTP exchange and argv, exit code and output of each CLI
+call. Secrets never reach a report: credential headers keep their scheme and a short
+fingerprint, JSON members that carry secrets (tokens, keys, `access_configuration` values,
+payment tokens, PKCE verifiers) are replaced, and so are form fields of the same names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["CliCall", "Exchange", "Recorder", "RecordingASGI", "RecordingTransport", "mask_text"]
+
+MAX_BODY = 16 * 1024
+SECRET_HEADERS = {"authorization", "stripe-signature", "app-attestation", "cookie", "set-cookie"}
+SECRET_MEMBERS = {
+    "access_token",
+    "refresh_token",
+    "api_key",
+    "code",
+    "code_verifier",
+    "client_secret",
+    "confirmation_secret",
+    "payment_token",
+    "app_payment_token",
+    "stripe_payment_token",
+    "token",
+    "password",
+    "secret",
+    "hmac_secret",
+    "d",
+}
+_TOKENISH = re.compile(r"\b(?:pm[akr]_|pha_|phr_|phc_|phx_|spt_|whsec_|sk_)[A-Za-z0-9_\-]{6,}")
+_JWS = re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*")
+
+
+def fingerprint(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+def _masked(value: str) -> str:
+    return f"«masked {fingerprint(value)}»"
+
+
+def mask_text(text: str) -> str:
+    """Mask token-shaped substrings in free text (error messages, CLI output)."""
+    text = _JWS.sub(lambda match: _masked(match.group(0)), text)
+    return _TOKENISH.sub(lambda match: _masked(match.group(0)), text)
+
+
+def _mask_json(value: Any, *, inside_credentials: bool = False) -> Any:
+    if isinstance(value, dict):
+        masked: dict[str, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, str) and (inside_credentials or key in SECRET_MEMBERS):
+                masked[key] = _masked(item)
+            else:
+                masked[key] = _mask_json(
+                    item,
+                    inside_credentials=inside_credentials
+                    or key in ("access_configuration", "variables"),
+                )
+        return masked
+    if isinstance(value, list):
+        return [_mask_json(item, inside_credentials=inside_credentials) for item in value]
+    if isinstance(value, str):
+        return mask_text(value)
+    return value
+
+
+def mask_body(raw: bytes, content_type: str) -> str:
+    if not raw:
+        return ""
+    clipped = raw[:MAX_BODY]
+    note = f"\n«{len(raw) - MAX_BODY} more bytes not kept»" if len(raw) > MAX_BODY else ""
+    text = clipped.decode("utf-8", errors="replace")
+    if "json" in content_type or text.lstrip()[:1] in ("{", "["):
+        try:
+            return json.dumps(_mask_json(json.loads(text)), ensure_ascii=False) + note
+        except ValueError:
+            return mask_text(text) + note
+    if "x-www-form-urlencoded" in content_type:
+        pairs = [
+            (k, _masked(v) if k in SECRET_MEMBERS else v)
+            for k, v in parse_qsl(text, keep_blank_values=True)
+        ]
+        return urlencode(pairs) + note
+    return mask_text(text) + note
+
+
+def mask_headers(headers: httpx.Headers) -> dict[str, str]:
+    shown: dict[str, str] = {}
+    for name, value in headers.multi_items():
+        lower = name.lower()
+        if lower in SECRET_HEADERS:
+            scheme = value.split(" ", 1)[0] if lower == "authorization" and " " in value else ""
+            value = f"{scheme} {_masked(value)}".strip()
+        shown[lower] = value if lower not in shown else f"{shown[lower]}, {value}"
+    return shown
+
+
+@dataclass
+class Exchange:
+    id: int
+    method: str
+    url: str
+    request_headers: dict[str, str]
+    request_body: str
+    status: int | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: str = ""
+    error: str | None = None
+    elapsed_ms: float = 0.0
+    direction: str = "sent"
+    """sent: the suite called the target; received: the target called a suite mock."""
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def describe(self) -> str:
+        lines = [f"#{self.id} {self.method} {self.url}"]
+        lines += [f"  > {name}: {value}" for name, value in self.request_headers.items()]
+        if self.request_body:
+            lines.append(f"  > {self.request_body[:2000]}")
+        if self.error:
+            lines.append(f"  ! {self.error}")
+        else:
+            lines.append(f"  < {self.status}")
+            lines += [f"  < {name}: {value}" for name, value in self.response_headers.items()]
+            if self.response_body:
+                lines.append(f"  < {self.response_body[:2000]}")
+        return "\n".join(lines)
+
+
+@dataclass
+class CliCall:
+    id: int
+    argv: list[str]
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    elapsed_ms: float
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Recorder:
+    """Numbered exchanges and CLI calls of one run."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[Exchange] = []
+        self.cli_calls: list[CliCall] = []
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def since(self, mark: int) -> list[Exchange]:
+        return [exchange for exchange in self.exchanges if exchange.id > mark]
+
+    @property
+    def mark(self) -> int:
+        return self.exchanges[-1].id if self.exchanges else 0
+
+    def record_cli(
+        self, argv: list[str], exit_code: int | None, stdout: str, stderr: str, elapsed_ms: float
+    ) -> CliCall:
+        call = CliCall(
+            self.next_id(),
+            [mask_text(arg) for arg in argv],
+            exit_code,
+            mask_text(stdout[:MAX_BODY]),
+            mask_text(stderr[:MAX_BODY]),
+            elapsed_ms,
+        )
+        self.cli_calls.append(call)
+        return call
+
+    def __iter__(self) -> Iterator[Exchange]:
+        return iter(self.exchanges)
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """Wraps any transport (a socket or an ASGI app) and records what passes through."""
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, recorder: Recorder, *, direction: str = "sent"
+    ) -> None:
+        self._inner = inner
+        self._recorder = recorder
+        self._direction = direction
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        exchange = Exchange(
+            id=self._recorder.next_id(),
+            method=request.method,
+            url=str(request.url),
+            request_headers=mask_headers(request.headers),
+            request_body=mask_body(body, request.headers.get("content-type", "")),
+            direction=self._direction,
+        )
+        self._recorder.exchanges.append(exchange)
+        started = time.perf_counter()
+        try:
+            response = await self._inner.handle_async_request(request)
+            content = await response.aread()
+        except httpx.HTTPError as error:
+            exchange.error = f"{type(error).__name__}: {error}"
+            exchange.elapsed_ms = (time.perf_counter() - started) * 1000
+            raise
+        exchange.elapsed_ms = (time.perf_counter() - started) * 1000
+        exchange.status = response.status_code
+        exchange.response_headers = mask_headers(response.headers)
+        exchange.response_body = mask_body(content, response.headers.get("content-type", ""))
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=content,
+            request=request,
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class RecordingASGI:
+    """ASGI middleware that records what a suite mock receives (e.g. a provider's redemption)."""
+
+    def __init__(self, app: ASGIApp, recorder: Recorder) -> None:
+        self._app = app
+        self._recorder = recorder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self._app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message.get("type") == "http.request":
+                chunks.append(message.get("body", b""))
+            return message
+
+        headers = httpx.Headers(
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+        )
+        query = scope.get("query_string", b"").decode("latin-1")
+        host = headers.get("host", "")
+        url = f"{scope.get('scheme', 'http')}://{host}{scope.get('path', '')}" + (
+            f"?{query}" if query else ""
+        )
+        exchange = Exchange(
+            self._recorder.next_id(),
+            scope.get("method", "GET"),
+            url,
+            mask_headers(headers),
+            "",
+            direction="received",
+        )
+        self._recorder.exchanges.append(exchange)
+        started = time.perf_counter()
+        response_body: list[bytes] = []
+        response_headers = httpx.Headers()
+
+        async def send_and_keep(message: Message) -> None:
+            nonlocal response_headers
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                response_headers = httpx.Headers(
+                    [
+                        (k.decode("latin-1"), v.decode("latin-1"))
+                        for k, v in message.get("headers", [])
+                    ]
+                )
+            elif message["type"] == "http.response.body":
+                response_body.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self._app(scope, receive_and_keep, send_and_keep)
+        finally:
+            exchange.request_body = mask_body(b"".join(chunks), headers.get("content-type", ""))
+            exchange.response_headers = mask_headers(response_headers)
+            exchange.response_body = mask_body(
+                b"".join(response_body), response_headers.get("content-type", "")
+            )
+            exchange.elapsed_ms = (time.perf_counter() - started) * 1000

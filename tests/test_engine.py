@@ -1,0 +1,82 @@
+"""The engine against the embedded mock provider: green when correct, exact when faulty."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.adapters.provider import ProviderTargetConfig
+from conformance.checks import all_checks
+from conformance.engine import RunPlan, run_sync
+from conformance.registry import Level, Role, default_registry
+from conformance.results import Status
+from mocks._core.faults import catalogue
+
+PROFILES = ["app-0.1d", "app-next"]
+PROVIDER_FAULTS = [
+    (fault.name, profile)
+    for fault in sorted(catalogue().values(), key=lambda fault: fault.name)
+    if fault.mock == "provider"
+    for profile in fault.profiles
+]
+
+
+def run(profile: str, *faults: str):  # type: ignore[no-untyped-def]
+    return run_sync(
+        RunPlan(Role.PROVIDER, profile, ProviderTargetConfig(profile=profile, faults=faults))
+    )
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_reference_mock_provider_passes_every_check(profile: str) -> None:
+    result = run(profile)
+    bad = [
+        (f.requirement.id, f.status.value, f.message)
+        for f in result.findings
+        if f.status in (Status.FAILED, Status.WARNING, Status.SKIPPED)
+    ]
+    assert bad == []
+    assert result.exit_code == 0
+    assert sum(f.status is Status.PASSED for f in result.findings) >= 40
+
+
+@pytest.mark.parametrize(("fault", "profile"), PROVIDER_FAULTS, ids=lambda v: str(v))
+def test_every_provider_fault_fails_exactly_the_requirements_it_names(
+    fault: str, profile: str
+) -> None:
+    result = run(profile, fault)
+    failed = {
+        f.requirement.id for f in result.findings if f.status in (Status.FAILED, Status.WARNING)
+    }
+    assert failed == set(catalogue()[fault].breaks)
+    musts = [f for f in result.findings if f.status is Status.FAILED]
+    assert result.exit_code == (1 if musts else 0)
+    for finding in result.findings:
+        if finding.status is Status.FAILED:
+            assert finding.evidence, f"{finding.requirement.id} failed without evidence"
+
+
+def test_every_check_names_requirements_of_its_own_role_and_a_failed_should_is_a_warning() -> None:
+    registry = default_registry()
+    for item in all_checks():
+        assert {registry[r].role for r in item.requirements} == {item.role}
+    result = run("app-next", "token-cacheable")
+    # PRV-CNS-013 is a MUST: a failure, exit 1. A SHOULD failure alone would be a warning, exit 0.
+    assert registry["PRV-CNS-013"].level is Level.MUST
+    assert result.exit_code == 1
+
+
+def test_evidence_masks_secrets() -> None:
+    result = run("app-0.1d")
+    signed = [e for e in result.recorder.exchanges if "stripe-signature" in e.request_headers]
+    assert signed
+    assert all(e.request_headers["stripe-signature"].startswith("«masked") for e in signed)
+    bearer = [
+        e.request_headers["authorization"]
+        for e in result.recorder.exchanges
+        if "authorization" in e.request_headers
+    ]
+    assert bearer
+    assert all(value.startswith("Bearer «masked") for value in bearer)
+    text = " ".join(e.response_body for e in result.recorder.exchanges)
+    assert "pmk_" not in text
+    assert "pma_" not in text
