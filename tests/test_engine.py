@@ -8,7 +8,7 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.checks import all_checks
 from conformance.engine import RunPlan, run_sync
 from conformance.registry import Level, Role, default_registry
-from conformance.results import Status
+from conformance.results import RunResult, Status
 from mocks._core.faults import catalogue
 
 PROFILES = ["app-0.1d", "app-next"]
@@ -20,7 +20,7 @@ PROVIDER_FAULTS = [
 ]
 
 
-def run(profile: str, *faults: str):  # type: ignore[no-untyped-def]
+def run(profile: str, *faults: str) -> RunResult:
     return run_sync(
         RunPlan(Role.PROVIDER, profile, ProviderTargetConfig(profile=profile, faults=faults))
     )

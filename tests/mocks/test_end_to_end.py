@@ -332,7 +332,7 @@ def test_catalog_aggregates_every_provider_and_revoke_fans_out() -> None:
         catalogs = {
             record.name: await orchestrator.services(record) for record in orchestrator.providers()
         }
-        document = {
+        document: dict[str, Any] = {
             "ok": True,
             "command": "projects catalog",
             "version": "0.1",
