@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--strict", action="store_true", help="report unmodelled members too")
     validate.set_defaults(handler=_validate)
 
+    from conformance._cli_run import add_run_parsers
+
+    add_run_parsers(commands)
     from mocks._cli import add_mock_parser
 
     add_mock_parser(commands)

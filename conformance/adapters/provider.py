@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,7 +108,7 @@ class ProviderTarget:
                     clock=clock,
                     store=MemoryStore(),
                     ssrf=guard,
-                    http=lambda: httpx.AsyncClient(transport=inner, timeout=self.config.timeout),
+                    http=self._orchestrator_client(inner),
                 )
             )
             recorded_app = RecordingASGI(self.core.app, self.recorder)
@@ -129,6 +129,17 @@ class ProviderTarget:
             record = ProviderRecord(name=TARGET, base_url=self.base_url, hmac_secret=hmac_secret)
             self.orchestrator.add_provider(record)
             yield self
+
+    def _orchestrator_client(self, inner: httpx.AsyncBaseTransport) -> Callable[[], httpx.AsyncClient]:
+        """How the suite's orchestrator side reaches the provider (to fetch its keys).
+
+        Served, that side runs on uvicorn's own event loop in another thread, so it needs a
+        fresh connection pool per call: a pool made on the run's loop would hang there.
+        """
+        timeout = self.config.timeout
+        if self.embedded:
+            return lambda: httpx.AsyncClient(transport=inner, timeout=timeout)
+        return lambda: httpx.AsyncClient(timeout=timeout)
 
     @property
     def scripted_consent(self) -> bool:

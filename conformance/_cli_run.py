@@ -1,0 +1,287 @@
+"""`provspec run`, `provspec selftest`, `provspec init`, `provspec keys`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from conformance.adapters.provider import ProviderTargetConfig
+from conformance.config import STARTER, load_config, normalise_target
+from conformance.engine import CheckOutcome, RunPlan, run_sync
+from conformance.errors import UsageError
+from conformance.registry import Role, Step
+from conformance.report import write_allure, write_html, write_json, write_junit
+from conformance.results import RunResult, Status
+from conformance.schemas import default_store
+
+__all__ = ["add_run_parsers"]
+
+MARKS = {
+    Status.PASSED: "ok  ",
+    Status.FAILED: "FAIL",
+    Status.WARNING: "warn",
+    Status.SKIPPED: "skip",
+    Status.NOT_APPLICABLE: "n/a ",
+    Status.UNTESTED: "----",
+}
+
+
+def add_run_parsers(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="check one role under test (today: a provider) against the requirement registry",
+        description="Run the conformance checks of one role. Without --target the embedded mock "
+        "is tested. Writes results.json, junit.xml, report.html and allure-results/ under "
+        "--report-dir. Exit 0 when no MUST failed (--strict: no SHOULD either), 1 otherwise, "
+        "2 on a usage or configuration error.",
+    )
+    run.add_argument("--role", choices=[role.value for role in Role])
+    run.add_argument("--target", help="the provider's APP base URL (default: the embedded mock)")
+    run.add_argument("--profile", help="app-0.1d or app-next")
+    run.add_argument("--config", type=Path, help="provspec.toml (see `provspec init`)")
+    run.add_argument(
+        "--steps", help=f"comma-separated steps to run ({', '.join(s.value for s in Step)})"
+    )
+    run.add_argument(
+        "--strict", action="store_true", default=None, help="a failed SHOULD fails the run"
+    )
+    run.add_argument("--report-dir", type=Path, help="where reports go (default: reports/)")
+    run.add_argument("--junit", type=Path, help="JUnit XML path (default: REPORT_DIR/junit.xml)")
+    run.add_argument("--html", type=Path, help="HTML report path (default: REPORT_DIR/report.html)")
+    run.add_argument(
+        "--json", type=Path, help="JSON results path (default: REPORT_DIR/results.json)"
+    )
+    run.add_argument(
+        "--allure", type=Path, help="Allure results dir (default: REPORT_DIR/allure-results)"
+    )
+    run.add_argument(
+        "--hmac-secret",
+        help="app-0.1d: the provider's Stripe-Signature secret (prefer $PROVSPEC_HMAC_SECRET)",
+    )
+    run.add_argument(
+        "--existing-email", help="an email that already has an account at the provider"
+    )
+    run.add_argument(
+        "--orchestrator-port",
+        type=int,
+        help="app-next: port of the suite's orchestrator side (default 8401)",
+    )
+    run.add_argument(
+        "--fault", action="append", default=[], help="embedded mock only: inject a named fault"
+    )
+    run.add_argument("--quiet", action="store_true", help="no per-check progress")
+    run.set_defaults(handler=_run)
+
+    selftest = commands.add_parser(
+        "selftest",
+        help="the suite against its own mocks and every named fault: detection matrix",
+        description="Run the suite against the reference mocks (must pass clean) and against each "
+        "named fault (must fail exactly the requirement it breaks). Prints the detection matrix, "
+        "the detection rate and the false positives. Exit 0 only when both are perfect.",
+    )
+    selftest.add_argument("--profile", action="append", help="limit to a profile (repeatable)")
+    selftest.set_defaults(handler=_selftest)
+
+    init = commands.add_parser("init", help="write a commented starter provspec.toml")
+    init.add_argument("path", nargs="?", type=Path, default=Path("provspec.toml"))
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(handler=_init)
+
+    keys = commands.add_parser(
+        "keys", help="what a provider must be configured with to trust the suite"
+    )
+    keys.add_argument("--profile", default="app-next")
+    keys.add_argument("--config", type=Path)
+    keys.add_argument("--orchestrator-port", type=int)
+    keys.set_defaults(handler=_keys)
+
+
+def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
+    config = load_config(args.config)
+    role = Role(args.role or config.get("run", "role", "provider"))
+    profile = args.profile or config.get("run", "profile", "app-0.1d")
+    default_store().profile(profile)  # unknown profile -> a message with suggestions
+    steps = args.steps or config.get("run", "steps")
+    step_list: tuple[Step, ...] | None = None
+    if steps:
+        names = steps.split(",") if isinstance(steps, str) else list(steps)
+        try:
+            step_list = tuple(Step(name.strip()) for name in names if name.strip())
+        except ValueError as error:
+            raise UsageError(
+                f"--steps: {error}; known steps: {', '.join(s.value for s in Step)}"
+            ) from None
+    target = args.target or config.get("provider", "target")
+    if args.fault and target:
+        raise UsageError(
+            "--fault injects faults into the embedded mock; start a served mock with --fault instead"
+        )
+    hmac_secret = args.hmac_secret or config.hmac_secret()
+    if target and profile == "app-0.1d" and not hmac_secret:
+        raise UsageError(
+            "app-0.1d signs with the provider's HMAC secret: give --hmac-secret or set $PROVSPEC_HMAC_SECRET"
+        )
+    provider = ProviderTargetConfig(
+        profile=profile,
+        base_url=normalise_target(target) if target else None,
+        hmac_secret=hmac_secret,
+        existing_email=args.existing_email
+        or config.get("provider", "existing_email", "existing@example.com"),
+        scripted_consent=config.get("provider", "scripted_consent"),
+        orchestrator_host=config.get("provider", "orchestrator_host", "127.0.0.1"),
+        orchestrator_port=args.orchestrator_port
+        or config.get("provider", "orchestrator_port", 8401),
+        timeout=float(config.get("timeouts", "request", 10)),
+        faults=tuple(args.fault),
+        allowed_hosts=tuple(config.get("ssrf", "allowed_hosts", ())),
+    )
+    if args.fault:
+        from mocks._core.faults import FaultSet
+
+        FaultSet("provider", profile, args.fault)  # unknown or misplaced fault -> UsageError
+    strict = args.strict if args.strict is not None else bool(config.get("run", "strict", False))
+    plan = RunPlan(
+        role, profile, provider, step_list, strict, float(config.get("timeouts", "check", 60))
+    )
+    report_dir = args.report_dir or Path(config.get("run", "report_dir", "reports"))
+    return plan, report_dir
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan, report_dir = _plan(args)
+    print(
+        f"provspec run: {plan.role.value} · {plan.profile} · {plan.provider.describe()}", flush=True
+    )
+    current: list[str] = []
+
+    def progress(outcome: CheckOutcome) -> None:
+        if args.quiet:
+            return
+        step = outcome.check.step.value
+        if not current or current[0] != step:
+            current[:] = [step]
+            print(f"\n{step}", flush=True)
+        for requirement_id, (status, message, _) in outcome.statuses.items():
+            line = f"  {MARKS[status]}  {requirement_id}  {outcome.check.name}"
+            if status in (Status.FAILED, Status.WARNING, Status.SKIPPED):
+                line += f"\n          {message[:300]}"
+            print(line, flush=True)
+
+    result = run_sync(plan, progress)
+    paths = {
+        "json": args.json or report_dir / "results.json",
+        "junit": args.junit or report_dir / "junit.xml",
+        "html": args.html or report_dir / "report.html",
+        "allure": args.allure or report_dir / "allure-results",
+    }
+    write_json(result, paths["json"])
+    write_junit(result, paths["junit"])
+    write_html(result, paths["html"])
+    write_allure(result, paths["allure"])
+    _summary(result)
+    for name, path in paths.items():
+        print(f"  {name:<6} {path}")
+    return result.exit_code
+
+
+def _summary(result: RunResult) -> None:
+    statuses = [
+        Status.PASSED,
+        Status.FAILED,
+        Status.WARNING,
+        Status.SKIPPED,
+        Status.NOT_APPLICABLE,
+        Status.UNTESTED,
+    ]
+    counts = result.counts()
+    print(f"\n{'level':<8}" + "".join(f"{s.value.replace('_', ' '):>16}" for s in statuses))
+    for level in ("MUST", "SHOULD", "MAY"):
+        row = counts.get(level, {})
+        if row:
+            print(f"{level:<8}" + "".join(f"{row.get(s.value, 0):>16}" for s in statuses))
+    verdict = "FAIL" if result.exit_code else "PASS"
+    failed = ", ".join(f.requirement.id for f in result.failed()) or "none"
+    print(
+        f"\n{verdict}: {len(result.failed())} failing requirement(s): {failed}  ({result.duration_s:.2f} s, "
+        f"{len(result.recorder.exchanges)} exchanges)"
+    )
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from conformance.selftest import FaultRow, run_selftest
+
+    profiles = tuple(args.profile or ("app-0.1d", "app-next"))
+    for profile in profiles:
+        default_store().profile(profile)
+    print(
+        f"provspec selftest: reference mocks, then every named fault ({', '.join(profiles)})\n",
+        flush=True,
+    )
+    print(f"  {'mock':<13}{'fault':<32}{'profile':<10}{'expected':<28}result", flush=True)
+
+    def progress(row: FaultRow) -> None:
+        expected = ", ".join(row.fault.breaks)
+        if row.status == "not-run":
+            result = "not run: the pack for this role is not built yet"
+        elif row.status == "exact":
+            result = "caught exactly"
+        else:
+            parts = []
+            if row.missing:
+                parts.append(f"MISSED {', '.join(sorted(row.missing))}")
+            if row.extra:
+                parts.append(f"also failed {', '.join(sorted(row.extra))}")
+            result = "; ".join(parts)
+        print(
+            f"  {row.fault.mock:<13}{row.fault.name:<32}{row.profile:<10}{expected:<28}{result}",
+            flush=True,
+        )
+
+    outcome = run_selftest(profiles, progress)
+    for (role, profile), failed in outcome.references.items():
+        state = "clean" if not failed else f"FAILED {', '.join(failed)}"
+        print(f"\nreference mock {role} ({profile}): {state}")
+    run_rows = outcome.run_rows
+    print(
+        f"\ndetection rate {outcome.detection_rate:.0%} ({sum(1 for r in run_rows if not r.missing)}/{len(run_rows)} "
+        f"fault runs caught), false positives {outcome.false_positives}, "
+        f"{len(outcome.rows) - len(run_rows)} fault runs not yet covered, {outcome.duration_s:.1f} s"
+    )
+    return outcome.exit_code
+
+
+def _init(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} exists; pass --force to overwrite it")
+    path.write_text(STARTER, encoding="utf-8")
+    print(
+        f"wrote {path}: edit [provider] target (and the secret variable), then `provspec run --config {path}`"
+    )
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    default_store().profile(args.profile)
+    host = config.get("provider", "orchestrator_host", "127.0.0.1")
+    port = args.orchestrator_port or config.get("provider", "orchestrator_port", 8401)
+    if args.profile == "app-0.1d":
+        print("app-0.1d: the suite signs with the provider's own Stripe-Signature secret.")
+        print(
+            "  give it to the run: --hmac-secret or $PROVSPEC_HMAC_SECRET (never in the config file)"
+        )
+        return 0
+    issuer = f"http://{host}:{port}"
+    print("app-next: configure the provider to trust this orchestrator for the run:")
+    print(f"  orchestrator issuer   {issuer}")
+    print(f"  metadata              {issuer}/.well-known/app-orchestrator")
+    print(f"  JWKS                  {issuer}/jwks.json  (keys are made fresh for every run)")
+    print(f"  redemption endpoint   {issuer}/redemptions")
+    print("  The provider fetches the JWKS from the metadata; nothing else is pre-shared.")
+    print(
+        f"  (`provspec mock provider --profile app-next --orchestrator-issuer {issuer}` is set up this way.)"
+    )
+
+    return 0
