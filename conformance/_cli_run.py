@@ -113,6 +113,7 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
                 f"--steps: {error}; known steps: {', '.join(s.value for s in Step)}"
             ) from None
     target = args.target or config.get("provider", "target")
+    target = normalise_target(target) if target else None
     if args.fault and target:
         raise UsageError(
             "--fault injects faults into the embedded mock; start a served mock with --fault instead"
@@ -124,7 +125,7 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         )
     provider = ProviderTargetConfig(
         profile=profile,
-        base_url=normalise_target(target) if target else None,
+        base_url=target,
         hmac_secret=hmac_secret,
         existing_email=args.existing_email
         or config.get("provider", "existing_email", "existing@example.com"),

@@ -1,8 +1,10 @@
 """provspec's pytest plugin (registered through the `pytest11` entry point).
 
-What it does now: registers the `requirement` marker, refuses at collection any test that
-names a requirement ID the registry does not have, and reports the registry in the header.
-The engine options (`--provspec-role`, `--provspec-target`, …) arrive with the engine.
+It registers the `requirement` marker and refuses at collection any test that names a
+requirement ID the registry does not have. With `--provspec-role provider` (and
+`--provspec-target`, `--provspec-profile`, `--provspec-config`, `--provspec-steps`,
+`--provspec-strict`) pytest collects the registry's checks instead of test files and runs them
+on the engine behind `provspec run`.
 
     @pytest.mark.requirement("PRV-ATT-001")
     def test_alg_none_is_rejected(...): ...
@@ -16,6 +18,38 @@ from conformance import __version__
 from conformance.registry import default_registry
 
 MARKER = "requirement"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from conformance._pytest_engine import add_options
+
+    add_options(parser)
+
+
+def pytest_collection(session: pytest.Session) -> bool | None:
+    if not session.config.getoption("provspec_role"):
+        return None
+    from conformance._pytest_engine import collect
+    from conformance.errors import ProvspecError
+
+    try:
+        items = collect(session)
+    except ProvspecError as error:
+        raise pytest.UsageError(f"provspec: {error}") from None
+    session.items = items
+    session.testscollected = len(items)
+    hook = session.config.hook
+    hook.pytest_collection_modifyitems(session=session, config=session.config, items=session.items)
+    hook.pytest_collection_finish(session=session)
+    return True
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from conformance._pytest_engine import SESSION
+
+    state = config.stash.get(SESSION, None)
+    if state is not None:
+        state.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

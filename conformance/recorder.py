@@ -101,11 +101,33 @@ def mask_body(raw: bytes, content_type: str) -> str:
     return mask_text(text) + note
 
 
+def _decoded_jws(token: str) -> str:
+    """A JWS shown as its header and claims (signed, not secret) with the signature masked,
+    so evidence shows which claim broke a rule while the token cannot be replayed."""
+    import base64
+
+    parts = token.split(".")
+    if len(parts) != 3:
+        return _masked(token)
+    shown = []
+    for part in parts[:2]:
+        try:
+            shown.append(
+                base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode("utf-8", "replace")
+            )
+        except (ValueError, UnicodeError):
+            shown.append("«not base64url»")
+    signature = "«empty signature»" if not parts[2] else _masked(parts[2])
+    return f"header {shown[0]} claims {shown[1]} signature {signature}"
+
+
 def mask_headers(headers: httpx.Headers) -> dict[str, str]:
     shown: dict[str, str] = {}
     for name, value in headers.multi_items():
         lower = name.lower()
-        if lower in SECRET_HEADERS:
+        if lower == "app-attestation":
+            value = _decoded_jws(value)
+        elif lower in SECRET_HEADERS:
             scheme = value.split(" ", 1)[0] if lower == "authorization" and " " in value else ""
             value = f"{scheme} {_masked(value)}".strip()
         shown[lower] = value if lower not in shown else f"{shown[lower]}, {value}"

@@ -83,3 +83,14 @@ def test_unpacked_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -
         text=True,
     )
     assert json.loads(listed.stdout)["count"] >= 150
+    selftest = subprocess.run(
+        [sys.executable, "-m", "conformance", "selftest", "--profile", "app-0.1d"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert selftest.returncode == 0, selftest.stdout[-2000:] + selftest.stderr[-2000:]
+    assert "detection rate 100%" in selftest.stdout

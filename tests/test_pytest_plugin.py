@@ -48,3 +48,72 @@ def test_marker_without_ids_is_refused(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*names no requirement ID*"])
+
+
+def test_provspec_role_collects_the_checks_and_passes_against_the_embedded_mock(
+    pytester: pytest.Pytester,
+) -> None:
+    from conformance.checks import checks_for
+    from conformance.registry import Role
+
+    expected = len(checks_for(Role.PROVIDER, "app-next"))
+    result = pytester.runpytest(
+        "--provspec-role", "provider", "--provspec-profile", "app-next", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=expected)
+
+
+def test_provspec_role_fails_exactly_what_provspec_run_fails(pytester: pytest.Pytester) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from mocks._serve import bind
+
+    probe = bind("127.0.0.1", 0)
+    port = probe.port
+    probe.sock.close()
+    command = [
+        sys.executable,
+        "-m",
+        "conformance",
+        "mock",
+        "provider",
+        "--port",
+        str(port),
+        "--hmac-secret",
+        "whsec_t",
+        "--fault",
+        "code-reuse",
+    ]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+    ) as mock:
+        try:
+            assert mock.stdout is not None
+            mock.stdout.readline()
+            result = pytester.runpytest(
+                "--provspec-role",
+                "provider",
+                "--provspec-target",
+                f"http://127.0.0.1:{port}/api/app/",
+                "--provspec-hmac-secret",
+                "whsec_t",
+                "-p",
+                "no:cacheprovider",
+            )
+        finally:
+            mock.terminate()
+            mock.wait(timeout=15)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 1
+    result.stdout.fnmatch_lines(["*PRV-CNS-007: a second use of a code must get invalid_grant*"])
+
+
+def test_provspec_role_with_a_bad_target_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(
+        "--provspec-role", "provider", "--provspec-target", "ftp://nowhere/"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*not a usable base URL*"])

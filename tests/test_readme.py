@@ -17,7 +17,7 @@ def _sh_blocks() -> list[str]:
 
 def test_readme_has_an_install_and_run_command_and_a_test_command() -> None:
     blocks = _sh_blocks()
-    assert blocks[0] == "pip install . && provspec requirements"
+    assert blocks[0] == "pip install . && provspec selftest"
     assert blocks[1] == 'pip install -e ".[test]" && pytest'
 
 

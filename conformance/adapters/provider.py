@@ -130,7 +130,9 @@ class ProviderTarget:
             self.orchestrator.add_provider(record)
             yield self
 
-    def _orchestrator_client(self, inner: httpx.AsyncBaseTransport) -> Callable[[], httpx.AsyncClient]:
+    def _orchestrator_client(
+        self, inner: httpx.AsyncBaseTransport
+    ) -> Callable[[], httpx.AsyncClient]:
         """How the suite's orchestrator side reaches the provider (to fetch its keys).
 
         Served, that side runs on uvicorn's own event loop in another thread, so it needs a

@@ -37,7 +37,7 @@ td.zero{color:#bbb} .pill{display:inline-block;min-width:86px;text-align:center;
 .filters{margin:18px 0 10px;display:flex;gap:10px;flex-wrap:wrap;align-items:center}
 select,input{font:inherit;padding:3px 6px}
 details{background:#fff;border-bottom:1px solid #eee} summary{cursor:pointer;padding:6px 10px;display:flex;gap:10px;align-items:baseline}
-summary .id{font-family:ui-monospace,monospace;min-width:96px} summary .lvl{min-width:56px;color:#555}
+summary .id{font-family:ui-monospace,monospace;min-width:96px} summary .lvl{min-width:64px;color:#555}
 summary .txt{flex:1} .body{padding:4px 12px 12px 116px} .body p{margin:4px 0}
 pre{background:#f6f6f6;border:1px solid #e4e4e4;padding:8px;overflow:auto;max-height:360px;font-size:12px;white-space:pre-wrap;word-break:break-all}
 .muted{color:#666}
