@@ -127,6 +127,7 @@ class CheckContext:
         self.recorder = recorder
         self.check = check
         self.failures: dict[str, list[Verdict]] = {}
+        self.skips: dict[str, str] = {}
 
     def require(
         self,
@@ -142,3 +143,9 @@ class CheckContext:
             ids = [item.id for item in evidence if item is not None]
             self.failures.setdefault(requirement_id, []).append(Verdict(message, ids))
         return condition
+
+    def cannot_judge(self, requirement_id: str, why: str) -> None:
+        """Mark one requirement as skipped (with why) when this run gives nothing to judge it on."""
+        if requirement_id not in self.check.requirements:
+            raise ValueError(f"{self.check.name} does not declare {requirement_id}")
+        self.skips[requirement_id] = why

@@ -85,6 +85,8 @@ async def run_check(check: Check, context: CheckContext, timeout: float) -> Chec
             message = "; ".join(dict.fromkeys(failure.message for failure in failures))
             evidence = [item for failure in failures for item in failure.evidence]
             statuses[requirement_id] = (downgrade(Status.FAILED, level), message, evidence)
+        elif requirement_id in context.skips and outcome is None:
+            statuses[requirement_id] = (Status.SKIPPED, context.skips[requirement_id], [])
         elif outcome is not None:
             status, message = outcome
             statuses[requirement_id] = (

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["CliCall", "Exchange", "Recorder", "RecordingASGI", "RecordingTransport", "mask_text"]
 
 MAX_BODY = 16 * 1024
+MAX_RESPONSE = 5 * 1024 * 1024
 SECRET_HEADERS = {"authorization", "stripe-signature", "app-attestation", "cookie", "set-cookie"}
 SECRET_MEMBERS = {
     "access_token",
@@ -216,15 +217,42 @@ class Recorder:
         return iter(self.exchanges)
 
 
+class ResponseTooLarge(httpx.ReadError):
+    """The target sent more than the suite accepts for one answer."""
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    # A target that answers with gigabytes must fail its check, not exhaust the suite's memory.
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLarge(
+                    f"the answer exceeds {limit} bytes; the suite stopped reading"
+                )
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    return b"".join(chunks)
+
+
 class RecordingTransport(httpx.AsyncBaseTransport):
     """Wraps any transport (a socket or an ASGI app) and records what passes through."""
 
     def __init__(
-        self, inner: httpx.AsyncBaseTransport, recorder: Recorder, *, direction: str = "sent"
+        self,
+        inner: httpx.AsyncBaseTransport,
+        recorder: Recorder,
+        *,
+        direction: str = "sent",
+        max_response: int = MAX_RESPONSE,
     ) -> None:
         self._inner = inner
         self._recorder = recorder
         self._direction = direction
+        self._max_response = max_response
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
@@ -240,7 +268,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         started = time.perf_counter()
         try:
             response = await self._inner.handle_async_request(request)
-            content = await response.aread()
+            content = await _read_capped(response, self._max_response)
         except httpx.HTTPError as error:
             exchange.error = f"{type(error).__name__}: {error}"
             exchange.elapsed_ms = (time.perf_counter() - started) * 1000

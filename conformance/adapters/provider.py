@@ -95,10 +95,14 @@ class ProviderTarget:
                 inner: httpx.AsyncBaseTransport = network.transport
             else:
                 guard = SSRFGuard(allow_loopback=True, allowed_hosts=self.config.allowed_hosts)
-                listener = ServedInThread(
-                    host=self.config.orchestrator_host, port=self.config.orchestrator_port
-                )
-                issuer = listener.origin
+                # Only app-next needs the suite's orchestrator side reachable by the provider.
+                listener = None
+                issuer = f"http://{self.config.orchestrator_host}:{self.config.orchestrator_port}"
+                if self.profile == "app-next":
+                    listener = ServedInThread(
+                        host=self.config.orchestrator_host, port=self.config.orchestrator_port
+                    )
+                    issuer = listener.origin
                 hmac_secret = self.config.hmac_secret or ""
                 inner = httpx.AsyncHTTPTransport()
             self.core = OrchestratorMock(
@@ -116,7 +120,7 @@ class ProviderTarget:
                 network.mount(issuer, recorded_app)
                 assert self.mock is not None
                 network.mount(self.base_url, self.mock.app)
-            elif self.profile == "app-next":
+            elif listener is not None:
                 stack.enter_context(listener.serving(recorded_app))
             self.http = await stack.enter_async_context(
                 httpx.AsyncClient(

@@ -83,9 +83,6 @@ async def catalog_shape(ctx: ProviderContext) -> None:
         f"every service needs a free, paid or component price: {bad_pricing or 'no services'}",
         exchange,
     )
-    ids = [entry.get("id") for entry in entries]
-    duplicates = sorted({str(value) for value in ids if ids.count(value) > 1})
-    ctx.require("PRV-DSC-004", not duplicates, f"duplicate service ids: {duplicates}", exchange)
     content_type = response.headers.get("content-type", "")
     ctx.require(
         "PRV-DSC-006",
@@ -93,6 +90,12 @@ async def catalog_shape(ctx: ProviderContext) -> None:
         f"Content-Type is {content_type!r}, not application/json",
         exchange,
     )
+    if not entries:
+        ctx.cannot_judge("PRV-DSC-004", "the catalog listed no services to compare")
+        return
+    ids = [entry.get("id") for entry in entries]
+    duplicates = sorted({str(value) for value in ids if ids.count(value) > 1})
+    ctx.require("PRV-DSC-004", not duplicates, f"duplicate service ids: {duplicates}", exchange)
 
 
 @check("PRV-DSC-008", "PRV-DSC-009", "PRV-DSC-010", "PRV-DSC-011")
