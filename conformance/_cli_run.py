@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
+from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import ProviderTargetConfig
 from conformance.config import STARTER, load_config, normalise_target
 from conformance.engine import CheckOutcome, RunPlan, run_sync
@@ -38,6 +40,9 @@ def add_run_parsers(commands: Any) -> None:
     )
     run.add_argument("--role", choices=[role.value for role in Role])
     run.add_argument("--target", help="the provider's APP base URL (default: the embedded mock)")
+    run.add_argument(
+        "--orchestrator-cli", help="orchestrator under test: its CLI prefix, e.g. 'stripe projects'"
+    )
     run.add_argument("--profile", help="app-0.1d or app-next")
     run.add_argument("--config", type=Path, help="provspec.toml (see `provspec init`)")
     run.add_argument(
@@ -81,6 +86,18 @@ def add_run_parsers(commands: Any) -> None:
         "the detection rate and the false positives. Exit 0 only when both are perfect.",
     )
     selftest.add_argument("--profile", action="append", help="limit to a profile (repeatable)")
+    selftest.add_argument(
+        "--role",
+        action="append",
+        choices=[role.value for role in Role],
+        help="limit to a role (repeatable)",
+    )
+    selftest.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="runs in parallel, one process each (default: the number of CPUs)",
+    )
     selftest.set_defaults(handler=_selftest)
 
     init = commands.add_parser("init", help="write a commented starter provspec.toml")
@@ -134,26 +151,43 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         orchestrator_port=args.orchestrator_port
         or config.get("provider", "orchestrator_port", 8401),
         timeout=float(config.get("timeouts", "request", 10)),
-        faults=tuple(args.fault),
+        faults=tuple(args.fault) if role is Role.PROVIDER else (),
         allowed_hosts=tuple(config.get("ssrf", "allowed_hosts", ())),
     )
     if args.fault:
         from mocks._core.faults import FaultSet
 
-        FaultSet("provider", profile, args.fault)  # unknown or misplaced fault -> UsageError
+        FaultSet(role.value, profile, args.fault)  # unknown or misplaced fault -> UsageError
+    orchestrator = OrchestratorTargetConfig(
+        profile=profile,
+        command=getattr(args, "orchestrator_cli", None) or config.get("orchestrator", "command"),
+        issuer=config.get("orchestrator", "issuer"),
+        timeout=float(config.get("timeouts", "request", 10)),
+        faults=tuple(args.fault) if role is Role.ORCHESTRATOR else (),
+    )
     strict = args.strict if args.strict is not None else bool(config.get("run", "strict", False))
     plan = RunPlan(
-        role, profile, provider, step_list, strict, float(config.get("timeouts", "check", 60))
+        role,
+        profile,
+        provider,
+        orchestrator,
+        step_list,
+        strict,
+        float(config.get("timeouts", "check", 60)),
     )
     report_dir = args.report_dir or Path(config.get("run", "report_dir", "reports"))
     return plan, report_dir
 
 
+def _described(plan: RunPlan) -> str:
+    if plan.role is Role.ORCHESTRATOR:
+        return plan.orchestrator.describe()
+    return plan.provider.describe()
+
+
 def _run(args: argparse.Namespace) -> int:
     plan, report_dir = _plan(args)
-    print(
-        f"provspec run: {plan.role.value} · {plan.profile} · {plan.provider.describe()}", flush=True
-    )
+    print(f"provspec run: {plan.role.value} · {plan.profile} · {_described(plan)}", flush=True)
     current: list[str] = []
 
     def progress(outcome: CheckOutcome) -> None:
@@ -224,7 +258,7 @@ def _selftest(args: argparse.Namespace) -> int:
     def progress(row: FaultRow) -> None:
         expected = ", ".join(row.fault.breaks)
         if row.status == "not-run":
-            result = "not run: the pack for this role is not built yet"
+            result = f"not run: {row.why_not_run}"
         elif row.status == "exact":
             result = "caught exactly"
         else:
@@ -239,7 +273,10 @@ def _selftest(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    outcome = run_selftest(profiles, progress)
+    roles = tuple(Role(name) for name in args.role) if args.role else tuple(Role)
+    if args.jobs < 1:
+        raise UsageError("--jobs wants a positive number of processes")
+    outcome = run_selftest(profiles, progress, roles, args.jobs)
     for (role, profile), failed in outcome.references.items():
         state = "clean" if not failed else f"FAILED {', '.join(failed)}"
         print(f"\nreference mock {role} ({profile}): {state}")

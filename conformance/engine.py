@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from conformance.adapters.orchestrator import (
+    OrchestratorContext,
+    OrchestratorTarget,
+    OrchestratorTargetConfig,
+)
 from conformance.adapters.provider import ProviderContext, ProviderTarget, ProviderTargetConfig
 from conformance.checks import Check, CheckContext, NotApplicable, Skipped, checks_for
 from conformance.errors import UsageError
@@ -38,6 +43,7 @@ class RunPlan:
     role: Role
     profile: str
     provider: ProviderTargetConfig = field(default_factory=ProviderTargetConfig)
+    orchestrator: OrchestratorTargetConfig = field(default_factory=OrchestratorTargetConfig)
     steps: tuple[Step, ...] | None = None
     strict: bool = False
     check_timeout: float = 60.0
@@ -124,17 +130,26 @@ def fold(
 
 
 async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
-    if plan.role is not Role.PROVIDER:
+    if plan.role is Role.AGENT:
         raise UsageError(
-            f"the {plan.role.value} pack is not built yet; today `provspec run` checks providers"
+            "the agent pack is not built yet; `provspec run` checks providers and orchestrators"
         )
     started = time.perf_counter()
-    target = ProviderTarget(plan.provider)
+    target: ProviderTarget | OrchestratorTarget
+    if plan.role is Role.PROVIDER:
+        target, described = ProviderTarget(plan.provider), plan.provider.describe()
+    else:
+        target, described = OrchestratorTarget(plan.orchestrator), plan.orchestrator.describe()
     checks = checks_for(plan.role, plan.profile, plan.steps)
     outcomes: list[CheckOutcome] = []
     async with target.running():
         for item in sorted(checks, key=lambda c: (list(Step).index(c.step), c.name)):
-            outcome = await run_check(item, ProviderContext(target, item), plan.check_timeout)
+            context: CheckContext
+            if isinstance(target, ProviderTarget):
+                context = ProviderContext(target, item)
+            else:
+                context = OrchestratorContext(target, item)
+            outcome = await run_check(item, context, plan.check_timeout)
             outcomes.append(outcome)
             if progress is not None:
                 progress(outcome)
@@ -142,7 +157,7 @@ async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     return RunResult(
         plan.role.value,
         plan.profile,
-        plan.provider.describe(),
+        described,
         findings,
         target.recorder,
         time.perf_counter() - started,

@@ -7,11 +7,16 @@ whether anything else did; the totals are the detection rate and the false posit
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import ProviderTargetConfig
+from conformance.checks import checks_for
 from conformance.engine import RunPlan, run_sync
 from conformance.registry import Role
 from conformance.results import Status
@@ -19,7 +24,7 @@ from mocks._core.faults import Fault, catalogue
 
 __all__ = ["FaultRow", "SelftestResult", "run_selftest"]
 
-BUILT_ROLES = (Role.PROVIDER,)
+BUILT_ROLES = (Role.PROVIDER, Role.ORCHESTRATOR)
 
 
 @dataclass
@@ -28,7 +33,8 @@ class FaultRow:
     profile: str
     failed: set[str]
     status: str
-    """exact, missed, extra (caught, plus false positives), or not-run (the role's pack is not built)."""
+    """exact, missed, extra (caught, plus false positives), or not-run (no check covers it yet)."""
+    why_not_run: str = ""
 
     @property
     def missing(self) -> set[str]:
@@ -66,30 +72,69 @@ class SelftestResult:
         return 0 if self.detection_rate == 1.0 and self.false_positives == 0 else 1
 
 
-def _failed(profile: str, faults: Sequence[str]) -> set[str]:
-    result = run_sync(
-        RunPlan(Role.PROVIDER, profile, ProviderTargetConfig(profile=profile, faults=tuple(faults)))
-    )
+def _failed(role: Role, profile: str, faults: Sequence[str]) -> set[str]:
+    if role is Role.PROVIDER:
+        plan = RunPlan(role, profile, ProviderTargetConfig(profile=profile, faults=tuple(faults)))
+    else:
+        config = OrchestratorTargetConfig(profile=profile, faults=tuple(faults))
+        plan = RunPlan(role, profile, orchestrator=config)
+    result = run_sync(plan)
     return {
         f.requirement.id for f in result.findings if f.status in (Status.FAILED, Status.WARNING)
     }
 
 
+def _uncovered(fault: Fault, profile: str) -> str:
+    """Why this fault cannot be judged yet, or "" when some check covers what it breaks."""
+    role = Role(fault.mock)
+    if role not in BUILT_ROLES:
+        return "the pack for this role is not built yet"
+    covered = {r for c in checks_for(role, profile) for r in c.requirements}
+    if not set(fault.breaks) & covered:
+        return f"no check covers {', '.join(fault.breaks)} yet"
+    return ""
+
+
+def _failed_job(job: tuple[str, str, tuple[str, ...]]) -> set[str]:
+    role, profile, faults = job
+    return _failed(Role(role), profile, faults)
+
+
 def run_selftest(
     profiles: Sequence[str] = ("app-0.1d", "app-next"),
     progress: Callable[[FaultRow], None] | None = None,
+    roles: Sequence[Role] = tuple(Role),
+    jobs: int = 1,
 ) -> SelftestResult:
+    """Judge the reference mocks, then every fault; `jobs` > 1 spreads the runs over processes
+    (each run is independent: its own mocks, ports and state)."""
     started = time.perf_counter()
-    references = {("provider", profile): sorted(_failed(profile, ())) for profile in profiles}
-    rows: list[FaultRow] = []
+    reference_jobs = [
+        (role.value, profile, ()) for role in BUILT_ROLES if role in roles for profile in profiles
+    ]
+    planned: list[tuple[Fault, str, str]] = []
     for fault in sorted(catalogue().values(), key=lambda f: (f.mock, f.name)):
         for profile in fault.profiles:
-            if profile not in profiles:
-                continue
-            if Role(fault.mock) not in BUILT_ROLES:
-                row = FaultRow(fault, profile, set(), "not-run")
+            if profile in profiles and Role(fault.mock) in roles:
+                planned.append((fault, profile, _uncovered(fault, profile)))
+    fault_jobs = [(f.mock, profile, (f.name,)) for f, profile, why in planned if not why]
+    with contextlib.ExitStack() as stack:
+        if jobs > 1:
+            pool = stack.enter_context(
+                ProcessPoolExecutor(
+                    max_workers=jobs, mp_context=multiprocessing.get_context("spawn")
+                )
+            )
+            results: Iterator[set[str]] = pool.map(_failed_job, [*reference_jobs, *fault_jobs])
+        else:
+            results = map(_failed_job, [*reference_jobs, *fault_jobs])
+        references = {(role, profile): sorted(next(results)) for role, profile, _ in reference_jobs}
+        rows: list[FaultRow] = []
+        for fault, profile, why in planned:
+            if why:
+                row = FaultRow(fault, profile, set(), "not-run", why)
             else:
-                failed = _failed(profile, (fault.name,))
+                failed = next(results)
                 expected = set(fault.breaks)
                 status = (
                     "exact"

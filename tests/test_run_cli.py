@@ -92,10 +92,12 @@ def test_keys_says_what_the_provider_must_trust(capsys: pytest.CaptureFixture[st
     assert "http://127.0.0.1:9000/.well-known/app-orchestrator" in capsys.readouterr().out
 
 
-def test_selftest_catches_every_provider_fault_exactly(capsys: pytest.CaptureFixture[str]) -> None:
+def test_selftest_catches_every_fault_exactly(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["selftest"]) == 0
     out = capsys.readouterr().out
-    assert "reference mock provider (app-0.1d): clean" in out
+    for role in ("provider", "orchestrator"):
+        for profile in ("app-0.1d", "app-next"):
+            assert f"reference mock {role} ({profile}): clean" in out
     assert "detection rate 100%" in out
     assert "false positives 0" in out
 

@@ -91,6 +91,11 @@ class OrchestratorMock:
         self.settings = settings = settings or OrchestratorSettings()
         self.issuer = settings.issuer
         self.faults = FaultSet("orchestrator", settings.profile, settings.faults)
+        # The metadata-issuer-mismatch fault is a misconfigured issuer (a stray trailing slash)
+        # used consistently, as a real deployment would: in metadata, attestations and tokens.
+        self.announced_issuer = (
+            self.issuer + "/" if self.faults.active("metadata-issuer-mismatch") else self.issuer
+        )
         self.clock = settings.clock
         self.store = settings.store
         self.ledger = SpendLedger(
@@ -173,12 +178,9 @@ class OrchestratorMock:
 
     # --- discovery -------------------------------------------------------------------------------
     async def metadata(self, request: Request) -> Response:
-        issuer = (
-            self.issuer + "/" if self.faults.active("metadata-issuer-mismatch") else self.issuer
-        )
         return json_response(
             {
-                "issuer": issuer,
+                "issuer": self.announced_issuer,
                 "jwks_uri": self.jwks_url,
                 "redemption_endpoint": self.redemption_endpoint,
                 "refund_endpoint": self.refund_endpoint,
@@ -328,7 +330,10 @@ class OrchestratorMock:
         try:
             status, answer = await anyio.to_thread.run_sync(process, caller, body)
         except BaseException:
-            await anyio.to_thread.run_sync(self.idempotency.abandon, caller, endpoint, key)
+            # Only a key this request began is released; a replay must never drop the record
+            # of the original answer.
+            if isinstance(outcome, Begun):
+                await anyio.to_thread.run_sync(self.idempotency.abandon, caller, endpoint, key)
             raise
         if isinstance(outcome, Begun):
             await anyio.to_thread.run_sync(
@@ -357,7 +362,7 @@ class OrchestratorMock:
             )
             jose.validate_claims(
                 claims,
-                issuer=self.issuer,
+                issuer=self.announced_issuer,
                 audience=claims.get("aud")
                 if self.faults.active("redemption-any-audience")
                 else caller,  # type: ignore[arg-type]

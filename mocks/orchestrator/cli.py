@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -59,6 +61,9 @@ def add_orchestrator_parser(commands: Any) -> None:
         "--provider", action="append", default=[], metavar="NAME=BASE_URL[#HMAC_SECRET]"
     )
     init.add_argument("--email", default="dev@example.com")
+    init.add_argument(
+        "--new-user", action="store_true", help="start over as a new user (new opaque id)"
+    )
     init.add_argument("--no-payment-method", action="store_true")
     init.add_argument(
         "--accept-tos",
@@ -172,7 +177,9 @@ async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             )
         )
         guard = SSRFGuard(allow_loopback=True)
-        async with httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False) as http:
+        async with httpx.AsyncClient(
+            timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=_tls_context()
+        ) as http:
             core.settings.ssrf = guard
             orchestrator = Orchestrator(core, http, auto_consent=False)
             handler: Callable[
@@ -184,7 +191,16 @@ async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         store.close()
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~20 ms; the suite runs this CLI in-process dozens of times
+    # per run, so the (read-only) context is built once per process.
+    return ssl.create_default_context()
+
+
 async def _init(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    if args.new_user:
+        orchestrator.new_user(args.email)
     user = orchestrator.set_user(args.email, payment_method=not args.no_payment_method)
     for spec in args.provider:
         name, _, rest = spec.partition("=")

@@ -208,7 +208,7 @@ class Orchestrator:
         claims = {"email": user.email, "email_verified": True, "orchestrator_account": user.account}
         if self.faults.active("attestation-alg-none"):
             payload = attestation_claims(
-                issuer=self.core.issuer,
+                issuer=self.core.announced_issuer,
                 audience=audience,
                 subject=subject,
                 body=body,
@@ -221,7 +221,7 @@ class Orchestrator:
             )
         return mint_attestation(
             key,
-            issuer=self.core.issuer,
+            issuer=self.core.announced_issuer,
             audience=audience,
             subject=subject,
             body=body,
@@ -252,7 +252,7 @@ class Orchestrator:
             else provider.base_url
         )
         claims: dict[str, Any] = {
-            "iss": self.core.issuer,
+            "iss": self.core.announced_issuer,
             "aud": audience,
             "sub": user.id,
             "jti": "pt_" + secrets.token_urlsafe(12),
@@ -568,6 +568,8 @@ class Orchestrator:
             }
         state = self.core.ledger.state(self.user().id, provider.base_url)
         amount = max_amount if max_amount is not None else state.remaining
+        if max_amount is None and self.faults.active("token-over-cap"):
+            amount = state.limit  # the whole cap, as if nothing had been spent this month
         if amount <= 0:
             raise CapExceeded(state, max(amount, 1))
         token = self.mint_payment_token(provider, service_id, project_id, amount)

@@ -23,6 +23,8 @@ DEFAULT_LIMIT = 10_000
 DEFAULT_CURRENCY = "usd"
 _SPENT = "cap_spent"
 _LIMITS = "cap_limits"
+# How long the cap-not-atomic fault keeps a checked charge waiting for a concurrent one.
+_RACE_WINDOW_SECONDS = 0.5
 
 
 def month_of(moment: datetime) -> str:
@@ -99,6 +101,8 @@ class SpendLedger:
         self._default_limit = default_limit
         self._currency = currency
         self._atomic = atomic
+        self._race = threading.Condition()
+        self._in_window = 0
 
     @property
     def currency(self) -> str:
@@ -145,7 +149,15 @@ class SpendLedger:
         state = self.state(user, provider)
         if amount > state.remaining:
             raise CapExceeded(state, amount)
-        threading.Event().wait(0.02)  # widen the check-then-write window the fault is about
+        # Hold the check-then-write window open until a second charge has also passed its
+        # check (bounded), so the race the fault is about happens on any machine, fast or
+        # slow, whenever two redemptions overlap; a fixed sleep missed it on a slow CI host.
+        with self._race:
+            self._in_window += 1
+            self._race.notify_all()
+            self._race.wait_for(lambda: self._in_window >= 2, timeout=_RACE_WINDOW_SECONDS)
+        with self._race:
+            self._in_window -= 1
         current = self.state(user, provider, state.period)
         spent = current.spent + amount
         self._store.put(_SPENT, self._key(user, provider, state.period), spent)

@@ -98,6 +98,13 @@ class ProviderSettings:
     http: Callable[[], httpx.AsyncClient] | None = None
     """Makes the client the provider uses to reach the orchestrator (transport seam)."""
     ssrf: SSRFGuard = field(default_factory=lambda: SSRFGuard(allow_loopback=True))
+    redeem: bool = True
+    verify_requests: bool = True
+    """False: the suite's instrument when it tests an orchestrator. It accepts and records
+    every request (reading attestation claims unverified) so that the checks, not this mock,
+    judge the orchestrator's signatures, one requirement at a time."""
+    """False: keep payment tokens unredeemed (the suite, testing an orchestrator, redeems them
+    itself to probe the redemption endpoint). Tokens are kept in `ProviderMock.tokens`."""
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -155,6 +162,7 @@ class ProviderMock:
             )
         self.as_metadata_url = _well_known(self.issuer, "oauth-authorization-server")
         self.signing_key = jose.generate_key("EdDSA")
+        self.tokens: list[str] = []
         self._orchestrator: dict[str, Any] | None = None
         self._schemas = default_store()
         for email in settings.existing_emails:
@@ -280,6 +288,8 @@ class ProviderMock:
 
     # --- request authentication -----------------------------------------------------------
     async def _authenticate(self, request: Request, raw: bytes) -> _Caller:
+        if not self.settings.verify_requests:
+            return self._unverified_caller(request.headers.get(ATTESTATION_HEADER))
         expected = API_VERSIONS[self.profile]
         version = request.headers.get("api-version")
         if version != expected and not self.faults.active("ignore-api-version"):
@@ -295,7 +305,23 @@ class ProviderMock:
             email_verified=claims.get("email_verified") is True,
         )
 
+    @staticmethod
+    def _unverified_caller(token: str | None) -> _Caller:
+        try:
+            _, claims, _ = jose.unverified_parts(token or "")
+        except jose.JOSEError:
+            return _Caller()
+        email = claims.get("email")
+        return _Caller(
+            issuer=str(claims.get("iss")),
+            subject=str(claims.get("sub")),
+            email=email if isinstance(email, str) else None,
+            email_verified=claims.get("email_verified") is True,
+        )
+
     def _verify_hmac(self, request: Request, raw: bytes) -> None:
+        if not self.settings.verify_requests:
+            return
         tolerance = 10**9 if self.faults.active("accept-stale-signature") else 300
         try:
             stripe_signature.verify(
@@ -311,6 +337,11 @@ class ProviderMock:
             raise HTTPProblem(401, "invalid_signature", str(error)) from None
 
     async def _verify_attestation(self, token: str | None, raw: bytes) -> dict[str, Any]:
+        if not self.settings.verify_requests:
+            try:
+                return jose.unverified_parts(token or "")[1]
+            except jose.JOSEError:
+                return {"iss": "", "sub": ""}
         if token and self.faults.active("accept-alg-none"):
             try:
                 header, claims, _ = jose.unverified_parts(token)
@@ -829,7 +860,8 @@ class ProviderMock:
                 400, "requires_payment_credentials", "an app_payment_token is required"
             )
         claims = await self._verify_payment_token(token, entry)
-        if self.faults.active("skip-redemption"):
+        self.tokens.append(token)
+        if self.faults.active("skip-redemption") or not self.settings.redeem:
             return
         await self._redeem(token, claims, entry, resource_id, project)
 

@@ -1,0 +1,49 @@
+"""Shared moves of the orchestrator checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance import jose
+from conformance.adapters.orchestrator import OrchestratorContext
+from conformance.checks import Skipped
+
+
+async def metadata(ctx: OrchestratorContext) -> dict[str, Any]:
+    issuer = ctx.need_issuer()
+    response, _ = await ctx.get(f"{issuer}/.well-known/app-orchestrator")
+    document = response.json() if response.status_code == 200 else None
+    if not isinstance(document, dict):
+        raise Skipped("the orchestrator serves no metadata (see ORC-DSC-001)")
+    return document
+
+
+async def keys(ctx: OrchestratorContext) -> dict[str, jose.PublicKey]:
+    document = await metadata(ctx)
+    jwks_uri = document.get("jwks_uri")
+    if not isinstance(jwks_uri, str):
+        raise Skipped("the orchestrator's metadata has no jwks_uri")
+    response, _ = await ctx.get(jwks_uri)
+    try:
+        return jose.parse_jwks(_public_members(response.json()))
+    except (ValueError, jose.JOSEError):
+        raise Skipped("the orchestrator's JWKS is unusable (see ORC-DSC-004)") from None
+
+
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def _public_members(document: Any) -> Any:
+    """The JWKS with private members dropped: a leaked private key is ORC-DSC-004's finding,
+    and verifying signatures with the public half is still sound, so other checks go on."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        return document
+    return {
+        **document,
+        "keys": [
+            {k: v for k, v in key.items() if k not in _PRIVATE_MEMBERS}
+            if isinstance(key, dict)
+            else key
+            for key in document["keys"]
+        ],
+    }
