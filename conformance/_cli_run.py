@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from conformance.adapters.agent import DEFAULT_ORCHESTRATOR_CLI, AgentTargetConfig
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import ProviderTargetConfig
 from conformance.config import STARTER, load_config, normalise_target
@@ -42,6 +43,9 @@ def add_run_parsers(commands: Any) -> None:
     run.add_argument("--target", help="the provider's APP base URL (default: the embedded mock)")
     run.add_argument(
         "--orchestrator-cli", help="orchestrator under test: its CLI prefix, e.g. 'stripe projects'"
+    )
+    run.add_argument(
+        "--agent-cmd", help="agent under test: the command to run once per scripted task"
     )
     run.add_argument("--profile", help="app-0.1d or app-next")
     run.add_argument("--config", type=Path, help="provspec.toml (see `provspec init`)")
@@ -165,12 +169,25 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         timeout=float(config.get("timeouts", "request", 10)),
         faults=tuple(args.fault) if role is Role.ORCHESTRATOR else (),
     )
+    agent_command = getattr(args, "agent_cmd", None) or config.get("agent", "command")
+    if args.fault and agent_command and role is Role.AGENT:
+        raise UsageError(
+            "--fault injects faults into the embedded mock agent, not into --agent-cmd"
+        )
+    agent = AgentTargetConfig(
+        profile=profile,
+        command=agent_command,
+        orchestrator_cli=str(config.get("agent", "orchestrator_cli", DEFAULT_ORCHESTRATOR_CLI)),
+        timeout=float(config.get("timeouts", "agent", 60)),
+        faults=tuple(args.fault) if role is Role.AGENT else (),
+    )
     strict = args.strict if args.strict is not None else bool(config.get("run", "strict", False))
     plan = RunPlan(
         role,
         profile,
         provider,
         orchestrator,
+        agent,
         step_list,
         strict,
         float(config.get("timeouts", "check", 60)),
@@ -182,6 +199,8 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
 def _described(plan: RunPlan) -> str:
     if plan.role is Role.ORCHESTRATOR:
         return plan.orchestrator.describe()
+    if plan.role is Role.AGENT:
+        return plan.agent.describe()
     return plan.provider.describe()
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from conformance.adapters.provider import ProviderContext, ProviderTarget
 from conformance.checks import Check, checks_for
-from conformance.engine import run_check
+from conformance.engine import Target, make_context, make_target, run_check
+from conformance.recorder import CliCall, Exchange
 from conformance.registry import Step
 from conformance.results import Status
 
@@ -32,7 +32,10 @@ class ProvspecWarning(UserWarning):
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("provspec", "provspec conformance run")
-    group.addoption("--provspec-role", help="run the provspec checks of this role (provider)")
+    group.addoption(
+        "--provspec-role",
+        help="run the provspec checks of this role (provider, orchestrator, agent)",
+    )
     group.addoption(
         "--provspec-target", help="the role under test's base URL (default: the embedded mock)"
     )
@@ -43,6 +46,8 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--provspec-hmac-secret", help="app-0.1d: the provider's Stripe-Signature secret"
     )
+    group.addoption("--provspec-orchestrator-cli", help="orchestrator under test: its CLI prefix")
+    group.addoption("--provspec-agent-cmd", help="agent under test: the command to run")
 
 
 class ProvspecSession:
@@ -52,10 +57,10 @@ class ProvspecSession:
         arguments = _Args(config)
         self.plan, _ = _plan(arguments)  # type: ignore[arg-type]
         self.loop = asyncio.new_event_loop()
-        self.target = ProviderTarget(self.plan.provider)
-        self._running: AbstractAsyncContextManager[ProviderTarget] | None = None
+        self.target, _ = make_target(self.plan)
+        self._running: AbstractAsyncContextManager[Any] | None = None
 
-    def ensure_started(self) -> ProviderTarget:
+    def ensure_started(self) -> Target:
         if self._running is None:
             self._running = self.target.running()
             self.loop.run_until_complete(self._running.__aenter__())
@@ -80,6 +85,8 @@ class _Args:
         self.steps = option("provspec_steps")
         self.strict = True if option("provspec_strict") else None
         self.hmac_secret = option("provspec_hmac_secret")
+        self.orchestrator_cli = option("provspec_orchestrator_cli")
+        self.agent_cmd = option("provspec_agent_cmd")
         self.existing_email = None
         self.orchestrator_port = None
         self.fault: list[str] = []
@@ -96,9 +103,13 @@ class ProvspecItem(pytest.Item):
         session: ProvspecSession = self.config.stash[SESSION]
         target = session.ensure_started()
         outcome = session.loop.run_until_complete(
-            run_check(self.check, ProviderContext(target, self.check), session.plan.check_timeout)
+            run_check(self.check, make_context(target, self.check), session.plan.check_timeout)
         )
-        exchanges = {exchange.id: exchange for exchange in target.recorder.exchanges}
+        recorded: list[Exchange | CliCall] = [
+            *target.recorder.exchanges,
+            *target.recorder.cli_calls,
+        ]
+        exchanges = {item.id: item for item in recorded}
         _allure_labels(self.check, outcome.statuses)
         failures, skips = [], []
         for requirement_id, (status, message, evidence) in outcome.statuses.items():

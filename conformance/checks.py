@@ -111,6 +111,7 @@ def checks_for(role: Role, profile: str, steps: Iterable[Step] | None = None) ->
 
 def _load_packs() -> None:
     # Importing a pack registers its checks.
+    import conformance.packs.agent
     import conformance.packs.orchestrator
     import conformance.packs.provider  # noqa: F401
 

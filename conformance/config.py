@@ -44,17 +44,24 @@ orchestrator_host = "127.0.0.1"
 orchestrator_port = 8401
 
 [orchestrator]
-# The orchestrator's agent-facing CLI, run with --json (e.g. "stripe projects").
-command = "provspec orchestrator"
+# The orchestrator's agent-facing CLI, run with --json. Leave it out to run against the
+# embedded mock orchestrator.
+# command = "stripe projects"
 # issuer = "https://orchestrator.example"
 
 [agent]
-# The agent under test, run with the mock orchestrator CLI first on PATH.
-# command = "my-agent --task 'add a free analytics service'"
+# The agent under test, run once per scripted task in a fresh temporary directory with a
+# clean environment: PATH (with a stand-in for the orchestrator CLI first), HOME, and the
+# task in PROVSPEC_TASK, PROVSPEC_TASK_PROVIDER, PROVSPEC_TASK_SERVICE and
+# PROVSPEC_TASK_PAID_CONFIRMED. Leave it out to run the embedded mock agent.
+# command = "my-agent"
+# The orchestrator CLI the agent drives; the stand-in answers to this name.
+orchestrator_cli = "stripe projects"
 
 [timeouts]
 request = 10                 # seconds per HTTP exchange
 check = 60                   # seconds per check
+agent = 60                   # seconds per agent task
 
 [ssrf]
 # Hosts the suite may reach although they resolve to private addresses (your staging net).
@@ -73,8 +80,8 @@ _SECTIONS = {
         "orchestrator_port",
     },
     "orchestrator": {"command", "issuer"},
-    "agent": {"command"},
-    "timeouts": {"request", "check"},
+    "agent": {"command", "orchestrator_cli"},
+    "timeouts": {"request", "check", "agent"},
     "ssrf": {"allowed_hosts"},
 }
 

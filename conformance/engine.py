@@ -9,12 +9,14 @@ that failed), passed, skipped (with why), or untested (no check covers it yet).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import httpx
 
+from conformance.adapters.agent import AgentContext, AgentTarget, AgentTargetConfig
 from conformance.adapters.orchestrator import (
     OrchestratorContext,
     OrchestratorTarget,
@@ -22,7 +24,7 @@ from conformance.adapters.orchestrator import (
 )
 from conformance.adapters.provider import ProviderContext, ProviderTarget, ProviderTargetConfig
 from conformance.checks import Check, CheckContext, NotApplicable, Skipped, checks_for
-from conformance.errors import UsageError
+from conformance.errors import ProvspecError, SetupError
 from conformance.registry import Role, Step, default_registry
 from conformance.results import Finding, RunResult, Status, downgrade
 
@@ -44,6 +46,7 @@ class RunPlan:
     profile: str
     provider: ProviderTargetConfig = field(default_factory=ProviderTargetConfig)
     orchestrator: OrchestratorTargetConfig = field(default_factory=OrchestratorTargetConfig)
+    agent: AgentTargetConfig = field(default_factory=AgentTargetConfig)
     steps: tuple[Step, ...] | None = None
     strict: bool = False
     check_timeout: float = 60.0
@@ -130,25 +133,13 @@ def fold(
 
 
 async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
-    if plan.role is Role.AGENT:
-        raise UsageError(
-            "the agent pack is not built yet; `provspec run` checks providers and orchestrators"
-        )
     started = time.perf_counter()
-    target: ProviderTarget | OrchestratorTarget
-    if plan.role is Role.PROVIDER:
-        target, described = ProviderTarget(plan.provider), plan.provider.describe()
-    else:
-        target, described = OrchestratorTarget(plan.orchestrator), plan.orchestrator.describe()
+    target, described = make_target(plan)
     checks = checks_for(plan.role, plan.profile, plan.steps)
     outcomes: list[CheckOutcome] = []
-    async with target.running():
+    async with _set_up(target, described):
         for item in sorted(checks, key=lambda c: (list(Step).index(c.step), c.name)):
-            context: CheckContext
-            if isinstance(target, ProviderTarget):
-                context = ProviderContext(target, item)
-            else:
-                context = OrchestratorContext(target, item)
+            context = make_context(target, item)
             outcome = await run_check(item, context, plan.check_timeout)
             outcomes.append(outcome)
             if progress is not None:
@@ -163,6 +154,45 @@ async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
         time.perf_counter() - started,
         plan.strict,
     )
+
+
+Target = ProviderTarget | OrchestratorTarget | AgentTarget
+
+
+def make_target(plan: RunPlan) -> tuple[Target, str]:
+    """The adapter for the plan's role, and how to describe what it runs against."""
+    if plan.role is Role.PROVIDER:
+        return ProviderTarget(plan.provider), plan.provider.describe()
+    if plan.role is Role.ORCHESTRATOR:
+        return OrchestratorTarget(plan.orchestrator), plan.orchestrator.describe()
+    return AgentTarget(plan.agent), plan.agent.describe()
+
+
+def make_context(target: Target, item: Check) -> CheckContext:
+    if isinstance(target, ProviderTarget):
+        return ProviderContext(target, item)
+    if isinstance(target, OrchestratorTarget):
+        return OrchestratorContext(target, item)
+    return AgentContext(target, item)
+
+
+@contextlib.asynccontextmanager
+async def _set_up(target: Target, described: str) -> AsyncIterator[None]:
+    """Start the target's world; a failure to start it is a setup error with a message, never
+    a traceback (the checks' own errors are caught per check by run_check)."""
+    entered = False
+    try:
+        async with target.running():
+            entered = True
+            yield
+    except ProvspecError:
+        raise
+    except Exception as error:
+        if entered:
+            raise
+        raise SetupError(
+            f"could not set up the run against {described}: {type(error).__name__}: {error}"
+        ) from error
 
 
 def run_sync(plan: RunPlan, progress: Progress | None = None) -> RunResult:

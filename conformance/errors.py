@@ -7,7 +7,7 @@ The CLI turns one into a message on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
-__all__ = ["ProvspecError", "UsageError"]
+__all__ = ["ProvspecError", "SetupError", "UsageError"]
 
 
 class ProvspecError(Exception):
@@ -16,3 +16,7 @@ class ProvspecError(Exception):
 
 class UsageError(ProvspecError):
     """A name or option given by the user does not exist (unknown profile, message, role, …)."""
+
+
+class SetupError(ProvspecError):
+    """The run's world could not be started (a port in use, an agent command that won't run)."""

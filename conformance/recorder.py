@@ -14,7 +14,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -22,7 +22,15 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CliCall", "Exchange", "Recorder", "RecordingASGI", "RecordingTransport", "mask_text"]
+__all__ = [
+    "CliCall",
+    "Exchange",
+    "Recorder",
+    "RecordingASGI",
+    "RecordingTransport",
+    "mask_text",
+    "mask_values",
+]
 
 MAX_BODY = 16 * 1024
 MAX_RESPONSE = 5 * 1024 * 1024
@@ -60,6 +68,13 @@ def mask_text(text: str) -> str:
     """Mask token-shaped substrings in free text (error messages, CLI output)."""
     text = _JWS.sub(lambda match: _masked(match.group(0)), text)
     return _TOKENISH.sub(lambda match: _masked(match.group(0)), text)
+
+
+def mask_values(text: str, values: Iterable[str]) -> str:
+    """Mask known secret values (e.g. credentials the suite handed out) wherever they occur."""
+    for value in sorted({v for v in values if len(v) >= 6}, key=len, reverse=True):
+        text = text.replace(value, _masked(value))
+    return mask_text(text)
 
 
 def _mask_json(value: Any, *, inside_credentials: bool = False) -> Any:
@@ -179,6 +194,12 @@ class CliCall:
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def describe(self) -> str:
+        lines = [f"#{self.id} $ {' '.join(self.argv)}", f"  exit {self.exit_code}"]
+        lines += [f"  | {line}" for line in self.stdout[:2000].splitlines()]
+        lines += [f"  ! {line}" for line in self.stderr[:2000].splitlines()]
+        return "\n".join(lines)
 
 
 class Recorder:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from conformance.adapters.agent import AgentTargetConfig
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import ProviderTargetConfig
 from conformance.checks import checks_for
@@ -24,7 +25,7 @@ from mocks._core.faults import Fault, catalogue
 
 __all__ = ["FaultRow", "SelftestResult", "run_selftest"]
 
-BUILT_ROLES = (Role.PROVIDER, Role.ORCHESTRATOR)
+BUILT_ROLES = (Role.PROVIDER, Role.ORCHESTRATOR, Role.AGENT)
 
 
 @dataclass
@@ -75,9 +76,13 @@ class SelftestResult:
 def _failed(role: Role, profile: str, faults: Sequence[str]) -> set[str]:
     if role is Role.PROVIDER:
         plan = RunPlan(role, profile, ProviderTargetConfig(profile=profile, faults=tuple(faults)))
-    else:
+    elif role is Role.ORCHESTRATOR:
         config = OrchestratorTargetConfig(profile=profile, faults=tuple(faults))
         plan = RunPlan(role, profile, orchestrator=config)
+    else:
+        plan = RunPlan(
+            role, profile, agent=AgentTargetConfig(profile=profile, faults=tuple(faults))
+        )
     result = run_sync(plan)
     return {
         f.requirement.id for f in result.findings if f.status in (Status.FAILED, Status.WARNING)

@@ -63,6 +63,18 @@ def test_provspec_role_collects_the_checks_and_passes_against_the_embedded_mock(
     result.assert_outcomes(passed=expected)
 
 
+@pytest.mark.parametrize("role", ["orchestrator", "agent"])
+def test_the_other_roles_run_through_pytest_too(pytester: pytest.Pytester, role: str) -> None:
+    from conformance.checks import checks_for
+    from conformance.registry import Role
+
+    expected = len(checks_for(Role(role), "app-0.1d"))
+    result = pytester.runpytest(
+        "--provspec-role", role, "--provspec-profile", "app-0.1d", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=expected)
+
+
 def test_provspec_role_fails_exactly_what_provspec_run_fails(pytester: pytest.Pytester) -> None:
     import os
     import subprocess

@@ -261,3 +261,15 @@ def test_every_protocol_message_has_a_schema(profile: str) -> None:
 def test_app_next_overrides_the_messages_it_changes(message: str) -> None:
     assert STORE.defining_profile("app-next", message) == "app-next"
     assert STORE.defining_profile("app-0.1d", message) == "app-0.1d"
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt"),
+    [("not a uri", "uri"), ("a b", "uri-reference"), ("2026-13-01T00:00:00Z", "date-time")],
+)
+def test_the_formats_our_schemas_use_are_really_checked(value: str, fmt: str) -> None:
+    # The format checkers come from optional packages; without them jsonschema skips a format
+    # silently, so this guards the dependency list.
+    from jsonschema import Draft202012Validator
+
+    assert not Draft202012Validator.FORMAT_CHECKER.conforms(value, fmt)

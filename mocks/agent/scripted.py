@@ -70,6 +70,7 @@ class ScriptedAgent:
         faults: Sequence[str] = (),
         http: httpx.Client | None = None,
         max_polls: int = 5,
+        paid_confirmed: bool = False,
     ) -> None:
         self._runner = runner
         self.provider = provider
@@ -77,14 +78,17 @@ class ScriptedAgent:
         self.faults = FaultSet("agent", profile, faults)
         self._http = http
         self.max_polls = max_polls
+        self.paid_confirmed = paid_confirmed
         self.result = AgentResult(EXIT_FAILED)
 
     def say(self, line: str) -> None:
         self.result.transcript.append(line)
 
-    def cli(self, *arguments: str) -> dict[str, Any]:
+    def cli(self, *arguments: str, text_ok: bool = False) -> dict[str, Any]:
         args = list(arguments)
-        if not self.faults.active("no-json-flag"):
+        # The no-json-flag fault scrapes one listing (credential names) as text; every other
+        # call still uses --json, so the fault breaks exactly the envelope rule.
+        if not (text_ok and self.faults.active("no-json-flag")):
             args.append("--json")
         self.result.commands.append(args)
         _, stdout = self._runner(args)
@@ -119,7 +123,8 @@ class ScriptedAgent:
                 return self._finish(EXIT_FAILED)
         if service is None:
             service = "free"
-        extra = ["--confirm-paid-service"] if self.faults.active("auto-confirms-paid") else []
+        confirm = self.paid_confirmed or self.faults.active("auto-confirms-paid")
+        extra = ["--confirm-paid-service"] if confirm else []
         attempts = 5 if self.faults.active("retries-cap-refusal") else 1
         for _ in range(attempts):
             added = self.cli(
@@ -161,7 +166,7 @@ class ScriptedAgent:
         return "unknown"
 
     def _use_credentials(self, service: str) -> AgentResult:
-        names = self.cli("env")
+        names = self.cli("env", text_ok=True)
         self.say(
             "credentials are in: "
             + ", ".join(sorted((names.get("data") or {}).get("variables") or {}))

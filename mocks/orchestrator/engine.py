@@ -562,6 +562,11 @@ class Orchestrator:
         self, provider: ProviderRecord, service_id: str, project_id: str, max_amount: int | None
     ) -> dict[str, Any]:
         if self.profile == "app-0.1d":
+            # 0.1d charges through Stripe's shared payment token, whose usage limit the
+            # orchestrator holds: a month with nothing left under the cap mints no token.
+            state = self.core.ledger.state(self.user().id, provider.base_url)
+            if state.remaining <= 0:
+                raise CapExceeded(state, 1)
             return {
                 "type": "stripe_payment_token",
                 "stripe_payment_token": "spt_" + secrets.token_hex(12),

@@ -1,0 +1,121 @@
+"""The agent pack: the embedded mock agent passes, each misbehaving agent fails exactly its
+requirement, and any agent command runs hermetically (temp directory, clean environment,
+timeout) with the orchestrator CLI stand-in first on PATH."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.adapters.agent import AgentTargetConfig
+from conformance.engine import RunPlan, run_sync
+from conformance.errors import UsageError
+from conformance.registry import Role
+from conformance.results import RunResult, Status
+
+
+def run(profile: str = "app-0.1d", **config: object) -> RunResult:
+    agent = AgentTargetConfig(profile=profile, **config)  # type: ignore[arg-type]
+    return run_sync(RunPlan(Role.AGENT, profile, agent=agent))
+
+
+def statuses(result: RunResult) -> dict[str, Status]:
+    return {f.requirement.id: f.status for f in result.findings}
+
+
+@pytest.mark.parametrize("profile", ["app-0.1d", "app-next"])
+def test_the_reference_mock_agent_passes_every_agent_check(profile: str) -> None:
+    result = run(profile)
+    bad = [
+        (f.requirement.id, f.status.value, f.message)
+        for f in result.findings
+        if f.status in (Status.FAILED, Status.WARNING, Status.SKIPPED)
+    ]
+    assert bad == []
+    assert sum(f.status is Status.PASSED for f in result.findings) >= 12
+
+
+def test_a_leaked_credential_fails_and_is_masked_in_the_evidence() -> None:
+    result = run(faults=("leaks-secret",))
+    finding = next(f for f in result.findings if f.requirement.id == "AGT-CRD-001")
+    assert finding.status is Status.FAILED
+    shown = [c for c in result.recorder.cli_calls if c.id in finding.evidence]
+    assert shown
+    assert any("my key is «masked" in call.stdout for call in shown)
+
+
+def write_agent(tmp_path: Path, body: str) -> str:
+    script = tmp_path / "agent.py"
+    script.write_text(body)
+    return f"{sys.executable} {script}"
+
+
+def test_an_agent_command_runs_hermetically_with_the_stand_in_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROVSPEC_TEST_SENTINEL", "must-not-leak")
+    report = tmp_path / "seen.txt"
+    command = write_agent(
+        tmp_path,
+        f"""
+import json, os, subprocess
+out = subprocess.run(["stripe", "projects", "catalog", "--json"], capture_output=True, text=True)
+with open({str(report)!r}, "a") as seen:
+    seen.write(json.dumps({{
+        "cwd": os.getcwd(),
+        "sentinel": os.environ.get("PROVSPEC_TEST_SENTINEL"),
+        "task": os.environ.get("PROVSPEC_TASK"),
+        "catalog_ok": json.loads(out.stdout)["ok"],
+    }}) + "\\n")
+""",
+    )
+    result = run(command=command)
+    import json
+
+    seen = [json.loads(line) for line in report.read_text().splitlines()]
+    assert len(seen) == 5  # one run per task
+    assert all(entry["catalog_ok"] is True for entry in seen)
+    assert all(entry["sentinel"] is None for entry in seen)
+    assert all(entry["task"] for entry in seen)
+    assert len({entry["cwd"] for entry in seen}) == 5
+    assert not any(entry["cwd"].startswith(os.getcwd()) for entry in seen)
+    found = statuses(result)
+    # The positive control: an agent that only reads the catalog did not do the free task.
+    assert found["AGT-CRD-002"] is Status.FAILED
+    assert found["AGT-DSC-002"] is Status.PASSED
+    # It never reached an escalation, so those rules are skipped with a reason, not passed.
+    assert found["AGT-CAP-002"] is Status.SKIPPED
+    assert result.exit_code == 1
+
+
+def test_a_hanging_agent_is_stopped_at_the_timeout(tmp_path: Path) -> None:
+    command = write_agent(tmp_path, "import threading\nthreading.Event().wait(120)\n")
+    result = run(command=command, timeout=0.5)
+    finding = next(f for f in result.findings if f.requirement.id == "AGT-CRD-002")
+    assert finding.status is Status.FAILED
+    assert any("stopped after 0.5 s" in call.stderr for call in result.recorder.cli_calls)
+
+
+def test_an_agent_command_that_names_no_program_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="does not name a program"):
+        run(command="/nonexistent/provspec-agent")
+
+
+def test_the_stand_in_refuses_a_state_override_and_a_foreign_command(tmp_path: Path) -> None:
+    report = tmp_path / "codes.txt"
+    command = write_agent(
+        tmp_path,
+        f"""
+import subprocess
+codes = [
+    subprocess.run(["stripe", "projects", "status", "--json", "--state", "/tmp/x"]).returncode,
+    subprocess.run(["stripe", "customers", "list"]).returncode,
+]
+open({str(report)!r}, "w").write(repr(codes))
+""",
+    )
+    run(command=command)
+    assert report.read_text() == "[2, 2]"
