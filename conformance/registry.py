@@ -52,6 +52,8 @@ class Role(StrEnum):
     PROVIDER = "provider"
     ORCHESTRATOR = "orchestrator"
     AGENT = "agent"
+    RESOURCE_SERVER = "resource-server"
+    """Any OAuth-protected HTTP resource, judged on RFC 9728 / RFC 8414 / RFC 6750 alone."""
 
 
 class Step(StrEnum):
@@ -73,6 +75,7 @@ ROLE_CODES: Mapping[Role, str] = {
     Role.PROVIDER: "PRV",
     Role.ORCHESTRATOR: "ORC",
     Role.AGENT: "AGT",
+    Role.RESOURCE_SERVER: "RSV",
 }
 STEP_CODES: Mapping[Step, str] = {
     Step.DISCOVERY: "DSC",

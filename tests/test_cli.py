@@ -22,6 +22,7 @@ def test_requirements_json_lists_every_requirement_with_a_source(
         "provider",
         "orchestrator",
         "agent",
+        "resource-server",
     }
     assert {p for entry in payload["requirements"] for p in entry["profiles"]} == {
         "app-0.1d",

@@ -111,15 +111,25 @@ def test_invalid_toml_is_refused_with_the_file_name(tmp_path: Path) -> None:
 # --- the shipped registry ---------------------------------------------------------------
 
 
+# The APP roles; the resource-server role is the RFC 9728 subset, app-next only.
+APP_ROLES = [Role.PROVIDER, Role.ORCHESTRATOR, Role.AGENT]
+
+
 def test_shipped_registry_is_large_and_covers_both_profiles_and_all_roles() -> None:
     registry = default_registry()
     assert len(registry) >= 150
-    for role in Role:
+    for role in APP_ROLES:
         for profile in PROFILES:
             assert registry.select(role=role, profile=profile), (role, profile)
 
 
-@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_the_resource_server_role_is_discovery_and_consent_in_app_next() -> None:
+    found = default_registry().select(role=Role.RESOURCE_SERVER)
+    assert {r.step for r in found} == {Step.DISCOVERY, Step.CONSENT}
+    assert all(r.profiles == ("app-next",) for r in found)
+
+
+@pytest.mark.parametrize("role", APP_ROLES, ids=str)
 def test_every_step_has_requirements_for_every_role(role: Role) -> None:
     steps = Counter(requirement.step for requirement in default_registry().select(role=role))
     assert set(steps) == set(Step), f"{role}: no requirements for {set(Step) - set(steps)}"
