@@ -16,18 +16,19 @@ import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conformance import strictjson
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, RecordingTransport
+from mocks._core.clock import OffsetClock
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
@@ -92,6 +93,46 @@ class _RawCapture:
             request.body = b"".join(chunks)
 
 
+Tamper = Callable[[int, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
+"""Rewrites one answer of the suite's provider: (status, headers, body) in and out."""
+
+
+class _Tampering:
+    """Lets a check make the suite's provider answer adversarially on some paths, for the
+    length of a `with ctx.tampered(...)` block (the provider itself stays correct)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self.rules: dict[str, Tamper] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rule = next(
+            (fn for suffix, fn in self.rules.items() if scope.get("path", "").endswith(suffix)),
+            None,
+        )
+        if scope["type"] != "http" or rule is None:
+            await self._app(scope, receive, send)
+            return
+        started: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self._app(scope, receive, keep)
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in started.get("headers", [])
+        }
+        status, headers, body = rule(int(started.get("status", 500)), headers, b"".join(chunks))
+        headers["content-length"] = str(len(body))
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 @dataclass
 class OrchestratorTarget:
     config: OrchestratorTargetConfig
@@ -105,6 +146,8 @@ class OrchestratorTarget:
         self.http: httpx.AsyncClient | None = None
         self.state: Path | None = None
         self.issuer = self.config.issuer or ""
+        self.clock: OffsetClock | None = None
+        self.other_provider: ProviderMock | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[OrchestratorTarget]:
@@ -120,12 +163,14 @@ class OrchestratorTarget:
                 self.issuer = listener.origin
                 store = SQLiteStore(self.state)
                 stack.callback(store.close)
+                self.clock = OffsetClock()
                 self.core = OrchestratorMock(
                     OrchestratorSettings(
                         profile=self.profile,
                         issuer=self.issuer,
                         faults=self.config.faults,
                         store=store,
+                        clock=self.clock,
                     )
                 )
                 stack.enter_context(listener.serving(self.core.app))
@@ -139,8 +184,22 @@ class OrchestratorTarget:
                     verify_requests=False,
                 )
             )
+            # A second provider the orchestrator never sent a token to: it tries to redeem
+            # tokens minted for the first (ORC-RED-007). Only its metadata and keys are used.
+            other_listener = ServedInThread()
+            self.other_provider = ProviderMock(
+                ProviderSettings(
+                    profile=self.profile,
+                    base_url=other_listener.origin + "/api/app/",
+                    orchestrator_issuer=self.issuer,
+                    redeem=False,
+                    verify_requests=False,
+                )
+            )
+            stack.enter_context(other_listener.serving(self.other_provider.app))
+            self.tampering = _Tampering(self.provider.app)
             stack.enter_context(
-                provider_listener.serving(_RawCapture(self.provider.app, self.recorder, self.raw))
+                provider_listener.serving(_RawCapture(self.tampering, self.recorder, self.raw))
             )
             self.http = await stack.enter_async_context(
                 httpx.AsyncClient(
@@ -226,6 +285,34 @@ class OrchestratorContext(CheckContext):
 
     def cli(self, *arguments: str) -> tuple[CliCall, dict[str, Any]]:
         return self.target.cli(*arguments)
+
+    def now(self) -> int:
+        """The orchestrator's time as the suite believes it (moved by `shifted_clock`)."""
+        clock = self.target.clock
+        return clock.timestamp() if clock is not None else int(time.time())
+
+    @contextlib.contextmanager
+    def shifted_clock(self, seconds: float) -> Iterator[None]:
+        """Move the embedded orchestrator's clock for one probe; other targets can't be."""
+        clock = self.target.clock
+        if clock is None:
+            raise Skipped(
+                f"the suite cannot move this orchestrator's clock; the probe would wait {seconds:g} s"
+            )
+        clock.advance(seconds)
+        try:
+            yield
+        finally:
+            clock.advance(-seconds)
+
+    @contextlib.contextmanager
+    def tampered(self, path_suffix: str, rule: Tamper) -> Iterator[None]:
+        """Answers of the suite's provider on paths ending in `path_suffix` pass through `rule`."""
+        self.target.tampering.rules[path_suffix] = rule
+        try:
+            yield
+        finally:
+            self.target.tampering.rules.pop(path_suffix, None)
 
     def received(self, since: int, path_suffix: str = "") -> list[RawRequest]:
         return [

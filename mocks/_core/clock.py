@@ -32,6 +32,23 @@ class SystemClock:
         return int(time.time())
 
 
+class OffsetClock:
+    """The system clock shifted by an offset a test harness moves: how the suite lets a
+    served mock see a token expire without anyone waiting for it."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def timestamp(self) -> int:
+        return int(time.time() + self.offset)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 class FrozenClock:
     """A clock that moves only when told to."""
 

@@ -143,6 +143,7 @@ class OrchestratorMock:
             Route(f"{path}/jwks.json", self._wrap(self.jwks), methods=["GET"]),
             Route(f"{path}/redemptions", self._wrap(self.redeem), methods=["POST"]),
             Route(f"{path}/refunds", self._wrap(self.refund), methods=["POST"]),
+            Route(f"{path}/oauth/callback", self._wrap(self.consent_callback), methods=["GET"]),
         ]
         handlers: dict[Any, Any] = {StarletteHTTPException: self._http_exception}
         return Starlette(routes=routes, exception_handlers=handlers)
@@ -175,6 +176,20 @@ class OrchestratorMock:
         body = problem(error.status, error.code, error.message)
         body.update(error.extra)
         return json_response(body, error.status, error.headers, media_type=PROBLEM_JSON)
+
+    # --- consent -------------------------------------------------------------------------------
+    async def consent_callback(self, request: Request) -> Response:
+        """The redirect URI the human's browser returns to after approving at a provider."""
+        from urllib.parse import parse_qs
+
+        from mocks.orchestrator.engine import Orchestrator
+
+        query = parse_qs(request.url.query, keep_blank_values=True)
+        if "error" in query:
+            raise HTTPProblem(400, "consent_denied", f"the provider answered {query['error'][0]}")
+        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
+            connection = await Orchestrator(self, http).complete_consent(query)
+        return json_response({"connected": True, "scope": connection.get("scope")})
 
     # --- discovery -------------------------------------------------------------------------------
     async def metadata(self, request: Request) -> Response:

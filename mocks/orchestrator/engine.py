@@ -42,6 +42,7 @@ _PROVIDERS = "providers"
 _CONNECTIONS = "connections"
 _RESOURCES = "custody"
 _USER = "user"
+_PENDING = "consent_pending"
 API_VERSIONS = {"app-0.1d": "0.1d", "app-next": "next"}
 REDIRECT_URI = "/oauth/callback"
 
@@ -312,9 +313,13 @@ class Orchestrator:
             return await self._consent_0_1d(provider, url, verifier)
         if answer.status_code == 401 and self.profile == "app-next":
             challenge_header = answer.headers.get("www-authenticate", "")
+            authorize_url, pending = await self._prepare_consent(provider, challenge_header)
             if not self.auto_consent:
-                return _consent_outcome(provider, _resource_metadata(challenge_header) or "")
-            return await self._consent_next(provider, challenge_header)
+                # The human approves in a browser; the provider sends the browser back to our
+                # redirect URI, whose handler finishes with `complete_consent`.
+                self.store.put(_PENDING, pending["state"], pending)
+                return _consent_outcome(provider, authorize_url)
+            return await self._authorize_as_scripted_user(provider, authorize_url, pending)
         raise HTTPProblem(
             502,
             "PROVIDER_ERROR",
@@ -347,9 +352,11 @@ class Orchestrator:
             raise HTTPProblem(502, "PROVIDER_ERROR", f"consent failed: {_error_text(document)}")
         return await self._exchange(provider, str(document["code"]), verifier)
 
-    async def _consent_next(
+    async def _prepare_consent(
         self, provider: ProviderRecord, challenge_header: str
-    ) -> dict[str, Any]:
+    ) -> tuple[str, dict[str, Any]]:
+        """RFC 9728 and RFC 8414 discovery, validated, then the authorization request URL and
+        what the token request will need (kept until the redirect comes back)."""
         metadata_url = _resource_metadata(challenge_header)
         if not metadata_url:
             raise HTTPProblem(
@@ -388,6 +395,7 @@ class Orchestrator:
                 502, "PROVIDER_ERROR", "authorization server metadata lacks endpoints"
             )
         self._guard(authorize)
+        self._guard(token)
         verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(16)
         redirect_uri = self.core.issuer + REDIRECT_URI
@@ -403,24 +411,46 @@ class Orchestrator:
             params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
         if not self.faults.active("no-resource-indicator"):
             params["resource"] = provider.base_url
-        answer = await self.http.get(authorize + "?" + urlencode(params))
+        pending = {
+            "state": state,
+            "provider": provider.name,
+            "issuer": issuer,
+            "verifier": "" if self.faults.active("consent-without-pkce") else verifier,
+            "redirect_uri": redirect_uri,
+            "user": self.user().id,
+        }
+        return authorize + "?" + urlencode(params), pending
+
+    async def _authorize_as_scripted_user(
+        self, provider: ProviderRecord, authorize_url: str, pending: dict[str, Any]
+    ) -> dict[str, Any]:
+        answer = await self.http.get(authorize_url)
         location = answer.headers.get("location", "")
         query = parse_qs(urlsplit(location).query)
-        if (
-            answer.status_code not in (302, 303)
-            or query.get("state") != [state]
-            or "code" not in query
-        ):
+        if answer.status_code not in (302, 303) or "code" not in query:
             raise HTTPProblem(502, "PROVIDER_ERROR", f"authorization failed ({answer.status_code})")
-        extra = {"redirect_uri": redirect_uri, "client_id": self.core.issuer}
+        return await self._finish_consent(provider, pending, query)
+
+    async def complete_consent(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """The redirect URI's handler: match the state, check iss, exchange the code."""
+        state = (query.get("state") or [""])[0]
+        pending = self.store.get(_PENDING, state) if state else None
+        if pending is None:
+            raise HTTPProblem(400, "invalid_request", "unknown or used state")
+        self.store.delete(_PENDING, state)
+        return await self._finish_consent(self.provider(str(pending["provider"])), pending, query)
+
+    async def _finish_consent(
+        self, provider: ProviderRecord, pending: dict[str, Any], query: dict[str, list[str]]
+    ) -> dict[str, Any]:
+        if query.get("state") != [pending["state"]] or "code" not in query:
+            raise HTTPProblem(502, "PROVIDER_ERROR", "the authorization response lost its state")
+        if "iss" in query and query["iss"] != [pending["issuer"]]:
+            raise HTTPProblem(502, "PROVIDER_ERROR", "the authorization response names another iss")
+        extra = {"redirect_uri": str(pending["redirect_uri"]), "client_id": self.core.issuer}
         if not self.faults.active("no-resource-indicator"):
             extra["resource"] = provider.base_url
-        return await self._exchange(
-            provider,
-            query["code"][0],
-            "" if self.faults.active("consent-without-pkce") else verifier,
-            **extra,
-        )
+        return await self._exchange(provider, query["code"][0], str(pending["verifier"]), **extra)
 
     def _guard(self, url: str) -> None:
         if self.faults.active("ssrf-unguarded"):

@@ -5,5 +5,6 @@ from __future__ import annotations
 from conformance.packs.orchestrator import (  # noqa: F401  (importing registers the checks)
     calls,
     cli,
+    consent,
     redemption,
 )

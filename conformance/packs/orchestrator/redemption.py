@@ -16,6 +16,7 @@ from conformance.packs.orchestrator._helpers import metadata
 from conformance.recorder import Exchange
 from conformance.schemas import default_store
 from mocks._core.attestation import mint_attestation
+from mocks.provider.app import ProviderMock
 
 
 def fresh_user(ctx: OrchestratorContext) -> None:
@@ -37,6 +38,7 @@ async def redeem(
     key: str | None = "",
     signed: bool = True,
     body: bytes | None = None,
+    signer: ProviderMock | None = None,
 ) -> tuple[int, dict[str, Any], Exchange]:
     endpoint = (await metadata(ctx)).get("redemption_endpoint")
     if not isinstance(endpoint, str):
@@ -58,14 +60,14 @@ async def redeem(
     if key is not None:
         headers["Idempotency-Key"] = key or secrets.token_hex(8)
     if signed:
-        provider = ctx.provider
+        provider = signer or ctx.provider
         headers["APP-Attestation"] = mint_attestation(
             provider.signing_key,
             issuer=provider.base_url,
             audience=ctx.issuer,
             subject="provspec",
             body=raw,
-            now=int(time.time()),
+            now=ctx.now(),
         )
     response = await ctx.http.post(endpoint, content=raw, headers=headers)
     try:
@@ -252,4 +254,48 @@ async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -
         len(successes) == 1,
         f"{len(successes)} of 12 concurrent redemptions of 6000 against a 10000 cap succeeded",
         *(r[2] for r in successes[:3]),
+    )
+
+
+@check("ORC-RED-007")
+async def only_the_tokens_audience_can_redeem_it(ctx: OrchestratorContext) -> None:
+    other = ctx.target.other_provider
+    if other is None:
+        raise Skipped("the run serves no second provider")
+    fresh_user(ctx)
+    payment = await token(ctx)
+    status, _, foreign = await redeem(ctx, payment, 100, signer=other)
+    ctx.require(
+        "ORC-RED-007",
+        status == 402,
+        f"a provider that is not the token's aud redeemed it ({status}, not 402)",
+        foreign,
+    )
+    status, document, exchange = await redeem(ctx, payment, 100)
+    spent = (document.get("cap") or {}).get("spent")
+    ctx.require(
+        "ORC-RED-007",
+        status != 201 or spent == 100,
+        f"the refused foreign redemption was charged: the month's spend is {spent}, not 100",
+        foreign,
+        exchange,
+    )
+
+
+@check("ORC-RED-008")
+async def an_expired_token_is_refused(ctx: OrchestratorContext) -> None:
+    fresh_user(ctx)
+    payment = await token(ctx)
+    exp = jose.unverified_parts(payment)[1].get("exp")
+    if not isinstance(exp, int):
+        raise Skipped("blocked by ORC-PAY-004: the token has no integer exp")
+    # Past exp by more than any reasonable leeway (RFC 7519 §4.1.4 allows "a few minutes").
+    with ctx.shifted_clock(exp - ctx.now() + 600):
+        status, document, exchange = await redeem(ctx, payment, 100)
+    ctx.require(
+        "ORC-RED-008",
+        status == 402 and document.get("code") == "payment_token_expired",
+        f"an expired payment token must get 402 payment_token_expired, got {status} "
+        f"{document.get('code')!r}",
+        exchange,
     )
