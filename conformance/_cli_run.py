@@ -10,7 +10,8 @@ from typing import Any
 from conformance.adapters.agent import DEFAULT_ORCHESTRATOR_CLI, AgentTargetConfig
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import ProviderTargetConfig
-from conformance.config import STARTER, load_config, normalise_target
+from conformance.adapters.resource_server import ResourceServerTargetConfig
+from conformance.config import STARTER, check_resource_url, load_config, normalise_target
 from conformance.engine import CheckOutcome, RunPlan, run_sync
 from conformance.errors import UsageError
 from conformance.registry import Role, Step
@@ -40,12 +41,25 @@ def add_run_parsers(commands: Any) -> None:
         "2 on a usage or configuration error.",
     )
     run.add_argument("--role", choices=[role.value for role in Role])
-    run.add_argument("--target", help="the provider's APP base URL (default: the embedded mock)")
+    run.add_argument(
+        "--target",
+        help="the provider's APP base URL, or with --role resource-server the protected "
+        "resource's URL (default: the embedded mock)",
+    )
     run.add_argument(
         "--orchestrator-cli", help="orchestrator under test: its CLI prefix, e.g. 'stripe projects'"
     )
     run.add_argument(
         "--agent-cmd", help="agent under test: the command to run once per scripted task"
+    )
+    run.add_argument(
+        "--fuzz-examples",
+        type=int,
+        metavar="N",
+        help="provider: N schema-generated requests per operation (default 0: off)",
+    )
+    run.add_argument(
+        "--fuzz-seed", type=int, metavar="S", help="provider: seed of the generated requests"
     )
     run.add_argument("--profile", help="app-0.1d or app-next")
     run.add_argument("--config", type=Path, help="provspec.toml (see `provspec init`)")
@@ -121,7 +135,12 @@ def add_run_parsers(commands: Any) -> None:
 def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
     config = load_config(args.config)
     role = Role(args.role or config.get("run", "role", "provider"))
-    profile = args.profile or config.get("run", "profile", "app-0.1d")
+    fallback = "app-next" if role is Role.RESOURCE_SERVER else "app-0.1d"
+    profile = args.profile or config.get("run", "profile", fallback)
+    if role is Role.RESOURCE_SERVER and profile != "app-next":
+        raise UsageError(
+            "the resource-server checks (RFC 9728, RFC 8414, RFC 6750) run in app-next"
+        )
     default_store().profile(profile)  # unknown profile -> a message with suggestions
     steps = args.steps or config.get("run", "steps")
     step_list: tuple[Step, ...] | None = None
@@ -134,8 +153,12 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
                 f"--steps: {error}; known steps: {', '.join(s.value for s in Step)}"
             ) from None
     target = args.target or config.get("provider", "target")
+    resource_url: str | None = None
+    if role is Role.RESOURCE_SERVER:
+        # Taken exactly as given: the resource identifier is compared code point by code point.
+        resource_url, target = (check_resource_url(target) if target else None), None
     target = normalise_target(target) if target else None
-    if args.fault and target:
+    if args.fault and (target or resource_url):
         raise UsageError(
             "--fault injects faults into the embedded mock; start a served mock with --fault instead"
         )
@@ -157,11 +180,18 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         timeout=float(config.get("timeouts", "request", 10)),
         faults=tuple(args.fault) if role is Role.PROVIDER else (),
         allowed_hosts=tuple(config.get("ssrf", "allowed_hosts", ())),
+        fuzz_examples=_non_negative(
+            "--fuzz-examples",
+            getattr(args, "fuzz_examples", None) or config.get("run", "fuzz_examples", 0),
+        ),
+        fuzz_seed=getattr(args, "fuzz_seed", None) or 0,
     )
     if args.fault:
         from mocks._core.faults import FaultSet
 
-        FaultSet(role.value, profile, args.fault)  # unknown or misplaced fault -> UsageError
+        # The resource-server role runs against the mock provider's protected resource.
+        mock = "provider" if role is Role.RESOURCE_SERVER else role.value
+        FaultSet(mock, profile, args.fault)  # unknown or misplaced fault -> UsageError
     orchestrator = OrchestratorTargetConfig(
         profile=profile,
         command=getattr(args, "orchestrator_cli", None) or config.get("orchestrator", "command"),
@@ -182,18 +212,31 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         faults=tuple(args.fault) if role is Role.AGENT else (),
     )
     strict = args.strict if args.strict is not None else bool(config.get("run", "strict", False))
+    resource_server = ResourceServerTargetConfig(
+        target=resource_url,
+        timeout=float(config.get("timeouts", "request", 10)),
+        allowed_hosts=tuple(config.get("ssrf", "allowed_hosts", ())),
+        faults=tuple(args.fault) if role is Role.RESOURCE_SERVER else (),
+    )
     plan = RunPlan(
         role,
         profile,
-        provider,
-        orchestrator,
-        agent,
-        step_list,
-        strict,
-        float(config.get("timeouts", "check", 60)),
+        provider=provider,
+        orchestrator=orchestrator,
+        agent=agent,
+        resource_server=resource_server,
+        steps=step_list,
+        strict=strict,
+        check_timeout=float(config.get("timeouts", "check", 60)),
     )
     report_dir = args.report_dir or Path(config.get("run", "report_dir", "reports"))
     return plan, report_dir
+
+
+def _non_negative(option: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{option} wants a whole number of at least 0, not {value!r}")
+    return value
 
 
 def _described(plan: RunPlan) -> str:
@@ -201,6 +244,8 @@ def _described(plan: RunPlan) -> str:
         return plan.orchestrator.describe()
     if plan.role is Role.AGENT:
         return plan.agent.describe()
+    if plan.role is Role.RESOURCE_SERVER:
+        return plan.resource_server.describe()
     return plan.provider.describe()
 
 

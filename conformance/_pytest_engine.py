@@ -48,6 +48,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--provspec-orchestrator-cli", help="orchestrator under test: its CLI prefix")
     group.addoption("--provspec-agent-cmd", help="agent under test: the command to run")
+    group.addoption(
+        "--provspec-fuzz-examples",
+        type=int,
+        help="provider: schema-generated requests per operation",
+    )
 
 
 class ProvspecSession:
@@ -87,6 +92,8 @@ class _Args:
         self.hmac_secret = option("provspec_hmac_secret")
         self.orchestrator_cli = option("provspec_orchestrator_cli")
         self.agent_cmd = option("provspec_agent_cmd")
+        self.fuzz_examples = option("provspec_fuzz_examples")
+        self.fuzz_seed = None
         self.existing_email = None
         self.orchestrator_port = None
         self.fault: list[str] = []

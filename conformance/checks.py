@@ -113,7 +113,8 @@ def _load_packs() -> None:
     # Importing a pack registers its checks.
     import conformance.packs.agent
     import conformance.packs.orchestrator
-    import conformance.packs.provider  # noqa: F401
+    import conformance.packs.provider
+    import conformance.packs.resource_server  # noqa: F401
 
 
 @dataclass

@@ -63,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=("table", "json", "markdown"), default="table", dest="output_format"
     )
     requirements.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    requirements.add_argument(
+        "--unchecked",
+        action="store_true",
+        help="only the requirements no check judges yet (empty when coverage is complete)",
+    )
+    requirements.add_argument(
+        "--unproven",
+        action="store_true",
+        help="only the MUSTs no mock fault breaks, so nothing yet shows their check can fail",
+    )
     requirements.set_defaults(handler=_requirements)
 
     validate = commands.add_parser(
@@ -99,6 +109,20 @@ def _requirements(args: argparse.Namespace) -> int:
         step=Step(args.step) if args.step else None,
         level=Level(args.level) if args.level else None,
     )
+    if args.unchecked:
+        from conformance.checks import all_checks
+
+        checked = {rid for item in all_checks() for rid in item.requirements}
+        selected = [requirement for requirement in selected if requirement.id not in checked]
+    if args.unproven:
+        from mocks._core.faults import catalogue
+
+        proven = {rid for fault in catalogue().values() for rid in fault.breaks}
+        selected = [
+            requirement
+            for requirement in selected
+            if requirement.level is Level.MUST and requirement.id not in proven
+        ]
     filters = {
         name: value
         for name in ("role", "profile", "step", "level")

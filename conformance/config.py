@@ -26,6 +26,7 @@ role = "provider"            # provider | orchestrator | agent
 profile = "app-0.1d"         # app-0.1d (the deployed wire) | app-next (the signed draft)
 strict = false               # true: a failed SHOULD fails the run too
 report_dir = "reports"       # results.json, junit.xml, report.html and allure-results/ go here
+fuzz_examples = 0            # provider: schema-generated requests per operation (0: off)
 
 [provider]
 # The provider's APP base URL; every endpoint is relative to it. Leave it out to run
@@ -69,7 +70,7 @@ allowed_hosts = []
 """
 
 _SECTIONS = {
-    "run": {"role", "profile", "strict", "report_dir", "steps"},
+    "run": {"role", "profile", "strict", "report_dir", "steps", "fuzz_examples"},
     "provider": {
         "target",
         "hmac_secret",
@@ -100,6 +101,16 @@ class RunConfig:
             return str(explicit)
         variable = self.get("provider", "hmac_secret_env", "PROVSPEC_HMAC_SECRET")
         return os.environ.get(str(variable)) or None
+
+
+def check_resource_url(url: str) -> str:
+    """A protected resource's URL, checked but never altered (RFC 9728 compares it exactly)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--target {url!r} is not an absolute http(s) URL")
+    if parts.fragment:
+        raise UsageError(f"--target {url!r} has a fragment; a resource identifier has none")
+    return url
 
 
 def normalise_target(url: str) -> str:

@@ -23,6 +23,11 @@ from conformance.adapters.orchestrator import (
     OrchestratorTargetConfig,
 )
 from conformance.adapters.provider import ProviderContext, ProviderTarget, ProviderTargetConfig
+from conformance.adapters.resource_server import (
+    ResourceServerContext,
+    ResourceServerTarget,
+    ResourceServerTargetConfig,
+)
 from conformance.checks import Check, CheckContext, NotApplicable, Skipped, checks_for
 from conformance.errors import ProvspecError, SetupError
 from conformance.registry import Role, Step, default_registry
@@ -47,6 +52,7 @@ class RunPlan:
     provider: ProviderTargetConfig = field(default_factory=ProviderTargetConfig)
     orchestrator: OrchestratorTargetConfig = field(default_factory=OrchestratorTargetConfig)
     agent: AgentTargetConfig = field(default_factory=AgentTargetConfig)
+    resource_server: ResourceServerTargetConfig = field(default_factory=ResourceServerTargetConfig)
     steps: tuple[Step, ...] | None = None
     strict: bool = False
     check_timeout: float = 60.0
@@ -156,7 +162,7 @@ async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     )
 
 
-Target = ProviderTarget | OrchestratorTarget | AgentTarget
+Target = ProviderTarget | OrchestratorTarget | AgentTarget | ResourceServerTarget
 
 
 def make_target(plan: RunPlan) -> tuple[Target, str]:
@@ -165,7 +171,9 @@ def make_target(plan: RunPlan) -> tuple[Target, str]:
         return ProviderTarget(plan.provider), plan.provider.describe()
     if plan.role is Role.ORCHESTRATOR:
         return OrchestratorTarget(plan.orchestrator), plan.orchestrator.describe()
-    return AgentTarget(plan.agent), plan.agent.describe()
+    if plan.role is Role.AGENT:
+        return AgentTarget(plan.agent), plan.agent.describe()
+    return ResourceServerTarget(plan.resource_server), plan.resource_server.describe()
 
 
 def make_context(target: Target, item: Check) -> CheckContext:
@@ -173,7 +181,9 @@ def make_context(target: Target, item: Check) -> CheckContext:
         return ProviderContext(target, item)
     if isinstance(target, OrchestratorTarget):
         return OrchestratorContext(target, item)
-    return AgentContext(target, item)
+    if isinstance(target, AgentTarget):
+        return AgentContext(target, item)
+    return ResourceServerContext(target, item)
 
 
 @contextlib.asynccontextmanager

@@ -75,7 +75,9 @@ class SelftestResult:
 
 def _failed(role: Role, profile: str, faults: Sequence[str]) -> set[str]:
     if role is Role.PROVIDER:
-        plan = RunPlan(role, profile, ProviderTargetConfig(profile=profile, faults=tuple(faults)))
+        # A few generated requests per operation, so the fuzzing check is proven too.
+        provider = ProviderTargetConfig(profile=profile, faults=tuple(faults), fuzz_examples=3)
+        plan = RunPlan(role, profile, provider)
     elif role is Role.ORCHESTRATOR:
         config = OrchestratorTargetConfig(profile=profile, faults=tuple(faults))
         plan = RunPlan(role, profile, orchestrator=config)

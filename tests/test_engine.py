@@ -22,7 +22,12 @@ PROVIDER_FAULTS = [
 
 def run(profile: str, *faults: str) -> RunResult:
     return run_sync(
-        RunPlan(Role.PROVIDER, profile, ProviderTargetConfig(profile=profile, faults=faults))
+        RunPlan(
+            Role.PROVIDER,
+            profile,
+            # A few generated requests per operation, so the fuzzing check is judged too.
+            ProviderTargetConfig(profile=profile, faults=faults, fuzz_examples=3),
+        )
     )
 
 

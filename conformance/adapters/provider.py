@@ -52,6 +52,9 @@ class ProviderTargetConfig:
     faults: tuple[str, ...] = ()
     """Embedded mock only: faults to inject (the self-test)."""
     allowed_hosts: tuple[str, ...] = ()
+    fuzz_examples: int = 0
+    """Schema-generated requests per operation (0: fuzzing off)."""
+    fuzz_seed: int = 0
 
     def describe(self) -> str:
         return self.base_url or f"embedded mock provider ({self.profile})"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from conformance import jose
 from mocks._core.store import Store
@@ -25,7 +25,9 @@ __all__ = [
     "ATTESTATION_TYP",
     "PAYMENT_TOKEN_LIFETIME",
     "PAYMENT_TOKEN_TYP",
+    "REQUIRED_CLAIMS",
     "ReplayCache",
+    "SignatureVerifier",
     "attestation_claims",
     "mint_attestation",
     "verify_attestation",
@@ -37,6 +39,20 @@ ATTESTATION_LIFETIME = 300
 PAYMENT_TOKEN_TYP = "app-payment+jwt"
 PAYMENT_TOKEN_LIFETIME = 900
 ALGORITHMS = ("EdDSA", "ES256")
+REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "body_sha256")
+
+
+class SignatureVerifier(Protocol):
+    """The signature step: `jose.verify_signature`'s shape (header, claims) or `JOSEError`."""
+
+    def __call__(
+        self,
+        token: str,
+        *,
+        keys: Mapping[str, jose.PublicKey],
+        algorithms: Sequence[str],
+        typ: str,
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
 
 
 class ReplayCache:
@@ -116,22 +132,32 @@ def verify_attestation(
     replay: ReplayCache | None,
     check_body: bool = True,
     check_audience: bool = True,
+    verify_signature: SignatureVerifier = jose.verify_signature,
+    same_issuer: Callable[[Any], bool] | None = None,
+    leeway: int = 30,
+    max_lifetime: int = ATTESTATION_LIFETIME,
+    require: Sequence[str] = REQUIRED_CLAIMS,
 ) -> dict[str, Any]:
     """The verified claims, or `JOSEError` with a stable reason.
 
-    `check_body` / `check_audience` / `replay=None` switch off one rule each; only the
-    mocks' named faults use them.
+    Every argument after `replay` loosens or replaces one rule (`replay=None` drops the replay
+    cache); only the mocks' named faults pass them. `same_issuer`, when given, decides
+    whether the token's `iss` is the trusted `issuer` instead of exact comparison.
     """
     if not token:
         raise jose.JOSEError("missing", f"no {ATTESTATION_HEADER} header")
-    _, claims = jose.verify_signature(token, keys=keys, algorithms=ALGORITHMS, typ=ATTESTATION_TYP)
+    _, claims = verify_signature(token, keys=keys, algorithms=ALGORITHMS, typ=ATTESTATION_TYP)
+    expected_issuer = issuer
+    if same_issuer is not None and same_issuer(claims.get("iss")):
+        expected_issuer = str(claims["iss"])
     jose.validate_claims(
         claims,
-        issuer=issuer,
+        issuer=expected_issuer,
         audience=audience if check_audience else _aud_of(claims),
         now=now,
-        max_lifetime=ATTESTATION_LIFETIME,
-        require=("iss", "sub", "aud", "exp", "iat", "jti", "body_sha256"),
+        leeway=leeway,
+        max_lifetime=max_lifetime,
+        require=require,
     )
     if check_body:
         bound = claims.get("body_sha256")
@@ -140,7 +166,9 @@ def verify_attestation(
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > 256:
         raise jose.JOSEError("missing_claim", "jti must be a non-empty string")
-    if replay is not None and not replay.first_use(issuer, jti, int(claims["exp"]), now):
+    # Without exp (only when `require` lets it pass) the jti is kept for the longest lifetime.
+    exp = claims.get("exp", now + max_lifetime)
+    if replay is not None and not replay.first_use(issuer, jti, int(exp), now):
         raise jose.JOSEError("replayed", f"jti {jti[:32]!r} was already used")
     return claims
 

@@ -1,6 +1,6 @@
 """Named faults: each makes one mock break exactly the requirement(s) it names.
 
-The catalogue is data (`mocks/faults.toml`): name, mock, profiles, the requirement IDs it
+The catalogue is data (`mocks/faults/*.toml`, one file per mock or area): name, mock, profiles, the requirement IDs it
 breaks, and one line saying what the mock does wrong. Mock code asks `faults.active(name)`
 at the one place the fault changes behaviour. Faults are how the suite tests a real
 counterpart's negative paths and how it tests itself (`provspec selftest`).
@@ -32,10 +32,21 @@ class Fault:
 
 @cache
 def catalogue() -> dict[str, Fault]:
-    """Every named fault, by name (read once from mocks/faults.toml)."""
+    """Every named fault, by name (read once from mocks/faults/*.toml)."""
     from importlib.resources import files
 
-    raw = tomllib.loads(files("mocks").joinpath("faults.toml").read_text(encoding="utf-8"))
+    faults: dict[str, Fault] = {}
+    folder = files("mocks").joinpath("faults")
+    sources = sorted(
+        (item for item in folder.iterdir() if item.name.endswith(".toml")), key=lambda i: i.name
+    )
+    for source in sources:
+        faults.update(_read(f"mocks/faults/{source.name}", source.read_text("utf-8"), faults))
+    return faults
+
+
+def _read(where: str, text: str, known: dict[str, Fault]) -> dict[str, Fault]:
+    raw = tomllib.loads(text)
     faults: dict[str, Fault] = {}
     for entry in raw.get("fault", []):
         fault = Fault(
@@ -45,10 +56,10 @@ def catalogue() -> dict[str, Fault]:
             breaks=tuple(entry["breaks"]),
             summary=entry["summary"],
         )
-        if fault.name in faults:
-            raise ValueError(f"mocks/faults.toml: fault {fault.name!r} is defined twice")
+        if fault.name in faults or fault.name in known:
+            raise ValueError(f"{where}: fault {fault.name!r} is defined twice")
         if fault.mock not in MOCKS:
-            raise ValueError(f"mocks/faults.toml: fault {fault.name!r} has unknown mock")
+            raise ValueError(f"{where}: fault {fault.name!r} has unknown mock")
         faults[fault.name] = fault
     return faults
 

@@ -23,13 +23,15 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -42,8 +44,10 @@ from conformance.ssrf import SSRFError, SSRFGuard
 from mocks._core import stripe_signature
 from mocks._core.attestation import (
     ATTESTATION_HEADER,
+    ATTESTATION_LIFETIME,
     PAYMENT_TOKEN_LIFETIME,
     PAYMENT_TOKEN_TYP,
+    REQUIRED_CLAIMS,
     ReplayCache,
     mint_attestation,
     verify_attestation,
@@ -66,6 +70,10 @@ from mocks._core.store import MemoryStore, Store
 from mocks.provider import catalog
 from mocks.provider._state import ProviderState, new_id
 
+# The sandbox's stand-in for Stripe activating a shared payment token: the tokens the mock
+# orchestrator mints (spt_ + 24 hex digits) activate, anything else does not.
+_SHARED_PAYMENT_TOKEN = re.compile(r"spt_[0-9a-f]{24}")
+
 __all__ = ["ProviderMock", "ProviderSettings"]
 
 log = logging.getLogger("provspec.mock.provider")
@@ -80,6 +88,16 @@ ACCESS_LIFETIME = 3600
 DEEP_LINK_LIFETIME = 600
 PENDING_SECONDS = 5
 _VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+SIGNATURE_FAULTS = (
+    "empty-signature-accepted",
+    "signature-result-ignored",
+    "attestation-hs256-accepted",
+    "psychic-signature-accepted",
+    "jwk-header-honoured",
+    "typ-not-checked",
+    "crit-ignored",
+)
+"""Faults of the attestation signature step; any of them swaps in `_attestation_signature`."""
 
 
 @dataclass
@@ -162,6 +180,7 @@ class ProviderMock:
             )
         self.as_metadata_url = _well_known(self.issuer, "oauth-authorization-server")
         self.signing_key = jose.generate_key("EdDSA")
+        self._retired_key = jose.generate_key("EdDSA")
         self.tokens: list[str] = []
         self._orchestrator: dict[str, Any] | None = None
         self._schemas = default_store()
@@ -215,6 +234,10 @@ class ProviderMock:
         ]
         if self.next:
             routes += [
+                # The resource identifier itself answers as an RFC 6750 protected resource, so
+                # a generic OAuth client (and `provspec run --role resource-server`) can probe
+                # the RFC 9728 discovery path without APP attestations; it changes nothing.
+                Route(p, self._wrap(self.resource_root, "flat", signed=False), methods=["GET"]),
                 Route(
                     urlsplit(self.prm_url).path,
                     self._wrap(self.protected_resource_metadata, "flat", signed=False),
@@ -256,6 +279,9 @@ class ProviderMock:
                         return self._render(problem, "flat", resource_id)
                 return await handler(request, raw, caller)
             except HTTPProblem as problem:
+                if problem.code == "body_too_large" and self.faults.active("body-limit-unhandled"):
+                    # the size limit raises an error type the handlers do not map
+                    return Response("Internal Server Error", status_code=500)
                 return self._render(problem, envelope, resource_id)
             except Exception:  # a bug in the mock must still answer in the envelope
                 log.exception("mock provider failed on %s %s", request.method, request.url.path)
@@ -295,9 +321,17 @@ class ProviderMock:
         if version != expected and not self.faults.active("ignore-api-version"):
             raise HTTPProblem(400, "invalid_api_version", f"Supported API-Versions: {expected}")
         if not self.next:
+            signature = request.headers.get("stripe-signature")
+            if signature is None and self.faults.active("signature-optional"):
+                return _Caller()  # verifies a signature only when one is sent
+            if self.faults.active("bearer-skips-signature") and "authorization" in request.headers:
+                return _Caller()  # takes the bearer token as enough authentication
             self._verify_hmac(request, raw)
             return _Caller()
-        claims = await self._verify_attestation(request.headers.get(ATTESTATION_HEADER), raw)
+        token = request.headers.get(ATTESTATION_HEADER)
+        if token is None and self.faults.active("attestation-optional"):
+            return _Caller()  # the middleware verifies an attestation only when one is sent
+        claims = await self._verify_attestation(token, raw)
         return _Caller(
             issuer=str(claims["iss"]),
             subject=str(claims["sub"]),
@@ -323,6 +357,15 @@ class ProviderMock:
         if not self.settings.verify_requests:
             return
         tolerance = 10**9 if self.faults.active("accept-stale-signature") else 300
+        header = request.headers.get("stripe-signature")
+        if header and self.faults.active("crash-on-malformed-signature"):
+            # a hand-rolled parser: `garbage` or `t=abc` raises, and the error escapes to the
+            # framework's 500 handler
+            try:
+                elements = dict(item.split("=", 1) for item in header.split(","))
+                int(elements["t"]), elements["v1"]
+            except (ValueError, KeyError):
+                raise HTTPProblem(500, "server_error", "internal server error") from None
         try:
             stripe_signature.verify(
                 request.headers.get("stripe-signature"),
@@ -364,6 +407,19 @@ class ProviderMock:
                     else self.replay,
                     check_body=not self.faults.active("skip-body-binding"),
                     check_audience=not self.faults.active("accept-wrong-aud"),
+                    verify_signature=self._attestation_signature,
+                    same_issuer=self._same_issuer
+                    if self.faults.active("issuer-normalised")
+                    else None,
+                    # .NET's default clock skew: five minutes, where APP allows at most 60 s
+                    leeway=300 if self.faults.active("five-minute-leeway") else 30,
+                    max_lifetime=86400
+                    if self.faults.active("attestation-lifetime-unchecked")
+                    else ATTESTATION_LIFETIME,
+                    # PyJWT's default: exp is checked when present, never required
+                    require=tuple(c for c in REQUIRED_CLAIMS if c != "exp")
+                    if self.faults.active("exp-not-required")
+                    else REQUIRED_CLAIMS,
                 )
             except jose.JOSEError as error:
                 if error.reason == "unknown_kid" and attempt == 0:
@@ -372,6 +428,73 @@ class ProviderMock:
                     401, "invalid_signature", f"attestation refused: {error}"
                 ) from None
         raise AssertionError("unreachable")
+
+    def _same_issuer(self, iss: Any) -> bool:
+        """The issuer-normalised fault: iss compared after stripping '/' and case-folding."""
+        trusted = self.settings.orchestrator_issuer.rstrip("/").casefold()
+        return isinstance(iss, str) and iss.rstrip("/").casefold() == trusted
+
+    def _attestation_signature(
+        self,
+        token: str,
+        *,
+        keys: Mapping[str, jose.PublicKey],
+        algorithms: Sequence[str],
+        typ: str,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The attestation signature step: `jose.verify_signature` in the reference mock.
+
+        Under a signature fault, a hand-rolled copy of it runs instead, with the one mistake
+        the fault names; every other rule stays as jose enforces it.
+        """
+        if not any(self.faults.active(name) for name in SIGNATURE_FAULTS):
+            return jose.verify_signature(token, keys=keys, algorithms=algorithms, typ=typ)
+        header, claims, signature = jose.unverified_parts(token)
+        head, body, _ = token.split(".")
+        signing_input = f"{head}.{body}".encode("ascii")
+        alg, kid = header.get("alg"), header.get("kid")
+        if self.faults.active("jwk-header-honoured") and isinstance(header.get("jwk"), dict):
+            # CVE-2018-0114: the key embedded in the token's own header is trusted
+            keys = {**keys, **jose.parse_jwks({"keys": [header["jwk"]]})}
+        if self.faults.active("attestation-hs256-accepted") and alg == "HS256" and kid in keys:
+            # algorithm confusion: the header picks HMAC, keyed with the public key's text
+            public = keys[str(kid)].key
+            if isinstance(public, ed25519.Ed25519PublicKey):
+                secret = jose.b64url_encode(public.public_bytes_raw()).encode()
+                mac = hmac.new(secret, signing_input, hashlib.sha256).digest()
+                if hmac.compare_digest(mac, signature):
+                    return header, claims
+        if not isinstance(alg, str) or alg not in algorithms:
+            raise jose.JOSEError("alg_not_allowed", f"alg {alg!r} is not allowed")
+        if "crit" in header and not self.faults.active("crit-ignored"):
+            raise jose.JOSEError("crit_not_understood", "crit names unknown extensions")
+        header_typ = header.get("typ")
+        typ_ok = isinstance(header_typ, str) and (
+            header_typ.lower().removeprefix("application/") == typ.lower()
+        )
+        if not typ_ok and not self.faults.active("typ-not-checked"):
+            raise jose.JOSEError("wrong_typ", f"typ {header_typ!r} is not {typ!r}")
+        if not isinstance(kid, str) or kid not in keys:
+            raise jose.JOSEError("unknown_kid", f"kid {str(kid)[:64]!r} is not trusted")
+        key = keys[kid]
+        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        psychic = alg == "ES256" and len(signature) == 64 and (not r or not s)
+        if psychic and self.faults.active("psychic-signature-accepted"):
+            # CVE-2022-21449: the verifier follows the header's alg and never range-checks
+            # r and s, so r = s = 0 satisfies its equation for any key
+            return header, claims
+        if key.alg != alg:
+            raise jose.JOSEError("alg_not_allowed", f"key {kid!r} is for {key.alg}, not {alg}")
+        if not signature and self.faults.active("empty-signature-accepted"):
+            return header, claims  # `if signature: verify(...)`: nothing to verify, so valid
+        try:
+            key.verify(signature, signing_input)
+        except jose.JOSEError:
+            # a verify() that answers False instead of raising, its result never read; only
+            # the signature's length is checked
+            if not (self.faults.active("signature-result-ignored") and len(signature) == 64):
+                raise
+        return header, claims
 
     def _client(self) -> httpx.AsyncClient:
         if self.settings.http is not None:
@@ -427,10 +550,24 @@ class ProviderMock:
         entries = [entry.as_json() for entry in catalog.SERVICES]
         if self.faults.active("catalog-bad-pricing"):
             entries[1]["pricing"] = {"type": "expensive"}
+        if self.faults.active("duplicate-service-ids"):
+            # a legacy plan left in the catalog under the id of its successor
+            entries.append({**entries[0], "description": "The legacy free plan."})
         return json_response({"data": entries})
 
     async def jwks(self, request: Request, raw: bytes, caller: _Caller) -> Response:
-        return json_response(jose.jwks([self.signing_key]))
+        document = jose.jwks([self.signing_key])
+        if self.faults.active("jwks-leaks-private-key"):
+            # the rotated-out key is serialised whole, private half (d) included
+            retired = self._retired_key.private
+            assert isinstance(retired, ed25519.Ed25519PrivateKey)
+            private = jose.b64url_encode(retired.private_bytes_raw())
+            document["keys"].append({**self._retired_key.public_jwk(), "d": private})
+        return json_response(document)
+
+    async def resource_root(self, request: Request, raw: bytes, caller: _Caller) -> Response:
+        account = self._bearer_account(request)
+        return json_response({"resource": self.resource_id, "account": account})
 
     async def protected_resource_metadata(
         self, request: Request, raw: bytes, caller: _Caller
@@ -438,6 +575,9 @@ class ProviderMock:
         resource = self.resource_id
         if self.faults.active("prm-resource-mismatch"):
             resource = resource.rstrip("/") + "/other/"
+        if self.faults.active("prm-resource-slash-differs"):
+            # The classic near-miss: the same URL but for the trailing slash.
+            resource = resource.rstrip("/") if resource.endswith("/") else resource + "/"
         document = {
             "resource": resource,
             "authorization_servers": [self.issuer],
@@ -446,6 +586,8 @@ class ProviderMock:
             "jwks_uri": f"{self.base_url}jwks.json",
             "resource_name": self.settings.name,
         }
+        if self.faults.active("prm-no-authorization-servers"):
+            del document["authorization_servers"]
         return json_response(document)
 
     async def authorization_server_metadata(
@@ -464,6 +606,8 @@ class ProviderMock:
             "scopes_supported": GRANTED_SCOPE.split(),
             "token_endpoint_auth_methods_supported": ["none"],
         }
+        if self.faults.active("as-metadata-no-revocation-endpoint"):
+            del document["revocation_endpoint"]
         return json_response(document)
 
     # --- accounts ----------------------------------------------------------------------------
@@ -475,12 +619,25 @@ class ProviderMock:
 
     async def account_requests(self, request: Request, raw: bytes, caller: _Caller) -> Response:
         body = parse_json_object(raw)
-        self._validate("account_request", body)
+        if "email" not in body and caller.email and self.faults.active("email-from-attestation"):
+            body["email"] = caller.email  # fills the missing email in from the attestation
+        checked = body
+        if body.get("code_challenge_method") == "plain" and self.faults.active(
+            "account-request-accepts-plain"
+        ):
+            checked = {**body, "code_challenge_method": "S256"}  # plain normalised, not refused
+        self._validate("account_request", checked)
         request_id = str(body["id"]) if isinstance(body.get("id"), str) else new_id("acctreq")
+        if self.faults.active("account-request-id-not-echoed"):
+            request_id = new_id("acctreq")  # answers with its own id, not the request's
         email = str(body["email"])
         expires = body.get("expires_at")
         deadline = _parse_time(expires) if isinstance(expires, str) else None
-        if deadline is not None and deadline <= self.clock.timestamp():
+        if (
+            deadline is not None
+            and deadline <= self.clock.timestamp()
+            and not self.faults.active("expires-at-ignored")
+        ):
             raise HTTPProblem(400, "expired", "the account request has expired")
         challenge = body.get("code_challenge")
         if self.next:
@@ -513,7 +670,8 @@ class ProviderMock:
         self, request_id: str, email: str, caller: _Caller, challenge: Any
     ) -> Response:
         identity = f"{caller.issuer}\x1f{caller.subject}"
-        if caller.email is not None and caller.email.casefold() != email.casefold():
+        compare = not self.faults.active("attested-email-not-compared")
+        if compare and caller.email is not None and caller.email.casefold() != email.casefold():
             raise HTTPProblem(
                 400, "invalid_request", "the body's email differs from the attested email"
             )
@@ -607,7 +765,10 @@ class ProviderMock:
             )
         method = params.get("code_challenge_method")
         challenge = params.get("code_challenge")
-        if not self.faults.active("authorize-without-pkce"):
+        # The suite's instrument provider (verify_requests off) lets a PKCE-less request
+        # through, so the orchestrator's following token request can be observed too.
+        lenient = not self.settings.verify_requests
+        if not self.faults.active("authorize-without-pkce") and not lenient:
             if not challenge or not 43 <= len(challenge) <= 128:
                 raise HTTPProblem(400, "invalid_request", "code_challenge is required (PKCE S256)")
             if method != "S256" and not (
@@ -668,6 +829,11 @@ class ProviderMock:
         record = self.state.peek_code(code) if reuse else self.state.take_code(code)
         if record is None or int(record["exp"]) <= self.clock.timestamp():
             raise HTTPProblem(400, "invalid_grant", "the code is unknown, used or expired")
+        # RFC 8707 §2: any token request naming another resource is refused, whichever way
+        # the code was obtained.
+        resource = form.get("resource")
+        if resource is not None and resource != self.resource_id:
+            raise HTTPProblem(400, "invalid_target", "resource is not this provider's identifier")
         verifier = form.get("code_verifier")
         challenge = record.get("challenge")
         if challenge and not self.faults.active("pkce-not-enforced"):
@@ -693,11 +859,6 @@ class ProviderMock:
             if record.get("redirect_uri") and form.get("redirect_uri") != record["redirect_uri"]:
                 raise HTTPProblem(
                     400, "invalid_grant", "redirect_uri differs from the authorization request"
-                )
-            resource = form.get("resource")
-            if resource is not None and resource != self.resource_id:
-                raise HTTPProblem(
-                    400, "invalid_target", "resource is not this provider's identifier"
                 )
             if self.next and caller.issuer and caller.subject:
                 self.state.link(f"{caller.issuer}\x1f{caller.subject}", str(record["account"]))
@@ -751,13 +912,17 @@ class ProviderMock:
 
     async def revoke(self, request: Request, raw: bytes, caller: _Caller) -> Response:
         if self.next:
-            await self._verify_attestation(request.headers.get(ATTESTATION_HEADER), raw)
+            if not self.faults.active("revocation-unauthenticated"):
+                await self._verify_attestation(request.headers.get(ATTESTATION_HEADER), raw)
         else:
             self._verify_hmac(request, raw)
         form = parse_form(raw)
         token = form.get("token")
         if not token:
             raise HTTPProblem(400, "invalid_request", "token is required (RFC 7009 §2.1)")
+        known = self.state.access_token(token) or self.state.refresh_token(token)
+        if not known and self.faults.active("revoke-unknown-token-400"):
+            raise HTTPProblem(400, "invalid_token", "the token is unknown")
         if not self.faults.active("revocation-ignored"):
             hint = form.get("token_type_hint")
             if hint == "refresh_token":
@@ -797,13 +962,17 @@ class ProviderMock:
         return HTTPProblem(401, "unauthorized", message, headers=headers)
 
     async def create_resource(self, request: Request, raw: bytes, caller: _Caller) -> Response:
-        account = self._bearer_account(request)
+        if "authorization" not in request.headers and self.faults.active("create-without-bearer"):
+            account = "acct_unowned"  # the route forgot its auth dependency
+        else:
+            account = self._bearer_account(request)
         body = parse_json_object(raw)
         self._validate("resource_create_request", body)
         entry = catalog.service(str(body["service_id"]))
         if entry is None:
+            status = 404 if self.faults.active("unknown-service-404") else 400
             raise HTTPProblem(
-                400, "unknown_service", f"no service {str(body['service_id'])[:64]!r}"
+                status, "unknown_service", f"no service {str(body['service_id'])[:64]!r}"
             )
         project = body.get("project_id")
         if isinstance(project, str):
@@ -833,10 +1002,15 @@ class ProviderMock:
             resource["status"] = "pending" if has_query else "needs_information"
         if resource["status"] == "complete":
             resource["api_key"] = self.state.new_api_key(resource_id)
+            if self.faults.active("initial-key-unregistered"):
+                # the key answered at creation is minted but never stored; rotation stores its
+                self.state.drop_api_key(resource["api_key"])
         self.state.save_resource(resource)
         if isinstance(project, str):
             self.state.bind_project(account, project, resource_id)
-        return json_response(self._resource_view(resource))
+        # REST habit: 201 Created, where APP answers a new resource with 200
+        status = 201 if self.faults.active("create-answers-201") else 200
+        return json_response(self._resource_view(resource), status)
 
     async def _charge(
         self, credentials: Any, entry: catalog.Service, resource_id: str, project: Any
@@ -848,7 +1022,7 @@ class ProviderMock:
             if (
                 credentials.get("type") != "stripe_payment_token"
                 or not isinstance(token, str)
-                or not token.startswith("spt_")
+                or _SHARED_PAYMENT_TOKEN.fullmatch(token) is None
             ):
                 raise HTTPProblem(
                     400, "billing_activation_failed", "the shared payment token was refused"
@@ -902,7 +1076,9 @@ class ProviderMock:
             raise HTTPProblem(
                 400, "billing_activation_failed", "max_amount must be an integer in minor units"
             )
-        if claims.get("service_id") != entry.id:
+        if claims.get("service_id") != entry.id and not self.faults.active(
+            "payment-token-service-unchecked"
+        ):
             raise HTTPProblem(
                 400, "billing_activation_failed", "the payment token is for another service"
             )
@@ -1011,6 +1187,12 @@ class ProviderMock:
                     "base_url": f"{self.base_url}api/",
                 }
             }
+            if self.faults.active("credential-values-not-strings"):
+                # the provider's numeric project id, serialised as a number
+                view["complete"]["access_configuration"]["project_id"] = 12345
+            if self.faults.active("complete-expires-at-integer"):
+                # a Unix timestamp where the schema wants an RFC 3339 date-time
+                view["complete"]["expires_at"] = self.clock.timestamp() + 86400
         elif status == "pending":
             view["pending"] = {"message": "registering the domain"}
         elif status == "needs_information":
@@ -1060,7 +1242,7 @@ class ProviderMock:
                 await self._charge(body.get("payment_credentials"), target, resource["id"], None)
             resource["service_id"] = target.id
         else:
-            if resource["api_key"]:
+            if resource["api_key"] and not self.faults.active("remove-keeps-credentials"):
                 self.state.drop_api_key(resource["api_key"])
             resource["status"] = "removed"
             resource["api_key"] = None

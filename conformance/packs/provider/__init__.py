@@ -8,6 +8,7 @@ from conformance.packs.provider import (  # noqa: F401  (importing registers the
     consent,
     credentials,
     discovery,
+    fuzz,
     payment,
     provisioning,
     revocation,

@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from conformance.adapters.provider import ProviderContext
-from conformance.checks import check
+from conformance.checks import Skipped, check
 from conformance.packs.provider._helpers import attestation, error_code, issues
 from conformance.www_authenticate import ChallengeError, parse
 
@@ -191,4 +191,133 @@ async def body_email_must_match_the_attested_email(ctx: ProviderContext) -> None
         response.status_code == 400,
         f"an email differing from the attested one must get 400, got {response.status_code}",
         exchange,
+    )
+
+
+@check("PRV-ACC-006")
+async def the_same_identity_reaches_the_same_account(ctx: ProviderContext) -> None:
+    """A second account request for the same (iss, sub) must land in the account the first
+    one created: a token from it sees the resource made with the first token."""
+    from conformance.packs.provider._helpers import free_resource
+    from mocks.orchestrator.engine import pkce_pair
+
+    _, resource = await free_resource(ctx)
+    verifier, challenge = pkce_pair()
+    response, exchange = await ctx.call(
+        "POST", "provisioning/account_requests", body=account_request(ctx, code_challenge=challenge)
+    )
+    document = ctx.json(response)
+    code = (document.get("oauth") or {}).get("code") if isinstance(document, dict) else None
+    if response.status_code != 200 or not isinstance(code, str):
+        ctx.require(
+            "PRV-ACC-006",
+            False,
+            "a second account request for a known (iss, sub) must get a code for its account",
+            exchange,
+        )
+        return
+    answer, _ = await ctx.call(
+        "POST",
+        "oauth/token",
+        form={"grant_type": "authorization_code", "code": code, "code_verifier": verifier},
+    )
+    tokens = ctx.json(answer)
+    bearer = tokens.get("access_token") if isinstance(tokens, dict) else None
+    if not isinstance(bearer, str):
+        ctx.cannot_judge("PRV-ACC-006", "the code of the second request gave no token")
+        return
+    seen, exchange = await ctx.call(
+        "GET", f"provisioning/resources/{resource['id']}", bearer=bearer
+    )
+    ctx.require(
+        "PRV-ACC-006",
+        seen.status_code == 200 and (ctx.json(seen) or {}).get("id") == resource["id"],
+        "the same (iss, sub) reached another account: its token cannot see the first "
+        f"account's resource (got {seen.status_code})",
+        exchange,
+    )
+
+
+@check("PRV-ACC-011")
+async def an_email_case_variant_goes_down_the_consent_path(ctx: ProviderContext) -> None:
+    existing = ctx.target.config.existing_email
+    local, _, domain = existing.partition("@")
+    variant = f"{local.upper()}@{domain.upper()}"
+    if variant == existing:
+        raise Skipped(f"{existing!r} has no case variant")
+    ctx.orchestrator.new_user(variant)
+    ctx.orchestrator.accept_tos(ctx.provider)
+    response, exchange = await ctx.call(
+        "POST", "provisioning/account_requests", body=account_request(ctx, email=variant)
+    )
+    document = ctx.json(response)
+    created = (
+        response.status_code == 200
+        and isinstance(document, dict)
+        and document.get("type") == "oauth"
+    )
+    ctx.require(
+        "PRV-ACC-011",
+        not created,
+        f"{variant!r} is {existing!r} in another case, yet it got a fresh account (type oauth) "
+        "instead of the consent path",
+        exchange,
+    )
+
+
+@check("PRV-ACC-012")
+async def concurrent_first_requests_make_one_account(ctx: ProviderContext) -> None:
+    import asyncio
+
+    from mocks.orchestrator.engine import pkce_pair
+
+    ctx.fresh_user()
+    pairs = [pkce_pair() for _ in range(4)]
+    answers = await asyncio.gather(
+        *(
+            ctx.call(
+                "POST",
+                "provisioning/account_requests",
+                body=account_request(ctx, code_challenge=challenge),
+            )
+            for _, challenge in pairs
+        )
+    )
+    bearers: list[str] = []
+    for (verifier, _), (response, _) in zip(pairs, answers, strict=True):
+        document = ctx.json(response)
+        code = (document.get("oauth") or {}).get("code") if isinstance(document, dict) else None
+        if response.status_code != 200 or not isinstance(code, str):
+            continue
+        tokens, _ = await ctx.call(
+            "POST",
+            "oauth/token",
+            form={"grant_type": "authorization_code", "code": code, "code_verifier": verifier},
+        )
+        bearer = (ctx.json(tokens) or {}).get("access_token")
+        if isinstance(bearer, str):
+            bearers.append(bearer)
+    if len(bearers) < 2:
+        raise Skipped("fewer than two concurrent account requests gave tokens to compare")
+    # Resources are private to their account: one made with the first token must be visible
+    # to every other token if, and only if, they all reach the same account.
+    from conformance.packs.provider._helpers import provision, service_of
+
+    entry = await service_of(ctx, "free")
+    made, _ = await provision(ctx, str(entry["id"]), bearer=bearers[0])
+    resource_id = (ctx.json(made) or {}).get("id")
+    if made.status_code != 200 or not resource_id:
+        raise Skipped("could not provision with the first token (see PRV-PRO-003)")
+    unseen = []
+    for bearer in bearers[1:]:
+        seen, exchange = await ctx.call(
+            "GET", f"provisioning/resources/{resource_id}", bearer=bearer
+        )
+        if seen.status_code != 200:
+            unseen.append(exchange)
+    ctx.require(
+        "PRV-ACC-012",
+        not unseen,
+        f"{len(bearers)} concurrent first requests for one identity made more than one account",
+        *unseen[:2],
     )

@@ -6,6 +6,7 @@ but changes nothing, so a refusal and an acceptance are both safe to provoke.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -284,3 +285,28 @@ async def one_element_audience_array_is_accepted(ctx: ProviderContext) -> None:
         f"aud as a one-element array of the base URL should be accepted, got {response.status_code}",
         exchange,
     )
+
+
+@check("PRV-ATT-024")
+async def duplicated_members_are_refused(ctx: ProviderContext) -> None:
+    """Correctly signed tokens whose JSON repeats a member: a parser that keeps either value
+    disagrees with one that keeps the other, so the only safe answer is to refuse."""
+    ctx.fresh_user()
+    genuine = attestation(ctx)
+    header, claims, _ = jose.unverified_parts(genuine)
+    key = ctx.core.signing_key
+
+    def signed(head: bytes, body: bytes) -> str:
+        signing_input = f"{jose.b64url_encode(head)}.{jose.b64url_encode(body)}".encode()
+        return jose.compact(head, body, key.raw_sign(signing_input))
+
+    def dumped(document: dict[str, Any]) -> bytes:
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    other_sub = dumped(claims)[:-1] + b',"sub":"provspec-other-subject"}'
+    twice_typ = dumped(header)[:-1] + b',"typ":"JWT"}'
+    for why, token in (
+        ("a claim (sub) given twice", signed(dumped(header), other_sub)),
+        ("a header parameter (typ) given twice", signed(twice_typ, dumped(claims))),
+    ):
+        await refused_attestation(ctx, "PRV-ATT-024", f"an attestation with {why}", token)

@@ -14,6 +14,7 @@ from conformance.packs.provider._helpers import error_code, free_resource
 from conformance.packs.provider.accounts import account_request
 from conformance.packs.provider.discovery import prm_url
 from conformance.www_authenticate import ChallengeError, parse
+from mocks._core.http import HTTPProblem
 from mocks.orchestrator.engine import pkce_pair
 
 
@@ -265,4 +266,82 @@ async def token_errors_use_rfc6749_shape(ctx: ProviderContext) -> None:
         ok,
         "token errors should be {error, error_description} with an RFC 6749 §5.2 code",
         exchange,
+    )
+
+
+@check("PRV-CNS-008")
+async def token_endpoint_refuses_a_foreign_resource(ctx: ProviderContext) -> None:
+    verifier, challenge = pkce_pair()
+    code = await new_code(ctx, challenge)
+    response, exchange = await token(
+        ctx,
+        grant_type="authorization_code",
+        code=code,
+        code_verifier=verifier,
+        resource="https://resource.provspec.invalid/api/",
+    )
+    ctx.require(
+        "PRV-CNS-008",
+        response.status_code == 400
+        and error_code(ctx.json(response)) == "invalid_target"
+        and "access_token" not in response.text,
+        "a token request for another resource must get 400 invalid_target (RFC 8707 §2)",
+        exchange,
+    )
+
+
+@check("PRV-CNS-009")
+async def authorization_response_carries_state_and_iss(ctx: ProviderContext) -> None:
+    ctx.need_scripted_consent()
+    issuer, metadata, _ = await as_metadata(ctx)
+    endpoint = metadata.get("authorization_endpoint")
+    if not isinstance(endpoint, str):
+        raise Skipped("no authorization_endpoint (see PRV-CNS-003)")
+    _, challenge = pkce_pair()
+    state = "provspec-" + secrets.token_urlsafe(12)
+    params = {
+        "response_type": "code",
+        "client_id": ctx.core.issuer,
+        "redirect_uri": ctx.core.issuer + "/oauth/callback",
+        "state": state,
+        "resource": ctx.base_url,
+        "login_hint": ctx.target.config.existing_email,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "scope": "provisioning",
+    }
+    response, exchange = await ctx.get(endpoint + "?" + urlencode(params))
+    query = parse_qs(urlsplit(response.headers.get("location", "")).query)
+    if "code" not in query:
+        raise Skipped(f"the scripted consent gave no code ({response.status_code})")
+    ctx.require(
+        "PRV-CNS-009",
+        query.get("state") == [state] and query.get("iss") == [issuer],
+        f"the redirect must return state {state!r} unchanged and iss {issuer!r} (RFC 9207): "
+        f"state {query.get('state')}, iss {query.get('iss')}",
+        exchange,
+    )
+
+
+@check("PRV-CNS-014")
+async def requires_auth_leads_to_tokens_through_consent(ctx: ProviderContext) -> None:
+    ctx.need_scripted_consent()
+    ctx.existing_user()
+    probe, _ = await ctx.call("POST", "provisioning/account_requests", body=account_request(ctx))
+    answer = ctx.json(probe)
+    url = (answer.get("requires_auth") or {}).get("url") if isinstance(answer, dict) else None
+    if not isinstance(url, str) or not url:
+        raise Skipped("blocked by PRV-ACC-002: the provider gave no requires_auth url to follow")
+    mark = ctx.recorder.mark
+    try:
+        outcome: Any = await ctx.orchestrator.connect(ctx.provider)
+    except HTTPProblem as problem:
+        outcome = f"{problem.status} {problem.code}: {problem.message}"
+    trail = ctx.recorder.since(mark)
+    ctx.require(
+        "PRV-CNS-014",
+        isinstance(outcome, dict) and isinstance(outcome.get("access_token"), str),
+        "requires_auth, consent and the code exchange with the account request's verifier "
+        f"must end in tokens (got {getattr(outcome, 'status', outcome)!r})",
+        *trail[-3:],
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
-from conformance import jose
+from conformance import jose, strictjson
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import check
 from conformance.packs.provider._helpers import API_VERSION, issues
@@ -40,11 +41,31 @@ async def health_lists_the_profile_version(ctx: ProviderContext) -> None:
     )
 
 
-@check("PRV-DSC-002", "PRV-DSC-003", "PRV-DSC-004", "PRV-DSC-006")
+@check("PRV-DSC-002", "PRV-DSC-003", "PRV-DSC-004", "PRV-DSC-006", "PRV-DSC-007")
 async def catalog_shape(ctx: ProviderContext) -> None:
     """GET provisioning/services answers a valid catalog with known pricing types and unique ids."""
     response, exchange = await ctx.call("GET", "provisioning/services")
     document = ctx.json(response)
+    if document is None and response.status_code == 200:
+        # Not strict JSON. If a lenient parser reads it, the defect is exactly DSC-007 (two
+        # parsers may read different values); the shape checks below judge what it says.
+        try:
+            document = json.loads(response.content)
+        except ValueError:
+            document = None
+        else:
+            try:
+                strictjson.loads(response.content)
+            except strictjson.StrictJSONError as error:
+                ctx.require(
+                    "PRV-DSC-007",
+                    False,
+                    f"the catalog is not strict JSON: {error}",
+                    exchange,
+                )
+    if document is None:
+        # Nothing any parser reads: DSC-002 fails it; DSC-007 has no members to judge.
+        ctx.cannot_judge("PRV-DSC-007", "the catalog is not JSON at all")
     problems = (
         issues(ctx, "services_response", document) if response.status_code == 200 else "not 200"
     )
@@ -98,7 +119,7 @@ async def catalog_shape(ctx: ProviderContext) -> None:
     ctx.require("PRV-DSC-004", not duplicates, f"duplicate service ids: {duplicates}", exchange)
 
 
-@check("PRV-DSC-008", "PRV-DSC-009", "PRV-DSC-010", "PRV-DSC-011")
+@check("PRV-DSC-008", "PRV-DSC-009", "PRV-DSC-010", "PRV-DSC-011", "PRV-DSC-012")
 async def protected_resource_metadata(ctx: ProviderContext) -> None:
     """The RFC 9728 metadata is at the §3.1 path, names this resource exactly, an AS and a JWKS."""
     response, exchange = await ctx.get(prm_url(ctx.base_url))
@@ -118,6 +139,15 @@ async def protected_resource_metadata(ctx: ProviderContext) -> None:
         "PRV-DSC-009",
         resource == ctx.base_url,
         f"resource {resource!r} is not identical to the base URL {ctx.base_url!r} (RFC 9728 §3.3)",
+        exchange,
+    )
+    empty = sorted(
+        name for name, value in document.items() if value is None or value in ([], {}, "")
+    )
+    ctx.require(
+        "PRV-DSC-012",
+        not empty,
+        f"members sent empty or null instead of omitted (RFC 9728 §2): {empty}",
         exchange,
     )
     servers = document.get("authorization_servers")
@@ -153,4 +183,33 @@ async def protected_resource_metadata(ctx: ProviderContext) -> None:
         keys_response.status_code == 200 and usable and not private,
         f"the JWKS must hold usable public keys only (private members in {private})",
         keys_exchange,
+    )
+
+
+@check("PRV-DSC-005")
+async def catalog_references_stay_inside_the_catalog(ctx: ProviderContext) -> None:
+    response, exchange = await ctx.call("GET", "provisioning/services")
+    document = ctx.json(response)
+    entries = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(entries, list) or not entries:
+        ctx.cannot_judge("PRV-DSC-005", "no catalog entries to follow (see PRV-DSC-002)")
+        return
+    known = {entry.get("id") for entry in entries if isinstance(entry, dict)}
+    dangling: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        named = list(entry.get("allowed_updates") or [])
+        pricing = entry.get("pricing")
+        component = pricing.get("component") if isinstance(pricing, dict) else None
+        options = component.get("options") if isinstance(component, dict) else None
+        for option in options if isinstance(options, list) else []:
+            if isinstance(option, dict):
+                named += list(option.get("parent_service_ids") or [])
+        dangling += [f"{entry.get('id')} -> {ref}" for ref in named if ref not in known]
+    ctx.require(
+        "PRV-DSC-005",
+        not dangling,
+        f"ids named in allowed_updates or parent_service_ids that the catalog lacks: {dangling}",
+        exchange,
     )

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
 from conformance.adapters.provider import ProviderContext
-from conformance.checks import check
+from conformance.checks import Skipped, check
 from conformance.packs.provider._helpers import (
     error_code,
     payment_credentials,
@@ -14,6 +16,7 @@ from conformance.packs.provider._helpers import (
     service_of,
 )
 from conformance.recorder import Exchange
+from mocks._core.http import HTTPProblem
 
 
 async def paid_setup(ctx: ProviderContext) -> tuple[str, str]:
@@ -184,11 +187,21 @@ async def bad_payment_tokens_provision_nothing(ctx: ProviderContext) -> None:
     ]
     for requirement, token, why in cases:
         credentials = {"type": "app_payment_token", "app_payment_token": token}
+        mark = ctx.recorder.mark
         response, exchange = await provision(
             ctx, service, bearer=bearer, payment_credentials=credentials
         )
-        complete = response.status_code == 200
-        ctx.require(requirement, not complete, f"a payment token {why} was accepted", exchange)
+        # "The provider rejects" the token: it verifies it itself and never forwards it for
+        # redemption, which would lean on the orchestrator to catch what it let through.
+        forwarded = redemptions(ctx, mark)
+        ctx.require(
+            requirement,
+            400 <= response.status_code < 500 and not forwarded,
+            f"a payment token {why} was not refused by the provider itself: "
+            f"{response.status_code}, {len(forwarded)} redemption(s) sent",
+            exchange,
+            *forwarded[:1],
+        )
 
 
 @check("PRV-CAP-001", "PRV-CAP-002", "PRV-CAP-003")
@@ -231,5 +244,76 @@ async def a_cap_refusal_provisions_nothing_and_is_relayed(ctx: ProviderContext) 
         "PRV-CAP-003",
         not relayed or (isinstance(document, dict) and isinstance(document.get("cap"), dict)),
         "the provider's refusal should carry the cap figures",
+        exchange,
+    )
+
+
+def _provisioned(ctx: ProviderContext, response: httpx.Response) -> bool:
+    document = ctx.json(response)
+    return (
+        response.status_code == 200
+        and isinstance(document, dict)
+        and document.get("status") in ("complete", "pending", "needs_information")
+    )
+
+
+@check("PRV-PAY-002", "PRV-CAP-004")
+async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) -> None:
+    bearer, service = await paid_setup(ctx)
+    for why, credentials in (
+        ("a card instead of a shared payment token", {"type": "card", "card": "tok_visa"}),
+        (
+            "a token value without the spt_ prefix",
+            {"type": "stripe_payment_token", "stripe_payment_token": "tok_provspec"},
+        ),
+    ):
+        response, exchange = await provision(
+            ctx, service, bearer=bearer, payment_credentials=credentials
+        )
+        ctx.require(
+            "PRV-PAY-002",
+            response.status_code == 400 and not _provisioned(ctx, response),
+            f"{why} must be refused with 400 (got {response.status_code})",
+            exchange,
+        )
+    # Well-formed but never issued by Stripe, so activating it fails at any real provider.
+    unknown = {"type": "stripe_payment_token", "stripe_payment_token": "spt_provspec_unissued"}
+    response, exchange = await provision(ctx, service, bearer=bearer, payment_credentials=unknown)
+    ctx.require(
+        "PRV-CAP-004",
+        response.status_code == 400
+        and error_code(ctx.json(response)) == "billing_activation_failed"
+        and not _provisioned(ctx, response),
+        "a shared payment token that cannot be activated must get 400 billing_activation_failed",
+        exchange,
+    )
+
+
+@check("PRV-RED-005")
+async def a_failed_redemption_provisions_nothing(ctx: ProviderContext) -> None:
+    bearer, service = await paid_setup(ctx)
+
+    async def unavailable() -> None:
+        raise HTTPProblem(503, "temporarily_unavailable", "provspec: the ledger is down")
+
+    previous = ctx.core.settings.before_charge
+    ctx.core.settings.before_charge = unavailable
+    try:
+        mark = ctx.recorder.mark
+        response, exchange = await provision(
+            ctx, service, bearer=bearer, payment_credentials=payment_credentials(ctx, service)
+        )
+    finally:
+        ctx.core.settings.before_charge = previous
+    if not [call for call in redemptions(ctx, mark) if call.status == 503]:
+        raise Skipped("the provider did not redeem (see PRV-PAY-008), so no redemption failed")
+    document = ctx.json(response)
+    ctx.require(
+        "PRV-RED-005",
+        not _provisioned(ctx, response)
+        and response.status_code >= 400
+        and error_code(document) is not None,
+        "after a failed redemption the provider must provision nothing and answer an error "
+        f"envelope (got {response.status_code})",
         exchange,
     )

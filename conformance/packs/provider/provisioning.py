@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 
 from conformance.adapters.provider import ProviderContext
-from conformance.checks import check
+from conformance.checks import Skipped, check
 from conformance.packs.provider._helpers import (
     error_code,
     free_resource,
@@ -14,6 +14,7 @@ from conformance.packs.provider._helpers import (
     no_traceback,
     provision,
     service_of,
+    services,
 )
 
 BAD_BODIES = {
@@ -221,5 +222,35 @@ async def deep_links_expire_within_ten_minutes(ctx: ProviderContext) -> None:
         "PRV-PRO-014",
         ok,
         f"a dashboard link must come with expires_at at most 600 s ahead ({expires!r})",
+        exchange,
+    )
+
+
+@check("PRV-PRO-010")
+async def update_service_outside_allowed_updates_is_refused(ctx: ProviderContext) -> None:
+    connection, resource = await free_resource(ctx)
+    entries = {str(e.get("id")): e for e in await services(ctx)}
+    current = entries.get(str(resource.get("service_id")))
+    if current is None:
+        raise Skipped("the provisioned resource names no service of the catalog")
+    allowed = set(current.get("allowed_updates") or [])
+    outside = [sid for sid in entries if sid != current["id"] and sid not in allowed]
+    if not outside:
+        raise Skipped(f"{current['id']} may change to every other service")
+    bearer = connection["access_token"]
+    response, exchange = await ctx.call(
+        "POST",
+        f"provisioning/resources/{resource['id']}/update_service",
+        body={"service_id": outside[0]},
+        bearer=bearer,
+    )
+    after, _ = await ctx.call("GET", f"provisioning/resources/{resource['id']}", bearer=bearer)
+    unchanged = (ctx.json(after) or {}).get("service_id") == current["id"]
+    ctx.require(
+        "PRV-PRO-010",
+        response.status_code == 400 and unchanged,
+        f"update_service from {current['id']} to {outside[0]} (not in allowed_updates) must "
+        f"get 400 and change nothing (got {response.status_code}, "
+        f"service now {(ctx.json(after) or {}).get('service_id')!r})",
         exchange,
     )

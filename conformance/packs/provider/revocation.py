@@ -83,3 +83,26 @@ async def refresh_rotates_both_tokens(ctx: ProviderContext) -> None:
         "a rotated-away refresh token must get invalid_grant",
         exchange,
     )
+
+
+@check("PRV-REV-003")
+async def revoking_the_refresh_token_ends_its_access_token(ctx: ProviderContext) -> None:
+    connection, resource = await free_resource(ctx)
+    refresh = connection.get("refresh_token")
+    if not refresh:
+        ctx.cannot_judge("PRV-REV-003", "no refresh token was issued")
+        return
+    response, exchange = await ctx.call(
+        "POST", "oauth/revoke", form={"token": refresh, "token_type_hint": "refresh_token"}
+    )
+    if response.status_code != 200:
+        raise Skipped("the refresh token could not be revoked (see PRV-REV-001)")
+    status, probe = await resource_status(ctx, resource["id"], connection["access_token"])
+    ctx.require(
+        "PRV-REV-003",
+        status == 401,
+        f"the access token issued with a revoked refresh token still works ({status}); "
+        "RFC 7009 §2.1",
+        exchange,
+        probe,
+    )
