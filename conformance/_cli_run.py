@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,13 @@ def add_run_parsers(commands: Any) -> None:
         action="append",
         choices=[role.value for role in Role],
         help="limit to a role (repeatable)",
+    )
+    selftest.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only the faults whose name matches (repeatable, e.g. 'redemption-*')",
     )
     selftest.add_argument(
         "--jobs",
@@ -309,10 +317,17 @@ def _summary(result: RunResult) -> None:
 
 def _selftest(args: argparse.Namespace) -> int:
     from conformance.selftest import FaultRow, run_selftest
+    from mocks._core.faults import catalogue
 
     profiles = tuple(args.profile or ("app-0.1d", "app-next"))
     for profile in profiles:
         default_store().profile(profile)
+    if args.fault and not any(
+        fnmatch.fnmatchcase(name, glob) for glob in args.fault for name in catalogue()
+    ):
+        raise UsageError(
+            f"no fault matches {', '.join(args.fault)}; `provspec mock --list-faults` lists them"
+        )
     print(
         f"provspec selftest: reference mocks, then every named fault ({', '.join(profiles)})\n",
         flush=True,
@@ -340,7 +355,7 @@ def _selftest(args: argparse.Namespace) -> int:
     roles = tuple(Role(name) for name in args.role) if args.role else tuple(Role)
     if args.jobs < 1:
         raise UsageError("--jobs wants a positive number of processes")
-    outcome = run_selftest(profiles, progress, roles, args.jobs)
+    outcome = run_selftest(profiles, progress, roles, args.jobs, args.fault)
     for (role, profile), failed in outcome.references.items():
         state = "clean" if not failed else f"FAILED {', '.join(failed)}"
         print(f"\nreference mock {role} ({profile}): {state}")

@@ -8,6 +8,7 @@ whether anything else did; the totals are the detection rate and the false posit
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -112,9 +113,11 @@ def run_selftest(
     progress: Callable[[FaultRow], None] | None = None,
     roles: Sequence[Role] = tuple(Role),
     jobs: int = 1,
+    only: Sequence[str] = (),
 ) -> SelftestResult:
     """Judge the reference mocks, then every fault; `jobs` > 1 spreads the runs over processes
-    (each run is independent: its own mocks, ports and state)."""
+    (each run is independent: its own mocks, ports and state). `only`: fault-name globs; the
+    reference runs always happen, since a fault only means something next to a clean run."""
     started = time.perf_counter()
     reference_jobs = [
         (role.value, profile, ()) for role in BUILT_ROLES if role in roles for profile in profiles
@@ -122,7 +125,8 @@ def run_selftest(
     planned: list[tuple[Fault, str, str]] = []
     for fault in sorted(catalogue().values(), key=lambda f: (f.mock, f.name)):
         for profile in fault.profiles:
-            if profile in profiles and Role(fault.mock) in roles:
+            wanted = not only or any(fnmatch.fnmatchcase(fault.name, glob) for glob in only)
+            if profile in profiles and Role(fault.mock) in roles and wanted:
                 planned.append((fault, profile, _uncovered(fault, profile)))
     fault_jobs = [(f.mock, profile, (f.name,)) for f, profile, why in planned if not why]
     with contextlib.ExitStack() as stack:
