@@ -37,6 +37,9 @@ from mocks.provider.app import ProviderMock, ProviderSettings
 __all__ = ["OrchestratorContext", "OrchestratorTarget", "OrchestratorTargetConfig", "RawRequest"]
 
 PROVIDER_NAME = "provspecmock"
+OTHER_PROVIDER_NAME = "provspecmock2"
+"""A second registered provider: per-provider caps, aggregation, and tokens that must not
+cross from one provider to the other."""
 
 
 @dataclass
@@ -58,6 +61,7 @@ class RawRequest:
     """What the suite's mock provider received, unmasked: only checks see it, never reports."""
 
     exchange_id: int
+    provider: str
     method: str
     path: str
     headers: dict[str, str]
@@ -65,10 +69,13 @@ class RawRequest:
 
 
 class _RawCapture:
-    def __init__(self, app: ASGIApp, recorder: Recorder, store: list[RawRequest]) -> None:
+    def __init__(
+        self, app: ASGIApp, recorder: Recorder, store: list[RawRequest], provider: str
+    ) -> None:
         self._app = RecordingASGI(app, recorder)
         self._recorder = recorder
         self._store = store
+        self._provider = provider
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,7 +92,9 @@ class _RawCapture:
         headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
-        request = RawRequest(self._recorder.mark + 1, scope["method"], scope["path"], headers, b"")
+        request = RawRequest(
+            self._recorder.mark + 1, self._provider, scope["method"], scope["path"], headers, b""
+        )
         self._store.append(request)
         try:
             await self._app(scope, keep, send)
@@ -184,22 +193,30 @@ class OrchestratorTarget:
                     verify_requests=False,
                 )
             )
-            # A second provider the orchestrator never sent a token to: it tries to redeem
-            # tokens minted for the first (ORC-RED-007). Only its metadata and keys are used.
+            # A second registered provider: tokens minted for the first must not be redeemable
+            # by it (ORC-RED-007), and its cap and catalog are its own.
             other_listener = ServedInThread()
             self.other_provider = ProviderMock(
                 ProviderSettings(
                     profile=self.profile,
                     base_url=other_listener.origin + "/api/app/",
+                    hmac_secret=self.config.hmac_secret,
                     orchestrator_issuer=self.issuer,
                     redeem=False,
                     verify_requests=False,
                 )
             )
-            stack.enter_context(other_listener.serving(self.other_provider.app))
+            self.other_tampering = _Tampering(self.other_provider.app)
+            stack.enter_context(
+                other_listener.serving(
+                    _RawCapture(self.other_tampering, self.recorder, self.raw, OTHER_PROVIDER_NAME)
+                )
+            )
             self.tampering = _Tampering(self.provider.app)
             stack.enter_context(
-                provider_listener.serving(_RawCapture(self.tampering, self.recorder, self.raw))
+                provider_listener.serving(
+                    _RawCapture(self.tampering, self.recorder, self.raw, PROVIDER_NAME)
+                )
             )
             self.http = await stack.enter_async_context(
                 httpx.AsyncClient(
@@ -218,6 +235,8 @@ class OrchestratorTarget:
                     "--accept-tos",
                     "--provider",
                     f"{PROVIDER_NAME}={self.provider.base_url}#{self.config.hmac_secret}",
+                    "--provider",
+                    f"{OTHER_PROVIDER_NAME}={self.other_provider.base_url}#{self.config.hmac_secret}",
                     *faults,
                 )
                 if not init[1].get("ok"):
@@ -306,17 +325,31 @@ class OrchestratorContext(CheckContext):
             clock.advance(-seconds)
 
     @contextlib.contextmanager
-    def tampered(self, path_suffix: str, rule: Tamper) -> Iterator[None]:
+    def tampered(
+        self, path_suffix: str, rule: Tamper, provider: str = PROVIDER_NAME
+    ) -> Iterator[None]:
         """Answers of the suite's provider on paths ending in `path_suffix` pass through `rule`."""
-        self.target.tampering.rules[path_suffix] = rule
+        tampering = (
+            self.target.other_tampering
+            if provider == OTHER_PROVIDER_NAME
+            else self.target.tampering
+        )
+        tampering.rules[path_suffix] = rule
         try:
             yield
         finally:
-            self.target.tampering.rules.pop(path_suffix, None)
+            tampering.rules.pop(path_suffix, None)
 
-    def received(self, since: int, path_suffix: str = "") -> list[RawRequest]:
+    def received(
+        self, since: int, path_suffix: str = "", provider: str | None = PROVIDER_NAME
+    ) -> list[RawRequest]:
+        """Requests the suite's providers received after exchange `since` (provider None: both)."""
         return [
-            r for r in self.target.raw if r.exchange_id > since and r.path.endswith(path_suffix)
+            r
+            for r in self.target.raw
+            if r.exchange_id > since
+            and r.path.endswith(path_suffix)
+            and (provider is None or r.provider == provider)
         ]
 
     def exchange(self, raw: RawRequest) -> Exchange | None:
