@@ -106,7 +106,7 @@ def mask_body(raw: bytes, content_type: str) -> str:
     if "json" in content_type or text.lstrip()[:1] in ("{", "["):
         try:
             return json.dumps(_mask_json(json.loads(text)), ensure_ascii=False) + note
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a hostile, deeply nested body
             return mask_text(text) + note
     if "x-www-form-urlencoded" in content_type:
         pairs = [
@@ -346,6 +346,9 @@ class RecordingASGI:
             direction="received",
         )
         self._recorder.exchanges.append(exchange)
+        # Lets inner middleware cite this exchange as evidence, even with servers in several
+        # threads recording at once.
+        scope["provspec.exchange_id"] = exchange.id
         started = time.perf_counter()
         response_body: list[bytes] = []
         response_headers = httpx.Headers()

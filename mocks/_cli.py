@@ -179,7 +179,7 @@ def _agent(args: argparse.Namespace) -> int:
             service=args.service,
             profile=args.profile,
             faults=args.fault,
-            http=http,
+            http=lambda: http,
         )
         result = agent.run()
     for line in result.transcript:

@@ -114,7 +114,12 @@ class ServedInThread:
 
     @contextmanager
     def serving(self, app: ASGIApp) -> Iterator[str]:
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        # log_config=None: uvicorn would otherwise re-run dictConfig for every server, and
+        # servers started from several threads at once briefly log at INFO in between.
+        _quiet_uvicorn_logs()
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", log_config=None
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [self._listener.sock]}, daemon=True
@@ -128,6 +133,13 @@ class ServedInThread:
             server.should_exit = True
             thread.join(self._timeout)
             self._listener.sock.close()
+
+
+def _quiet_uvicorn_logs() -> None:
+    import logging
+
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:

@@ -4,6 +4,7 @@ the agent conformance run gives every agent (see conformance/adapters/agent.py):
   PROVSPEC_ORCHESTRATOR_CLI     the orchestrator CLI prefix to drive (default "stripe projects")
   PROVSPEC_TASK_PROVIDER        the provider to provision at
   PROVSPEC_TASK_SERVICE         the service to add ("" = pick a free one from the catalog)
+  PROVSPEC_TASK_CATEGORY        the kind of service needed when none is named ("" = any)
   PROVSPEC_TASK_PAID_CONFIRMED  "1" when the human has confirmed paying for it
 """
 
@@ -11,13 +12,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
-
-import httpx
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from conformance.errors import UsageError
 from mocks._core.faults import FaultSet
 from mocks.agent.scripted import ScriptedAgent, subprocess_runner
+
+if TYPE_CHECKING:
+    import httpx
+
+
+def _client() -> httpx.Client:
+    import httpx
+
+    return httpx.Client(timeout=30)
+
+
+def _launch(argv: Sequence[str]) -> None:
+    subprocess.run(list(argv), capture_output=True, timeout=10, check=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,17 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         sys.stderr.write(f"mock agent: {error}\n")
         return 2
-    with httpx.Client(timeout=30) as http:
-        agent = ScriptedAgent(
-            subprocess_runner(os.environ.get("PROVSPEC_ORCHESTRATOR_CLI", "stripe projects")),
-            provider=provider,
-            service=os.environ.get("PROVSPEC_TASK_SERVICE") or None,
-            profile=args.profile,
-            faults=args.fault,
-            http=http,
-            paid_confirmed=os.environ.get("PROVSPEC_TASK_PAID_CONFIRMED") == "1",
-        )
-        result = agent.run()
+    agent = ScriptedAgent(
+        subprocess_runner(os.environ.get("PROVSPEC_ORCHESTRATOR_CLI", "stripe projects")),
+        provider=provider,
+        service=os.environ.get("PROVSPEC_TASK_SERVICE") or None,
+        profile=args.profile,
+        faults=args.fault,
+        http=_client,
+        paid_confirmed=os.environ.get("PROVSPEC_TASK_PAID_CONFIRMED") == "1",
+        category=os.environ.get("PROVSPEC_TASK_CATEGORY", ""),
+        launcher=_launch,
+    )
+    result = agent.run()
     for line in result.transcript:
         sys.stdout.write(f"agent: {line}\n")
     return result.exit_code

@@ -24,7 +24,7 @@ def agent(
 ) -> ScriptedAgent:
     CLIENTS.append(httpx.Client(timeout=10))
     return ScriptedAgent(
-        world.run, provider="mockbase", service=service, faults=faults, http=CLIENTS[-1]
+        world.run, provider="mockbase", service=service, faults=faults, http=lambda: CLIENTS[-1]
     )
 
 

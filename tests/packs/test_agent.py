@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.adapters.agent import AgentTargetConfig
+from conformance.adapters.agent import TASKS, AgentTargetConfig
 from conformance.engine import RunPlan, run_sync
 from conformance.errors import UsageError
 from conformance.registry import Role
@@ -29,10 +29,14 @@ def statuses(result: RunResult) -> dict[str, Status]:
 @pytest.mark.parametrize("profile", ["app-0.1d", "app-next"])
 def test_the_reference_mock_agent_passes_every_agent_check(profile: str) -> None:
     result = run(profile)
+    # Rules for behaviour the mock agent never shows (its own OAuth flow, a --config) are
+    # skipped with that reason; nothing else may be.
+    by_design = {"AGT-PRO-005", "AGT-CNS-002", "AGT-CNS-003", "AGT-CNS-005", "AGT-CNS-006"}
     bad = [
         (f.requirement.id, f.status.value, f.message)
         for f in result.findings
-        if f.status in (Status.FAILED, Status.WARNING, Status.SKIPPED)
+        if f.status in (Status.FAILED, Status.WARNING)
+        or (f.status is Status.SKIPPED and f.requirement.id not in by_design)
     ]
     assert bad == []
     assert sum(f.status is Status.PASSED for f in result.findings) >= 12
@@ -76,11 +80,12 @@ with open({str(report)!r}, "a") as seen:
     import json
 
     seen = [json.loads(line) for line in report.read_text().splitlines()]
-    assert len(seen) == 5  # one run per task
-    assert all(entry["catalog_ok"] is True for entry in seen)
+    assert len(seen) == len(TASKS)  # one run per task
+    # Only the signed-out world refuses the catalog.
+    assert sum(entry["catalog_ok"] is not True for entry in seen) == 1
     assert all(entry["sentinel"] is None for entry in seen)
     assert all(entry["task"] for entry in seen)
-    assert len({entry["cwd"] for entry in seen}) == 5
+    assert len({entry["cwd"] for entry in seen}) == len(TASKS)
     assert not any(entry["cwd"].startswith(os.getcwd()) for entry in seen)
     found = statuses(result)
     # The positive control: an agent that only reads the catalog did not do the free task.
@@ -119,3 +124,34 @@ open({str(report)!r}, "w").write(repr(codes))
     )
     run(command=command)
     assert report.read_text() == "[2, 2]"
+
+
+SHELL_AGENT = r"""#!/bin/sh
+# A minimal agent in POSIX sh: read the catalog, add the task's service, stop on refusals.
+cli="$PROVSPEC_ORCHESTRATOR_CLI"
+service="${PROVSPEC_TASK_SERVICE:-free}"
+$cli catalog "$PROVSPEC_TASK_PROVIDER" --json > catalog.json || exit 1
+grep -q '"service_id": "'"$service"'"' catalog.json || { echo "no $service here"; exit 3; }
+answer=$($cli add "$PROVSPEC_TASK_PROVIDER/$service" --name "$service" --json)
+case "$answer" in
+  *'"ok": true'*) echo "added $service"; exit 0 ;;
+  *) echo "stopping for the human:"; printf '%s\n' "$answer" | grep -o '"next_steps": \[[^]]*\]'; exit 3 ;;
+esac
+"""
+
+
+def test_an_agent_written_in_shell_is_judged_like_any_other(tmp_path: Path) -> None:
+    script = tmp_path / "agent.sh"
+    script.write_text(SHELL_AGENT)
+    script.chmod(0o755)
+    result = run(command=str(script))
+    found = statuses(result)
+    # It speaks the envelope, confirms nothing by itself and stops on every refusal...
+    assert found["AGT-DSC-002"] is Status.PASSED
+    assert found["AGT-DSC-001"] is Status.PASSED
+    assert found["AGT-PRO-001"] is Status.PASSED
+    assert found["AGT-ACC-002"] is Status.PASSED
+    # ...but never proves the service works with the credentials it got.
+    assert found["AGT-CRD-002"] is Status.FAILED
+    calls = [call for call in result.recorder.cli_calls if call.argv[:2] == ["stripe", "projects"]]
+    assert len(calls) >= 2 * len(TASKS) - 2

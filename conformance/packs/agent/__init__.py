@@ -4,6 +4,8 @@ provider, and what it prints, over the scripted tasks of conformance/adapters/ag
 from __future__ import annotations
 
 from conformance.packs.agent import (  # noqa: F401  (importing registers the checks)
+    boundaries,
     escalation,
     hygiene,
+    scenarios,
 )

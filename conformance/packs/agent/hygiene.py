@@ -17,7 +17,7 @@ async def reads_the_catalog_before_adding_a_listed_service(ctx: AgentContext) ->
                 catalog_seen = True
             if call.command != "add":
                 continue
-            reference = next((a for a in call.argv[1:] if not a.startswith("-")), "")
+            reference = call.reference
             ctx.require(
                 "AGT-DSC-001",
                 catalog_seen,
@@ -26,7 +26,7 @@ async def reads_the_catalog_before_adding_a_listed_service(ctx: AgentContext) ->
             )
             ctx.require(
                 "AGT-DSC-001",
-                reference.lower() in run.catalog_services,
+                run.entry_for(reference) is not None,
                 f"task {run.task.name}: {reference!r} is not a service the catalog lists",
                 call.evidence,
             )
