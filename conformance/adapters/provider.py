@@ -10,18 +10,23 @@ Everything the suite sends, and everything its orchestrator side receives, is re
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import secrets
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conformance.checks import Check, CheckContext, Skipped
+from conformance.errors import UsageError
 from conformance.recorder import Exchange, Recorder, RecordingASGI, RecordingTransport
 from conformance.ssrf import SSRFGuard
 from mocks._core.clock import SystemClock
+from mocks._core.http import flat_error, json_response
 from mocks._core.network import LoopbackNetwork
 from mocks._core.store import MemoryStore
 from mocks._serve import ServedInThread
@@ -33,7 +38,49 @@ __all__ = ["ProviderContext", "ProviderTarget", "ProviderTargetConfig"]
 
 EMBEDDED_PROVIDER = "https://provider.mock/api/app/"
 EMBEDDED_ORCHESTRATOR = "https://orchestrator.mock"
+EMBEDDED_INTERNAL = "http://169.254.169.254"
+"""Where the embedded run serves documents "at an internal address": the link-local cloud
+metadata address, which no SSRF policy may let a provider fetch."""
 TARGET = "target"
+
+
+class _Documents:
+    """GET answers a check put on some paths for a while (`ProviderContext.serving`); every
+    other request goes to the app behind (none: 404)."""
+
+    def __init__(self, app: ASGIApp | None = None) -> None:
+        self._app = app
+        self.documents: dict[str, Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and scope.get("method") == "GET" and path in self.documents:
+            await json_response(self.documents[path])(scope, receive, send)
+        elif self._app is not None:
+            await self._app(scope, receive, send)
+        elif scope["type"] == "http":
+            await json_response(flat_error("not_found", "nothing here"), 404)(scope, receive, send)
+
+
+def private_address(exclude: tuple[str, ...] = ()) -> str | None:
+    """A non-global address of this host (Python's `is_private`: RFC 1918, documentation
+    and other internal ranges, which every SSRF policy refuses), not loopback, or None.
+
+    The UDP connect sends no packet; it only asks the kernel which source address it would
+    use for a route off the host."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1 (RFC 5737)
+            address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if not parsed.is_private or parsed.is_loopback or parsed.is_link_local:
+        return None
+    return None if address in exclude else address
 
 
 @dataclass
@@ -73,6 +120,11 @@ class ProviderTarget:
         self.core: OrchestratorMock | None = None
         self.orchestrator: Orchestrator | None = None
         self.http: httpx.AsyncClient | None = None
+        self.orchestrator_documents = _Documents()
+        """Documents a check serves on the suite's orchestrator side, in front of the mock."""
+        self.internal_documents = _Documents()
+        """Documents a check serves at an internal (private or link-local) address."""
+        self.internal_origin: str | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[ProviderTarget]:
@@ -118,11 +170,15 @@ class ProviderTarget:
                     http=self._orchestrator_client(inner),
                 )
             )
-            recorded_app = RecordingASGI(self.core.app, self.recorder)
+            self.orchestrator_documents = _Documents(self.core.app)
+            recorded_app = RecordingASGI(self.orchestrator_documents, self.recorder)
             if self.embedded:
                 network.mount(issuer, recorded_app)
                 assert self.mock is not None
                 network.mount(self.base_url, self.mock.app)
+                network.mount(
+                    EMBEDDED_INTERNAL, RecordingASGI(self.internal_documents, self.recorder)
+                )
             elif listener is not None:
                 stack.enter_context(listener.serving(recorded_app))
             self.http = await stack.enter_async_context(
@@ -136,6 +192,37 @@ class ProviderTarget:
             record = ProviderRecord(name=TARGET, base_url=self.base_url, hmac_secret=hmac_secret)
             self.orchestrator.add_provider(record)
             yield self
+
+    @contextlib.contextmanager
+    def at_internal_address(self) -> Iterator[str | None]:
+        """An origin at an internal address serving `internal_documents`, for the block; None
+        when this host has none to offer. Embedded: the link-local metadata address on the
+        in-process network. Against a real provider: a listener on a private address of this
+        host, other than the orchestrator side's own host (which the provider must trust)."""
+        if self.embedded:
+            self.internal_origin = EMBEDDED_INTERNAL
+            try:
+                yield EMBEDDED_INTERNAL
+            finally:
+                self.internal_origin = None
+            return
+        assert self.core is not None
+        trusted = urlsplit(self.core.issuer).hostname or ""
+        address = private_address(exclude=(trusted, *self.config.allowed_hosts))
+        if address is None:
+            yield None
+            return
+        try:
+            listener = ServedInThread(host=address, port=0, timeout=self.config.timeout)
+        except UsageError:
+            yield None
+            return
+        with listener.serving(RecordingASGI(self.internal_documents, self.recorder)) as origin:
+            self.internal_origin = origin
+            try:
+                yield origin
+            finally:
+                self.internal_origin = None
 
     def _orchestrator_client(
         self, inner: httpx.AsyncBaseTransport
@@ -207,8 +294,14 @@ class ProviderContext(CheckContext):
 
     # --- calls ---------------------------------------------------------------------------------
     async def call(self, method: str, path: str, **options: Any) -> tuple[httpx.Response, Exchange]:
-        """A signed call as the suite's orchestrator; the response and its recorded exchange."""
+        """A signed call as the suite's orchestrator; the response and its recorded exchange
+        (the call itself, not what the provider sent the suite's orchestrator side meanwhile)."""
+        mark = self.recorder.mark
         response = await self.orchestrator.call(self.provider, method, path, **options)
+        url = str(response.request.url)
+        for exchange in self.recorder.since(mark):
+            if exchange.direction == "sent" and exchange.method == method and exchange.url == url:
+                return response, exchange
         return response, self.recorder.exchanges[-1]
 
     async def get(self, url: str, **options: Any) -> tuple[httpx.Response, Exchange]:
@@ -221,6 +314,30 @@ class ProviderContext(CheckContext):
         if not isinstance(outcome, dict):
             raise Skipped(f"could not obtain a provider token: {outcome.status}")
         return outcome
+
+    @contextlib.contextmanager
+    def serving(self, documents: Mapping[str, Any]) -> Iterator[None]:
+        """For the block, GET on each URL answers its JSON document: URLs on the suite's
+        orchestrator side (in front of what it serves there) or at the internal origin of
+        `target.at_internal_address()`."""
+        placed: list[tuple[_Documents, str]] = []
+        orchestrator = _origin(self.core.issuer)
+        internal = self.target.internal_origin
+        try:
+            for url, document in documents.items():
+                origin, path = _origin(url), urlsplit(url).path
+                if origin == orchestrator:
+                    where = self.target.orchestrator_documents
+                elif internal is not None and origin == _origin(internal):
+                    where = self.target.internal_documents
+                else:
+                    raise ValueError(f"the suite serves nothing at {url}")
+                where.documents[path] = document
+                placed.append((where, path))
+            yield
+        finally:
+            for where, path in placed:
+                where.documents.pop(path, None)
 
     def received(self, since: int) -> list[Exchange]:
         return [
@@ -239,3 +356,8 @@ class ProviderContext(CheckContext):
     @property
     def well_known_path(self) -> str:
         return urlsplit(self.base_url).path
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()

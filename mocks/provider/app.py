@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -96,6 +97,7 @@ SIGNATURE_FAULTS = (
     "jwk-header-honoured",
     "typ-not-checked",
     "crit-ignored",
+    "duplicate-claims-last-wins",
 )
 """Faults of the attestation signature step; any of them swaps in `_attestation_signature`."""
 
@@ -449,7 +451,10 @@ class ProviderMock:
         """
         if not any(self.faults.active(name) for name in SIGNATURE_FAULTS):
             return jose.verify_signature(token, keys=keys, algorithms=algorithms, typ=typ)
-        header, claims, signature = jose.unverified_parts(token)
+        if self.faults.active("duplicate-claims-last-wins"):
+            header, claims, signature = _lenient_parts(token)
+        else:
+            header, claims, signature = jose.unverified_parts(token)
         head, body, _ = token.split(".")
         signing_input = f"{head}.{body}".encode("ascii")
         alg, kid = header.get("alg"), header.get("kid")
@@ -501,9 +506,12 @@ class ProviderMock:
             return self.settings.http()
         return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
 
-    async def _get_json(self, client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    async def _get_json(
+        self, client: httpx.AsyncClient, url: str, *, guard: bool = True
+    ) -> dict[str, Any]:
         try:
-            self.settings.ssrf.check_url(url)
+            if guard:
+                self.settings.ssrf.check_url(url)
             answer = await client.get(url, headers={"Accept": "application/json"})
         except SSRFError as error:
             raise HTTPProblem(
@@ -520,18 +528,27 @@ class ProviderMock:
         return parse_json_object(answer.content)
 
     async def _orchestrator_meta(self, *, refresh: bool = False) -> dict[str, Any]:
+        if refresh and self.faults.active("jwks-never-refetched"):
+            refresh = False  # fetched once at first use, kept until a restart
         if self._orchestrator is None or refresh:
             issuer = self.settings.orchestrator_issuer
             async with self._client() as client:
                 metadata = await self._get_json(client, f"{issuer}/.well-known/app-orchestrator")
-                if metadata.get("issuer") != issuer:  # exact, never normalised
+                announced = metadata.get("issuer")
+                if self.faults.active("metadata-issuer-normalised"):
+                    announced = str(announced).rstrip("/")
+                    issuer = issuer.rstrip("/")
+                if announced != issuer:  # exact, never normalised
                     raise HTTPProblem(
                         502, "orchestrator_unreachable", "orchestrator metadata issuer mismatch"
                     )
                 jwks_uri = metadata.get("jwks_uri")
                 if not isinstance(jwks_uri, str):
                     raise HTTPProblem(502, "orchestrator_unreachable", "metadata has no jwks_uri")
-                keys = jose.parse_jwks(await self._get_json(client, jwks_uri))
+                # The metadata came from the trusted issuer's URL; what it names is not trusted
+                # by that, so jwks_uri passes the SSRF guard like any URL taken from a message.
+                guard = not self.faults.active("jwks-uri-unguarded")
+                keys = jose.parse_jwks(await self._get_json(client, jwks_uri, guard=guard))
             self._orchestrator = {"metadata": metadata, "keys": keys}
         return self._orchestrator
 
@@ -553,6 +570,13 @@ class ProviderMock:
         if self.faults.active("duplicate-service-ids"):
             # a legacy plan left in the catalog under the id of its successor
             entries.append({**entries[0], "description": "The legacy free plan."})
+        if self.faults.active("catalog-duplicate-member"):
+            # a template writes "id" first, then splices in the serialised entry, id included
+            rendered = ",".join(
+                '{"id":' + json.dumps(entry["id"]) + "," + json.dumps(entry)[1:]
+                for entry in entries
+            )
+            return Response('{"data":[' + rendered + "]}", media_type="application/json")
         return json_response({"data": entries})
 
     async def jwks(self, request: Request, raw: bytes, caller: _Caller) -> Response:
@@ -578,7 +602,7 @@ class ProviderMock:
         if self.faults.active("prm-resource-slash-differs"):
             # The classic near-miss: the same URL but for the trailing slash.
             resource = resource.rstrip("/") if resource.endswith("/") else resource + "/"
-        document = {
+        document: dict[str, Any] = {
             "resource": resource,
             "authorization_servers": [self.issuer],
             "scopes_supported": GRANTED_SCOPE.split(),
@@ -588,6 +612,9 @@ class ProviderMock:
         }
         if self.faults.active("prm-no-authorization-servers"):
             del document["authorization_servers"]
+        if self.faults.active("prm-nulls-not-omitted"):
+            # a metadata model dumped without exclude_none: every unset optional member is null
+            document |= {"resource_documentation": None, "resource_policy_uri": None}
         return json_response(document)
 
     async def authorization_server_metadata(
@@ -612,6 +639,8 @@ class ProviderMock:
 
     # --- accounts ----------------------------------------------------------------------------
     def _validate(self, message: str, body: dict[str, Any]) -> None:
+        if not self.settings.verify_requests:
+            return  # the suite's instrument: the orchestrator checks judge body shapes
         issues = self._schemas.validate(self.profile, message, body)
         if issues:
             first = issues[0]
@@ -670,6 +699,8 @@ class ProviderMock:
         self, request_id: str, email: str, caller: _Caller, challenge: Any
     ) -> Response:
         identity = f"{caller.issuer}\x1f{caller.subject}"
+        if self.faults.active("accounts-keyed-by-email"):
+            identity = f"email\x1f{email.casefold()}"  # the email is taken as the stable key
         compare = not self.faults.active("attested-email-not-compared")
         if compare and caller.email is not None and caller.email.casefold() != email.casefold():
             raise HTTPProblem(
@@ -740,9 +771,13 @@ class ProviderMock:
             return self._consent_page(params)
         self.state.store.delete("account_requests", params["account_request"])
         self.state.link(str(pending["identity"]), str(pending["account"]))
+        challenge = pending["challenge"]
+        if self.faults.active("consent-rebinds-pkce"):
+            # the consent page starts a PKCE flow of its own and binds the code to it
+            challenge = jose.sha256_b64url(secrets.token_urlsafe(32).encode())
         code = self._code(
             str(pending["account"]),
-            challenge=pending["challenge"],
+            challenge=challenge,
             request_id=params["account_request"],
         )
         return json_response({"code": code, "account_request": params["account_request"]})
@@ -794,6 +829,8 @@ class ProviderMock:
             consented=True,
         )
         query = {"code": code, "iss": self.issuer}
+        if self.faults.active("authorize-redirect-without-iss"):
+            del query["iss"]
         if "state" in params:
             query["state"] = params["state"]
         separator = "&" if "?" in redirect_uri else "?"
@@ -832,7 +869,11 @@ class ProviderMock:
         # RFC 8707 §2: any token request naming another resource is refused, whichever way
         # the code was obtained.
         resource = form.get("resource")
-        if resource is not None and resource != self.resource_id:
+        if (
+            resource is not None
+            and resource != self.resource_id
+            and not self.faults.active("token-resource-ignored")
+        ):
             raise HTTPProblem(400, "invalid_target", "resource is not this provider's identifier")
         verifier = form.get("code_verifier")
         challenge = record.get("challenge")
@@ -967,7 +1008,14 @@ class ProviderMock:
         else:
             account = self._bearer_account(request)
         body = parse_json_object(raw)
-        self._validate("resource_create_request", body)
+        if self.faults.active("crash-on-unknown-member") and set(body) - _RESOURCE_MEMBERS:
+            # `ResourceRequest(**body)` raises TypeError, which no handler maps to a 4xx
+            return Response("Internal Server Error", status_code=500, media_type="text/plain")
+        checked = body
+        if self.faults.active("non-spt-credentials-accepted"):
+            # the request model types payment_credentials as a free-form object
+            checked = {name: value for name, value in body.items() if name != "payment_credentials"}
+        self._validate("resource_create_request", checked)
         entry = catalog.service(str(body["service_id"]))
         if entry is None:
             status = 404 if self.faults.active("unknown-service-404") else 400
@@ -1019,6 +1067,17 @@ class ProviderMock:
             raise HTTPProblem(400, "requires_payment_credentials", f"{entry.id} is a paid service")
         if not self.next:
             token = credentials.get("stripe_payment_token")
+            if credentials.get("type") != "stripe_payment_token" and self.faults.active(
+                "non-spt-credentials-accepted"
+            ):
+                return  # taken as a payment method already on file
+            if (
+                credentials.get("type") == "stripe_payment_token"
+                and isinstance(token, str)
+                and token.startswith("spt_")
+                and self.faults.active("spt-activated-after-provision")
+            ):
+                return  # activation runs after provisioning, and its failure is only logged
             if (
                 credentials.get("type") != "stripe_payment_token"
                 or not isinstance(token, str)
@@ -1043,15 +1102,19 @@ class ProviderMock:
         for attempt in range(2):
             keys = await self._orchestrator_keys(refresh=attempt == 1)
             try:
-                _, claims = jose.verify_signature(
-                    token, keys=keys, algorithms=("EdDSA", "ES256"), typ=PAYMENT_TOKEN_TYP
-                )
+                claims = self._payment_token_signature(token, keys)
+                audience = self.resource_id
+                if self.faults.active("payment-token-aud-unchecked"):
+                    audience = _single_audience(claims)
+                lifetime = PAYMENT_TOKEN_LIFETIME
+                if self.faults.active("accept-long-lived-payment-token"):
+                    lifetime = 86400  # only exp is checked; the 15-minute bound is forgotten
                 jose.validate_claims(
                     claims,
                     issuer=self.settings.orchestrator_issuer,
-                    audience=self.resource_id,
+                    audience=audience,
                     now=self.clock.timestamp(),
-                    max_lifetime=PAYMENT_TOKEN_LIFETIME,
+                    max_lifetime=lifetime,
                     require=(
                         "iss",
                         "aud",
@@ -1092,6 +1155,27 @@ class ProviderMock:
                 "amount_exceeds_token",
                 f"{entry.id} costs {entry.price}; the token allows {amount}",
             )
+        return claims
+
+    def _payment_token_signature(
+        self, token: str, keys: Mapping[str, jose.PublicKey]
+    ) -> dict[str, Any]:
+        typ = PAYMENT_TOKEN_TYP
+        if self.faults.active("payment-token-typ-unchecked"):
+            # whatever typ the token says it is
+            header_typ = jose.unverified_parts(token)[0].get("typ")
+            typ = header_typ if isinstance(header_typ, str) else PAYMENT_TOKEN_TYP
+        try:
+            _, claims = jose.verify_signature(
+                token, keys=keys, algorithms=("EdDSA", "ES256"), typ=typ
+            )
+        except jose.JOSEError as error:
+            if error.reason != "bad_signature" or not self.faults.active(
+                "payment-signature-unchecked"
+            ):
+                raise
+            # verify() answered, and nobody read the answer
+            claims = jose.unverified_parts(token)[1]
         return claims
 
     async def _redeem(
@@ -1139,6 +1223,9 @@ class ProviderMock:
                 502, "orchestrator_unreachable", f"redemption failed: {error}"
             ) from None
         if answer.status_code in (200, 201):
+            return
+        if answer.status_code >= 500 and self.faults.active("provision-on-redemption-error"):
+            log.info("redemption failed (%s); provisioning now, charging later", answer.status_code)
             return
         try:
             refusal = parse_json_object(answer.content)
@@ -1234,7 +1321,10 @@ class ProviderMock:
             current = catalog.service(resource["service_id"])
             if target is None or current is None:
                 raise HTTPProblem(400, "unknown_service", "no such service")
-            if target.id != current.id and target.id not in current.allowed_updates:
+            allowed = current.allowed_updates
+            if self.faults.active("allowed-updates-ignored"):
+                allowed = tuple(entry.id for entry in catalog.SERVICES)
+            if target.id != current.id and target.id not in allowed:
                 raise HTTPProblem(
                     400, "invalid_request", f"{current.id} cannot change to {target.id}"
                 )
@@ -1288,3 +1378,33 @@ def _parse_time(value: str) -> int | None:
         return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
     except ValueError:
         return None
+
+
+_RESOURCE_MEMBERS = frozenset(
+    {"service_id", "project_id", "configuration", "label_prefix", "payment_credentials"}
+)
+"""The members resource_create_request models (what the crash-on-unknown-member fault's
+typed model accepts)."""
+
+
+def _lenient_parts(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    """The duplicate-claims-last-wins fault: a JWS split and parsed with Python's json, where
+    a repeated member silently keeps its last value."""
+    parts = token.split(".") if isinstance(token, str) else []
+    if len(parts) != 3:
+        raise jose.JOSEError("malformed", "compact JWS has 3 segments")
+    try:
+        header = json.loads(jose.b64url_decode(parts[0]))
+        claims = json.loads(jose.b64url_decode(parts[1]))
+    except ValueError:
+        raise jose.JOSEError("malformed", "header or claims are not JSON") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise jose.JOSEError("malformed", "header and claims must be JSON objects")
+    return header, claims, jose.b64url_decode(parts[2])
+
+
+def _single_audience(claims: Mapping[str, Any]) -> str:
+    aud = claims.get("aud")
+    if isinstance(aud, list) and len(aud) == 1:
+        aud = aud[0]
+    return aud if isinstance(aud, str) else ""

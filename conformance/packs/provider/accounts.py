@@ -196,15 +196,32 @@ async def body_email_must_match_the_attested_email(ctx: ProviderContext) -> None
 
 @check("PRV-ACC-006")
 async def the_same_identity_reaches_the_same_account(ctx: ProviderContext) -> None:
-    """A second account request for the same (iss, sub) must land in the account the first
-    one created: a token from it sees the resource made with the first token."""
+    """Later account requests for the same (iss, sub) land in the account the first one
+    created, also after the user's email changed at the orchestrator (OIDC Core §5.7: sub is
+    the stable identifier, email is not): a token from each sees the first token's resource."""
     from conformance.packs.provider._helpers import free_resource
-    from mocks.orchestrator.engine import pkce_pair
 
     _, resource = await free_resource(ctx)
+    user = ctx.orchestrator.user()
+    renamed = f"provspec+renamed-{secrets.token_hex(4)}@example.com"
+    for why, email in (("again", user.email), (f"with its email changed to {renamed}", renamed)):
+        await _reaches_resource(ctx, resource, why, email)
+
+
+async def _reaches_resource(
+    ctx: ProviderContext, resource: dict[str, Any], why: str, email: str
+) -> None:
+    import json
+
+    from mocks.orchestrator.engine import pkce_pair
+
     verifier, challenge = pkce_pair()
+    raw = json.dumps(account_request(ctx, email=email, code_challenge=challenge)).encode()
     response, exchange = await ctx.call(
-        "POST", "provisioning/account_requests", body=account_request(ctx, code_challenge=challenge)
+        "POST",
+        "provisioning/account_requests",
+        content=raw,
+        headers_override={"APP-Attestation": attestation(ctx, raw, email=email)},
     )
     document = ctx.json(response)
     code = (document.get("oauth") or {}).get("code") if isinstance(document, dict) else None
@@ -212,7 +229,8 @@ async def the_same_identity_reaches_the_same_account(ctx: ProviderContext) -> No
         ctx.require(
             "PRV-ACC-006",
             False,
-            "a second account request for a known (iss, sub) must get a code for its account",
+            f"an account request for a known (iss, sub) {why} must get a code for its account, "
+            f"got {response.status_code} {error_code(document) or ''}".rstrip(),
             exchange,
         )
         return
@@ -224,17 +242,18 @@ async def the_same_identity_reaches_the_same_account(ctx: ProviderContext) -> No
     tokens = ctx.json(answer)
     bearer = tokens.get("access_token") if isinstance(tokens, dict) else None
     if not isinstance(bearer, str):
-        ctx.cannot_judge("PRV-ACC-006", "the code of the second request gave no token")
+        ctx.cannot_judge("PRV-ACC-006", f"the code of the request {why} gave no token")
         return
-    seen, exchange = await ctx.call(
+    seen, seen_exchange = await ctx.call(
         "GET", f"provisioning/resources/{resource['id']}", bearer=bearer
     )
     ctx.require(
         "PRV-ACC-006",
         seen.status_code == 200 and (ctx.json(seen) or {}).get("id") == resource["id"],
-        "the same (iss, sub) reached another account: its token cannot see the first "
+        f"the same (iss, sub) {why} reached another account: its token cannot see the first "
         f"account's resource (got {seen.status_code})",
         exchange,
+        seen_exchange,
     )
 
 

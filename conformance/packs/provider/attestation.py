@@ -310,3 +310,37 @@ async def duplicated_members_are_refused(ctx: ProviderContext) -> None:
         ("a header parameter (typ) given twice", signed(twice_typ, dumped(claims))),
     ):
         await refused_attestation(ctx, "PRV-ATT-024", f"an attestation with {why}", token)
+
+
+@check("PRV-ATT-026")
+async def a_rotated_orchestrator_key_is_accepted(ctx: ProviderContext) -> None:
+    """The suite's orchestrator rotates in a new signing key: its JWKS now holds the new key
+    next to the old one, and an attestation signed with the new key should be accepted, the
+    provider refetching the JWKS it cached for the unknown kid (OIDC Core §10.1.1)."""
+    # First an attestation with the current key, so the provider has the JWKS cached.
+    warm, warm_exchange = await ctx.call("GET", HEALTH)
+    if warm.status_code != 200:
+        ctx.require(
+            "PRV-ATT-026",
+            False,
+            f"a valid attestation was not accepted ({warm.status_code}); cannot test rotation",
+            warm_exchange,
+        )
+        return
+    rotated = jose.generate_key("EdDSA")
+    jwks_uri = ctx.core.jwks_url
+    with ctx.serving({jwks_uri: jose.jwks([ctx.core.signing_key, rotated])}):
+        mark = ctx.recorder.mark
+        response, exchange = await ctx.call(
+            "GET", HEALTH, headers_override={"APP-Attestation": attestation(ctx, key=rotated)}
+        )
+        refetched = [e for e in ctx.received(mark) if e.method == "GET" and e.url == jwks_uri]
+    ctx.require(
+        "PRV-ATT-026",
+        response.status_code == 200,
+        f"an attestation signed with the orchestrator's new key {rotated.kid!r}, published in "
+        f"its JWKS, should be accepted: got {response.status_code} after "
+        f"{len(refetched)} JWKS fetch(es) for it",
+        exchange,
+        *refetched[:1],
+    )

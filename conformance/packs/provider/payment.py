@@ -4,9 +4,11 @@ to the suite's redemption endpoint."""
 from __future__ import annotations
 
 import json
+import secrets
 
 import httpx
 
+from conformance import jose
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
 from conformance.packs.provider._helpers import (
@@ -142,7 +144,6 @@ async def a_token_below_the_price_is_refused_before_redeeming(ctx: ProviderConte
 
 @check("PRV-PAY-003", "PRV-PAY-004", "PRV-PAY-005", "PRV-PAY-006", "PRV-PAY-007")
 async def bad_payment_tokens_provision_nothing(ctx: ProviderContext) -> None:
-    from conformance import jose
     from mocks._core.attestation import ATTESTATION_TYP
 
     bearer, service = await paid_setup(ctx)
@@ -317,3 +318,128 @@ async def a_failed_redemption_provisions_nothing(ctx: ProviderContext) -> None:
         f"envelope (got {response.status_code})",
         exchange,
     )
+
+
+@check("PRV-RED-007")
+async def orchestrator_metadata_is_fetched_safely_and_compared_exactly(
+    ctx: ProviderContext,
+) -> None:
+    """Two paid provisionings, each attested with a key the provider has not seen (a rotated
+    key makes it fetch the orchestrator's metadata and JWKS again), while the suite serves:
+
+    1. metadata whose issuer is the trusted issuer plus a trailing slash, naming a fresh JWKS
+       URL. RFC 8414 §3.3: such metadata MUST NOT be used, so that URL must never be fetched;
+    2. metadata with the exact issuer whose jwks_uri is at an internal address (link-local,
+       or a private address of this host). DESIGN.md §5 / RFC 9728 §7.7: never fetched.
+
+    Each half is judged only when the provider fetched the metadata during its probe; one it
+    cached earlier and did not refetch says nothing, and the check says so."""
+    bearer, service = await paid_setup(ctx)
+    metadata_url = ctx.core.metadata_url
+    genuine, genuine_exchange = await ctx.get(metadata_url)
+    document = ctx.json(genuine)
+    if genuine.status_code != 200 or not isinstance(document, dict):
+        ctx.require(
+            "PRV-RED-007",
+            False,
+            "the suite's own orchestrator metadata is unavailable",
+            genuine_exchange,
+        )
+        return
+    issuer = ctx.core.issuer
+    near_miss = issuer[:-1] if issuer.endswith("/") else issuer + "/"
+    unjudged: list[str] = []
+    unfetched = False
+
+    # 1. The issuer differs by one trailing slash; the JWKS it names exists nowhere else.
+    rotated = jose.generate_key("EdDSA")
+    jwks_uri = f"{issuer.rstrip('/')}/provspec-rotated-{secrets.token_hex(6)}/jwks.json"
+    tampered = {**document, "issuer": near_miss, "jwks_uri": jwks_uri}
+    keys = jose.jwks([ctx.core.signing_key, rotated])
+    with ctx.serving({metadata_url: tampered, jwks_uri: keys}):
+        trail, answer = await _paid_probe(ctx, bearer, service, rotated)
+    fetched = [e for e in trail if e.method == "GET" and _bare(e.url) == metadata_url]
+    used = [e for e in trail if _bare(e.url) == jwks_uri]
+    if used:
+        ctx.require(
+            "PRV-RED-007",
+            False,
+            f"the orchestrator metadata said issuer {near_miss!r}, not the trusted "
+            f"{issuer!r}, yet the provider fetched the jwks_uri it named (RFC 8414 §3.3: "
+            "the metadata must not be used)",
+            *fetched[:1],
+            *used[:1],
+            answer,
+        )
+    elif not fetched:
+        unjudged.append("metadata whose issuer differs by a trailing slash")
+        unfetched = True
+
+    # 2. The exact issuer, with jwks_uri at an internal address.
+    with ctx.target.at_internal_address() as internal:
+        if internal is None:
+            unjudged.append(
+                "a jwks_uri at an internal address: this host has no private address to "
+                "serve one at"
+            )
+        else:
+            rotated = jose.generate_key("EdDSA")
+            jwks_uri = f"{internal}/provspec-{secrets.token_hex(6)}/jwks.json"
+            pointed = {**document, "jwks_uri": jwks_uri}
+            keys = jose.jwks([ctx.core.signing_key, rotated])
+            with ctx.serving({metadata_url: pointed, jwks_uri: keys}):
+                trail, answer = await _paid_probe(ctx, bearer, service, rotated)
+            fetched = [e for e in trail if e.method == "GET" and _bare(e.url) == metadata_url]
+            reached = [e for e in trail if e.url.startswith(internal + "/")]
+            if reached:
+                ctx.require(
+                    "PRV-RED-007",
+                    False,
+                    f"the provider fetched jwks_uri {jwks_uri}, an internal address its "
+                    "SSRF policy must refuse (DESIGN.md §5, RFC 9728 §7.7)",
+                    *fetched[:1],
+                    *reached[:1],
+                    answer,
+                )
+            elif not fetched:
+                unjudged.append("metadata naming a jwks_uri at an internal address")
+                unfetched = True
+    if unjudged:
+        why = "not observed: " + "; ".join(unjudged)
+        if unfetched:
+            why += (
+                ". The provider did not fetch the orchestrator's metadata while the suite "
+                "served it: it keeps what it fetched earlier in the run and did not refetch "
+                "for an attestation signed with a key it had not seen (see PRV-ATT-026)"
+            )
+        ctx.cannot_judge("PRV-RED-007", why)
+
+
+async def _paid_probe(
+    ctx: ProviderContext, bearer: str, service: str, key: jose.SigningKey
+) -> tuple[list[Exchange], Exchange]:
+    """A paid provisioning attested with `key`: what the provider fetched or sent to the
+    suite meanwhile, and the provisioning call."""
+    from conformance.packs.provider._helpers import attestation
+
+    body = {
+        "service_id": service,
+        "project_id": "proj_" + secrets.token_hex(6),
+        "configuration": {},
+        "payment_credentials": payment_credentials(ctx, service),
+    }
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    mark = ctx.recorder.mark
+    _, exchange = await ctx.call(
+        "POST",
+        "provisioning/resources",
+        content=raw,
+        bearer=bearer,
+        headers_override={"APP-Attestation": attestation(ctx, raw, key=key)},
+    )
+    return ctx.received(mark), exchange
+
+
+def _bare(url: str) -> str:
+    """A URL without its query: a provider may add a cache-buster to what it fetches."""
+    return url.split("?", 1)[0]

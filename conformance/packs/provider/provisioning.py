@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
@@ -12,6 +13,7 @@ from conformance.packs.provider._helpers import (
     free_resource,
     issues,
     no_traceback,
+    payment_credentials,
     provision,
     service_of,
     services,
@@ -237,11 +239,22 @@ async def update_service_outside_allowed_updates_is_refused(ctx: ProviderContext
     outside = [sid for sid in entries if sid != current["id"] and sid not in allowed]
     if not outside:
         raise Skipped(f"{current['id']} may change to every other service")
+
+    # A target that costs nothing first, so a refusal cannot be for want of payment; a paid
+    # one comes with valid payment credentials for the same reason.
+    def pricing(sid: str) -> str:
+        return str((entries[sid].get("pricing") or {}).get("type"))
+
+    outside.sort(key=lambda sid: {"free": 0, "component": 1}.get(pricing(sid), 2))
+    target = outside[0]
+    body: dict[str, Any] = {"service_id": target}
+    if pricing(target) == "paid":
+        body["payment_credentials"] = payment_credentials(ctx, target)
     bearer = connection["access_token"]
     response, exchange = await ctx.call(
         "POST",
         f"provisioning/resources/{resource['id']}/update_service",
-        body={"service_id": outside[0]},
+        body=body,
         bearer=bearer,
     )
     after, _ = await ctx.call("GET", f"provisioning/resources/{resource['id']}", bearer=bearer)
@@ -249,7 +262,7 @@ async def update_service_outside_allowed_updates_is_refused(ctx: ProviderContext
     ctx.require(
         "PRV-PRO-010",
         response.status_code == 400 and unchanged,
-        f"update_service from {current['id']} to {outside[0]} (not in allowed_updates) must "
+        f"update_service from {current['id']} to {target} (not in allowed_updates) must "
         f"get 400 and change nothing (got {response.status_code}, "
         f"service now {(ctx.json(after) or {}).get('service_id')!r})",
         exchange,
