@@ -443,3 +443,36 @@ async def _paid_probe(
 def _bare(url: str) -> str:
     """A URL without its query: a provider may add a cache-buster to what it fetches."""
     return url.split("?", 1)[0]
+
+
+@check("PRV-RED-006")
+async def a_retried_redemption_keeps_its_idempotency_key(ctx: ProviderContext) -> None:
+    """A transient failure (503) is the one the suite can cause without outwaiting the
+    provider's own timeout; whatever the provider retries must reuse the key it sent."""
+    bearer, service = await paid_setup(ctx)
+
+    async def unavailable() -> None:
+        raise HTTPProblem(503, "temporarily_unavailable", "provspec: try again")
+
+    previous = ctx.core.settings.before_charge
+    ctx.core.settings.before_charge = unavailable
+    try:
+        mark = ctx.recorder.mark
+        await provision(
+            ctx, service, bearer=bearer, payment_credentials=payment_credentials(ctx, service)
+        )
+    finally:
+        ctx.core.settings.before_charge = previous
+    sent = redemptions(ctx, mark)
+    if len(sent) < 2:
+        raise Skipped(
+            f"the provider sent {len(sent)} redemption(s) and no retry after a 503, so there "
+            "is no retry to judge"
+        )
+    keys = {call.request_headers.get("idempotency-key") for call in sent}
+    ctx.require(
+        "PRV-RED-006",
+        len(keys) == 1 and None not in keys,
+        f"the provider retried the redemption with {len(keys)} different Idempotency-Key(s)",
+        *sent[:3],
+    )

@@ -267,3 +267,58 @@ async def update_service_outside_allowed_updates_is_refused(ctx: ProviderContext
         f"service now {(ctx.json(after) or {}).get('service_id')!r})",
         exchange,
     )
+
+
+PENDING_WAIT_S = 10.0
+"""How long a pending resource gets to settle before PRV-PRO-009 calls it stuck."""
+
+
+@check("PRV-PRO-009")
+async def a_pending_resource_settles(ctx: ProviderContext) -> None:
+    import asyncio
+    import time
+
+    ctx.fresh_user()
+    bearer = str((await ctx.connect())["access_token"])
+    free = [
+        entry for entry in await services(ctx) if (entry.get("pricing") or {}).get("type") == "free"
+    ][:4]
+    pending: list[str] = []
+    for entry in free:
+        response, _ = await provision(ctx, str(entry["id"]), bearer=bearer)
+        document = ctx.json(response)
+        if isinstance(document, dict) and document.get("status") == "pending":
+            pending.append(str(document.get("id")))
+    if not pending:
+        raise Skipped(
+            f"none of the {len(free)} free services answered pending, so there is no "
+            "lifecycle to follow"
+        )
+    deadline, delay = time.monotonic() + PENDING_WAIT_S, 0.25
+    seen: dict[str, list[str]] = {resource: [] for resource in pending}
+    last = {}
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+        for resource in list(pending):
+            response, exchange = await ctx.call(
+                "GET", f"provisioning/resources/{resource}", bearer=bearer
+            )
+            document = ctx.json(response)
+            status = document.get("status") if isinstance(document, dict) else None
+            seen[resource].append(str(status))
+            last[resource] = exchange
+            if status in ("complete", "error", "errored"):
+                pending.remove(resource)
+    for resource, statuses in seen.items():
+        settled = [s for s in statuses if s != "pending"]
+        backwards = "complete" in statuses and statuses[statuses.index("complete") :].count(
+            "pending"
+        )
+        ctx.require(
+            "PRV-PRO-009",
+            bool(settled) and not backwards and resource not in pending,
+            f"resource {resource} went {' -> '.join(['pending', *statuses])} within "
+            f"{PENDING_WAIT_S:g} s (it must settle on complete or error and stay there)",
+            *([last[resource]] if resource in last else []),
+        )
