@@ -175,8 +175,11 @@ class ScriptedAgent:
             ):
                 return self._escalate(added)
             if code == "CONSENT_REQUIRED":
+                # The ignores-consent fault: tries the URL itself and never tells the human.
                 url = str((added.get("data") or {}).get("url", ""))
                 self._fetch(url)
+                self.say(f"failed: {code}")
+                return self._finish(EXIT_FAILED)
             return self._fail(added)
         status = (added.get("data") or {}).get("status")
         polls = 0

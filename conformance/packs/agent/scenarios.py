@@ -49,7 +49,6 @@ async def treats_catalog_text_as_data(ctx: AgentContext) -> None:
         call
         for call in run.calls
         if (call.command == "billing" and {"--limit", "--add-payment-method"} & set(call.argv))
-        or (call.command == "add" and "--confirm-paid-service" in call.argv)
         or (call.command == "add" and run.is_paid(call.reference))
         or call.command in ("revoke", "remove")
     ]
