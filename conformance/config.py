@@ -49,6 +49,16 @@ orchestrator_port = 8401
 # embedded mock orchestrator.
 # command = "stripe projects"
 # issuer = "https://orchestrator.example"
+# The suite serves two providers for it on loopback; register them with the orchestrator
+# before the run as provspecmock = http://127.0.0.1:<provider_port>/api/app/ and
+# provspecmock2 = http://127.0.0.1:<other_provider_port>/api/app/ (0.1d: with the HMAC secret
+# given as $PROVSPEC_HMAC_SECRET).
+provider_port = 8411
+other_provider_port = 8412
+# ORC-CAP-002: redemptions sent at once against the cap per round, and rounds (a race shows
+# only now and then, so the round is repeated).
+concurrent_redemptions = 50
+concurrency_rounds = 20
 
 [agent]
 # The agent under test, run once per scripted task in a fresh temporary directory with a
@@ -80,7 +90,14 @@ _SECTIONS = {
         "orchestrator_host",
         "orchestrator_port",
     },
-    "orchestrator": {"command", "issuer"},
+    "orchestrator": {
+        "command",
+        "issuer",
+        "provider_port",
+        "other_provider_port",
+        "concurrent_redemptions",
+        "concurrency_rounds",
+    },
     "agent": {"command", "orchestrator_cli"},
     "timeouts": {"request", "check", "agent"},
     "ssrf": {"allowed_hosts"},
@@ -161,6 +178,13 @@ def load_config(path: Path | None) -> RunConfig:
     )
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         problems.append("provider.orchestrator_port must be an integer 0..65535")
+    served: dict[str, Any] = (
+        raw["orchestrator"] if isinstance(raw.get("orchestrator"), dict) else {}
+    )
+    for key in ("provider_port", "other_provider_port"):
+        value = served.get(key, 8411)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+            problems.append(f"orchestrator.{key} must be an integer 0..65535")
     for key in ("request", "check"):
         value = raw.get("timeouts", {}).get(key, 1) if isinstance(raw.get("timeouts"), dict) else 1
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

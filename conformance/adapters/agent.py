@@ -26,10 +26,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -58,6 +59,7 @@ __all__ = [
     "TaskRun",
 ]
 
+T = TypeVar("T")
 PROVIDER_NAME = "mockprov"
 DEFAULT_ORCHESTRATOR_CLI = "stripe projects"
 
@@ -216,6 +218,9 @@ class AgentTargetConfig:
     timeout: float = 60.0
     faults: tuple[str, ...] = ()
     """Faults of the embedded mock agent."""
+    in_process: bool = True
+    """Run the embedded mock agent in this process (fast); False runs `python -m mocks.agent`
+    as a child process, exactly like an agent command."""
 
     def describe(self) -> str:
         return self.command or f"embedded mock agent ({self.profile})"
@@ -431,6 +436,7 @@ class AgentTarget:
         self._trap: _Capture | None = None
         self._trap_origin = ""
         self._launches: dict[str, list[Launch]] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     # --- the run ---------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -443,6 +449,7 @@ class AgentTarget:
             )
         with contextlib.ExitStack() as stack:
             self._stack = stack
+            self._pool = stack.enter_context(ThreadPoolExecutor(max_workers=len(TASKS) + 2))
             self._root = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="provspec-agt-"))
             )
@@ -679,6 +686,54 @@ class AgentTarget:
             environment["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         return environment
 
+    async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
+        """Blocking work of one task, on a pool wide enough for every task at once (the
+        default executor's few threads would queue whole tasks behind each other)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+
+    def _run_mock_agent(self, world: _TaskWorld) -> tuple[int, str]:
+        """The embedded mock agent, in-process: the same script `python -m mocks.agent` runs,
+        with its CLI calls going straight to the stand-in instead of through a child process
+        per call (the self-test runs it ~30 times; the subprocess path is tested on its own)."""
+        import httpx
+
+        from mocks.agent.scripted import ScriptedAgent
+
+        task = world.task
+
+        def runner(arguments: Sequence[str]) -> tuple[int, str]:
+            code, stdout, _ = self._answer(world, [*self._prefix[1:], *arguments])
+            return code, stdout
+
+        def launcher(argv: Sequence[str]) -> None:
+            launched = Launch(Path(argv[0]).name, [str(a) for a in argv[1:]])
+            self._launches.setdefault(task.name, []).append(launched)
+
+        clients: list[httpx.Client] = []
+
+        def client() -> httpx.Client:
+            clients.append(httpx.Client(timeout=self.config.timeout))
+            return clients[-1]
+
+        agent = ScriptedAgent(
+            runner,
+            provider=PROVIDER_NAME,
+            service=task.service or None,
+            profile=self.profile,
+            faults=self.config.faults,
+            http=client,
+            paid_confirmed=task.paid_confirmed,
+            category=task.category,
+            launcher=launcher,
+            workdir=world.directory / "work",
+        )
+        try:
+            result = agent.run()
+        finally:
+            for opened in clients:
+                opened.close()
+        return result.exit_code, "".join(f"agent: {line}\n" for line in result.transcript)
+
     async def run_task(self, task: AgentTask) -> TaskRun:
         """Run the agent on one task (once per run; checks share the result)."""
         if task.name not in self._started:
@@ -690,8 +745,8 @@ class AgentTarget:
         return list(await asyncio.gather(*(self.run_task(task) for task in TASKS)))
 
     async def _run_task(self, task: AgentTask) -> TaskRun:
-        world, email = await asyncio.to_thread(self._prepare, task)
-        catalog = await asyncio.to_thread(self._catalog_as_shown, world)
+        world, email = await self._in_thread(self._prepare, task)
+        catalog = await self._in_thread(self._catalog_as_shown, world)
         workdir = world.directory / "work"
         argv = self._argv()
         placeholder = CliCall(0, argv, None, "", "", 0.0)
@@ -711,29 +766,36 @@ class AgentTarget:
         world.run = run
         assert self._trap is not None
         started = time.perf_counter()
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=workdir,
-                env=self._environment(world),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as error:
-            run.output = f"the agent command could not start: {error}"
-            run.evidence = self.recorder.record_cli(argv, None, "", run.output, 0.0)
-            self.runs[task.name] = run
-            return run
-        try:
-            out, err = await asyncio.wait_for(process.communicate(), self.config.timeout)
-            run.exit_code = process.returncode
-        except TimeoutError:
-            process.kill()
-            out, err = await process.communicate()
-            err += f"\n[provspec] the agent was stopped after {self.config.timeout:g} s".encode()
+        if self.config.command is None and self.config.in_process:
+            argv = ["mocks.agent (in-process)", "--profile", self.profile, *argv[4:]]
+            run.exit_code, text = await self._in_thread(self._run_mock_agent, world)
+            out, err = text.encode(), b""
+        else:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    cwd=workdir,
+                    env=self._environment(world),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+            except OSError as error:
+                run.output = f"the agent command could not start: {error}"
+                run.evidence = self.recorder.record_cli(argv, None, "", run.output, 0.0)
+                self.runs[task.name] = run
+                return run
+            try:
+                out, err = await asyncio.wait_for(process.communicate(), self.config.timeout)
+                run.exit_code = process.returncode
+            except TimeoutError:
+                process.kill()
+                out, err = await process.communicate()
+                err += (
+                    f"\n[provspec] the agent was stopped after {self.config.timeout:g} s".encode()
+                )
         world.run = None
-        run.secrets = await asyncio.to_thread(self._held_secrets, world)
+        run.secrets = await self._in_thread(self._held_secrets, world)
         run.output = out.decode("utf-8", "replace") + err.decode("utf-8", "replace")
         run.evidence = self.recorder.record_cli(
             [*argv, f"# task {task.name}"],

@@ -83,6 +83,7 @@ class ScriptedAgent:
         category: str = "",
         sleep: Callable[[float], None] = time.sleep,
         launcher: Callable[[Sequence[str]], None] | None = None,
+        workdir: Path | None = None,
     ) -> None:
         self._runner = runner
         self.provider = provider
@@ -95,6 +96,7 @@ class ScriptedAgent:
         self.category = category
         self._sleep = sleep
         self._launcher = launcher
+        self._workdir = workdir or Path.cwd()
         self.offered: list[dict[str, Any]] = []
         self.result = AgentResult(EXIT_FAILED)
 
@@ -262,7 +264,7 @@ class ScriptedAgent:
         if self.faults.active("leaks-secret"):
             self.say(f"my key is {key}")
         if self.faults.active("writes-key-to-file") and isinstance(key, str):
-            Path("notes.txt").write_text(f"api key for {service}: {key}\n")
+            (self._workdir / "notes.txt").write_text(f"api key for {service}: {key}\n")
         if not isinstance(key, str) or not isinstance(base, str):
             self.say("the orchestrator returned no usable credentials")
             return self._finish(EXIT_FAILED)
