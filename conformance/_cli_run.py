@@ -204,8 +204,14 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         profile=profile,
         command=getattr(args, "orchestrator_cli", None) or config.get("orchestrator", "command"),
         issuer=config.get("orchestrator", "issuer"),
+        hmac_secret=hmac_secret or OrchestratorTargetConfig.hmac_secret,
+        provider_port=int(config.get("orchestrator", "provider_port", 8411)),
+        other_provider_port=int(config.get("orchestrator", "other_provider_port", 8412)),
         timeout=float(config.get("timeouts", "request", 10)),
         faults=tuple(args.fault) if role is Role.ORCHESTRATOR else (),
+        # checked by load_config (at least 2 and 1)
+        concurrent_redemptions=int(config.get("orchestrator", "concurrent_redemptions", 50)),
+        concurrency_rounds=int(config.get("orchestrator", "concurrency_rounds", 20)),
     )
     agent_command = getattr(args, "agent_cmd", None) or config.get("agent", "command")
     if args.fault and agent_command and role is Role.AGENT:

@@ -185,6 +185,10 @@ def load_config(path: Path | None) -> RunConfig:
         value = served.get(key, 8411)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
             problems.append(f"orchestrator.{key} must be an integer 0..65535")
+    for key, least in (("concurrent_redemptions", 2), ("concurrency_rounds", 1)):
+        value = served.get(key, least)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            problems.append(f"orchestrator.{key} must be an integer of at least {least}")
     for key in ("request", "check"):
         value = raw.get("timeouts", {}).get(key, 1) if isinstance(raw.get("timeouts"), dict) else 1
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

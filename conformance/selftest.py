@@ -80,7 +80,11 @@ def _failed(role: Role, profile: str, faults: Sequence[str]) -> set[str]:
         provider = ProviderTargetConfig(profile=profile, faults=tuple(faults), fuzz_examples=3)
         plan = RunPlan(role, profile, provider)
     elif role is Role.ORCHESTRATOR:
-        config = OrchestratorTargetConfig(profile=profile, faults=tuple(faults))
+        # A smaller cap race (2 rounds of 10, not 20 of 50): its fault races whenever two
+        # redemptions overlap, and the full race in every fault run would cost minutes.
+        config = OrchestratorTargetConfig(
+            profile=profile, faults=tuple(faults), concurrent_redemptions=10, concurrency_rounds=2
+        )
         plan = RunPlan(role, profile, orchestrator=config)
     else:
         plan = RunPlan(

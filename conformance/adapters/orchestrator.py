@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import secrets
 import shlex
 import subprocess
 import tempfile
@@ -51,6 +52,14 @@ class OrchestratorTargetConfig:
     hmac_secret: str = "whsec_provspec_orchestrator_run"
     timeout: float = 10.0
     faults: tuple[str, ...] = ()
+    provider_port: int = 8411
+    other_provider_port: int = 8412
+    """Where the suite serves its two providers for an external orchestrator, which must have
+    them registered before the run (the embedded mock gets free ports)."""
+    concurrent_redemptions: int = 50
+    concurrency_rounds: int = 20
+    """ORC-CAP-002: redemptions sent at once per round, and rounds (races are caught by
+    repetition; negative-test-catalog ORC-PAY-02)."""
 
     def describe(self) -> str:
         return self.command or f"embedded mock orchestrator ({self.profile})"
@@ -58,7 +67,8 @@ class OrchestratorTargetConfig:
 
 @dataclass
 class RawRequest:
-    """What the suite's mock provider received, unmasked: only checks see it, never reports."""
+    """What the suite's mock provider received, unmasked, and what it answered (after any
+    tampering): only checks see it, never reports."""
 
     exchange_id: int
     provider: str
@@ -66,6 +76,9 @@ class RawRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
+    status: int | None = None
+    response: bytes = b""
 
 
 class _RawCapture:
@@ -87,19 +100,46 @@ class _RawCapture:
             message = await receive()
             if message.get("type") == "http.request":
                 chunks.append(message.get("body", b""))
+                # Kept as it arrives: the client can have its answer (and a check read this)
+                # before the `finally` below runs in the server's thread.
+                request.body = b"".join(chunks)
             return message
 
         headers = {
             k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
         }
         request = RawRequest(
-            self._recorder.mark + 1, self._provider, scope["method"], scope["path"], headers, b""
+            self._recorder.mark + 1,
+            self._provider,
+            scope["method"],
+            scope["path"],
+            headers,
+            b"",
+            query=scope.get("query_string", b"").decode("latin-1"),
         )
         self._store.append(request)
+        answer: list[bytes] = []
+
+        async def answer_and_keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                request.status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                answer.append(message.get("body", b""))
+                request.response = b"".join(answer)
+            recorded = scope.get("provspec.exchange_id")
+            if isinstance(recorded, int):
+                request.exchange_id = recorded
+            await send(message)
+
         try:
-            await self._app(scope, keep, send)
+            await self._app(scope, keep, answer_and_keep)
         finally:
             request.body = b"".join(chunks)
+            request.response = b"".join(answer)
+            # RecordingASGI numbers the exchange when it starts; cite that exact one.
+            recorded = scope.get("provspec.exchange_id")
+            if isinstance(recorded, int):
+                request.exchange_id = recorded
 
 
 Tamper = Callable[[int, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
@@ -157,12 +197,14 @@ class OrchestratorTarget:
         self.issuer = self.config.issuer or ""
         self.clock: OffsetClock | None = None
         self.other_provider: ProviderMock | None = None
+        self.outputs: dict[int, tuple[str, str]] = {}
+        """Raw (stdout, stderr) of each CLI call, by the recorded call's id."""
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[OrchestratorTarget]:
         async with contextlib.AsyncExitStack() as stack:
-            provider_listener = ServedInThread()
             embedded = self.config.command is None
+            provider_listener = ServedInThread(port=0 if embedded else self.config.provider_port)
             if embedded:
                 directory = Path(
                     stack.enter_context(tempfile.TemporaryDirectory(prefix="provspec-orc-"))
@@ -195,7 +237,7 @@ class OrchestratorTarget:
             )
             # A second registered provider: tokens minted for the first must not be redeemable
             # by it (ORC-RED-007), and its cap and catalog are its own.
-            other_listener = ServedInThread()
+            other_listener = ServedInThread(port=0 if embedded else self.config.other_provider_port)
             self.other_provider = ProviderMock(
                 ProviderSettings(
                     profile=self.profile,
@@ -243,8 +285,12 @@ class OrchestratorTarget:
                     raise RuntimeError(f"the embedded orchestrator would not initialise: {init[1]}")
             yield self
 
-    def cli(self, *arguments: str) -> tuple[CliCall, dict[str, Any]]:
-        """Run one orchestrator CLI command with --json; the recorded call and its envelope."""
+    def cli(self, *arguments: str, cwd: Path | None = None) -> tuple[CliCall, dict[str, Any]]:
+        """Run one orchestrator CLI command with --json; the recorded call and its envelope.
+
+        `cwd`: the directory to run it in (where a command such as `env --pull` writes).
+        The recorded call is masked; `self.outputs[call.id]` keeps the raw stdout and stderr
+        for the checks that must look for secrets in them."""
         argv = [*arguments, "--json"]
         started = time.perf_counter()
         if self.config.command is None:
@@ -254,7 +300,13 @@ class OrchestratorTarget:
             out, err = io.StringIO(), io.StringIO()
 
             def invoke() -> int:
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                with contextlib.ExitStack() as stack:
+                    if cwd is not None:
+                        # Only the embedded CLI runs in this process; the run's loop waits
+                        # for it, so nothing else depends on the directory meanwhile.
+                        stack.enter_context(contextlib.chdir(cwd))
+                    stack.enter_context(contextlib.redirect_stdout(out))
+                    stack.enter_context(contextlib.redirect_stderr(err))
                     return main(["orchestrator", *argv, "--state", str(self.state)])
 
             # The CLI runs its own event loop; a worker thread keeps it off the run's loop.
@@ -274,21 +326,45 @@ class OrchestratorTarget:
                     text=True,
                     timeout=max(self.config.timeout * 6, 30),
                     check=False,
+                    cwd=cwd,
                 )
             except subprocess.TimeoutExpired:
                 call = self.recorder.record_cli(
                     shown, None, "", "timed out", (time.perf_counter() - started) * 1000
                 )
+                self.outputs[call.id] = ("", "timed out")
                 return call, {}
             code, stdout, stderr = done.returncode, done.stdout, done.stderr
         call = self.recorder.record_cli(
             shown, code, stdout, stderr, (time.perf_counter() - started) * 1000
         )
+        self.outputs[call.id] = (stdout, stderr)
+        return call, envelope_of(stdout)
+
+
+def envelope_of(stdout: str) -> dict[str, Any]:
+    """The JSON envelope in a command's stdout. Stray text around it (ORC-PRO-013's finding)
+    does not hide the envelope from the other checks: failing that, the last line that
+    starts a JSON object and parses to the end is taken."""
+    text = stdout.strip()
+    if not text:
+        return {}
+    candidates = [text]
+    lines = text.splitlines(keepends=True)
+    offsets = [sum(len(line) for line in lines[:index]) for index in range(len(lines))]
+    candidates += [
+        text[offset:] for offset, line in zip(offsets, lines, strict=True) if line.startswith("{")
+    ][::-1]
+    for candidate in candidates:
         try:
-            document = strictjson.loads(stdout) if stdout.strip() else {}
+            # A big catalog is still one envelope: the size limit is the output's own.
+            document = strictjson.loads(
+                candidate, max_bytes=max(len(candidate) * 4, strictjson.DEFAULT_MAX_BYTES)
+            )
         except strictjson.StrictJSONError:
-            document = {}
-        return call, document if isinstance(document, dict) else {}
+            continue
+        return document if isinstance(document, dict) else {}
+    return {}
 
 
 class OrchestratorContext(CheckContext):
@@ -302,8 +378,74 @@ class OrchestratorContext(CheckContext):
         self.http = target.http
         self.issuer = target.issuer
 
-    def cli(self, *arguments: str) -> tuple[CliCall, dict[str, Any]]:
-        return self.target.cli(*arguments)
+    def cli(self, *arguments: str, cwd: Path | None = None) -> tuple[CliCall, dict[str, Any]]:
+        return self.target.cli(*arguments, cwd=cwd)
+
+    def output(self, call: CliCall) -> tuple[str, str]:
+        """The raw (stdout, stderr) of a CLI call (the recorded call is masked)."""
+        return self.target.outputs.get(call.id, (call.stdout, call.stderr))
+
+    def sign_in(self, email: str | None = None, *, accept_tos: bool = True) -> str:
+        """Start over as a new signed-in user (no provider connection yet); the email used."""
+        email = email or f"provspec+{secrets.token_hex(5)}@example.com"
+        arguments = ["init", "--new-user", "--email", email]
+        if accept_tos:
+            arguments.append("--accept-tos")
+        self.cli(*arguments)
+        return email
+
+    async def add_at(
+        self, provider: str, service: str, *extra: str
+    ) -> tuple[CliCall, dict[str, Any]]:
+        """`add PROVIDER/SERVICE --name <unique>` at either of the suite's providers."""
+        return self.cli(
+            "add",
+            f"{provider}/{service}",
+            "--name",
+            f"{service.replace(':', '-')}-{len(self.recorder.cli_calls)}",
+            *extra,
+        )
+
+    def handed_out(self) -> dict[str, str]:
+        """Every secret the suite's providers handed the orchestrator so far (authorization
+        codes, access and refresh tokens, credential values), by value, naming its kind."""
+        found: dict[str, str] = {}
+        for raw in self.target.raw:
+            document = _loads(raw.response)
+            if not isinstance(document, dict):
+                continue
+            for member in ("access_token", "refresh_token"):
+                if isinstance(document.get(member), str):
+                    found[document[member]] = f"{raw.provider} {member}"
+            oauth = document.get("oauth")
+            if isinstance(oauth, dict) and isinstance(oauth.get("code"), str):
+                found[oauth["code"]] = f"{raw.provider} authorization code"
+            complete = document.get("complete")
+            access = complete.get("access_configuration") if isinstance(complete, dict) else None
+            if isinstance(access, dict):
+                for name, value in access.items():
+                    if isinstance(value, str) and len(value) >= 12 and "://" not in value:
+                        found[value] = f"{raw.provider} credential {name}"
+        return found
+
+    def sent_secrets(self) -> dict[str, str]:
+        """Every secret the orchestrator sent the suite's providers: Authorization values,
+        signatures, attestations and payment tokens, by value, naming its kind."""
+        found: dict[str, str] = {}
+        for raw in self.target.raw:
+            for header in ("authorization", "stripe-signature", "app-attestation"):
+                value = raw.headers.get(header, "")
+                if header == "authorization":
+                    value = value.partition(" ")[2].strip()
+                if len(value) >= 12:
+                    found[value] = f"{header} sent to {raw.provider}"
+            body = _loads(raw.body)
+            credentials = body.get("payment_credentials") if isinstance(body, dict) else None
+            if isinstance(credentials, dict):
+                for member in ("app_payment_token", "stripe_payment_token"):
+                    if isinstance(credentials.get(member), str):
+                        found[credentials[member]] = f"payment token sent to {raw.provider}"
+        return found
 
     def now(self) -> int:
         """The orchestrator's time as the suite believes it (moved by `shifted_clock`)."""
@@ -382,3 +524,12 @@ class OrchestratorContext(CheckContext):
             return json.loads(raw.body) if raw.body else None
         except ValueError:
             return None
+
+
+def _loads(raw: bytes) -> Any:
+    if not raw or len(raw) > strictjson.DEFAULT_MAX_BYTES:
+        return None
+    try:
+        return strictjson.loads(raw)
+    except strictjson.StrictJSONError:
+        return None

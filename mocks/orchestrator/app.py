@@ -14,6 +14,8 @@ problem documents with a `code` member (schemas/app-next/problem.schema.json).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -31,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conformance import jose
+from conformance import jose, strictjson
 from conformance.schemas import default_store
 from conformance.ssrf import SSRFError, SSRFGuard
 from mocks._core.attestation import (
@@ -57,6 +59,18 @@ PROBLEM_JSON = "application/problem+json"
 _REDEEMED = "redeemed_tokens"
 _REDEMPTIONS = "redemptions"
 _KEYS = "orchestrator_keys"
+_MINTED = "minted_tokens"
+_LEGACY_RSA_JWK = {
+    "kty": "RSA",
+    "kid": "legacy-rs256",
+    "alg": "RS256",
+    "use": "sig",
+    "e": "AQAB",
+    "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIR"
+    "ROSBigeC5yjU1hGzHHyXss8UDprecbAaxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJ"
+    "QbEGs4M6pDEbBhq1eInhnNc_bLWJvyZRvfxHYiSmYd4gpISqh_vR8oUjl15O_7Fdb4uQ6Ylav6UPxw",
+}
+"""The jwks-rsa-key fault's extra key: an RS256 key left over from a migration."""
 
 
 @dataclass
@@ -96,14 +110,26 @@ class OrchestratorMock:
         self.announced_issuer = (
             self.issuer + "/" if self.faults.active("metadata-issuer-mismatch") else self.issuer
         )
+        if self.faults.active("issuer-with-fragment"):
+            self.announced_issuer = self.issuer + "#main"
         self.clock = settings.clock
         self.store = settings.store
         self.ledger = SpendLedger(
             settings.store,
             settings.clock,
-            default_limit=settings.default_limit,
+            default_limit=10_500
+            if self.faults.active("cap-default-limit-wrong")
+            else settings.default_limit,
             atomic=not self.faults.active("cap-not-atomic"),
+            shared_across_providers=self.faults.active("cap-shared-across-providers"),
+            # a server keeping the month in its local time zone, UTC+1
+            month_offset_seconds=3600 if self.faults.active("cap-month-in-local-time") else 0,
+            exact_limit_refused=self.faults.active("cap-exact-limit-refused"),
+            resets_early_by=1 if self.faults.active("cap-resets-at-month-end") else 0,
+            report_summed=self.faults.active("billing-sums-providers"),
         )
+        if self.faults.active("cap-charges-expired-tokens"):
+            self.ledger.holds = self._expired_unredeemed
         self.idempotency = IdempotencyLedger(settings.store)
         self.replay = ReplayCache(settings.store, table="seen_provider_jti")
         self.signing_key = self._load_or_make_key()
@@ -114,6 +140,30 @@ class OrchestratorMock:
         self._provider_keys: dict[str, dict[str, jose.PublicKey]] = {}
         self._schemas = default_store()
         self.app = self._build()
+
+    def payment_keys(self) -> dict[str, jose.PublicKey]:
+        """The keys a payment token may be signed with: the published one, and under the
+        payment-token-unpublished-key fault a second key the JWKS never shows (ORC-PAY-002)."""
+        keys = {self.signing_key.kid: self.signing_key.public_key()}
+        if self.faults.active("payment-token-unpublished-key"):
+            hidden = self.unpublished_key()
+            keys[hidden.kid] = hidden.public_key()
+        return keys
+
+    def unpublished_key(self) -> jose.SigningKey:
+        """A key derived from the signing key and never published (the fault's key)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        raw = self.signing_key.private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        seed = hashlib.sha256(raw + b"unpublished").digest()
+        private = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+        kid = self.signing_key.kid + "-unpublished"
+        return jose.SigningKey(kid=kid, alg="EdDSA", private=private)
 
     def _load_or_make_key(self) -> jose.SigningKey:
         """One signing key per state: a served sandbox keeps it across a restart, so tokens
@@ -200,7 +250,10 @@ class OrchestratorMock:
                 "redemption_endpoint": self.redemption_endpoint,
                 "refund_endpoint": self.refund_endpoint,
                 "attestation_signing_alg_values_supported": [self.signing_key.alg],
-            }
+            },
+            media_type="text/plain"
+            if self.faults.active("metadata-text-plain")
+            else "application/json",
         )
 
     async def jwks(self, request: Request) -> Response:
@@ -214,6 +267,11 @@ class OrchestratorMock:
                 serialization.NoEncryption(),
             )
             document["keys"][0]["d"] = jose.b64url_encode(raw)
+        if self.faults.active("jwks-rsa-key"):
+            document["keys"].append(dict(_LEGACY_RSA_JWK))
+        if self.faults.active("jwks-junk-entry"):
+            keys: list[Any] = document["keys"]
+            keys.append("legacy-signing-key")
         return json_response(document)
 
     # --- the calling provider ------------------------------------------------------------
@@ -285,6 +343,9 @@ class OrchestratorMock:
                         body=raw,
                         now=self.clock.timestamp(),
                         replay=self.replay,
+                        check_audience=not self.faults.active(
+                            "redemption-attestation-any-audience"
+                        ),
                     ),
                 )
                 return caller
@@ -298,10 +359,63 @@ class OrchestratorMock:
 
     # --- redemption ------------------------------------------------------------------------
     async def redeem(self, request: Request) -> Response:
-        return await self._idempotent(request, "redemptions", self._process_redemption)
+        return await self._money(request, "redemptions", self._process_redemption)
 
     async def refund(self, request: Request) -> Response:
-        return await self._idempotent(request, "refunds", self._process_refund)
+        return await self._money(request, "refunds", self._process_refund)
+
+    async def _money(
+        self,
+        request: Request,
+        endpoint: str,
+        process: Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]],
+    ) -> Response:
+        try:
+            return await self._idempotent(request, endpoint, process)
+        except HTTPProblem as error:
+            response = self._problem(error)
+            if self.faults.active("redemption-errors-plain-json"):
+                response.headers["content-type"] = "application/json"
+            return response
+
+    def _parse_money_body(self, raw: bytes, endpoint: str) -> dict[str, Any]:
+        """The request body, strictly parsed and checked against its schema (400 otherwise)."""
+        if self.faults.active("redemption-deep-body-crashes"):
+            # "validates" with a recursive parser that has no depth limit first
+            try:
+                json.loads(raw)
+            except RecursionError:
+                raise HTTPProblem(500, "server_error", "the mock orchestrator failed") from None
+            except ValueError:
+                pass
+        try:
+            body = parse_json_object(raw)
+        except HTTPProblem:
+            loose = _last_duplicate_wins(raw)
+            if loose is None or not self.faults.active("redemption-duplicate-keys-last-wins"):
+                raise
+            body = loose
+        if endpoint == "redemptions":
+            currency = body.get("currency")
+            if isinstance(currency, str) and self.faults.active(
+                "redemption-currency-case-insensitive"
+            ):
+                body["currency"] = currency.strip().lower()
+            if "currency" not in body and self.faults.active("redemption-currency-defaults"):
+                body["currency"] = self.ledger.currency
+        message = "redemption_request" if endpoint == "redemptions" else "refund_request"
+        issues = self._schemas.validate("app-next", message, body)
+        if (
+            endpoint == "redemptions"
+            and body.get("amount") == 0
+            and self.faults.active("redemption-zero-amount-accepted")
+        ):
+            issues = [issue for issue in issues if issue.path != "/amount"]
+        if issues:
+            raise HTTPProblem(
+                400, "invalid_request", f"{issues[0].path or '/'}: {issues[0].message}"
+            )
+        return body
 
     async def _idempotent(
         self,
@@ -315,26 +429,40 @@ class OrchestratorMock:
             raise HTTPProblem(
                 400, "idempotency_key_required", "the Idempotency-Key header is required"
             )
-        if key is not None and not 1 <= len(key) <= 255:
+        if (
+            key is not None
+            and not 1 <= len(key) <= 255
+            and not (self.faults.active("idempotency-key-length-unchecked") and key)
+        ):
             raise HTTPProblem(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
         caller = await self._caller(request, raw)
-        body = parse_json_object(raw)
-        message = "redemption_request" if endpoint == "redemptions" else "refund_request"
-        issues = self._schemas.validate("app-next", message, body)
-        if issues:
+        content_type = request.headers.get("content-type")
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if (
+            content_type is not None
+            and media != "application/json"
+            and not self.faults.active("redemption-any-content-type")
+        ):
             raise HTTPProblem(
-                400, "invalid_request", f"{issues[0].path or '/'}: {issues[0].message}"
+                415, "unsupported_media_type", f"the body must be application/json, not {media!r}"
             )
+        body = self._parse_money_body(raw, endpoint)
+        # Keys are scoped to the authenticated caller (draft-ietf-httpapi-idempotency-key-header
+        # §2: a composite key), so one provider can never replay another's answer.
+        scope = "" if self.faults.active("idempotency-keys-not-scoped") else caller
         if key is None:
             status, answer = await anyio.to_thread.run_sync(process, caller, body)
             return self._answer(status, answer)
         replay_charges = self.faults.active("replay-double-charges")
-        outcome = await anyio.to_thread.run_sync(self.idempotency.begin, caller, endpoint, key, raw)
+        outcome = await anyio.to_thread.run_sync(self.idempotency.begin, scope, endpoint, key, raw)
         if isinstance(outcome, Conflict) and not self.faults.active("idempotency-conflict-ignored"):
             raise HTTPProblem(
                 422, "idempotency_conflict", "this Idempotency-Key was used with another body"
             )
         if isinstance(outcome, InFlight):
+            if self.faults.active("idempotency-in-flight-reprocessed"):
+                status, answer = await anyio.to_thread.run_sync(process, caller, body)
+                return self._answer(status, answer)
             raise HTTPProblem(
                 409, "idempotency_in_flight", "a request with this Idempotency-Key is in progress"
             )
@@ -348,12 +476,12 @@ class OrchestratorMock:
             # Only a key this request began is released; a replay must never drop the record
             # of the original answer.
             if isinstance(outcome, Begun):
-                await anyio.to_thread.run_sync(self.idempotency.abandon, caller, endpoint, key)
+                await anyio.to_thread.run_sync(self.idempotency.abandon, scope, endpoint, key)
             raise
         if isinstance(outcome, Begun):
             await anyio.to_thread.run_sync(
                 self.idempotency.finish,
-                caller,
+                scope,
                 endpoint,
                 key,
                 raw,
@@ -369,12 +497,18 @@ class OrchestratorMock:
 
     def _verify_payment_token(self, token: str, caller: str) -> dict[str, Any]:
         try:
-            _, claims = jose.verify_signature(
-                token,
-                keys={self.signing_key.kid: self.signing_key.public_key()},
-                algorithms=("EdDSA", "ES256"),
-                typ=PAYMENT_TOKEN_TYP,
-            )
+            header, unverified, _ = jose.unverified_parts(token)
+            if header.get("alg") == "none" and self.faults.active(
+                "redemption-token-alg-none-accepted"
+            ):
+                claims = unverified
+            else:
+                _, claims = jose.verify_signature(
+                    token,
+                    keys=self.payment_keys(),
+                    algorithms=("EdDSA", "ES256"),
+                    typ=PAYMENT_TOKEN_TYP,
+                )
             jose.validate_claims(
                 claims,
                 issuer=self.announced_issuer,
@@ -392,6 +526,33 @@ class OrchestratorMock:
             code = "payment_token_expired" if error.reason == "expired" else "payment_token_invalid"
             raise HTTPProblem(402, code, f"payment token refused: {error}") from None
         return claims
+
+    def minted(self, claims: dict[str, Any]) -> None:
+        """Told of every payment token the engine mints (only the fault below keeps them)."""
+        if self.faults.active("cap-charges-expired-tokens"):
+            self.store.put(
+                _MINTED,
+                str(claims["jti"]),
+                {k: claims.get(k) for k in ("sub", "aud", "exp", "max_amount")},
+            )
+
+    def _expired_unredeemed(self, user: str, provider: str, period: str) -> int:
+        """The cap-charges-expired-tokens fault: tokens that expired unredeemed in `period`
+        count against the cap at their max_amount, as if the orchestrator captured them."""
+        now = self.clock.timestamp()
+        total = 0
+        for jti, token in self.store.items(_MINTED):
+            exp = token.get("exp")
+            if (
+                token.get("sub") == user
+                and token.get("aud") == provider
+                and isinstance(exp, int)
+                and exp <= now
+                and iso_utc(exp)[:7] == period
+                and self.store.get(_REDEEMED, jti) is None
+            ):
+                total += int(token.get("max_amount") or 0)
+        return total
 
     def _redemption_transaction(self) -> AbstractContextManager[Any]:
         # The cap-not-atomic fault drops the transaction that makes check-and-charge one step.
@@ -427,7 +588,10 @@ class OrchestratorMock:
                     402, "payment_token_used", "this payment token was already redeemed"
                 )
             try:
-                state = self.ledger.charge(user, caller, amount)
+                if amount == 0 and self.faults.active("redemption-zero-amount-accepted"):
+                    state = self.ledger.state(user, caller)
+                else:
+                    state = self.ledger.charge(user, caller, amount)
             except CapExceeded as refused:
                 cap = refused.state.as_json()
                 if self.faults.active("cap-refusal-without-figures"):
@@ -456,7 +620,9 @@ class OrchestratorMock:
             "currency": currency,
             "status": "succeeded",
             "resource_id": body.get("resource_id"),
-            "created": iso_utc(self.clock.timestamp()),
+            "created": self.clock.timestamp()
+            if self.faults.active("redemption-created-as-timestamp")
+            else iso_utc(self.clock.timestamp()),
             "cap": state.as_json(),
         }
 
@@ -464,11 +630,18 @@ class OrchestratorMock:
         amount = int(body["amount"])
         with self.store.transaction():
             record = self.store.get(_REDEMPTIONS, str(body["redemption_id"]))
-            if record is None or record["provider"] != caller:
+            if record is None or (
+                record["provider"] != caller and not self.faults.active("refund-by-any-provider")
+            ):
                 raise HTTPProblem(
                     404, "redemption_not_found", "no such redemption for this provider"
                 )
-            if amount > int(record["amount"]) - int(record["refunded"]):
+            refunded = (
+                0
+                if self.faults.active("refund-limit-ignores-earlier-refunds")
+                else int(record["refunded"])
+            )
+            if amount > int(record["amount"]) - refunded:
                 raise HTTPProblem(
                     400,
                     "refund_exceeds_redemption",
@@ -476,11 +649,13 @@ class OrchestratorMock:
                 )
             record["refunded"] = int(record["refunded"]) + amount
             self.store.put(_REDEMPTIONS, record["id"], record)
-            if self.faults.active("refund-keeps-spend"):
-                state = self.ledger.state(record["user"], caller)
-            else:
-                self.ledger.credit(record["user"], caller, amount, record["period"])
-                state = self.ledger.state(record["user"], caller)
+            # The money goes back to the provider that was paid, in the month it was charged in.
+            provider, period = str(record["provider"]), str(record["period"])
+            if self.faults.active("refund-credits-current-month"):
+                period = self.ledger.current_period()
+            if not self.faults.active("refund-keeps-spend"):
+                self.ledger.credit(record["user"], provider, amount, period)
+            state = self.ledger.state(record["user"], provider)
         return 201, {
             "id": "rfd_" + secrets.token_hex(8),
             "object": "refund",
@@ -491,3 +666,16 @@ class OrchestratorMock:
             "created": iso_utc(self.clock.timestamp()),
             "cap": state.as_json(),
         }
+
+
+def _last_duplicate_wins(raw: bytes) -> dict[str, Any] | None:
+    """A body refused only for a duplicate member name, read as a lax parser would (the last
+    duplicate wins); None for any other body. Only the duplicate-keys fault uses it."""
+    try:
+        strictjson.loads(raw)
+    except strictjson.StrictJSONError as error:
+        if error.reason != "duplicate_key":
+            return None
+        loose = json.loads(raw)
+        return loose if isinstance(loose, dict) else None
+    return None

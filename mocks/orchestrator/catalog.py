@@ -9,12 +9,119 @@ the provider's `id` becomes `service_id`; `allowed_updates: [ids]` becomes
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from typing import Any
+import json
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-__all__ = ["aggregate", "service_detail"]
+from conformance import strictjson
+from mocks._core.faults import FaultSet
+from mocks._core.http import HTTPProblem
+
+if TYPE_CHECKING:
+    from mocks.orchestrator.engine import Orchestrator, ProviderRecord
+
+__all__ = ["aggregate", "fetch_services", "service_detail", "speaks_profile"]
 
 OBJECT = "v2.provisioning.provider_service_detail"
+MAX_CATALOG_BYTES = strictjson.DEFAULT_MAX_BYTES
+"""A provider catalog above this is left out (ORC-DSC-014); the real 161-service Stripe
+catalog is about 250 KB."""
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+"""Service ids the catalog lists: ASCII letters, digits and `._:-` (`registrar:domain`). An
+id with a lookalike letter, a zero-width or bidi control, or a space is left out rather than
+shown to an agent next to the real one (ORC-DSC-013; UTS #39, ASCII allow-list)."""
+
+
+async def speaks_profile(orchestrator: Orchestrator, provider: ProviderRecord) -> bool:
+    """Whether GET provisioning/health lists the profile's API version (ORC-DSC-016)."""
+    from mocks.orchestrator.engine import API_VERSIONS
+
+    target = provider
+    if orchestrator.faults.active("health-url-from-origin"):
+        # urljoin(base, "/provisioning/health"): the leading slash drops the base path
+        parts = urlsplit(provider.base_url)
+        target = dataclasses.replace(provider, base_url=f"{parts.scheme}://{parts.netloc}/")
+    answer = await orchestrator.call(target, "GET", "provisioning/health")
+    if orchestrator.faults.active("health-ignored"):
+        return True
+    if target is not provider and answer.status_code != 200:
+        return True  # "no health endpoint: assume it speaks the profile"
+    document = _parse(answer.content)
+    versions = document.get("supported_versions") if isinstance(document, dict) else None
+    return (
+        answer.status_code == 200
+        and isinstance(versions, list)
+        and API_VERSIONS[orchestrator.profile] in versions
+    )
+
+
+async def fetch_services(
+    orchestrator: Orchestrator, provider: ProviderRecord
+) -> list[dict[str, Any]]:
+    """`GET provisioning/services` relative to the provider's base URL, entries taken from
+    the `data` array (ORC-DSC-015). A document over the size limit, with duplicate member
+    names, NaN or too deep is refused whole (ORC-DSC-012, ORC-DSC-014)."""
+    faults = orchestrator.faults
+    bearer = None
+    if faults.active("bearer-to-every-provider"):
+        # a default Authorization header on the shared client: the last token in hand
+        held = [orchestrator.connection(record) for record in orchestrator.providers()]
+        bearer = next((c["access_token"] for c in held if c), None)
+    attempts = 3 if faults.active("retry-after-ignored") else 1
+    for _ in range(attempts):
+        answer = await orchestrator.call(provider, "GET", "provisioning/services", bearer=bearer)
+        if answer.status_code != 429:
+            break
+    if answer.status_code == 429:
+        raise HTTPProblem(
+            502,
+            "PROVIDER_RATE_LIMITED",
+            f"{provider.name} asks to be called again after "
+            f"{answer.headers.get('retry-after', 'a while')} s",
+        )
+    if answer.status_code != 200:
+        raise HTTPProblem(
+            502, "PROVIDER_ERROR", f"{provider.name} catalog unavailable ({answer.status_code})"
+        )
+    unlimited = faults.active("catalog-no-size-limit")
+    if len(answer.content) > MAX_CATALOG_BYTES and not unlimited:
+        raise HTTPProblem(
+            502,
+            "PROVIDER_ERROR",
+            f"{provider.name} catalog is larger than {MAX_CATALOG_BYTES} bytes",
+        )
+    document = _parse(
+        answer.content,
+        lenient=faults.active("catalog-lenient-json"),
+        max_bytes=max(len(answer.content), 1) if unlimited else MAX_CATALOG_BYTES,
+    )
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise HTTPProblem(
+            502, "PROVIDER_ERROR", f"{provider.name} catalog is not a JSON object with data"
+        )
+    entries = list(document["data"])
+    if faults.active("services-alias-accepted") and isinstance(document.get("services"), list):
+        entries += document["services"]
+    unfiltered = faults.active("catalog-ids-unfiltered")
+    return [
+        entry
+        for entry in entries
+        if isinstance(entry, dict)
+        and isinstance(entry.get("id"), str)
+        and (unfiltered or SAFE_ID.fullmatch(entry["id"]) is not None)
+    ]
+
+
+def _parse(raw: bytes, *, lenient: bool = False, max_bytes: int = MAX_CATALOG_BYTES) -> Any:
+    try:
+        if lenient:  # the catalog-lenient-json fault: Python's json, duplicates and NaN pass
+            return json.loads(raw)
+        return strictjson.loads(raw, max_bytes=max_bytes)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _stable_id(prefix: str, *parts: str) -> str:
@@ -52,16 +159,27 @@ def _pricing(pricing: dict[str, Any]) -> dict[str, Any]:
     return {"type": kind, "paid": paid, "paid_pricing": paid_pricing, "component": component}
 
 
-def service_detail(provider_name: str, entry: dict[str, Any]) -> dict[str, Any]:
+def service_detail(
+    provider_name: str, entry: dict[str, Any], faults: FaultSet | None = None
+) -> dict[str, Any]:
     service_id = str(entry.get("id"))
     allowed = [str(target) for target in entry.get("allowed_updates") or []]
+    claimed = entry.get("provider_name")
+    if faults and faults.active("catalog-provider-from-entry") and isinstance(claimed, str):
+        provider_name = claimed  # trusts the entry's claim about its provider
+    pricing = _pricing(entry.get("pricing") or {})
+    if faults and faults.active("catalog-free-as-paid") and pricing["type"] == "free":
+        pricing["type"] = "paid"  # "unknown means paid", and a free plan looks unknown
+    schema = entry.get("configuration_schema") or {}
+    if faults and faults.active("catalog-config-schema-dropped"):
+        schema = {}
     return {
         "id": _stable_id("prvsvc", provider_name, service_id),
         "object": OBJECT,
         "allowed_updates": [{"direction": "any", "service": target} for target in allowed],
         "availability": "available",
         "categories": list(entry.get("categories") or []),
-        "configuration_schema": entry.get("configuration_schema") or {},
+        "configuration_schema": schema,
         "constraints": [],
         "created": None,
         "description": str(entry.get("description", "")),
@@ -69,7 +187,7 @@ def service_detail(provider_name: str, entry: dict[str, Any]) -> dict[str, Any]:
         "group": None,
         "kind": entry.get("kind", "deployable"),
         "llm_context": None,
-        "pricing": _pricing(entry.get("pricing") or {}),
+        "pricing": pricing,
         "provider_id": _stable_id("prvdr", provider_name),
         "provider_name": provider_name.capitalize(),
         "scope": "project",
@@ -85,12 +203,15 @@ def aggregate(
     *,
     last_updated: str,
     provider_filter: str | None = None,
+    faults: FaultSet | None = None,
 ) -> dict[str, Any]:
     """The `data` member of `catalog --json`: every provider's services, reshaped."""
+    drop_components = bool(faults and faults.active("catalog-drops-component-services"))
     services = [
-        service_detail(name, entry)
+        service_detail(name, entry, faults)
         for name, entries in sorted(catalogs.items())
         for entry in entries
+        if not (drop_components and (entry.get("pricing") or {}).get("type") == "component")
     ]
     return {
         "last_updated": last_updated,

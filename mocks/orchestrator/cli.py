@@ -17,20 +17,25 @@ import json
 import os
 import ssl
 import sys
+import traceback
+import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from conformance import strictjson
 from conformance.ssrf import SSRFGuard
+from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.store import SQLiteStore
+from mocks.orchestrator import custody
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-from mocks.orchestrator.catalog import aggregate
-from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
+from mocks.orchestrator.catalog import aggregate, speaks_profile
+from mocks.orchestrator.engine import API_VERSIONS, AddOutcome, Orchestrator, ProviderRecord
 
 __all__ = ["add_orchestrator_parser"]
 
@@ -66,6 +71,11 @@ def add_orchestrator_parser(commands: Any) -> None:
     )
     init.add_argument("--no-payment-method", action="store_true")
     init.add_argument(
+        "--email-unverified",
+        action="store_true",
+        help="the user's email is not verified yet (attestations say email_verified false)",
+    )
+    init.add_argument(
         "--accept-tos",
         action="store_true",
         help="the human accepts every configured provider's terms",
@@ -82,9 +92,14 @@ def add_orchestrator_parser(commands: Any) -> None:
     add.add_argument("--confirm-paid-service", action="store_true")
     add.add_argument("--accept-tos", action="store_true")
     add.add_argument("--yes", action="store_true")
-    command("status", "list provisioned resources")
+    command("status", "list provisioned resources (asking providers about unfinished ones)")
+    remove = command("remove", "deprovision a resource at its provider")
+    remove.add_argument("resource", metavar="NAME", help="the resource's name")
+    remove.add_argument("--yes", action="store_true", help="confirm removing it")
+    remove.add_argument("--force", action="store_true")
     env = command("env", "credentials as environment variables (values redacted)")
     env.add_argument("--reveal", action="store_true", help="print secret values")
+    env.add_argument("--pull", action="store_true", help="write the values to ./.env (mode 600)")
     billing = command("billing", "show or set the monthly spend limit per provider")
     billing.add_argument("--provider")
     billing.add_argument("--limit", type=int, help="new monthly limit in minor units")
@@ -92,6 +107,7 @@ def add_orchestrator_parser(commands: Any) -> None:
     revoke = command("revoke", "revoke the credentials held for a provider")
     revoke.add_argument("provider", nargs="?", help="the provider (omit with --all)")
     revoke.add_argument("--all", action="store_true", help="revoke at every connected provider")
+    command("logout", "sign the user out (every other command but init then refuses)")
     parser.set_defaults(handler=run)
 
 
@@ -103,6 +119,7 @@ def _envelope(
     warnings: list[str] | None = None,
     next_steps: list[str] | None = None,
     error: dict[str, str] | None = None,
+    authenticated: bool = True,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
         "ok": ok,
@@ -111,7 +128,7 @@ def _envelope(
         "data": data,
         "warnings": warnings or [],
         "next_steps": next_steps or [],
-        "meta": {"authenticated": True, "project_initialized": True},
+        "meta": {"authenticated": authenticated, "project_initialized": True},
     }
     if error is not None:
         document["error"] = error
@@ -120,12 +137,24 @@ def _envelope(
 
 def run(args: argparse.Namespace) -> int:
     command = args.orchestrator_command
+    args.fault_set = None  # the state's FaultSet, set by _dispatch once the state is read
     try:
         document, code = asyncio.run(_dispatch(args))
     except HTTPProblem as problem:
+        faults: FaultSet | None = args.fault_set
+        if (
+            problem.code == "PROVIDER_ERROR"
+            and faults is not None
+            and faults.active("traceback-on-provider-error")
+        ):
+            traceback.print_exc()  # the "debug" build left in
         document, code = (
             _envelope(
-                command, False, None, error={"code": problem.code, "message": problem.message}
+                command,
+                False,
+                None,
+                error={"code": problem.code, "message": problem.message},
+                authenticated=problem.code != "JSON_REQUIRES_AUTH",
             ),
             1,
         )
@@ -176,12 +205,27 @@ async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
                 store=store,
             )
         )
+        args.fault_set = core.faults
+        command = args.orchestrator_command
+        if command == "init":
+            store.put("config", "signed_in", True)
+        elif command == "logout":
+            store.put("config", "signed_in", False)
+            return _envelope("logout", True, {"signed_in": False}, authenticated=False), 0
+        elif config.get("signed_in") is False and not core.faults.active("signed-out-still-calls"):
+            # ORC-ATT-015: nobody to attest for, so no provider is called at all.
+            raise HTTPProblem(
+                401,
+                "JSON_REQUIRES_AUTH",
+                "no user is signed in: the human must sign in (provspec orchestrator init)",
+            )
         guard = SSRFGuard(allow_loopback=True)
         async with httpx.AsyncClient(
             timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=_tls_context()
         ) as http:
             core.settings.ssrf = guard
             orchestrator = Orchestrator(core, http, auto_consent=False)
+            orchestrator.strict_answers = True
             handler: Callable[
                 [Orchestrator, argparse.Namespace], Awaitable[tuple[dict[str, Any], int]]
             ]
@@ -201,7 +245,11 @@ def _tls_context() -> ssl.SSLContext:
 async def _init(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     if args.new_user:
         orchestrator.new_user(args.email)
-    user = orchestrator.set_user(args.email, payment_method=not args.no_payment_method)
+    user = orchestrator.set_user(
+        args.email,
+        payment_method=not args.no_payment_method,
+        email_verified=not args.email_unverified,
+    )
     for spec in args.provider:
         name, _, rest = spec.partition("=")
         url, _, secret = rest.partition("#")
@@ -231,15 +279,42 @@ async def _catalog(
     orchestrator: Orchestrator, args: argparse.Namespace
 ) -> tuple[dict[str, Any], int]:
     records = [orchestrator.provider(args.provider)] if args.provider else orchestrator.providers()
-    catalogs = {record.name: await orchestrator.services(record) for record in records}
+    catalogs: dict[str, list[dict[str, Any]]] = {}
+    warnings: list[str] = []
+    version = API_VERSIONS[orchestrator.profile]
+    for record in records:
+        # One provider's slow, broken or hostile catalog costs only its own entries.
+        try:
+            if not await speaks_profile(orchestrator, record):
+                warnings.append(
+                    f"{record.name} does not list API version {version} in provisioning/health; "
+                    "its services are left out"
+                )
+                continue
+            catalogs[record.name] = await orchestrator.services(record)
+        except HTTPProblem as problem:
+            warnings.append(f"{record.name}'s catalog is left out: {problem.message}")
+        except httpx.HTTPError as error:
+            warnings.append(f"{record.name}'s catalog is left out: {type(error).__name__}")
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return _envelope(
-        "catalog", True, aggregate(catalogs, last_updated=now, provider_filter=args.provider)
-    ), 0
+    data = aggregate(
+        catalogs, last_updated=now, provider_filter=args.provider, faults=orchestrator.faults
+    )
+    if orchestrator.faults.active("catalog-last-updated-unix"):
+        data["last_updated"] = int(datetime.now(UTC).timestamp())
+    return _envelope("catalog", True, data, warnings=warnings), 0
 
 
 async def _add(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
-    provider, _, service = args.reference.partition("/")
+    faults = orchestrator.faults
+    reference = args.reference
+    if faults.active("progress-on-stdout"):
+        sys.stdout.write(f"Provisioning {reference}...\n")
+    if faults.active("reference-normalised"):
+        reference = unicodedata.normalize("NFKC", reference).strip()
+    # Provider and service are compared code point by code point with what is registered and
+    # listed (ORC-DSC-013): no case folding beyond ASCII, no normalising, no trimming.
+    provider, _, service = reference.partition("/")
     if not provider or not service:
         raise HTTPProblem(
             400, "INVALID_ARGUMENT", f"expected PROVIDER/SERVICE, got {args.reference!r}"
@@ -249,43 +324,92 @@ async def _add(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[di
         try:
             parsed = strictjson.loads(args.config)
         except strictjson.StrictJSONError as error:
-            raise HTTPProblem(
-                400, "INVALID_ARGUMENT", f"--config is not acceptable JSON: {error}"
-            ) from None
+            if not faults.active("malformed-config-ignored"):
+                raise HTTPProblem(
+                    400, "INVALID_ARGUMENT", f"--config is not acceptable JSON: {error}"
+                ) from None
+            parsed = {}
         if not isinstance(parsed, dict):
-            raise HTTPProblem(400, "INVALID_ARGUMENT", "--config must be a JSON object")
+            if not faults.active("malformed-config-ignored"):
+                raise HTTPProblem(400, "INVALID_ARGUMENT", "--config must be a JSON object")
+            parsed = {}
         configuration = parsed
-    outcome: AddOutcome = await orchestrator.add(
-        provider,
-        service,
-        name=args.name,
-        configuration=configuration,
-        confirm_paid=args.confirm_paid_service,
-        accept_tos=args.accept_tos or args.yes,
+    if faults.active("provider-from-config") and isinstance(configuration.get("provider"), str):
+        provider = configuration["provider"]  # lets --config pick where to provision
+    user = orchestrator.user()
+    borrowed = configuration.get("email")
+    if faults.active("account-email-from-config") and isinstance(borrowed, str):
+        orchestrator.set_user(
+            borrowed, payment_method=user.payment_method, email_verified=user.email_verified
+        )
+    try:
+        outcome: AddOutcome = await orchestrator.add(
+            provider,
+            service,
+            name=args.name,
+            configuration=configuration,
+            confirm_paid=args.confirm_paid_service
+            or (args.yes and faults.active("yes-confirms-paid")),
+            accept_tos=args.accept_tos or args.yes or faults.active("tos-not-required"),
+        )
+    except HTTPProblem:
+        if faults.active("bearer-on-stderr"):
+            held = [orchestrator.connection(record) for record in orchestrator.providers()]
+            for connection in filter(None, held):
+                print(f"debug: Authorization: Bearer {connection['access_token']}", file=sys.stderr)
+        raise
+    finally:
+        if orchestrator.user().email != user.email:
+            orchestrator.set_user(
+                user.email, payment_method=user.payment_method, email_verified=user.email_verified
+            )
+    status = outcome.status
+    if status == "consent_required" and faults.active("consent-reported-provisioned"):
+        status = "provisioned"
+    ok = status in EXIT_CODES
+    shown = (
+        "complete" if status == "provisioned" and faults.active("add-status-complete") else status
     )
-    ok = outcome.status in EXIT_CODES
-    data = {"status": outcome.status, **outcome.data}
-    failure = None if ok else {"code": outcome.status.upper(), "message": outcome.message}
+    data = {"status": shown, **outcome.data}
+    failure = None if ok else {"code": status.upper(), "message": outcome.message}
     return _envelope("add", ok, data, next_steps=outcome.next_steps, error=failure), 0 if ok else 1
 
 
 async def _status(
     orchestrator: Orchestrator, args: argparse.Namespace
 ) -> tuple[dict[str, Any], int]:
-    resources = [
-        {key: value for key, value in resource.items() if key != "credentials"}
-        for resource in orchestrator.resources()
-    ]
-    return _envelope("status", True, {"resources": resources}), 0
+    shown = []
+    for resource in orchestrator.resources():
+        if resource.get("status") in ("pending", "needs_information") and not (
+            orchestrator.faults.active("pending-not-polled")
+        ):
+            resource = await custody.poll(orchestrator, resource)
+        if not orchestrator.faults.active("status-shows-credentials"):
+            resource = {key: value for key, value in resource.items() if key != "credentials"}
+        shown.append(resource)
+    return _envelope("status", True, {"resources": shown}), 0
+
+
+async def _remove(
+    orchestrator: Orchestrator, args: argparse.Namespace
+) -> tuple[dict[str, Any], int]:
+    if not args.yes:
+        raise HTTPProblem(
+            400,
+            "JSON_REQUIRES_CONFIRMATION",
+            f"removing {args.resource!r} deletes it at its provider: re-run with --yes",
+        )
+    return _envelope("remove", True, await custody.remove(orchestrator, args.resource)), 0
 
 
 async def _env(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     warnings = (
         ["Secret values are shown: do not paste them into logs or chats."] if args.reveal else []
     )
-    return _envelope(
-        "env", True, {"variables": orchestrator.env(reveal=args.reveal)}, warnings=warnings
-    ), 0
+    data: dict[str, Any] = {"variables": custody.variables(orchestrator, reveal=args.reveal)}
+    if args.pull:
+        data["path"] = str(custody.write_env_file(orchestrator, Path.cwd()))
+    return _envelope("env", True, data, warnings=warnings), 0
 
 
 async def _billing(
@@ -304,7 +428,7 @@ async def _billing(
             )
         orchestrator.core.ledger.set_limit(user.id, records[0].base_url, args.limit)
     caps = {
-        record.name: orchestrator.core.ledger.state(user.id, record.base_url).as_json()
+        record.name: orchestrator.core.ledger.report(user.id, record.base_url).as_json()
         for record in records
     }
     return _envelope("billing", True, {"payment_method": user.payment_method, "caps": caps}), 0
@@ -327,6 +451,7 @@ _HANDLERS: dict[
     "catalog": _catalog,
     "add": _add,
     "status": _status,
+    "remove": _remove,
     "env": _env,
     "billing": _billing,
     "revoke": _revoke,

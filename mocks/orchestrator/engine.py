@@ -43,6 +43,7 @@ _CONNECTIONS = "connections"
 _RESOURCES = "custody"
 _USER = "user"
 _PENDING = "consent_pending"
+_STALE_REFRESH = "revoked_refresh_kept"
 API_VERSIONS = {"app-0.1d": "0.1d", "app-next": "next"}
 REDIRECT_URI = "/oauth/callback"
 
@@ -53,6 +54,7 @@ class User:
     email: str
     account: str
     payment_method: bool = True
+    email_verified: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ class Orchestrator:
         self.faults = core.faults
         self.store = core.store
         self.auto_consent = auto_consent
+        self.strict_answers = False
+        """True (the agent-facing CLI): refuse provider answers that do not belong to the
+        request (ORC-ACC-009). The provider checks keep it off to reach further."""
 
     # --- who and with whom ----------------------------------------------------------------------
     def user(self) -> User:
@@ -116,10 +121,19 @@ class Orchestrator:
         self.store.put(_USER, "current", dict(user.__dict__))
         return user
 
-    def set_user(self, email: str, *, payment_method: bool = True) -> User:
+    def set_user(
+        self, email: str, *, payment_method: bool = True, email_verified: bool = True
+    ) -> User:
         current = self.user()
         self.store.put(
-            _USER, "current", {**current.__dict__, "email": email, "payment_method": payment_method}
+            _USER,
+            "current",
+            {
+                **current.__dict__,
+                "email": email,
+                "payment_method": payment_method,
+                "email_verified": email_verified,
+            },
         )
         return self.user()
 
@@ -137,7 +151,9 @@ class Orchestrator:
         return [ProviderRecord(**value) for _, value in self.store.items(_PROVIDERS)]
 
     def provider(self, name: str) -> ProviderRecord:
-        stored = self.store.get(_PROVIDERS, name.lower())
+        # ASCII case folding only: str.lower() maps lookalikes such as the Kelvin sign onto
+        # ASCII letters (ORC-DSC-013).
+        stored = self.store.get(_PROVIDERS, name.lower() if name.isascii() else name)
         if stored is None:
             known = ", ".join(record.name for record in self.providers()) or "none"
             raise HTTPProblem(
@@ -204,9 +220,37 @@ class Orchestrator:
         if self.faults.active("attestation-wrong-aud"):
             audience = "https://other-provider.example/api/"
         subject = user.email if self.faults.active("attestation-email-as-sub") else user.id
+        if self.faults.active("attestation-pairwise-sub"):
+            pairwise = hashlib.sha256(f"{user.id}\x1f{provider.base_url}".encode()).hexdigest()
+            subject = "ps_" + pairwise[:24]
         lifetime = 3600 if self.faults.active("attestation-long-lived") else 300
         body = b"{}" if self.faults.active("attestation-unbound-body") else raw
-        claims = {"email": user.email, "email_verified": True, "orchestrator_account": user.account}
+        claims: dict[str, Any] = {
+            "email": user.email,
+            "email_verified": user.email_verified or self.faults.active("email-verified-always"),
+            "orchestrator_account": user.account,
+        }
+        if self.faults.active("attestation-no-orchestrator-account"):
+            del claims["orchestrator_account"]
+        if self.faults.active("attestation-iss-differs"):
+            claims["iss"] = self.core.announced_issuer + "/"
+        if self.faults.active("attestation-multi-aud"):
+            claims["aud"] = [audience, "https://other-provider.example/api/"]
+        if self.faults.active("attestation-carries-payment-token") and raw[:1] == b"{":
+            sent = json.loads(raw)
+            if isinstance(sent, dict) and "payment_credentials" in sent:
+                claims["payment_credentials"] = sent["payment_credentials"]
+        if self.faults.active("attestation-typ-jwt"):
+            payload = attestation_claims(
+                issuer=self.core.announced_issuer,
+                audience=audience,
+                subject=subject,
+                body=body,
+                now=now,
+                lifetime=lifetime,
+                claims=claims,
+            )
+            return jose.sign(payload, key, typ="JWT")
         if self.faults.active("attestation-alg-none"):
             payload = attestation_claims(
                 issuer=self.core.announced_issuer,
@@ -234,7 +278,13 @@ class Orchestrator:
 
     # --- payment tokens -----------------------------------------------------------------------------
     def mint_payment_token(
-        self, provider: ProviderRecord, service_id: str, project_id: str, max_amount: int
+        self,
+        provider: ProviderRecord,
+        service_id: str,
+        project_id: str,
+        max_amount: int,
+        *,
+        plan: bool = False,
     ) -> str:
         """A payment token for one provider call, never above the remaining cap (DESIGN §2.5)."""
         if isinstance(max_amount, bool) or not isinstance(max_amount, int) or max_amount <= 0:
@@ -266,12 +316,36 @@ class Orchestrator:
         }
         if self.faults.active("payment-token-decimal-amount"):
             claims["max_amount"] = max_amount / 100
-        return jose.sign(claims, self.core.signing_key, typ=PAYMENT_TOKEN_TYP)
+        if self.faults.active("payment-token-project-mismatch"):
+            claims["project_id"] = "proj_" + secrets.token_hex(6)
+        if self.faults.active("payment-token-carries-card"):
+            card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "314"}
+            claims["payment_method"] = {"type": "card", "card": card}
+        key = self.core.signing_key
+        if plan and self.faults.active("payment-token-unpublished-key"):
+            key = self.core.unpublished_key()  # a "subscription key" never published
+        self.core.minted(claims)
+        return jose.sign(claims, key, typ=PAYMENT_TOKEN_TYP)
 
     # --- accounts and consent -------------------------------------------------------------------------
     def connection(self, provider: ProviderRecord) -> dict[str, Any] | None:
         found = self.store.get(_CONNECTIONS, f"{self.user().id}\x1f{provider.name}")
         return dict(found) if found else None
+
+    async def _retry_stale_refresh(self, provider: ProviderRecord) -> dict[str, Any] | None:
+        """The revoked-refresh-token-retried fault: a refresh token kept past its revocation
+        is tried once before connecting anew."""
+        key = f"{self.user().id}\x1f{provider.name}"
+        stale = self.store.get(_STALE_REFRESH, key)
+        if not stale or not self.faults.active("revoked-refresh-token-retried"):
+            return None
+        self.store.delete(_STALE_REFRESH, key)
+        form = {"grant_type": "refresh_token", "refresh_token": str(stale)}
+        answer = await self.call(provider, "POST", "oauth/token", form=form)
+        tokens = _json(answer)
+        if answer.status_code == 200 and "access_token" in tokens:
+            return self._save_connection(provider, tokens)
+        return None
 
     def _save_connection(self, provider: ProviderRecord, tokens: dict[str, Any]) -> dict[str, Any]:
         record = {
@@ -287,6 +361,9 @@ class Orchestrator:
         existing = self.connection(provider)
         if existing is not None:
             return existing
+        stale = await self._retry_stale_refresh(provider)
+        if stale is not None:
+            return stale
         user = self.user()
         verifier, challenge = pkce_pair()
         if self.faults.active("pkce-missing"):
@@ -296,18 +373,41 @@ class Orchestrator:
             "id": request_id,
             "object": "account_request",
             "email": user.email,
-            "scopes": ["provisioning"],
-            "expires_at": iso_utc(self.core.clock.timestamp() + 600),
+            "scopes": "provisioning"
+            if self.faults.active("account-request-invalid")
+            else ["provisioning"],
+            "expires_at": iso_utc(
+                self.core.clock.timestamp()
+                + (86400 if self.faults.active("account-request-long-expiry") else 600)
+            ),
             "orchestrator": {"type": "stripe", "stripe": {"account": user.account}},
         }
         if verifier:
             body |= {"code_challenge": challenge, "code_challenge_method": "S256"}
         answer = await self.call(provider, "POST", "provisioning/account_requests", body=body)
         document = _json(answer)
+        if (
+            self.strict_answers
+            and answer.status_code == 200
+            and document.get("id") != request_id
+            and not self.faults.active("account-answer-id-unchecked")
+        ):
+            raise HTTPProblem(
+                502,
+                "PROVIDER_ERROR",
+                f"{provider.name} answered account request {request_id} with another id",
+            )
         if answer.status_code == 200 and document.get("type") == "oauth":
             return await self._exchange(provider, str(document["oauth"]["code"]), verifier)
         if answer.status_code == 200 and document.get("type") == "requires_auth":
-            url = str((document.get("requires_auth") or {}).get("url", ""))
+            requires = document.get("requires_auth")
+            requires = requires if isinstance(requires, dict) else {}
+            redirect = requires.get("redirect")
+            url = str(requires.get("url") or "")
+            # the older shape, {type: redirect, redirect: {url}} (ORC-ACC-006)
+            older = not self.faults.active("requires-auth-redirect-ignored")
+            if not url and older and isinstance(redirect, dict):
+                url = str(redirect.get("url") or "")
             if not self.auto_consent:
                 return _consent_outcome(provider, url)
             return await self._consent_0_1d(provider, url, verifier)
@@ -320,10 +420,13 @@ class Orchestrator:
                 self.store.put(_PENDING, pending["state"], pending)
                 return _consent_outcome(provider, authorize_url)
             return await self._authorize_as_scripted_user(provider, authorize_url, pending)
+        refusal = _error_text(document)
+        if self.faults.active("account-error-code-dropped"):
+            refusal = "the account request was refused"
         raise HTTPProblem(
             502,
             "PROVIDER_ERROR",
-            f"{provider.name} answered {answer.status_code}: {_error_text(document)}",
+            f"{provider.name} answered {answer.status_code}: {refusal}",
         )
 
     async def _exchange(
@@ -334,9 +437,26 @@ class Orchestrator:
             form["code_verifier"] = verifier
         answer = await self.call(provider, "POST", "oauth/token", form=form)
         tokens = _json(answer)
+        if self.faults.active("code-exchanged-twice") and answer.status_code == 200:
+            await self.call(provider, "POST", "oauth/token", form=form)  # "to be sure"
         if answer.status_code != 200 or "access_token" not in tokens:
             raise HTTPProblem(
                 502, "PROVIDER_ERROR", f"token exchange failed: {_error_text(tokens)}"
+            )
+        token_type = tokens.get("token_type")
+        if not (
+            isinstance(token_type, str) and token_type.lower() == "bearer"
+        ) and not self.faults.active("token-type-unchecked"):
+            # RFC 6749 §7.1: a token of a type the client does not understand is not used.
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", f"token_type {str(token_type)[:40]!r} is not bearer"
+            )
+        if _foreign_audience(tokens.get("access_token"), provider.base_url) and not (
+            self.faults.active("consent-token-audience-unchecked")
+        ):
+            # RFC 9728 §7.4: a token minted for another resource is neither kept nor used.
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", "the access token is addressed to another resource"
             )
         return self._save_connection(provider, tokens)
 
@@ -362,10 +482,18 @@ class Orchestrator:
             raise HTTPProblem(
                 502, "PROVIDER_ERROR", "401 without resource_metadata: cannot start consent"
             )
+        from mocks.provider.app import _well_known
+
+        if self.faults.active("prm-probed-at-root"):
+            origin = "{0.scheme}://{0.netloc}".format(urlsplit(provider.base_url))
+            await self.http.get(origin + "/.well-known/oauth-protected-resource")
         self._guard(metadata_url)
-        prm = _json(await self.http.get(metadata_url))
-        if prm.get("resource") != provider.base_url and not self.faults.active(
-            "prm-resource-not-validated"
+        prm = await self._metadata(metadata_url)
+        trusted = self._prm_trusted(provider)
+        if (
+            not self._same_identifier(prm.get("resource"), provider.base_url)
+            and not self.faults.active("prm-resource-not-validated")
+            and not trusted
         ):
             raise HTTPProblem(
                 502, "PROVIDER_ERROR", "protected resource metadata names another resource"
@@ -376,16 +504,20 @@ class Orchestrator:
                 502, "PROVIDER_ERROR", "protected resource metadata names no authorization server"
             )
         issuer = servers[0]
-        from mocks.provider.app import _well_known
-
+        if self.faults.active("as-assumed-at-resource"):
+            issuer = provider.base_url.rstrip("/")
         as_url = _well_known(issuer, "oauth-authorization-server")
         self._guard(as_url)
-        metadata = _json(await self.http.get(as_url))
-        if metadata.get("issuer") != issuer and not self.faults.active("issuer-not-validated"):
+        metadata = await self._metadata(as_url)
+        if not self._same_identifier(metadata.get("issuer"), issuer) and not self.faults.active(
+            "issuer-not-validated"
+        ):
             raise HTTPProblem(
                 502, "PROVIDER_ERROR", "authorization server metadata issuer mismatch"
             )
-        if "S256" not in (metadata.get("code_challenge_methods_supported") or []):
+        if "S256" not in (
+            metadata.get("code_challenge_methods_supported") or []
+        ) and not self.faults.active("pkce-s256-not-required"):
             raise HTTPProblem(
                 502, "PROVIDER_ERROR", "the authorization server does not offer PKCE S256"
             )
@@ -394,13 +526,14 @@ class Orchestrator:
             raise HTTPProblem(
                 502, "PROVIDER_ERROR", "authorization server metadata lacks endpoints"
             )
-        self._guard(authorize)
+        self._endpoint_guard(authorize)
         self._guard(token)
+        self._endpoint_guard(token)
         verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(16)
         redirect_uri = self.core.issuer + REDIRECT_URI
         params = {
-            "response_type": "code",
+            "response_type": "token" if self.faults.active("consent-implicit-grant") else "code",
             "client_id": self.core.issuer,
             "redirect_uri": redirect_uri,
             "scope": "provisioning",
@@ -435,19 +568,31 @@ class Orchestrator:
         """The redirect URI's handler: match the state, check iss, exchange the code."""
         state = (query.get("state") or [""])[0]
         pending = self.store.get(_PENDING, state) if state else None
+        if pending is None and self.faults.active("consent-state-unchecked"):
+            # "the" pending consent of the current user, whatever state came back
+            user = self.user().id
+            pending = next((p for _, p in self.store.items(_PENDING) if p["user"] == user), None)
         if pending is None:
             raise HTTPProblem(400, "invalid_request", "unknown or used state")
-        self.store.delete(_PENDING, state)
+        self.store.delete(_PENDING, str(pending["state"]))
         return await self._finish_consent(self.provider(str(pending["provider"])), pending, query)
 
     async def _finish_consent(
         self, provider: ProviderRecord, pending: dict[str, Any], query: dict[str, list[str]]
     ) -> dict[str, Any]:
-        if query.get("state") != [pending["state"]] or "code" not in query:
+        lost = query.get("state") != [pending["state"]]
+        if (lost and not self.faults.active("consent-state-unchecked")) or "code" not in query:
             raise HTTPProblem(502, "PROVIDER_ERROR", "the authorization response lost its state")
-        if "iss" in query and query["iss"] != [pending["issuer"]]:
+        if (
+            "iss" in query
+            and query["iss"] != [pending["issuer"]]
+            and not self.faults.active("consent-iss-unchecked")
+        ):
             raise HTTPProblem(502, "PROVIDER_ERROR", "the authorization response names another iss")
-        extra = {"redirect_uri": str(pending["redirect_uri"]), "client_id": self.core.issuer}
+        redirect_uri = str(pending["redirect_uri"])
+        if self.faults.active("token-redirect-uri-differs"):
+            redirect_uri += "/"
+        extra = {"redirect_uri": redirect_uri, "client_id": self.core.issuer}
         if not self.faults.active("no-resource-indicator"):
             extra["resource"] = provider.base_url
         return await self._exchange(provider, query["code"][0], str(pending["verifier"]), **extra)
@@ -462,15 +607,45 @@ class Orchestrator:
                 502, "UNSAFE_URL", f"refused to fetch {url[:200]!r}: {error}"
             ) from None
 
+    def _endpoint_guard(self, url: str) -> None:
+        """An OAuth endpoint the human's browser opens or the token request goes to: https
+        (http on the run's loopback only), never javascript:, file: or data: (ORC-CNS-012)."""
+        if self.faults.active("consent-endpoints-unchecked"):
+            return
+        try:
+            self.core.settings.ssrf.check_url(url)
+        except SSRFError as error:
+            raise HTTPProblem(
+                502, "UNSAFE_URL", f"refused the endpoint {url[:200]!r}: {error}"
+            ) from None
+
+    async def _metadata(self, url: str) -> dict[str, Any]:
+        """A metadata document; redirects are not followed (each hop would need the guard)."""
+        follow = self.faults.active("metadata-redirects-followed")
+        return _json(await self.http.get(url, follow_redirects=follow))
+
+    def _same_identifier(self, found: Any, expected: str) -> bool:
+        """RFC 9728 §3.3, RFC 8414 §3.3: identical, code point by code point."""
+        if self.faults.active("consent-identifiers-case-insensitive"):
+            return isinstance(found, str) and found.casefold() == expected.casefold()
+        return isinstance(found, str) and found == expected
+
+    def _prm_trusted(self, provider: ProviderRecord) -> bool:
+        """The prm-revalidation-skipped fault: the first PRM for this user and provider is
+        checked, later documents are not."""
+        if not self.faults.active("prm-revalidation-skipped"):
+            return False
+        key = f"{self.user().id}\x1f{provider.name}"
+        trusted = bool(self.store.get("prm_checked", key))
+        self.store.put("prm_checked", key, True)
+        return trusted
+
     # --- catalog, provisioning, custody -----------------------------------------------------------
     async def services(self, provider: ProviderRecord) -> list[dict[str, Any]]:
-        answer = await self.call(provider, "GET", "provisioning/services")
-        document = _json(answer)
-        if answer.status_code != 200 or not isinstance(document.get("data"), list):
-            raise HTTPProblem(
-                502, "PROVIDER_ERROR", f"{provider.name} catalog unavailable ({answer.status_code})"
-            )
-        return [entry for entry in document["data"] if isinstance(entry, dict)]
+        """The provider's own catalog, read defensively (mocks/orchestrator/catalog.py)."""
+        from mocks.orchestrator.catalog import fetch_services
+
+        return await fetch_services(self, provider)
 
     async def add(
         self,
@@ -501,7 +676,8 @@ class Orchestrator:
             )
         paid = (entry.get("pricing") or {}).get("type") == "paid"
         user = self.user()
-        if paid and not user.payment_method:
+        unchecked = self.faults.active("payment-method-not-checked")
+        if paid and not user.payment_method and not unchecked:
             return AddOutcome(
                 "payment_method_required",
                 "no payment method on file",
@@ -526,26 +702,44 @@ class Orchestrator:
             "project_id": project_id,
             "configuration": configuration or {},
         }
+        if not configuration and self.faults.active("resource-create-null-configuration"):
+            body["configuration"] = None
         if name:
             body["label_prefix"] = name
+        unpaid: CapExceeded | None = None
         if paid:
             try:
                 body["payment_credentials"] = self._payment_credentials(
-                    provider, service_id, project_id, max_amount
+                    provider, service_id, project_id, max_amount, plan=entry.get("kind") == "plan"
                 )
             except CapExceeded as refused:
-                return _cap_outcome(provider, refused.state.as_json())
-        answer = await self.call(
-            provider, "POST", "provisioning/resources", body=body, bearer=connection["access_token"]
+                if not self.faults.active("cap-refusal-after-creation"):
+                    return self._capped(provider, refused.state.as_json(), at_mint=True)
+                unpaid = refused  # the fault: the creation goes out anyway, without a token
+            plan_unpaid = self.faults.active("paid-create-without-credentials")
+            if plan_unpaid and entry.get("kind") == "plan":
+                body.pop("payment_credentials", None)  # "a plan is billed elsewhere"
+        from mocks.orchestrator.custody import bearer_call
+
+        answer = await bearer_call(
+            self, provider, connection, "POST", "provisioning/resources", body=body
         )
-        document = _json(answer)
+        for _ in range(20 if self.faults.active("auth-retry-unbounded") else 0):
+            if answer.status_code not in (401, 403):
+                break
+            answer = await bearer_call(
+                self, provider, connection, "POST", "provisioning/resources", body=body
+            )
+        if unpaid is not None:
+            return self._capped(provider, unpaid.state.as_json())
+        document = _json(answer, lenient=self.faults.active("lenient-resource-json"))
         error: dict[str, Any] = document["error"] if isinstance(document.get("error"), dict) else {}
         capped = paid and max_amount is None and self.profile == "app-next"
         if error.get("code") == "spend_cap_exceeded" or (
             capped and error.get("code") == "amount_exceeds_token"
         ):
             # The token's max_amount was the whole remaining cap; a price above it is a cap refusal.
-            return _cap_outcome(
+            return self._capped(
                 provider,
                 document.get("cap") or self.core.ledger.state(user.id, provider.base_url).as_json(),
             )
@@ -554,16 +748,34 @@ class Orchestrator:
             "pending",
             "needs_information",
         ):
+            refusal = _error_text(document)
+            if self.faults.active("resource-error-code-dropped"):
+                refusal = "the provider could not create the resource"
+            raise HTTPProblem(502, "PROVIDER_ERROR", f"{provider.name} refused: {refusal}")
+        if (
+            "service_id" in document
+            and document["service_id"] != service_id
+            and not self.faults.active("resource-answer-unchecked")
+        ):
+            # ORC-CRD-010: an answer about another resource hands over nobody's credentials.
             raise HTTPProblem(
-                502, "PROVIDER_ERROR", f"{provider.name} refused: {_error_text(document)}"
+                502,
+                "PROVIDER_ERROR",
+                f"{provider.name} answered for service {str(document.get('service_id'))[:64]!r}, "
+                f"not {service_id!r}",
             )
+        complete = document["status"] == "complete" or self.faults.active(
+            "credentials-stored-for-pending"
+        )
         resource = {
             "provider": provider.name,
             "service_id": service_id,
             "name": name or service_id,
             "id": document.get("id"),
             "status": document["status"],
-            "credentials": (document.get("complete") or {}).get("access_configuration") or {},
+            "credentials": ((document.get("complete") or {}).get("access_configuration") or {})
+            if complete
+            else {},
         }
         self.store.put(_RESOURCES, f"{provider.name}\x1f{resource['name']}", resource)
         status = "provisioned" if document["status"] == "complete" else document["status"]
@@ -574,22 +786,39 @@ class Orchestrator:
             steps = [
                 f"Check again with `provspec orchestrator status --json`: the resource is {status}."
             ]
+        data: dict[str, Any] = {
+            "service": {
+                "provider": provider.name,
+                "service_id": service_id,
+                "name": resource["name"],
+                "status": document["status"],
+            }
+        }
+        needs = document.get("needs_information")
+        if (
+            status == "needs_information"
+            and isinstance(needs, dict)
+            and not self.faults.active("needs-information-schema-dropped")
+        ):
+            # ORC-PRO-009: what the provider wants to know, as it put it.
+            data["needs_information_schema"] = needs.get("schema")
+            data["message"] = needs.get("message")
+            steps = [
+                "Ask the human for the information needs_information_schema describes, then "
+                "re-run add with it in --config."
+            ]
         return AddOutcome(
-            status,
-            f"{provider.name}/{service_id} is {document['status']}",
-            {
-                "service": {
-                    "provider": provider.name,
-                    "service_id": service_id,
-                    "name": resource["name"],
-                    "status": document["status"],
-                }
-            },
-            steps,
+            status, f"{provider.name}/{service_id} is {document['status']}", data, steps
         )
 
     def _payment_credentials(
-        self, provider: ProviderRecord, service_id: str, project_id: str, max_amount: int | None
+        self,
+        provider: ProviderRecord,
+        service_id: str,
+        project_id: str,
+        max_amount: int | None,
+        *,
+        plan: bool = False,
     ) -> dict[str, Any]:
         if self.profile == "app-0.1d":
             # 0.1d charges through Stripe's shared payment token, whose usage limit the
@@ -597,18 +826,38 @@ class Orchestrator:
             state = self.core.ledger.state(self.user().id, provider.base_url)
             if state.remaining <= 0:
                 raise CapExceeded(state, 1)
-            return {
-                "type": "stripe_payment_token",
-                "stripe_payment_token": "spt_" + secrets.token_hex(12),
-            }
+            legacy = plan and self.faults.active("spt-wrong-prefix")  # a card token for plans
+            prefix = "tok_" if legacy else "spt_"
+            shared = prefix + secrets.token_hex(12)
+            if self.faults.active("spt-reused"):
+                shared = self.store.get("spt_reused", self.user().id) or shared
+                self.store.put("spt_reused", self.user().id, shared)
+            return {"type": "stripe_payment_token", "stripe_payment_token": shared}
         state = self.core.ledger.state(self.user().id, provider.base_url)
         amount = max_amount if max_amount is not None else state.remaining
         if max_amount is None and self.faults.active("token-over-cap"):
             amount = state.limit  # the whole cap, as if nothing had been spent this month
         if amount <= 0:
             raise CapExceeded(state, max(amount, 1))
-        token = self.mint_payment_token(provider, service_id, project_id, amount)
-        return {"type": "app_payment_token", "app_payment_token": token}
+        token = self.mint_payment_token(provider, service_id, project_id, amount, plan=plan)
+        credentials = {"type": "app_payment_token", "app_payment_token": token}
+        if self.faults.active("payment-credentials-with-spt"):
+            credentials["stripe_payment_token"] = "spt_" + secrets.token_hex(12)
+        return credentials
+
+    def _capped(
+        self, provider: ProviderRecord, cap: dict[str, Any], *, at_mint: bool = False
+    ) -> AddOutcome:
+        """The agent's answer to a cap refusal: the figures and a next step for the human."""
+        outcome = _cap_outcome(provider, cap)
+        if self.faults.active("cap-refusal-without-next-step"):
+            outcome.data.pop("cap", None)
+            outcome.next_steps = []
+        if at_mint and self.faults.active("cap-raised-on-refusal"):
+            # "helpfully" makes room for the retry: only the human may do this (ORC-CAP-008)
+            limit = int(cap.get("limit") or 0) + 10000
+            self.core.ledger.set_limit(self.user().id, provider.base_url, limit)
+        return outcome
 
     def resources(self) -> list[dict[str, Any]]:
         return [value for _, value in self.store.items(_RESOURCES)]
@@ -629,23 +878,65 @@ class Orchestrator:
         if connection is None:
             raise HTTPProblem(404, "RESOURCE_NOT_FOUND", f"no connection to {provider.name}")
         if not self.faults.active("revocation-skipped"):
-            for token, hint in (
+            held = [
                 (connection["access_token"], "access_token"),
                 (connection.get("refresh_token"), "refresh_token"),
-            ):
+            ]
+            if self.faults.active("revocation-access-token-only"):
+                held = held[:1]
+            endpoint = await self._unvalidated_revocation_endpoint(provider)
+            for token, hint in held:
                 if token:
-                    answer = await self.call(
-                        provider,
-                        "POST",
-                        "oauth/revoke",
-                        form={"token": token, "token_type_hint": hint},
-                    )
-                    if answer.status_code != 200:
-                        raise HTTPProblem(
-                            502, "PROVIDER_ERROR", f"revocation failed ({answer.status_code})"
-                        )
-        self.store.delete(_CONNECTIONS, f"{self.user().id}\x1f{provider.name}")
+                    await self._revoke_one(provider, endpoint, str(token), hint)
+        key = f"{self.user().id}\x1f{provider.name}"
+        self.store.delete(_CONNECTIONS, key)
+        if self.faults.active("revoked-refresh-token-retried") and connection.get("refresh_token"):
+            self.store.put(_STALE_REFRESH, key, connection["refresh_token"])
         return {"provider": provider.name, "revoked": True}
+
+    async def _revoke_one(
+        self, provider: ProviderRecord, endpoint: str | None, token: str, hint: str
+    ) -> None:
+        """One RFC 7009 request, signed like every provider call; anything but 200 leaves
+        the token unrevoked (RFC 7009 §2.2.1)."""
+        form = {"token": token, "token_type_hint": hint}
+        if self.faults.active("revocation-without-hint"):
+            del form["token_type_hint"]
+        path = "oauth/revoke"
+        if endpoint is not None and not endpoint.startswith(provider.base_url):
+            answer = await self.http.post(endpoint, data=form)
+        else:
+            path = endpoint[len(provider.base_url) :] if endpoint else path
+            unsigned = {
+                ATTESTATION_HEADER: "" if self.faults.active("revocation-unsigned") else None,
+                "Stripe-Signature": "" if self.faults.active("revocation-hmac-unsigned") else None,
+            }
+            answer = await self.call(
+                provider,
+                "POST",
+                path,
+                form=form,
+                headers_override={k: v for k, v in unsigned.items() if v is not None},
+            )
+        failed = answer.status_code != 200
+        if self.faults.active("revocation-needs-body") and not answer.content:
+            failed = True
+        if failed and not self.faults.active("revocation-failure-ignored"):
+            raise HTTPProblem(502, "PROVIDER_ERROR", f"revocation failed ({answer.status_code})")
+
+    async def _unvalidated_revocation_endpoint(self, provider: ProviderRecord) -> str | None:
+        """The revocation-endpoint-unvalidated fault: the revocation_endpoint of whatever AS
+        metadata the provider's PRM leads to, its issuer and URL unchecked. Without the fault
+        the orchestrator revokes at the provider's own oauth/revoke (ORC-REV-001, -009)."""
+        if not self.faults.active("revocation-endpoint-unvalidated"):
+            return None
+        from mocks.provider.app import _well_known
+
+        prm = _json(await self.http.get(_well_known(provider.base_url, "oauth-protected-resource")))
+        servers = prm.get("authorization_servers") or [provider.base_url.rstrip("/")]
+        as_url = _well_known(str(servers[0]), "oauth-authorization-server")
+        endpoint = _json(await self.http.get(as_url)).get("revocation_endpoint")
+        return endpoint if isinstance(endpoint, str) else None
 
     async def revoke_all(self) -> list[dict[str, Any]]:
         """Revocation fan-out: every provider this user holds tokens for."""
@@ -676,6 +967,19 @@ def _cap_outcome(provider: ProviderRecord, cap: dict[str, Any]) -> AddOutcome:
     )
 
 
+def _foreign_audience(token: Any, resource: str) -> bool:
+    """Whether `token` is a JWT whose aud names something other than `resource` (an opaque
+    token says nothing, and is taken as it is)."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return False
+    try:
+        audience = jose.unverified_parts(token)[1].get("aud")
+    except jose.JOSEError:
+        return False
+    audiences = audience if isinstance(audience, list) else [audience]
+    return audience is not None and audiences != [resource]
+
+
 def _resource_metadata(header: str) -> str | None:
     try:
         for challenge in parse(header):
@@ -686,12 +990,15 @@ def _resource_metadata(header: str) -> str | None:
     return None
 
 
-def _json(answer: httpx.Response) -> dict[str, Any]:
+def _json(answer: httpx.Response, *, lenient: bool = False) -> dict[str, Any]:
     from conformance import strictjson
 
     try:
-        value = strictjson.loads(answer.content) if answer.content else {}
-    except strictjson.StrictJSONError:
+        if lenient:  # the lenient-resource-json fault: duplicates, NaN, any depth
+            value = json.loads(answer.content) if answer.content else {}
+        else:
+            value = strictjson.loads(answer.content) if answer.content else {}
+    except (strictjson.StrictJSONError, ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

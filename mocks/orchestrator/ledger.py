@@ -5,13 +5,17 @@ month, UTC; it counts succeeded redemptions minus refunds. A charge is one read-
 inside `Store.transaction()`, so concurrent redemptions can never take `spent` past `limit`.
 A refund goes back to the month its redemption was charged in, never to the current one,
 so refunding last month's charge cannot raise this month's headroom.
+
+The keyword arguments after `atomic` exist only for the mock orchestrator's named faults
+(mocks/faults/orchestrator-redemption.toml); each loosens exactly one rule.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mocks._core.clock import Clock
@@ -25,6 +29,9 @@ _SPENT = "cap_spent"
 _LIMITS = "cap_limits"
 # How long the cap-not-atomic fault keeps a checked charge waiting for a concurrent one.
 _RACE_WINDOW_SECONDS = 0.5
+
+Holds = Callable[[str, str, str], int]
+"""(user, provider, period) -> minor units counted against the cap besides the charges."""
 
 
 def month_of(moment: datetime) -> str:
@@ -45,7 +52,12 @@ class CapState:
     spent: int
     currency: str
     period: str
+    """The period the spend is filed under (refunds go back to it)."""
     interval: str = "month"
+    reported_period: str | None = None
+    """The period the figures are reported for, when it is not `period` (a fault only)."""
+    resets_early_by: int = 0
+    """Seconds `resets_at` is reported before the real reset (a fault only)."""
 
     @property
     def remaining(self) -> int:
@@ -53,7 +65,9 @@ class CapState:
 
     @property
     def resets_at(self) -> datetime:
-        return _next_month(self.period)
+        return _next_month(self.reported_period or self.period) - timedelta(
+            seconds=self.resets_early_by
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The `cap_state` message (schemas/app-next/cap_state.schema.json)."""
@@ -95,12 +109,25 @@ class SpendLedger:
         default_limit: int = DEFAULT_LIMIT,
         currency: str = DEFAULT_CURRENCY,
         atomic: bool = True,
+        shared_across_providers: bool = False,
+        month_offset_seconds: int = 0,
+        exact_limit_refused: bool = False,
+        resets_early_by: int = 0,
+        report_summed: bool = False,
     ) -> None:
         self._store = store
         self._clock = clock
         self._default_limit = default_limit
         self._currency = currency
         self._atomic = atomic
+        self._shared = shared_across_providers
+        self._month_offset = month_offset_seconds
+        self._exact_refused = exact_limit_refused
+        self._resets_early_by = resets_early_by
+        self._report_summed = report_summed
+        self.holds: Holds | None = None
+        """Counted against the cap besides the charges (only the cap-charges-expired-tokens
+        fault sets it)."""
         self._race = threading.Condition()
         self._in_window = 0
 
@@ -114,6 +141,9 @@ class SpendLedger:
         return "\x1f".join((user, provider) + ((period,) if period else ()))
 
     def current_period(self) -> str:
+        """The calendar month (UTC) spend is filed under now."""
+        if self._month_offset:
+            return month_of(self._clock.now() + timedelta(seconds=self._month_offset))
         return month_of(self._clock.now())
 
     def limit(self, user: str, provider: str) -> int:
@@ -126,10 +156,42 @@ class SpendLedger:
         self._store.put(_LIMITS, self._key(user, provider), limit)
         return self.state(user, provider)
 
+    def _charged(self, user: str, provider: str, period: str) -> int:
+        return int(self._store.get(_SPENT, self._key(user, provider, period)) or 0)
+
+    def _charged_everywhere(self, user: str, period: str) -> int:
+        """The user's spend in `period` summed over every provider (faults only)."""
+        total = 0
+        for key, value in self._store.items(_SPENT):
+            parts = key.split("\x1f")
+            if len(parts) == 3 and parts[0] == user and parts[2] == period:
+                total += int(value or 0)
+        return total
+
+    def _cap(self, limit: int, spent: int, period: str) -> CapState:
+        reported = month_of(self._clock.now()) if self._month_offset else None
+        return CapState(
+            limit,
+            spent,
+            self._currency,
+            period,
+            reported_period=reported,
+            resets_early_by=self._resets_early_by,
+        )
+
     def state(self, user: str, provider: str, period: str | None = None) -> CapState:
         period = period or self.current_period()
-        spent = self._store.get(_SPENT, self._key(user, provider, period)) or 0
-        return CapState(self.limit(user, provider), int(spent), self._currency, period)
+        spent = self._charged(user, provider, period)
+        if self.holds is not None:
+            spent += self.holds(user, provider, period)
+        return self._cap(self.limit(user, provider), spent, period)
+
+    def report(self, user: str, provider: str) -> CapState:
+        """The figures the agent-facing CLI shows for one provider this month."""
+        state = self.state(user, provider)
+        if not self._report_summed:
+            return state
+        return self._cap(state.limit, self._charged_everywhere(user, state.period), state.period)
 
     def charge(self, user: str, provider: str, amount: int) -> CapState:
         """Record `amount` against this month's cap, or raise `CapExceeded` and record nothing."""
@@ -139,11 +201,13 @@ class SpendLedger:
             return self._racy_charge(user, provider, amount)
         with self._store.transaction():
             state = self.state(user, provider)
-            if amount > state.remaining:
+            counted = self._charged_everywhere(user, state.period) if self._shared else state.spent
+            headroom = max(state.limit - counted, 0)
+            if amount > headroom or (self._exact_refused and amount == headroom):
                 raise CapExceeded(state, amount)
-            spent = state.spent + amount
-            self._store.put(_SPENT, self._key(user, provider, state.period), spent)
-        return CapState(state.limit, spent, state.currency, state.period)
+            charged = self._charged(user, provider, state.period) + amount
+            self._store.put(_SPENT, self._key(user, provider, state.period), charged)
+        return self._cap(state.limit, state.spent + amount, state.period)
 
     def _racy_charge(self, user: str, provider: str, amount: int) -> CapState:
         state = self.state(user, provider)
@@ -158,17 +222,15 @@ class SpendLedger:
             self._race.wait_for(lambda: self._in_window >= 2, timeout=_RACE_WINDOW_SECONDS)
         with self._race:
             self._in_window -= 1
-        current = self.state(user, provider, state.period)
-        spent = current.spent + amount
+        spent = self._charged(user, provider, state.period) + amount
         self._store.put(_SPENT, self._key(user, provider, state.period), spent)
-        return CapState(state.limit, spent, state.currency, state.period)
+        return self._cap(state.limit, spent, state.period)
 
     def credit(self, user: str, provider: str, amount: int, period: str) -> CapState:
         """Give `amount` back to `period` (a refund of a charge made then)."""
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise ValueError("a refund is a positive integer in minor units")
         with self._store.transaction():
-            state = self.state(user, provider, period)
-            spent = max(state.spent - amount, 0)
+            spent = max(self._charged(user, provider, period) - amount, 0)
             self._store.put(_SPENT, self._key(user, provider, period), spent)
-        return CapState(state.limit, spent, state.currency, period)
+        return self._cap(self.limit(user, provider), spent, period)

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from conformance.packs.orchestrator import (  # noqa: F401  (importing registers the checks)
+    accounts,
     calls,
+    cap,
+    catalog,
     cli,
     consent,
+    custody,
+    payment,
+    provisioning,
     redemption,
+    redemption_input,
+    redemption_keys,
+    refunds,
+    revocation,
+    signing,
+    spend,
 )

@@ -108,8 +108,12 @@ async def every_call_carries_a_sound_attestation(ctx: OrchestratorContext) -> No
         if alg_ok and header.get("kid") in trusted:
             judged_signature = True
             try:
+                # The signature alone: a wrong typ is ORC-ATT-005's finding, not this one's.
                 jose.verify_signature(
-                    token, keys=trusted, algorithms=("EdDSA", "ES256"), typ="app-attestation+jwt"
+                    token,
+                    keys=trusted,
+                    algorithms=("EdDSA", "ES256"),
+                    typ=str(header.get("typ") or "app-attestation+jwt"),
                 )
                 verified = True
             except jose.JOSEError:
@@ -123,7 +127,7 @@ async def every_call_carries_a_sound_attestation(ctx: OrchestratorContext) -> No
         base = ctx.provider.base_url
         ctx.require(
             "ORC-ATT-007",
-            claims.get("aud") == base,
+            claims.get("aud") in (base, [base]),
             f"{raw.path}: aud {claims.get('aud')!r} is not {base!r}",
             evidence,
         )

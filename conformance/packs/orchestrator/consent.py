@@ -6,7 +6,10 @@ the authorization server (RFC 9728, RFC 8414), validates what it reads exactly, 
 the human an authorization URL with PKCE S256, state and the resource (RFC 8707); when the
 browser comes back to its redirect URI it exchanges the code with the verifier and the same
 resource. Adversarial variants are made by tampering with the suite's provider's answers
-for the length of one probe.
+for the length of one probe, or by the suite, playing the human's browser, altering what it
+brings back to the redirect URI. Documents the suite serves at made-up paths (a second PRM
+URL, a second authorization server) are synthesised by the tampering: the provider itself
+never changes.
 """
 
 from __future__ import annotations
@@ -15,17 +18,26 @@ import base64
 import contextlib
 import hashlib
 import json
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from conformance.adapters.orchestrator import OrchestratorContext, RawRequest
+from conformance import jose
+from conformance.adapters.orchestrator import OrchestratorContext, RawRequest, Tamper
 from conformance.checks import NotApplicable, Skipped, check
-from conformance.recorder import CliCall
+from conformance.recorder import CliCall, Exchange
 
 EXISTING_EMAIL = "existing@example.com"
 """An account the suite's provider already holds, never linked to the orchestrator."""
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+RETRY_BUDGET = 3
+"""How many times one add may send the call a provider keeps refusing with 401 or 403
+insufficient_scope: the 3 attempts MCP's conformance suite allows (auth/scope-retry-limit)."""
 
 
 @contextlib.contextmanager
@@ -42,9 +54,21 @@ def as_a_known_email(ctx: OrchestratorContext) -> Iterator[None]:
 
 async def ask_for_consent(ctx: OrchestratorContext) -> tuple[CliCall, dict[str, Any], int]:
     """Within `as_a_known_email`: add a service; the CLI call, its envelope and the recorder
-    mark before it."""
+    mark before it. When the provider did not answer the account request with a 401 (it
+    already links the orchestrator's identity to the account: an attestation whose sub is
+    not a fresh opaque id per user, ORC-ATT-010), there is no consent path to judge."""
     mark = ctx.recorder.mark
     call, envelope = await ctx.add("free")
+    asked = [
+        raw
+        for raw in ctx.received(mark, "/provisioning/account_requests")
+        if (exchange := ctx.exchange(raw)) is not None and exchange.status == 401
+    ]
+    if not asked:
+        raise Skipped(
+            "the provider asked for no consent: it already links this orchestrator identity "
+            "to the existing account (see ORC-ACC-001, ORC-ATT-010)"
+        )
     return call, envelope, mark
 
 
@@ -61,22 +85,120 @@ def query_of(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query, keep_blank_values=True)
 
 
+def with_query(url: str, **changes: str | None) -> str:
+    """`url` with query parameters replaced (a value of None removes the parameter)."""
+    parts = urlsplit(url)
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in changes]
+    pairs += [(k, v) for k, v in changes.items() if v is not None]
+    return urlunsplit(parts._replace(query=urlencode(pairs)))
+
+
 def gets(ctx: OrchestratorContext, since: int, path: str) -> list[RawRequest]:
     return [r for r in ctx.received(since) if r.method == "GET" and r.path == path]
 
 
-def rewrite_json(change: dict[str, Any]) -> Any:
+def well_known(identifier: str, suffix: str) -> str:
+    """RFC 9728 §3.1 / RFC 8414 §3.1: the well-known segment goes between host and path."""
+    parts = urlsplit(identifier)
+    path = "" if parts.path == "/" else parts.path
+    return f"{parts.scheme}://{parts.netloc}/.well-known/{suffix}{path}"
+
+
+DROP = object()
+"""A value for `rewrite_json` that removes the member instead."""
+
+
+def rewrite_json(change: dict[str, Any]) -> Tamper:
     def rule(
         status: int, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         document = json.loads(body)
         document.update(change)
+        for name in [name for name, value in change.items() if value is DROP]:
+            del document[name]
         return status, headers, json.dumps(document).encode()
 
     return rule
 
 
-@check("ORC-CNS-001", "ORC-CNS-005", "ORC-CNS-010")
+def serve_json(document: dict[str, Any]) -> Tamper:
+    """Answer 200 with `document`, whatever the provider would have answered on that path."""
+
+    def rule(
+        status: int, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"content-type": "application/json"}, json.dumps(document).encode()
+
+    return rule
+
+
+def redirect_to(location: str) -> Tamper:
+    def rule(
+        status: int, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        return 302, {"location": location, "content-type": "text/plain"}, b""
+
+    return rule
+
+
+def challenge_naming(url: str) -> Tamper:
+    """A consent_required 401 whose resource_metadata (header and body alike) names `url`."""
+
+    def rule(
+        status: int, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        if status != 401:
+            return status, headers, body
+        header = headers.get("www-authenticate", "")
+        if "resource_metadata=" in header:
+            header = re.sub(r'resource_metadata="[^"]*"', f'resource_metadata="{url}"', header)
+        else:
+            header = f'Bearer resource_metadata="{url}"'
+        headers["www-authenticate"] = header
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and "resource_metadata" in document:
+            document["resource_metadata"] = url
+            body = json.dumps(document).encode()
+        return status, headers, body
+
+    return rule
+
+
+@contextlib.contextmanager
+def tampering(ctx: OrchestratorContext, *rules: tuple[str, Tamper]) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for suffix, rule in rules:
+            stack.enter_context(ctx.tampered(suffix, rule))
+        yield
+
+
+async def document_at(ctx: OrchestratorContext, url: str) -> dict[str, Any]:
+    """One of the suite's provider's own metadata documents, as the provider serves it."""
+    answer, _ = await ctx.get(url)
+    document = answer.json() if answer.status_code == 200 else None
+    if not isinstance(document, dict):
+        raise Skipped(f"the suite's provider did not serve {url} ({answer.status_code})")
+    return document
+
+
+async def probe(
+    ctx: OrchestratorContext, *rules: tuple[str, Tamper]
+) -> tuple[CliCall, dict[str, Any], int]:
+    """One consent attempt as a fresh user with a known email, under `rules`."""
+    with tampering(ctx, *rules), as_a_known_email(ctx):
+        return await ask_for_consent(ctx)
+
+
+def handed_over(envelope: dict[str, Any], endpoint: str) -> bool:
+    """Whether the agent got an authorization URL built on `endpoint`."""
+    url = consent_url(envelope)
+    return bool(url and endpoint and url.startswith(endpoint))
+
+
+@check("ORC-CNS-001", "ORC-CNS-005", "ORC-CNS-010", "ORC-CNS-015")
 async def consent_path_is_discovered_and_handed_to_the_human(ctx: OrchestratorContext) -> None:
     provider = ctx.provider
     with as_a_known_email(ctx):
@@ -120,29 +242,115 @@ async def consent_path_is_discovered_and_handed_to_the_human(ctx: OrchestratorCo
         f"login_hint: {problems or 'no consent URL at all'}",
         call,
     )
+    if url:
+        ctx.require(
+            "ORC-CNS-015",
+            query.get("response_type") == ["code"],
+            f"the authorization request must use response_type=code (RFC 9700 §2.1.2), "
+            f"not {query.get('response_type')}",
+            call,
+        )
+    else:
+        ctx.cannot_judge("ORC-CNS-015", "the orchestrator handed over no authorization URL")
+    await _metadata_comes_from_the_challenge_url(ctx)
+    await _authorization_server_comes_from_the_prm(ctx)
 
 
-@check("ORC-CNS-006")
+async def _metadata_comes_from_the_challenge_url(ctx: OrchestratorContext) -> None:
+    """ORC-CNS-001 where the challenge names a URL other than the well-known one: an
+    orchestrator that builds the RFC 9728 well-known URL itself is caught only here."""
+    provider = ctx.provider
+    prm = await document_at(ctx, provider.prm_url)
+    named = provider.base_url + "metadata/resource.json"
+    call, _, mark = await probe(
+        ctx,
+        ("/provisioning/account_requests", challenge_naming(named)),
+        (urlsplit(named).path, serve_json(prm)),
+    )
+    elsewhere = [
+        r.path
+        for r in ctx.received(mark)
+        if r.method == "GET" and r.path.startswith("/.well-known/oauth-protected-resource")
+    ]
+    ctx.require(
+        "ORC-CNS-001",
+        bool(gets(ctx, mark, urlsplit(named).path)) and not elsewhere,
+        f"with resource_metadata={named!r} in the challenge the orchestrator must fetch that "
+        f"URL and no other PRM; it also fetched {elsewhere}",
+        call,
+    )
+
+
+async def _authorization_server_comes_from_the_prm(ctx: OrchestratorContext) -> None:
+    """ORC-CNS-010 with a PRM naming a second authorization server: an orchestrator that
+    assumes the authorization server sits at the resource is caught only here."""
+    provider = ctx.provider
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(provider.base_url))
+    issuer = origin + "/authorization/second"
+    metadata = await document_at(ctx, provider.as_metadata_url)
+    metadata_url = well_known(issuer, "oauth-authorization-server")
+    call, _, mark = await probe(
+        ctx,
+        (urlsplit(provider.prm_url).path, rewrite_json({"authorization_servers": [issuer]})),
+        (urlsplit(metadata_url).path, serve_json({**metadata, "issuer": issuer})),
+    )
+    ctx.require(
+        "ORC-CNS-010",
+        bool(gets(ctx, mark, urlsplit(metadata_url).path)),
+        f"with authorization_servers [{issuer!r}] in the PRM the orchestrator must fetch "
+        f"{metadata_url}",
+        call,
+    )
+
+
+async def browse_to_the_redirect(ctx: OrchestratorContext, url: str) -> tuple[str, Exchange]:
+    """Play the human: approve at the provider; where its redirect points, and the approval."""
+    answer, approval = await ctx.get(url)
+    location = answer.headers.get("location", "")
+    if answer.status_code not in (302, 303) or not location:
+        raise Skipped(f"the provider did not redirect the approval ({answer.status_code})")
+    return location, approval
+
+
+async def consent_to_the_redirect(ctx: OrchestratorContext) -> tuple[str, str, Exchange]:
+    """Within `as_a_known_email`: the authorization URL handed over, where the approval
+    redirects the browser, and the approval exchange."""
+    _, envelope, _ = await ask_for_consent(ctx)
+    url = consent_url(envelope)
+    if not url:
+        raise Skipped("the orchestrator handed over no consent URL (see ORC-CNS-005)")
+    location, approval = await browse_to_the_redirect(ctx, url)
+    return url, location, approval
+
+
+def token_requests(ctx: OrchestratorContext, since: int) -> list[RawRequest]:
+    return [r for r in ctx.received(since, "/oauth/token") if r.method == "POST"]
+
+
+def form_of(raw: RawRequest) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(raw.body.decode("latin-1")).items()}
+
+
+def is_loopback_or_https(url: str) -> bool:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS)
+
+
+@check("ORC-CNS-006", "ORC-CNS-016")
 async def the_code_is_exchanged_with_the_verifier_and_the_same_resource(
     ctx: OrchestratorContext,
 ) -> None:
     with as_a_known_email(ctx):
-        _, envelope, _ = await ask_for_consent(ctx)
-        url = consent_url(envelope)
-        if not url:
-            raise Skipped("the orchestrator handed over no consent URL (see ORC-CNS-005)")
-        # The suite plays the human's browser: approve at the provider, follow the redirect.
-        answer, approval = await ctx.get(url)
-        location = answer.headers.get("location", "")
-        if answer.status_code not in (302, 303) or not location:
-            raise Skipped(f"the provider did not redirect the approval ({answer.status_code})")
+        url, location, approval = await consent_to_the_redirect(ctx)
         mark = ctx.recorder.mark
         await ctx.get(location)
-    tokens = [r for r in ctx.received(mark, "/oauth/token") if r.method == "POST"]
+    tokens = token_requests(ctx, mark)
     if not tokens:
         ctx.require("ORC-CNS-006", False, "the redirect back led to no token request", approval)
+        ctx.cannot_judge("ORC-CNS-016", "the redirect back led to no token request")
         return
-    form = {k: v[0] for k, v in parse_qs(tokens[-1].body.decode("latin-1")).items()}
+    form = form_of(tokens[-1])
     asked = query_of(url)
     challenge = (asked.get("code_challenge") or [""])[0]
     verifier = form.get("code_verifier", "")
@@ -158,12 +366,68 @@ async def the_code_is_exchanged_with_the_verifier_and_the_same_resource(
             f"resource {form.get('resource')!r} differs from the authorization request's "
             f"{requested!r}"
         )
+    evidence = ctx.exchange(tokens[-1])
     ctx.require(
-        "ORC-CNS-006",
-        not problems,
-        f"the token request after consent: {problems}",
-        ctx.exchange(tokens[-1]),
+        "ORC-CNS-006", not problems, f"the token request after consent: {problems}", evidence
     )
+    redirect = (asked.get("redirect_uri") or [""])[0]
+    ctx.require(
+        "ORC-CNS-016",
+        bool(redirect) and is_loopback_or_https(redirect) and form.get("redirect_uri") == redirect,
+        f"the authorization request's redirect_uri {redirect!r} must be https or loopback and "
+        f"identical to the token request's {form.get('redirect_uri')!r}",
+        approval,
+        evidence,
+    )
+
+
+@check("ORC-CNS-007", "ORC-CNS-009")
+async def a_forged_authorization_response_gets_no_token_request(ctx: OrchestratorContext) -> None:
+    """The suite, as the browser, brings back the approval with the state dropped or altered
+    (RFC 6749 §10.12) or with another authorization server's iss (RFC 9207 §2.4)."""
+    other = ctx.target.other_provider
+    with as_a_known_email(ctx):
+        _, location, approval = await consent_to_the_redirect(ctx)
+        state = (query_of(location).get("state") or [""])[0]
+        forged = [with_query(location, state=None), with_query(location, state=state + "x")]
+        mark = ctx.recorder.mark
+        for variant in forged:
+            await ctx.get(variant)
+        followed = token_requests(ctx, mark)
+        ctx.require(
+            "ORC-CNS-007",
+            not followed,
+            "a redirect with its state dropped or altered led to a token request",
+            approval,
+            *(ctx.exchange(r) for r in followed[:1]),
+        )
+        control = ctx.recorder.mark
+        await ctx.get(location)
+        works = bool(token_requests(ctx, control))
+    if not followed and not works:
+        ctx.cannot_judge(
+            "ORC-CNS-007", "the genuine redirect led to no token request either (see ORC-CNS-006)"
+        )
+    if other is None:
+        ctx.cannot_judge("ORC-CNS-009", "the run serves no second authorization server")
+        return
+    with as_a_known_email(ctx):
+        _, location, approval = await consent_to_the_redirect(ctx)
+        mark = ctx.recorder.mark
+        await ctx.get(with_query(location, iss=other.issuer))
+        mixed_up = token_requests(ctx, mark)
+    ctx.require(
+        "ORC-CNS-009",
+        not mixed_up,
+        f"a redirect naming another authorization server's iss ({other.issuer!r}) led to a "
+        "token request",
+        approval,
+        *(ctx.exchange(r) for r in mixed_up[:1]),
+    )
+    if not mixed_up and not works:
+        ctx.cannot_judge(
+            "ORC-CNS-009", "the genuine redirect led to no token request either (see ORC-CNS-006)"
+        )
 
 
 @check("ORC-CNS-002", "ORC-CNS-003", "ORC-CNS-004")
@@ -171,8 +435,11 @@ async def tampered_discovery_ends_the_consent_path(ctx: OrchestratorContext) -> 
     provider = ctx.provider
     prm_path = urlsplit(provider.prm_url).path
     as_path = urlsplit(provider.as_metadata_url).path
-    answer, _ = await ctx.get(provider.as_metadata_url)
-    authorize = str((answer.json() or {}).get("authorization_endpoint", ""))
+    authorize = str(
+        (await document_at(ctx, provider.as_metadata_url)).get("authorization_endpoint", "")
+    )
+    judged: set[str] = set()
+    unread: dict[str, str] = {}
     for requirement, path, change, why in (
         (
             "ORC-CNS-002",
@@ -190,18 +457,273 @@ async def tampered_discovery_ends_the_consent_path(ctx: OrchestratorContext) -> 
             "ORC-CNS-004",
             as_path,
             {"code_challenge_methods_supported": ["plain"]},
-            "an authorization server without PKCE S256",
+            "an authorization server offering PKCE plain only",
+        ),
+        (
+            "ORC-CNS-004",
+            as_path,
+            {"code_challenge_methods_supported": DROP},
+            "an authorization server that names no code_challenge_methods_supported",
         ),
     ):
-        with ctx.tampered(path, rewrite_json(change)), as_a_known_email(ctx):
-            call, envelope, _ = await ask_for_consent(ctx)
-        url = consent_url(envelope)
+        call, envelope, mark = await probe(ctx, (path, rewrite_json(change)))
+        if handed_over(envelope, authorize) and not gets(ctx, mark, path):
+            # It never read the tampered document (a cache): nothing to judge it on.
+            unread.setdefault(requirement, path)
+            continue
+        judged.add(requirement)
         ctx.require(
             requirement,
-            not (url and authorize and url.startswith(authorize)),
+            not handed_over(envelope, authorize),
             f"after {why} the orchestrator still handed over an authorization URL",
             call,
         )
+    for requirement, path in unread.items():
+        if requirement not in judged:
+            ctx.cannot_judge(requirement, f"the orchestrator did not fetch {path} again")
+
+
+@check("ORC-CNS-011")
+async def a_new_metadata_url_is_fetched_and_validated_again(ctx: OrchestratorContext) -> None:
+    """RFC 9728 §5.2: a later 401 names another resource_metadata URL, whose document names
+    another resource; the earlier, valid document must not stand in for it."""
+    provider = ctx.provider
+    authorize = str(
+        (await document_at(ctx, provider.as_metadata_url)).get("authorization_endpoint", "")
+    )
+    prm = await document_at(ctx, provider.prm_url)
+    wrong = {**prm, "resource": provider.base_url + "elsewhere/"}
+    prm_path = urlsplit(provider.prm_url).path
+    _, envelope, _ = await probe(ctx, (prm_path, serve_json(wrong)))
+    if handed_over(envelope, authorize):
+        raise Skipped("blocked by ORC-CNS-002: a mismatched resource is not refused even once")
+    second = provider.base_url + "metadata/rotated.json"
+    with as_a_known_email(ctx):
+        _, first, _ = await ask_for_consent(ctx)
+        if not handed_over(first, authorize):
+            raise Skipped("the orchestrator handed over no authorization URL (see ORC-CNS-005)")
+        with tampering(
+            ctx,
+            ("/provisioning/account_requests", challenge_naming(second)),
+            (urlsplit(second).path, serve_json(wrong)),
+        ):
+            call, envelope, mark = await ask_for_consent(ctx)
+    fetched = bool(gets(ctx, mark, urlsplit(second).path))
+    ctx.require(
+        "ORC-CNS-011",
+        fetched and not handed_over(envelope, authorize),
+        f"a later challenge named {second!r}, whose document names another resource; the "
+        + (
+            "orchestrator fetched it but still handed over an authorization URL"
+            if fetched
+            else "orchestrator did not fetch it"
+        ),
+        call,
+    )
+
+
+def _resource_variants(base: str) -> list[tuple[str, str]]:
+    parts = urlsplit(base)
+    return [
+        (base.rstrip("/") if base.endswith("/") else base + "/", "a trailing slash"),
+        (urlunsplit(parts._replace(path=parts.path.upper())), "the letter case of the path"),
+        (urlunsplit(parts._replace(scheme=parts.scheme.upper())), "the letter case of the scheme"),
+    ]
+
+
+@check("ORC-CNS-013")
+async def resource_and_issuer_compare_code_point_by_code_point(ctx: OrchestratorContext) -> None:
+    """Near misses a normalising or case-folding comparison lets through (RFC 9728 §3.3,
+    RFC 8414 §3.3). A gross mismatch is probed first: an orchestrator that accepts even that
+    fails ORC-CNS-002 / ORC-CNS-003, and how it compares cannot be told."""
+    provider = ctx.provider
+    other = ctx.target.other_provider
+    if other is None:
+        raise Skipped("the run serves no second provider to take a foreign identifier from")
+    authorize = str(
+        (await document_at(ctx, provider.as_metadata_url)).get("authorization_endpoint", "")
+    )
+    prm_path = urlsplit(provider.prm_url).path
+    as_path = urlsplit(provider.as_metadata_url).path
+    for member, path, genuine, foreign, blocker in (
+        ("resource", prm_path, provider.base_url, other.base_url, "ORC-CNS-002"),
+        ("issuer", as_path, provider.issuer, other.issuer, "ORC-CNS-003"),
+    ):
+        _, envelope, _ = await probe(ctx, (path, rewrite_json({member: foreign})))
+        if handed_over(envelope, authorize):
+            ctx.cannot_judge(
+                "ORC-CNS-013", f"blocked by {blocker}: even another provider's {member} is accepted"
+            )
+            return
+        for variant, differs in _resource_variants(genuine):
+            call, envelope, _ = await probe(ctx, (path, rewrite_json({member: variant})))
+            ctx.require(
+                "ORC-CNS-013",
+                not handed_over(envelope, authorize),
+                f"a {member} {variant!r} that differs from {genuine!r} only in {differs} did "
+                "not end the consent path",
+                call,
+            )
+
+
+@check("ORC-CNS-012")
+async def unsafe_authorization_endpoints_are_refused(ctx: OrchestratorContext) -> None:
+    """CVE-2025-6514 class: the authorization_endpoint is what the human's browser (or a
+    shell) will open. Each hostile value must end the consent path, never become the URL."""
+    provider = ctx.provider
+    as_path = urlsplit(provider.as_metadata_url).path
+    for hostile in (
+        "javascript:alert(document.domain)//",
+        "file:///etc/passwd",
+        "data:text/html,<script>alert(1)</script>",
+        "http://198.51.100.7/oauth/authorize",
+    ):
+        call, envelope, _ = await probe(
+            ctx, (as_path, rewrite_json({"authorization_endpoint": hostile}))
+        )
+        url = consent_url(envelope)
+        ctx.require(
+            "ORC-CNS-012",
+            not url.startswith(hostile) and (not url or is_loopback_or_https(url)),
+            f"with authorization_endpoint {hostile!r} the orchestrator handed over {url!r}",
+            call,
+        )
+
+
+class Refusing:
+    """Answers every call with `status` `error` and a Bearer challenge, and with a plain 400
+    once the call has come back twice the retry budget: a looping orchestrator is stopped
+    and counted rather than left running."""
+
+    def __init__(self, status: int, error: str, prm_url: str) -> None:
+        self.status, self.error, self.prm_url = status, error, prm_url
+        self.answered = 0
+
+    def __call__(
+        self, status: int, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        self.answered += 1
+        json_type = {"content-type": "application/json"}
+        if self.answered > 2 * RETRY_BUDGET:
+            stop = {"status": "error", "error": {"code": "invalid_request", "message": "stop"}}
+            return 400, json_type, json.dumps(stop).encode()
+        challenge = (
+            f'Bearer error="{self.error}", scope="provisioning", resource_metadata="{self.prm_url}"'
+        )
+        refusal = {"status": "error", "error": {"code": self.error, "message": "refused"}}
+        return (
+            self.status,
+            {**json_type, "www-authenticate": challenge},
+            json.dumps(refusal).encode(),
+        )
+
+
+@check("ORC-CNS-014")
+async def repeated_auth_refusals_end_in_a_reported_failure(ctx: OrchestratorContext) -> None:
+    """The provider refuses every resource creation, with 403 insufficient_scope and then
+    with 401 invalid_token: the add must give up after a few attempts and say so."""
+    for status, error in ((403, "insufficient_scope"), (401, "invalid_token")):
+        email = f"provspec+{secrets.token_hex(4)}@example.com"
+        ctx.cli("init", "--new-user", "--email", email, "--accept-tos")
+        mark = ctx.recorder.mark
+        with ctx.tampered("/provisioning/resources", Refusing(status, error, ctx.provider.prm_url)):
+            call, envelope = await ctx.add("free")
+        attempts = [r for r in ctx.received(mark, "/provisioning/resources") if r.method == "POST"]
+        if not attempts:
+            raise Skipped("the orchestrator sent no resource creation to be refused")
+        ctx.require(
+            "ORC-CNS-014",
+            len(attempts) <= RETRY_BUDGET and envelope.get("ok") is False,
+            f"answered {status} {error} every time, the orchestrator sent {len(attempts)} "
+            f"creation requests (at most {RETRY_BUDGET}) and its add answered ok "
+            f"{envelope.get('ok')!r} (must be false)",
+            call,
+            *(ctx.exchange(r) for r in attempts[RETRY_BUDGET : RETRY_BUDGET + 1]),
+        )
+
+
+@check("ORC-CNS-017")
+async def metadata_redirects_are_checked_hop_by_hop(ctx: OrchestratorContext) -> None:
+    """The PRM, then the authorization server metadata, answers 302 to a URL with userinfo:
+    a hop any SSRF policy refuses. It points back at the suite, so following it shows."""
+    provider = ctx.provider
+    parts = urlsplit(provider.base_url)
+    for name, path in (
+        ("protected resource metadata", urlsplit(provider.prm_url).path),
+        ("authorization server metadata", urlsplit(provider.as_metadata_url).path),
+    ):
+        hop = f"{parts.path}metadata/hop-{secrets.token_hex(3)}.json"
+        target = f"{parts.scheme}://provspec@{parts.netloc}{hop}"
+        call, _, mark = await probe(ctx, (path, redirect_to(target)))
+        followed = gets(ctx, mark, hop)
+        ctx.require(
+            "ORC-CNS-017",
+            not followed,
+            f"the {name} redirected to {target!r} and the orchestrator followed",
+            call,
+            *(ctx.exchange(r) for r in followed[:1]),
+        )
+
+
+@check("ORC-CNS-018")
+async def a_token_for_another_resource_is_neither_kept_nor_forwarded(
+    ctx: OrchestratorContext,
+) -> None:
+    """The token endpoint answers the consent's code with a JWT access token (RFC 9068)
+    whose aud is the other provider. The orchestrator must drop it: the next add must not
+    present it anywhere."""
+    provider = ctx.provider
+    other = ctx.target.other_provider
+    if other is None:
+        raise Skipped("the run serves no second provider to address the token to")
+    now = int(time.time())
+    foreign = jose.sign(
+        {
+            "iss": provider.issuer,
+            "aud": other.base_url,
+            "sub": "acct_provspec",
+            "client_id": ctx.issuer or "provspec",
+            "scope": "provisioning",
+            "iat": now,
+            "exp": now + 3600,
+            "jti": secrets.token_urlsafe(12),
+        },
+        provider.signing_key,
+        typ="at+jwt",
+    )
+
+    def misaddressed(
+        status: int, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        document = json.loads(body) if status == 200 else None
+        if isinstance(document, dict) and "access_token" in document:
+            document["access_token"] = foreign
+            body = json.dumps(document).encode()
+        return status, headers, body
+
+    with as_a_known_email(ctx):
+        _, location, approval = await consent_to_the_redirect(ctx)
+        mark = ctx.recorder.mark
+        with ctx.tampered("/oauth/token", misaddressed):
+            await ctx.get(location)
+        if not token_requests(ctx, mark):
+            raise Skipped("the redirect back led to no token request (see ORC-CNS-006)")
+        after = ctx.recorder.mark
+        call, _ = await ctx.add("free")
+    carried = [
+        r
+        for r in ctx.received(after, provider=None)
+        if foreign in r.body.decode("latin-1") or any(foreign in v for v in r.headers.values())
+    ]
+    ctx.require(
+        "ORC-CNS-018",
+        not carried,
+        f"the access token addressed to {other.base_url!r} was presented afterwards "
+        f"({', '.join(f'{r.method} {r.path}' for r in carried[:3])})",
+        approval,
+        call,
+        *(ctx.exchange(r) for r in carried[:1]),
+    )
 
 
 @check("ORC-CNS-008")
@@ -209,21 +731,17 @@ async def urls_from_the_challenge_pass_the_ssrf_policy(ctx: OrchestratorContext)
     if ctx.profile != "app-next":
         raise NotApplicable("in 0.1d the orchestrator hands the requires_auth URL over unfetched")
     provider = ctx.provider
-    parts = urlsplit(provider.prm_url)
+    parts = urlsplit(provider.base_url)
     # Userinfo in front of the host is the classic way to make a URL look like one host and
     # reach another; any SSRF policy refuses it. It points back at the suite, so a fetch shows.
-    hostile = f"{parts.scheme}://provspec@{parts.netloc}{parts.path}"
-
-    def challenge(
-        status: int, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        if status == 401:
-            headers["www-authenticate"] = f'Bearer resource_metadata="{hostile}"'
-        return status, headers, body
-
-    with ctx.tampered("/provisioning/account_requests", challenge), as_a_known_email(ctx):
-        call, _, mark = await ask_for_consent(ctx)
-    fetched = gets(ctx, mark, parts.path)
+    path = f"{parts.path}metadata/userinfo.json"
+    hostile = f"{parts.scheme}://provspec@{parts.netloc}{path}"
+    call, _, mark = await probe(
+        ctx,
+        ("/provisioning/account_requests", challenge_naming(hostile)),
+        (path, serve_json(await document_at(ctx, provider.prm_url))),
+    )
+    fetched = gets(ctx, mark, path)
     ctx.require(
         "ORC-CNS-008",
         not fetched,

@@ -1,0 +1,530 @@
+"""The spend cap as the provider meets it at the redemption endpoint, and as the orchestrator
+reports it: DESIGN.md §2 app-next item 5 (10000 minor units USD per user and provider per
+calendar month UTC, succeeded redemptions minus refunds, refused atomically).
+
+Checks that need another month move the embedded orchestrator's clock and get their payment
+tokens minted at that time (`_money.shifted_mint`); against an orchestrator whose clock the
+suite cannot move they are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from conformance.adapters.orchestrator import (
+    OTHER_PROVIDER_NAME,
+    PROVIDER_NAME,
+    OrchestratorContext,
+)
+from conformance.checks import Skipped, check
+from conformance.packs.orchestrator._money import (
+    Answer,
+    cap_figures,
+    living_at,
+    max_amount,
+    mint,
+    minted_token,
+    next_month,
+    redeem,
+    refund,
+    shifted_mint,
+    shifted_token,
+    signer_of,
+    usable,
+)
+from conformance.packs.orchestrator.redemption import fresh_user
+from conformance.recorder import CliCall, Exchange
+
+DEFAULT_LIMIT = 10_000
+CHARGE = 6000
+"""More than half the default cap: two such charges never fit in one month."""
+
+
+def _cap_refused(answer: Answer) -> bool:
+    """Refused by the cap, whatever the status (ORC-CAP-001 judges the status)."""
+    return answer.status >= 400 and answer.code == "spend_cap_exceeded"
+
+
+def _limit(answer: Answer) -> int:
+    limit = answer.cap.get("limit")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else DEFAULT_LIMIT
+
+
+def _now(ctx: OrchestratorContext) -> datetime:
+    return datetime.fromtimestamp(ctx.now(), UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- ORC-CAP-002: concurrency ------------------------------------------------------------------
+
+
+@check("ORC-CAP-002")
+async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -> None:
+    """Rounds of N concurrent redemptions, each bigger than half of what is left: exactly one
+    may succeed, and the refused ones charge nothing. Between rounds the winner is refunded,
+    so every round starts from the whole cap; an orchestrator whose refunds do not restore it
+    gets smaller amounts, then a new user. Tokens the cap refused serve the next round."""
+    width = max(2, ctx.target.config.concurrent_redemptions)
+    rounds = max(1, ctx.target.config.concurrency_rounds)
+    fresh_user(ctx)
+    pool: list[str] = []
+    limit, spent = DEFAULT_LIMIT, 0  # the month's spend before the round
+    for number in range(1, rounds + 1):
+        if limit - spent < 1:
+            fresh_user(ctx)
+            pool, limit, spent = [], DEFAULT_LIMIT, 0
+        left = limit - spent
+        amount = CHARGE if left == DEFAULT_LIMIT else left // 2 + 1
+        tokens = [t for t in pool if (max_amount(t) or 0) >= amount][:width]
+        while len(tokens) < width:
+            tokens.append(await minted_token(ctx))
+        answers = await asyncio.gather(*(redeem(ctx, t, amount) for t in tokens))
+        won = [a for a in answers if a.status == 201]
+        if not ctx.require(
+            "ORC-CAP-002",
+            len(won) == 1,
+            f"round {number}: {len(won)} of {width} concurrent redemptions of {amount} with "
+            f"{left} left under the cap succeeded; exactly one may",
+            *(a.exchange for a in (won or answers)[:3]),
+        ):
+            return
+        winner = won[0]
+        if isinstance(winner.spent, int) and isinstance(winner.cap.get("limit"), int):
+            limit = winner.cap["limit"]
+            ctx.require(
+                "ORC-CAP-002",
+                winner.spent == spent + amount and winner.spent <= limit,
+                f"round {number}: after one charge of {amount} on {spent}, the month's spend is "
+                f"{winner.spent} (cap {limit}): refused redemptions were charged",
+                winner.exchange,
+            )
+        spent += amount
+        pool = [t for t, a in zip(tokens, answers, strict=True) if a.code == "spend_cap_exceeded"]
+        back = await refund(ctx, winner.document.get("id"), amount)
+        if back is not None and back.status == 201 and isinstance(back.spent, int):
+            # Refunded (spent - amount), or kept by an orchestrator whose refunds do not
+            # restore the cap (ORC-CAP-005's matter): anything else was charged by a refusal.
+            ctx.require(
+                "ORC-CAP-002",
+                back.spent in (spent - amount, spent),
+                f"round {number}: after refunding the one charge of {amount}, the month's "
+                f"spend is {back.spent}, not {spent - amount}: refused redemptions were charged",
+                winner.exchange,
+                back.exchange,
+            )
+            spent = back.spent
+
+
+# --- ORC-CAP-003, -004, -015: whose cap, how big ---------------------------------------------
+
+
+async def _charge(ctx: OrchestratorContext, amount: int, provider: str = PROVIDER_NAME) -> Answer:
+    answer = await redeem(
+        ctx, await minted_token(ctx, provider=provider), amount, signer=signer_of(ctx, provider)
+    )
+    if answer.status != 201:
+        raise Skipped(f"could not redeem {amount} at {provider} ({answer.shown()})")
+    return answer
+
+
+@check("ORC-CAP-003")
+async def the_default_cap_is_10000_usd_a_month_per_user(ctx: OrchestratorContext) -> None:
+    fresh_user(ctx)
+    first = await _charge(ctx, 100)
+    cap = first.cap
+    ctx.require(
+        "ORC-CAP-003",
+        (cap.get("limit"), cap.get("currency"), cap.get("interval"))
+        == (DEFAULT_LIMIT, "usd", "month"),
+        f"a new user's cap is {cap.get('limit')!r} {cap.get('currency')!r} per "
+        f"{cap.get('interval')!r}, not 10000 usd per month",
+        first.exchange,
+    )
+    fresh_user(ctx)
+    second = await _charge(ctx, 200)
+    ctx.require(
+        "ORC-CAP-003",
+        second.spent == 200 and second.cap.get("limit") == DEFAULT_LIMIT,
+        f"another new user's first charge of 200 left the month's spend at {second.spent} "
+        f"of {second.cap.get('limit')}: the cap is not per user",
+        first.exchange,
+        second.exchange,
+    )
+
+
+@check("ORC-CAP-004")
+async def spending_the_cap_at_one_provider_leaves_another_untouched(
+    ctx: OrchestratorContext,
+) -> None:
+    fresh_user(ctx)
+    first = await _charge(ctx, CHARGE)
+    rest = first.cap.get("remaining")
+    if isinstance(rest, int) and rest > 0:  # the rest of the cap too, where it can be had
+        await redeem(ctx, await minted_token(ctx), rest)
+    made = await mint(ctx, "gpu", OTHER_PROVIDER_NAME)
+    if made.cap_refused:
+        ctx.require(
+            "ORC-CAP-004",
+            False,
+            f"with the cap spent at {PROVIDER_NAME}, the orchestrator refused to pay at "
+            f"{OTHER_PROVIDER_NAME}: {made.error_code}",
+            first.exchange,
+            made.call,
+        )
+        return
+    if made.token is None:
+        raise Skipped(f"no payment token reached {OTHER_PROVIDER_NAME} ({made.error_code})")
+    other = signer_of(ctx, OTHER_PROVIDER_NAME)
+    there = await redeem(ctx, usable(ctx, made.token, OTHER_PROVIDER_NAME), CHARGE, signer=other)
+    ctx.require(
+        "ORC-CAP-004",
+        there.status == 201 and there.spent == CHARGE,
+        f"with the cap spent at {PROVIDER_NAME}, a charge of {CHARGE} at {OTHER_PROVIDER_NAME} "
+        f"got {there.shown()} and a month's spend of {there.spent}, not {CHARGE}",
+        first.exchange,
+        there.exchange,
+    )
+
+
+@check("ORC-CAP-015", profiles=["app-next"])
+async def spending_at_one_provider_leaves_anothers_figures(ctx: OrchestratorContext) -> None:
+    fresh_user(ctx)
+    before_call, before = ctx.cli("billing")
+    theirs_before = cap_figures(before, OTHER_PROVIDER_NAME)
+    mine_before = cap_figures(before, PROVIDER_NAME)
+    if theirs_before is None or mine_before is None:
+        raise Skipped("the billing command reports no cap figures per provider (ORC-CAP-014)")
+    charged = await _charge(ctx, CHARGE)
+    after_call, after = ctx.cli("billing")
+    theirs_after = cap_figures(after, OTHER_PROVIDER_NAME) or {}
+    if cap_figures(after, PROVIDER_NAME) == mine_before:
+        raise Skipped(f"billing shows no change at {PROVIDER_NAME} after a charge (ORC-CAP-014)")
+    changed = {
+        name: (theirs_before.get(name), theirs_after.get(name))
+        for name in ("limit", "spent", "remaining")
+        if theirs_before.get(name) != theirs_after.get(name)
+    }
+    ctx.require(
+        "ORC-CAP-015",
+        not changed,
+        f"after a charge of {CHARGE} at {PROVIDER_NAME}, billing changed {OTHER_PROVIDER_NAME}'s "
+        f"figures (before, after): {changed}",
+        before_call,
+        charged.exchange,
+        after_call,
+    )
+
+
+# --- ORC-CAP-009: exactly at the cap -----------------------------------------------------------
+
+
+@check("ORC-CAP-009")
+async def the_cap_can_be_spent_exactly_and_not_by_one_unit_more(
+    ctx: OrchestratorContext,
+) -> None:
+    fresh_user(ctx)
+    # Minted while the whole cap is left: the orchestrator mints nothing once it is spent.
+    spares = [await minted_token(ctx), await minted_token(ctx)]
+    answer = await _charge(ctx, CHARGE)
+    for _ in range(8):
+        limit, left = answer.cap.get("limit"), answer.cap.get("remaining")
+        if not isinstance(limit, int) or not isinstance(left, int):
+            raise Skipped("the redemption answer carries no cap figures (see ORC-RED-011)")
+        if left == 0:
+            break
+        payment = await minted_token(ctx)
+        amount = min(max_amount(payment) or left, left)
+        answer = await redeem(ctx, payment, amount)
+        if amount == left:
+            if not ctx.require(
+                "ORC-CAP-009",
+                answer.status == 201 and answer.spent == limit,
+                f"a redemption of {amount} that brings the month's spend to exactly the cap of "
+                f"{limit} must succeed, got {answer.shown()} (spent {answer.spent})",
+                answer.exchange,
+            ):
+                return
+        elif answer.status != 201:
+            raise Skipped(f"could not spend toward the cap ({answer.shown()})")
+    else:
+        raise Skipped("could not spend the cap in eight redemptions")
+    limit = answer.cap["limit"]
+    over = await redeem(ctx, spares[0], 1)
+    ctx.require(
+        "ORC-CAP-009",
+        over.status == 402 and over.code == "spend_cap_exceeded",
+        f"1 minor unit more than the cap must get 402 spend_cap_exceeded, got {over.shown()}",
+        over.exchange,
+    )
+    # The refusal charged nothing: asked again, the orchestrator still counts exactly the cap.
+    again = await redeem(ctx, spares[1], 1)
+    if isinstance(again.spent, int):
+        ctx.require(
+            "ORC-CAP-009",
+            again.status != 201 and again.spent == limit,
+            f"after a refused redemption of 1 at the cap, another got {again.shown()} with the "
+            f"month's spend at {again.spent}, not {limit}",
+            over.exchange,
+            again.exchange,
+        )
+
+
+# --- ORC-CAP-011: minted is not spent ----------------------------------------------------------
+
+
+@check("ORC-CAP-011")
+async def unredeemed_and_expired_tokens_do_not_lower_the_cap(ctx: OrchestratorContext) -> None:
+    fresh_user(ctx)
+    first = await minted_token(ctx)
+    idle = await mint(ctx)  # minted, never redeemed
+    if idle.cap_refused:
+        ctx.require(
+            "ORC-CAP-011",
+            False,
+            "a second payment token was refused at mint: the first, not redeemed, lowered the cap",
+            idle.call,
+        )
+        return
+    last = await minted_token(ctx)
+    charged = await redeem(ctx, first, CHARGE)
+    if charged.status != 201 or not isinstance(charged.cap.get("limit"), int):
+        raise Skipped(f"could not redeem a first charge with figures ({charged.shown()})")
+    rest = charged.cap["limit"] - CHARGE - 1
+    more = await redeem(ctx, last, rest)
+    ctx.require(
+        "ORC-CAP-011",
+        charged.spent == CHARGE and more.status == 201 and more.spent == CHARGE + rest,
+        f"with two more payment tokens minted and not redeemed, a charge of {CHARGE} left the "
+        f"spend at {charged.spent}, and {rest} more got {more.shown()} (spent {more.spent})",
+        charged.exchange,
+        more.exchange,
+    )
+    # Expired: a token minted mid-month that runs out unredeemed, then a charge after it.
+    moment = next_month(_now(ctx)) + timedelta(days=9, hours=12)
+    fresh_user(ctx)
+    with living_at(ctx, moment):
+        lapsed = await shifted_token(ctx)
+    with living_at(ctx, moment + timedelta(minutes=30)):
+        later = await shifted_mint(ctx)
+        if later.cap_refused:
+            ctx.require(
+                "ORC-CAP-011",
+                False,
+                f"at {_stamp(moment + timedelta(minutes=30))}, after a token of "
+                f"{max_amount(lapsed)} expired unredeemed, the orchestrator refused to mint "
+                f"another: {later.error_code}",
+            )
+            return
+        if later.token is None:
+            raise Skipped(f"no payment token at the shifted time ({later.error_code})")
+        after = await redeem(ctx, usable(ctx, later.token, PROVIDER_NAME), CHARGE)
+    ctx.require(
+        "ORC-CAP-011",
+        after.status == 201 and after.spent == CHARGE,
+        f"after a token of {max_amount(lapsed)} expired unredeemed, a charge of {CHARGE} got "
+        f"{after.shown()} and a month's spend of {after.spent}, not {CHARGE}",
+        after.exchange,
+    )
+
+
+# --- ORC-CAP-006: the calendar month -----------------------------------------------------------
+
+
+def _boundaries(now: datetime) -> list[datetime]:
+    """The next month boundary, a new year, and the end of a leap February."""
+    first = next_month(now)
+    new_year = datetime(now.year + 1, 1, 1, tzinfo=UTC)
+    if new_year == first:
+        new_year = datetime(now.year + 2, 1, 1, tzinfo=UTC)
+    year = now.year
+    while (
+        not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0))
+        or datetime(year, 3, 1, tzinfo=UTC) <= now
+    ):
+        year += 1
+    return [first, new_year, datetime(year, 3, 1, tzinfo=UTC)]
+
+
+@check("ORC-CAP-006")
+async def the_spend_resets_at_midnight_utc_on_the_first(ctx: OrchestratorContext) -> None:
+    for boundary in _boundaries(_now(ctx)):
+        if not await _resets_at(ctx, boundary):
+            return
+
+
+async def _resets_at(ctx: OrchestratorContext, boundary: datetime) -> bool:
+    fresh_user(ctx)
+    with living_at(ctx, boundary - timedelta(minutes=2)):
+        tokens = [await shifted_token(ctx) for _ in range(3)]
+        first = await redeem(ctx, tokens[0], CHARGE)
+        if first.status != 201:
+            raise Skipped(f"could not charge at {_stamp(boundary - timedelta(minutes=2))}")
+    with living_at(ctx, boundary - timedelta(seconds=2)):
+        before = await redeem(ctx, tokens[1], CHARGE)
+    # What is left of the month's cap, but one unit (the exact cap is ORC-CAP-009's matter).
+    left = _limit(first) - CHARGE - 1
+    with living_at(ctx, boundary - timedelta(seconds=1)):
+        rest = await redeem(ctx, tokens[2], left)
+    with living_at(ctx, boundary):
+        after = await redeem(ctx, tokens[1], CHARGE)
+        if after.code == "payment_token_used":
+            after = await redeem(ctx, await shifted_token(ctx), CHARGE)
+    late = _stamp(boundary - timedelta(seconds=2))
+    ok = ctx.require(
+        "ORC-CAP-006",
+        _cap_refused(before),
+        f"at {late}, still in the month of a charge of {CHARGE}, {CHARGE} more must be refused "
+        f"with spend_cap_exceeded, got {before.shown()}",
+        first.exchange,
+        before.exchange,
+    )
+    ok &= ctx.require(
+        "ORC-CAP-006",
+        rest.status == 201 and rest.spent == CHARGE + left,
+        f"the refusal at {late} was charged: {left} more in that month got {rest.shown()} "
+        f"with the spend at {rest.spent}, not {CHARGE + left}",
+        before.exchange,
+        rest.exchange,
+    )
+    ok &= ctx.require(
+        "ORC-CAP-006",
+        after.status == 201 and after.spent == CHARGE,
+        f"at {_stamp(boundary)} the month's spend starts from 0: a charge of {CHARGE} got "
+        f"{after.shown()} with the spend at {after.spent}",
+        rest.exchange,
+        after.exchange,
+    )
+    return ok
+
+
+# --- ORC-CAP-012 (and -005 across months): refunds of an earlier month -------------------------
+
+
+@check("ORC-CAP-005", "ORC-CAP-012")
+async def a_refund_goes_back_to_the_month_of_its_charge(ctx: OrchestratorContext) -> None:
+    month = next_month(_now(ctx)) + timedelta(days=9, hours=12)
+    later = next_month(month) + timedelta(days=9, hours=12)
+    fresh_user(ctx)
+    with living_at(ctx, month):
+        charged = await redeem(ctx, await shifted_token(ctx), CHARGE)
+        if charged.status != 201:
+            raise Skipped(f"could not charge at {_stamp(month)} ({charged.shown()})")
+    with living_at(ctx, later):
+        tokens = [await shifted_token(ctx) for _ in range(3)]
+        spent = await redeem(ctx, tokens[0], CHARGE)
+        if spent.status != 201:
+            raise Skipped(f"could not charge at {_stamp(later)} ({spent.shown()})")
+        back = await refund(ctx, charged.document.get("id"), CHARGE)
+        if back is None or back.status != 201:
+            raise Skipped(
+                "the orchestrator takes no refunds"
+                if back is None
+                else f"the refund was refused ({back.shown()})"
+            )
+        over = await redeem(ctx, tokens[1], CHARGE)
+        left = _limit(spent) - CHARGE - 1
+        rest = await redeem(ctx, tokens[2], left)
+    ctx.require(
+        "ORC-CAP-012",
+        _cap_refused(over),
+        f"at {_stamp(later)}, after refunding a charge of {_stamp(month)}, {CHARGE} more on top "
+        f"of {CHARGE} charged this month must still be refused, got {over.shown()}",
+        back.exchange,
+        over.exchange,
+    )
+    if over.status != 201:
+        ctx.require(
+            "ORC-CAP-012",
+            rest.status == 201 and rest.spent == CHARGE + left,
+            f"the month's headroom after the refund is not what this month's charges left: "
+            f"{left} more got {rest.shown()} with the spend at {rest.spent}, not {CHARGE + left}",
+            over.exchange,
+            rest.exchange,
+        )
+    # The refund went back to the month of the charge: that month has its whole cap again.
+    with living_at(ctx, month + timedelta(days=1)):
+        again = await redeem(ctx, await shifted_token(ctx), CHARGE)
+    ctx.require(
+        "ORC-CAP-005",
+        again.status == 201 and again.spent == CHARGE,
+        f"back in the month of the refunded charge, a charge of {CHARGE} got {again.shown()} "
+        f"with the spend at {again.spent}, not {CHARGE}: the refund did not go to that month",
+        back.exchange,
+        again.exchange,
+    )
+
+
+# --- ORC-CAP-013: the figures ------------------------------------------------------------------
+
+
+@check("ORC-CAP-013")
+async def cap_figures_add_up_and_reset_on_the_first(ctx: OrchestratorContext) -> None:
+    fresh_user(ctx)
+    tokens = [await minted_token(ctx) for _ in range(2)]
+    states: list[tuple[str, dict[str, Any], tuple[int, int], Exchange | CliCall | None]] = []
+
+    def seen(label: str, answer: Answer | None, since: int) -> None:
+        """A reported cap state, and the orchestrator's time span it was reported in."""
+        if answer is not None and answer.cap:
+            states.append((label, answer.cap, (since, ctx.now()), answer.exchange))
+
+    since = ctx.now()
+    charged = await redeem(ctx, tokens[0], CHARGE)
+    seen("the redemption", charged, since)
+    since = ctx.now()
+    seen("the cap refusal", await redeem(ctx, tokens[1], CHARGE), since)
+    if charged.status == 201:
+        since = ctx.now()
+        seen("the refund", await refund(ctx, charged.document.get("id"), 1000), since)
+    since = ctx.now()
+    call, envelope = ctx.cli("billing")
+    for provider in (PROVIDER_NAME, OTHER_PROVIDER_NAME):
+        figures = cap_figures(envelope, provider)
+        if figures is not None:
+            states.append((f"billing for {provider}", figures, (since, ctx.now()), call))
+    if ctx.target.clock is not None:  # the last seconds of a year, where resets_at rolls over
+        moment = datetime(_now(ctx).year, 12, 31, 23, 59, 30, tzinfo=UTC)
+        fresh_user(ctx)
+        with living_at(ctx, moment):
+            payment = await shifted_token(ctx)
+            since = ctx.now()
+            seen(f"a redemption at {_stamp(moment)}", await redeem(ctx, payment, 100), since)
+    for label, cap, moments, evidence in states:
+        _judge_figures(ctx, label, cap, moments, evidence)
+
+
+def _judge_figures(
+    ctx: OrchestratorContext,
+    label: str,
+    cap: dict[str, Any],
+    moments: tuple[int, int],
+    evidence: Exchange | CliCall | None,
+) -> None:
+    limit, spent, remaining = cap.get("limit"), cap.get("spent"), cap.get("remaining")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (limit, spent, remaining)):
+        ctx.require(
+            "ORC-CAP-013",
+            remaining == max(limit - spent, 0),  # type: ignore[operator]
+            f"{label}: remaining {remaining} is not limit {limit} minus spent {spent}",
+            evidence,
+        )
+    resets = cap.get("resets_at")
+    if resets is None:
+        return
+    expected = {next_month(datetime.fromtimestamp(m, UTC)) for m in moments}
+    try:
+        instant = datetime.fromisoformat(str(resets).replace("Z", "+00:00"))
+        ok = instant.tzinfo is not None and instant.astimezone(UTC) in expected
+    except ValueError:
+        ok = False
+    ctx.require(
+        "ORC-CAP-013",
+        ok,
+        f"{label}: resets_at {resets!r} is not {' or '.join(_stamp(e) for e in sorted(expected))}",
+        evidence,
+    )

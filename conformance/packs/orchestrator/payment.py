@@ -1,0 +1,291 @@
+"""Payment credentials as the orchestrator sends them with paid provisioning calls, judged
+from the raw requests the suite's providers received (ORC-PAY-007 … -014).
+
+Each check signs in as a fresh user (so earlier spending, limits or connections play no
+part), adds a paid service with the human's confirmation, and reads the creation request.
+A call that carries no payment credentials at all is ORC-PAY-014's finding; the checks of
+what the credentials hold then have nothing to judge and skip, saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+from conformance import jose
+from conformance.adapters.orchestrator import (
+    OTHER_PROVIDER_NAME,
+    PROVIDER_NAME,
+    OrchestratorContext,
+    RawRequest,
+)
+from conformance.checks import Skipped, check
+from conformance.recorder import CliCall
+
+CARD_MEMBER = re.compile(
+    r"stripe|card|(^|_)pan($|_)|cvc|cvv|exp_month|exp_year|expiry|expiration", re.IGNORECASE
+)
+"""Member names that betray card data or a Stripe token (the claims' own `exp` is fine).
+Card numbers themselves are found by value, whatever their member is called."""
+
+
+def sign_in(ctx: OrchestratorContext, *, payment_method: bool = True) -> None:
+    arguments = ["init", "--new-user", "--email", f"provspec+{secrets.token_hex(5)}@example.com"]
+    arguments.append("--accept-tos")
+    if not payment_method:
+        arguments.append("--no-payment-method")
+    ctx.cli(*arguments)
+
+
+@contextlib.contextmanager
+def as_a_new_user(ctx: OrchestratorContext, *, payment_method: bool = True) -> Iterator[None]:
+    """A fresh signed-in user for the block, and another one after it, so that the limits,
+    spending and connections a check leaves behind never reach the next check."""
+    sign_in(ctx, payment_method=payment_method)
+    try:
+        yield
+    finally:
+        sign_in(ctx)
+
+
+async def add_at(
+    ctx: OrchestratorContext, provider: str, service: str, *extra: str
+) -> tuple[CliCall, dict[str, Any], list[RawRequest]]:
+    """`add PROVIDER/SERVICE`; the call, its envelope and the creations the provider got."""
+    mark = ctx.recorder.mark
+    call, envelope = ctx.cli(
+        "add",
+        f"{provider}/{service}",
+        "--name",
+        f"{service.replace(':', '-')}-{len(ctx.recorder.cli_calls)}",
+        *extra,
+    )
+    creations = [
+        raw
+        for raw in ctx.received(mark, "/provisioning/resources", provider=provider)
+        if raw.method == "POST"
+    ]
+    return call, envelope, creations
+
+
+async def paid_add(
+    ctx: OrchestratorContext, provider: str = PROVIDER_NAME, service: str = "pro"
+) -> tuple[CliCall, dict[str, Any], list[RawRequest]]:
+    return await add_at(ctx, provider, service, "--confirm-paid-service")
+
+
+def credentials_of(ctx: OrchestratorContext, raw: RawRequest) -> dict[str, Any] | None:
+    body = ctx.body(raw)
+    found = body.get("payment_credentials") if isinstance(body, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+def token_of(credentials: dict[str, Any] | None) -> str | None:
+    if credentials is None:
+        return None
+    kind = credentials.get("type")
+    value = credentials.get(kind) if isinstance(kind, str) else None
+    return value if isinstance(value, str) else None
+
+
+def project_of(ctx: OrchestratorContext, raw: RawRequest) -> Any:
+    body = ctx.body(raw)
+    return body.get("project_id") if isinstance(body, dict) else None
+
+
+def outcome_of(envelope: dict[str, Any]) -> str:
+    """The add command's answer, lowercased: error.code on failure, data.status otherwise."""
+    error = envelope.get("error")
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        return str(error["code"]).lower()
+    data = envelope.get("data")
+    status = data.get("status") if isinstance(data, dict) else None
+    return status.lower() if isinstance(status, str) else ""
+
+
+def luhn_card_numbers(value: Any) -> list[str]:
+    """Every 13 to 19 digit run in `value` (nested) that passes the Luhn check: card numbers."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for item in value.values():
+            found += luhn_card_numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += luhn_card_numbers(item)
+    elif isinstance(value, (str, int)) and not isinstance(value, bool):
+        for digits in re.findall(r"(?<!\d)\d{13,19}(?!\d)", str(value)):
+            total = 0
+            for index, char in enumerate(reversed(digits)):
+                number = int(char) * (2 if index % 2 else 1)
+                total += number - 9 if number > 9 else number
+            if total % 10 == 0:
+                found.append(digits)
+    return found
+
+
+def card_members(value: Any, path: str = "") -> list[str]:
+    """Paths of members whose name says card data or a Stripe token."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if CARD_MEMBER.search(str(key)):
+                found.append(here)
+            found += card_members(item, here)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += card_members(item, f"{path}[{index}]")
+    return found
+
+
+async def the_paid_creation(ctx: OrchestratorContext) -> tuple[RawRequest, dict[str, Any]]:
+    """A paid add as a fresh user: its creation request and the credentials it carried."""
+    with as_a_new_user(ctx):
+        _, envelope, creations = await paid_add(ctx)
+    if not creations:
+        raise Skipped(f"the paid add sent no resource creation ({outcome_of(envelope) or 'ok'})")
+    credentials = credentials_of(ctx, creations[-1])
+    if credentials is None:
+        raise Skipped("blocked by ORC-PAY-014: the paid creation carried no payment_credentials")
+    return creations[-1], credentials
+
+
+@check("ORC-PAY-014")
+async def paid_creations_carry_payment_credentials(ctx: OrchestratorContext) -> None:
+    """Both paid services, at both providers. (The harness drives no plan change, so the
+    update_service half of the requirement is not exercised here.)"""
+    with as_a_new_user(ctx):
+        sent: list[RawRequest] = []
+        for provider, service in (
+            (PROVIDER_NAME, "pro"),
+            (PROVIDER_NAME, "gpu"),
+            (OTHER_PROVIDER_NAME, "pro"),
+        ):
+            sent += (await paid_add(ctx, provider, service))[2]
+    if not sent:
+        raise Skipped("no paid add reached a resource creation")
+    for raw in sent:
+        ctx.require(
+            "ORC-PAY-014",
+            credentials_of(ctx, raw) is not None,
+            f"a creation of paid service {(ctx.body(raw) or {}).get('service_id')!r} at "
+            f"{raw.provider} carried no payment_credentials",
+            ctx.exchange(raw),
+        )
+
+
+@check("ORC-PAY-007")
+async def shared_payment_tokens_are_spt(ctx: OrchestratorContext) -> None:
+    raw, credentials = await the_paid_creation(ctx)
+    token = credentials.get("stripe_payment_token")
+    ctx.require(
+        "ORC-PAY-007",
+        credentials.get("type") == "stripe_payment_token"
+        and isinstance(token, str)
+        and token.startswith("spt_"),
+        f"0.1d payment_credentials must be type stripe_payment_token with an spt_ token, got "
+        f"type {credentials.get('type')!r} and a token starting "
+        f"{str(token)[:4]!r}",
+        ctx.exchange(raw),
+    )
+
+
+@check("ORC-PAY-009", "ORC-PAY-012", "ORC-PAY-013")
+async def app_payment_credentials_hold_one_clean_token(ctx: OrchestratorContext) -> None:
+    raw, credentials = await the_paid_creation(ctx)
+    evidence = ctx.exchange(raw)
+    token = credentials.get("app_payment_token")
+    try:
+        claims = jose.unverified_parts(token)[1] if isinstance(token, str) else None
+    except jose.JOSEError:
+        claims = None
+    extra = [name for name in card_members(credentials) if name != "app_payment_token"]
+    ctx.require(
+        "ORC-PAY-009",
+        credentials.get("type") == "app_payment_token"
+        and claims is not None
+        and not extra
+        and not luhn_card_numbers(credentials),
+        f"payment_credentials must be {{type: app_payment_token, app_payment_token: <JWS>}} "
+        f"without card or Stripe token members: type {credentials.get('type')!r}, "
+        f"{'a JWS' if claims is not None else 'no JWS'}, card/Stripe members {extra}",
+        evidence,
+    )
+    if claims is None:
+        ctx.cannot_judge("ORC-PAY-012", "the payment credentials hold no JWS to read claims from")
+        ctx.cannot_judge("ORC-PAY-013", "the payment credentials hold no JWS to read claims from")
+        return
+    leaked = card_members(claims) + luhn_card_numbers(claims)
+    ctx.require(
+        "ORC-PAY-012",
+        not leaked,
+        f"the payment token's claims carry card data: {leaked}",
+        evidence,
+    )
+    try:
+        attested = jose.unverified_parts(raw.headers.get("app-attestation", ""))[1]
+    except jose.JOSEError:
+        ctx.cannot_judge("ORC-PAY-013", "the creation carried no readable APP-Attestation")
+        return
+    if "@" in str(attested.get("sub")):
+        ctx.cannot_judge("ORC-PAY-013", "blocked by ORC-ATT-010: the attestation's sub is an email")
+        return
+    ctx.require(
+        "ORC-PAY-013",
+        "sub" in claims and claims.get("sub") == attested.get("sub"),
+        f"the payment token's sub {claims.get('sub')!r} differs from the attestation's "
+        f"{attested.get('sub')!r} on the same call",
+        evidence,
+    )
+
+
+@check("ORC-PAY-010")
+async def every_paid_call_gets_its_own_token(ctx: OrchestratorContext) -> None:
+    """Two paid creations at one provider and one at the other: three distinct tokens."""
+    with as_a_new_user(ctx):
+        sent: list[RawRequest] = []
+        for provider, service in (
+            (PROVIDER_NAME, "pro"),
+            (PROVIDER_NAME, "gpu"),
+            (OTHER_PROVIDER_NAME, "pro"),
+        ):
+            sent += (await paid_add(ctx, provider, service))[2]
+    seen: dict[str, RawRequest] = {}
+    judged = 0
+    for raw in sent:
+        token = token_of(credentials_of(ctx, raw))
+        if token is None:
+            continue
+        judged += 1
+        first = seen.setdefault(token, raw)
+        # A retry of one creation (same provider, same project_id) may carry its token again.
+        retry = first.provider == raw.provider and project_of(ctx, first) == project_of(ctx, raw)
+        ctx.require(
+            "ORC-PAY-010",
+            first is raw or retry,
+            f"one payment token went to {first.provider} and again to {raw.provider} "
+            f"({project_of(ctx, first)!r}, then {project_of(ctx, raw)!r})",
+            ctx.exchange(first),
+            ctx.exchange(raw),
+        )
+    if judged < 2:
+        raise Skipped("fewer than two paid creations carried a payment token (see ORC-PAY-014)")
+
+
+@check("ORC-PAY-008")
+async def no_payment_method_means_no_payment_credentials(ctx: OrchestratorContext) -> None:
+    with as_a_new_user(ctx, payment_method=False):
+        mark = ctx.recorder.mark
+        call, envelope, _ = await paid_add(ctx)
+    paid = [raw for raw in ctx.received(mark, provider=None) if credentials_of(ctx, raw)]
+    ctx.require(
+        "ORC-PAY-008",
+        not paid and outcome_of(envelope) == "payment_method_required",
+        f"with no payment method on file the add answered {outcome_of(envelope) or 'ok'!r} "
+        f"(must be payment_method_required) and sent payment credentials {len(paid)} time(s)",
+        call,
+        *(ctx.exchange(raw) for raw in paid[:1]),
+    )
