@@ -289,3 +289,51 @@ async def no_payment_method_means_no_payment_credentials(ctx: OrchestratorContex
         call,
         *(ctx.exchange(raw) for raw in paid[:1]),
     )
+
+
+def _price_currencies(pricing: Any) -> set[str]:
+    """Every `currency` member of a catalog price, wherever the profile puts it."""
+    if isinstance(pricing, dict):
+        found = {str(v) for k, v in pricing.items() if k == "currency" and isinstance(v, str)}
+        for value in pricing.values():
+            found |= _price_currencies(value)
+        return found
+    if isinstance(pricing, list):
+        return set().union(*(_price_currencies(item) for item in pricing)) if pricing else set()
+    return set()
+
+
+@check("ORC-PAY-011")
+async def payment_tokens_are_in_the_catalog_currency(ctx: OrchestratorContext) -> None:
+    """Judged only where the provider's catalog states the price's currency: a freeform
+    price ("$50/month") names none, and guessing from a symbol would judge the suite."""
+    raw, credentials = await the_paid_creation(ctx)
+    body = ctx.body(raw)
+    service = body.get("service_id") if isinstance(body, dict) else None
+    # The suite's own provider: its catalog is what the orchestrator was shown.
+    response, _ = await ctx.get(ctx.provider.base_url + "provisioning/services")
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    entries = document.get("data") if isinstance(document, dict) else None
+    entry = next((e for e in entries or [] if isinstance(e, dict) and e.get("id") == service), None)
+    currencies = _price_currencies((entry or {}).get("pricing"))
+    if len(currencies) != 1:
+        raise Skipped(
+            f"the catalog price of {service!r} states no single currency "
+            f"({(entry or {}).get('pricing')!r}), so the token's currency has nothing to match"
+        )
+    token = credentials.get("app_payment_token")
+    try:
+        claims = jose.unverified_parts(token)[1] if isinstance(token, str) else {}
+    except jose.JOSEError:
+        claims = {}
+    (expected,) = currencies
+    ctx.require(
+        "ORC-PAY-011",
+        claims.get("currency") == expected.lower(),
+        f"the payment token's currency {claims.get('currency')!r} is not the catalog's "
+        f"{expected!r}",
+        ctx.exchange(raw),
+    )
