@@ -67,7 +67,12 @@ def test_provspec_role_collects_the_checks_and_passes_against_the_embedded_mock(
         "-p",
         "no:cacheprovider",
     )
-    result.assert_outcomes(passed=expected)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0
+    # Checks that judge only what the target happens to show (a pending resource, a retried
+    # redemption) skip against the mock, which shows neither; each says so.
+    assert outcomes.get("skipped", 0) <= 2
+    assert outcomes["passed"] + outcomes.get("skipped", 0) == expected
 
 
 @pytest.mark.parametrize("role", ["orchestrator", "agent"])
