@@ -34,10 +34,14 @@ def run(profile: str, *faults: str) -> RunResult:
 @pytest.mark.parametrize("profile", PROFILES)
 def test_the_reference_mock_provider_passes_every_check(profile: str) -> None:
     result = run(profile)
+    # These judge only what a target happens to show (a pending resource, a retried
+    # redemption); the mock shows neither, so they skip, saying why. Nothing else may skip.
+    observed_only = {"PRV-PRO-009", "PRV-RED-006"}
     bad = [
         (f.requirement.id, f.status.value, f.message)
         for f in result.findings
-        if f.status in (Status.FAILED, Status.WARNING, Status.SKIPPED)
+        if f.status in (Status.FAILED, Status.WARNING)
+        or (f.status is Status.SKIPPED and f.requirement.id not in observed_only)
     ]
     assert bad == []
     assert result.exit_code == 0
