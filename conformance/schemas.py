@@ -232,7 +232,7 @@ class SchemaStore:
         key = (owner, message, strict)
         validator = self._validators.get(key)
         if validator is None:
-            schema: Any = self._own[owner][message]
+            schema: Any = _wire_dialect(self._own[owner][message])
             if strict:
                 schema = close_open_objects(schema)
             validator = WireValidator(
@@ -257,7 +257,9 @@ class SchemaStore:
                 (
                     schema["$id"],
                     Resource.from_contents(
-                        close_open_objects(schema) if strict else schema,
+                        close_open_objects(_wire_dialect(schema))
+                        if strict
+                        else _wire_dialect(schema),
                         default_specification=DRAFT202012,
                     ),
                 )
@@ -267,6 +269,14 @@ class SchemaStore:
             registry = Registry().with_resources(resources)
             self._registries[strict] = registry
         return registry
+
+
+def _wire_dialect(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` without its `$schema`: jsonschema picks the validator class of a `$ref`'s
+    target from its `$schema`, which would swap in the stock 2020-12 validator and count 60.0
+    as an integer behind every `$ref`. Every shipped schema is 2020-12 (tests hold them to it),
+    and the registry's default specification says so."""
+    return {key: value for key, value in schema.items() if key != "$schema"}
 
 
 @cache

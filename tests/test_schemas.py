@@ -273,3 +273,28 @@ def test_the_formats_our_schemas_use_are_really_checked(value: str, fmt: str) ->
     from jsonschema import Draft202012Validator
 
     assert not Draft202012Validator.FORMAT_CHECKER.conforms(value, fmt)
+
+
+@pytest.mark.parametrize(
+    ("paid", "valid"),
+    [
+        ({"type": "freeform", "freeform": "$50/month"}, True),
+        ({"type": "freeform", "freeform": "$50/month", "amount": 5000, "currency": "usd"}, True),
+        ({"type": "freeform", "amount": 5000}, False),
+        ({"type": "freeform", "currency": "usd"}, False),
+        ({"type": "freeform", "amount": 5000, "currency": "USD"}, False),
+        ({"type": "freeform", "amount": 50.0, "currency": "usd"}, False),
+    ],
+)
+def test_app_next_prices_state_amount_and_currency_together(paid: Any, valid: bool) -> None:
+    entry = {
+        "id": "pro",
+        "description": "d",
+        "categories": [],
+        "kind": "plan",
+        "pricing": {"type": "paid", "paid": paid},
+        "allowed_updates": [],
+    }
+    assert (STORE.validate("app-next", "services_response", {"data": [entry]}) == []) is valid
+    # the deployed wire knows text prices only and never judges the extra members
+    assert STORE.validate("app-0.1d", "services_response", {"data": [entry]}) == [] or not valid

@@ -350,11 +350,13 @@ def envelope_of(stdout: str) -> dict[str, Any]:
     if not text:
         return {}
     candidates = [text]
-    lines = text.splitlines(keepends=True)
-    offsets = [sum(len(line) for line in lines[:index]) for index in range(len(lines))]
-    candidates += [
-        text[offset:] for offset, line in zip(offsets, lines, strict=True) if line.startswith("{")
-    ][::-1]
+    offset = 0
+    starts = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("{"):
+            starts.append(offset)
+        offset += len(line)
+    candidates += [text[start:] for start in reversed(starts)]
     for candidate in candidates:
         try:
             # A big catalog is still one envelope: the size limit is the output's own.

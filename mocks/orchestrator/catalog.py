@@ -132,8 +132,11 @@ def _stable_id(prefix: str, *parts: str) -> str:
 def _paid(block: Any) -> dict[str, Any] | None:
     if not isinstance(block, dict):
         return None
-    return {"type": block.get("type", "freeform"), "freeform": block.get("freeform"),
-            "description": block.get("description")}  # fmt: skip
+    price = {"type": block.get("type", "freeform"), "freeform": block.get("freeform"),
+             "description": block.get("description")}  # fmt: skip
+    # app-next's structured price travels with its text, so the human sees what is charged
+    price.update({k: block[k] for k in ("amount", "currency") if k in block})
+    return price
 
 
 def _pricing(pricing: dict[str, Any]) -> dict[str, Any]:

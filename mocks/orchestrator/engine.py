@@ -310,7 +310,9 @@ class Orchestrator:
             "iat": now,
             "exp": now + lifetime,
             "max_amount": max_amount,
-            "currency": self.core.ledger.currency,
+            "currency": "eur"
+            if self.faults.active("payment-token-foreign-currency")
+            else self.core.ledger.currency,
             "service_id": service_id,
             "project_id": project_id,
         }

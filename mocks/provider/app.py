@@ -564,7 +564,7 @@ class ProviderMock:
         return json_response({"supported_versions": versions, "status": "ok"})
 
     async def services(self, request: Request, raw: bytes, caller: _Caller) -> Response:
-        entries = [entry.as_json() for entry in catalog.SERVICES]
+        entries = [entry.as_json(structured_price=self.next) for entry in catalog.SERVICES]
         if self.faults.active("catalog-bad-pricing"):
             entries[1]["pricing"] = {"type": "expensive"}
         if self.faults.active("duplicate-service-ids"):

@@ -97,9 +97,27 @@ async def endpoints(ctx: OrchestratorContext) -> tuple[str, str | None]:
     return known
 
 
+def token_currency(token: str) -> str:
+    """The currency a payment token names: what a provider redeems it in. An orchestrator may
+    keep its caps in any currency, so the suite never assumes usd where the token says."""
+    try:
+        currency = jose.unverified_parts(token)[1].get("currency")
+    except (jose.JOSEError, AttributeError):
+        currency = None
+    return currency if isinstance(currency, str) and currency else "usd"
+
+
+def other_currency(currency: str) -> str:
+    """A well-formed currency that is not `currency`."""
+    return "eur" if currency != "eur" else "usd"
+
+
 def redemption_body(
-    token: str, amount: Any, currency: Any = "usd", *, resource_id: str = "res_provspec"
+    token: str, amount: Any, currency: Any = None, *, resource_id: str = "res_provspec"
 ) -> bytes:
+    """A sound redemption body; the currency is the token's unless one is given."""
+    if currency is None:
+        currency = token_currency(token)
     return json.dumps(
         {
             "payment_token": token,
@@ -178,7 +196,7 @@ async def redeem(
     token: str,
     amount: Any,
     *,
-    currency: Any = "usd",
+    currency: Any = None,
     key: str | None = "",
     signed: bool = True,
     raw: bytes | None = None,

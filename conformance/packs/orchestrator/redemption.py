@@ -30,7 +30,7 @@ async def redeem(
     token: str,
     amount: int,
     *,
-    currency: str = "usd",
+    currency: str | None = None,
     key: str | None = "",
     signed: bool = True,
     body: bytes | None = None,
@@ -151,7 +151,9 @@ async def amount_and_currency_are_bound_to_the_token(ctx: OrchestratorContext) -
         f"{allowed + 1} against max_amount {allowed} must get 402 amount_exceeds_token",
         over.exchange,
     )
-    foreign = await _money.redeem(ctx, payment, 100, currency="eur")
+    foreign = await _money.redeem(
+        ctx, payment, 100, currency=_money.other_currency(_money.token_currency(payment))
+    )
     ctx.require(
         "ORC-RED-010",
         foreign.status == 402 and foreign.code == "currency_mismatch",

@@ -25,6 +25,7 @@ from conformance.packs.orchestrator._money import (
     minted_token,
     nothing_charged,
     redeem,
+    token_currency,
 )
 from conformance.packs.orchestrator.redemption import fresh_user
 
@@ -32,8 +33,10 @@ Probe = tuple[str, Callable[[str], Awaitable[Answer]]]
 """A label and a request sent with the sound token."""
 
 
-def _raw(token: str, amount: str = "100", currency: str = '"usd"', extra: str = "") -> bytes:
+def _raw(token: str, amount: str = "100", currency: str | None = None, extra: str = "") -> bytes:
     """A redemption body written by hand, so that it can be what no serializer writes."""
+    if currency is None:
+        currency = json.dumps(token_currency(token))
     return (
         f'{{"payment_token": {json.dumps(token)}, "amount": {amount}, "currency": {currency}, '
         f'"description": "provspec", "resource_id": "res_provspec"{extra}}}'
@@ -123,9 +126,17 @@ async def zero_and_negative_amounts_are_refused(ctx: OrchestratorContext) -> Non
 async def currencies_that_are_not_three_lowercase_letters_are_refused(
     ctx: OrchestratorContext,
 ) -> None:
-    probes = [
-        (f"currency {currency!r}", _redeeming(ctx, currency=currency))
-        for currency in ("USD", "Usd", "usd ", "")
+    def malformed(variant: Callable[[str], str]) -> Callable[[str], Awaitable[Answer]]:
+        def send(token: str) -> Awaitable[Answer]:
+            return redeem(ctx, token, FOLLOW_UP, currency=variant(token_currency(token)))
+
+        return send
+
+    probes: list[Probe] = [
+        ("the token's currency in upper case", malformed(str.upper)),
+        ("the token's currency capitalised", malformed(str.capitalize)),
+        ("the token's currency with a trailing space", malformed(lambda c: c + " ")),
+        ("an empty currency", malformed(lambda c: "")),
     ]
     await _refused_and_free(ctx, "ORC-RED-021", probes, _status(400), "must be refused with 400")
 
