@@ -8,6 +8,7 @@ error, with a message that says what to fix and never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
+@functools.cache
 def _parser() -> argparse.ArgumentParser:
+    # Built once per process: parse_args leaves the parser untouched, and the embedded
+    # orchestrator CLI is invoked hundreds of times per run, where building the parser
+    # (with its help texts) cost more than the command itself.
     parser = argparse.ArgumentParser(
         prog="provspec",
         description="Conformance suite and mocks for the Agentic Provisioning Protocol (APP).",

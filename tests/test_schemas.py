@@ -298,3 +298,31 @@ def test_app_next_prices_state_amount_and_currency_together(paid: Any, valid: bo
     assert (STORE.validate("app-next", "services_response", {"data": [entry]}) == []) is valid
     # the deployed wire knows text prices only and never judges the extra members
     assert STORE.validate("app-0.1d", "services_response", {"data": [entry]}) == [] or not valid
+
+
+def _refs(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        if isinstance(schema.get("$ref"), str):
+            yield schema["$ref"]
+        for value in schema.values():
+            yield from _refs(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _refs(value)
+
+
+@pytest.mark.parametrize(("profile", "message"), ALL_SCHEMAS, ids=lambda value: str(value))
+def test_every_reference_resolves(profile: str, message: str) -> None:
+    # A copied schema keeps relative $refs that may point at a file its profile lacks; the
+    # validator would only notice when an instance reaches that branch.
+    schema = STORE.schema(profile, message)
+    resolver = STORE._registry(False).resolver(base_uri=schema["$id"])
+    broken = []
+    for ref in _refs(schema):
+        if ref.startswith("#"):
+            continue
+        try:
+            resolver.lookup(ref)
+        except Exception as exc:  # referencing's errors share no useful base
+            broken.append(f"{ref}: {type(exc).__name__}")
+    assert broken == []

@@ -8,6 +8,8 @@ before any handler touches the store).
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -58,6 +60,13 @@ class HTTPProblem(Exception):
 
 
 # The four 0.1d envelopes (wire-facts §1.5, PostHog exceptions.py) and RFC 9457 for app-next.
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One read-only TLS context per process: loading the CA bundle costs ~20 ms, and the
+    mocks open a client per call dozens of times per run."""
+    return ssl.create_default_context()
+
+
 def flat_error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 

@@ -45,7 +45,14 @@ from mocks._core.attestation import (
 )
 from mocks._core.clock import Clock, SystemClock, iso_utc
 from mocks._core.faults import FaultSet
-from mocks._core.http import HTTPProblem, json_response, parse_json_object, problem, read_body
+from mocks._core.http import (
+    HTTPProblem,
+    json_response,
+    parse_json_object,
+    problem,
+    read_body,
+    tls_context,
+)
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.store import MemoryStore, Store
 from mocks.orchestrator._idempotency import Begun, Conflict, IdempotencyLedger, InFlight, Replay
@@ -237,7 +244,9 @@ class OrchestratorMock:
         query = parse_qs(request.url.query, keep_blank_values=True)
         if "error" in query:
             raise HTTPProblem(400, "consent_denied", f"the provider answered {query['error'][0]}")
-        async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
+        async with httpx.AsyncClient(
+            timeout=10, follow_redirects=False, verify=tls_context()
+        ) as http:
             connection = await Orchestrator(self, http).complete_consent(query)
         return json_response({"connected": True, "scope": connection.get("scope")})
 
@@ -278,7 +287,9 @@ class OrchestratorMock:
     def _client(self) -> httpx.AsyncClient:
         if self.settings.http is not None:
             return self.settings.http()
-        return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        return httpx.AsyncClient(
+            timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=tls_context()
+        )
 
     async def provider_keys(
         self, provider: str, *, refresh: bool = False

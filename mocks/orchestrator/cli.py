@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import os
-import ssl
 import sys
 import traceback
 import unicodedata
@@ -29,7 +27,7 @@ import httpx
 from conformance import strictjson
 from conformance.ssrf import SSRFGuard
 from mocks._core.faults import FaultSet
-from mocks._core.http import HTTPProblem
+from mocks._core.http import HTTPProblem, tls_context
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.store import SQLiteStore
 from mocks.orchestrator import custody
@@ -221,7 +219,7 @@ async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             )
         guard = SSRFGuard(allow_loopback=True)
         async with httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=_tls_context()
+            timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=tls_context()
         ) as http:
             core.settings.ssrf = guard
             orchestrator = Orchestrator(core, http, auto_consent=False)
@@ -233,13 +231,6 @@ async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             return await handler(orchestrator, args)
     finally:
         store.close()
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~20 ms; the suite runs this CLI in-process dozens of times
-    # per run, so the (read-only) context is built once per process.
-    return ssl.create_default_context()
 
 
 async def _init(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[dict[str, Any], int]:

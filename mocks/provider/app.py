@@ -64,6 +64,7 @@ from mocks._core.http import (
     parse_json_object,
     read_body,
     status_error,
+    tls_context,
     typed_error,
 )
 from mocks._core.network import DEFAULT_TIMEOUT
@@ -504,7 +505,9 @@ class ProviderMock:
     def _client(self) -> httpx.AsyncClient:
         if self.settings.http is not None:
             return self.settings.http()
-        return httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+        return httpx.AsyncClient(
+            timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=tls_context()
+        )
 
     async def _get_json(
         self, client: httpx.AsyncClient, url: str, *, guard: bool = True

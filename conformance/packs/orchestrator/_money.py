@@ -26,7 +26,7 @@ from conformance.checks import Skipped
 from conformance.packs.orchestrator._helpers import metadata
 from conformance.recorder import CliCall, Exchange, mask_headers
 from mocks._core.attestation import mint_attestation
-from mocks._core.http import HTTPProblem
+from mocks._core.http import HTTPProblem, tls_context
 from mocks.provider.app import ProviderMock
 
 __all__ = [
@@ -403,7 +403,9 @@ async def shifted_mint(ctx: OrchestratorContext, service: str = "gpu") -> Mint:
     mark = ctx.recorder.mark
     envelope: dict[str, Any]
     try:
-        async with httpx.AsyncClient(timeout=ctx.target.config.timeout) as http:
+        async with httpx.AsyncClient(
+            timeout=ctx.target.config.timeout, verify=tls_context()
+        ) as http:
             engine = Orchestrator(core, http, auto_consent=False)
             engine.strict_answers = True
             outcome = await engine.add(
