@@ -29,6 +29,9 @@ MARKS = {
     Status.SKIPPED: "skip",
     Status.NOT_APPLICABLE: "n/a ",
     Status.UNTESTED: "----",
+    Status.ERROR: "ERR ",
+    Status.KNOWN: "know",
+    Status.FLAKY: "flak",
 }
 
 
@@ -264,7 +267,10 @@ def _described(plan: RunPlan) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from conformance._cli_ci import after_run, before_run, print_ci_summary
+
     plan, report_dir = _plan(args)
+    before_run(args, plan)
     print(f"provspec run: {plan.role.value} · {plan.profile} · {_described(plan)}", flush=True)
     current: list[str] = []
 
@@ -282,6 +288,7 @@ def _run(args: argparse.Namespace) -> int:
             print(line, flush=True)
 
     result = run_sync(plan, progress)
+    cassette = after_run(args, plan, result, report_dir)
     paths = {
         "json": args.json or report_dir / "results.json",
         "junit": args.junit or report_dir / "junit.xml",
@@ -293,7 +300,8 @@ def _run(args: argparse.Namespace) -> int:
     write_html(result, paths["html"])
     write_allure(result, paths["allure"])
     _summary(result)
-    for name, path in paths.items():
+    print_ci_summary(result)
+    for name, path in {**paths, "replay": cassette}.items():
         print(f"  {name:<6} {path}")
     return result.exit_code
 
@@ -308,12 +316,14 @@ def _summary(result: RunResult) -> None:
         Status.UNTESTED,
     ]
     counts = result.counts()
+    extra = [Status.ERROR, Status.KNOWN, Status.FLAKY]
+    statuses += [s for s in extra if any(s.value in row for row in counts.values())]
     print(f"\n{'level':<8}" + "".join(f"{s.value.replace('_', ' '):>16}" for s in statuses))
     for level in ("MUST", "SHOULD", "MAY"):
         row = counts.get(level, {})
         if row:
             print(f"{level:<8}" + "".join(f"{row.get(s.value, 0):>16}" for s in statuses))
-    verdict = "FAIL" if result.exit_code else "PASS"
+    verdict = {0: "PASS", 1: "FAIL"}.get(result.exit_code, "ERROR")
     failed = ", ".join(f.requirement.id for f in result.failed()) or "none"
     print(
         f"\n{verdict}: {len(result.failed())} failing requirement(s): {failed}  ({result.duration_s:.2f} s, "

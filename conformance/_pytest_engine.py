@@ -124,7 +124,10 @@ class ProvspecItem(pytest.Item):
                 exchanges[i].describe() for i in dict.fromkeys(evidence) if i in exchanges
             )
             text = f"{requirement_id}: {message}" + (f"\n{shown}" if shown else "")
-            if status is Status.FAILED or (status is Status.WARNING and session.plan.strict):
+            if status is Status.ERROR:
+                blame = outcome.blames.get(requirement_id)
+                failures.append(f"[{blame.value if blame else 'harness'} error] {text}")
+            elif status is Status.FAILED or (status is Status.WARNING and session.plan.strict):
                 failures.append(text)
             elif status is Status.WARNING:
                 warnings.warn(ProvspecWarning(text), stacklevel=1)

@@ -95,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     from conformance._cli_run import add_run_parsers
 
     add_run_parsers(commands)
+    from conformance._cli_ci import add_ci_parsers
+
+    add_ci_parsers(commands)
     from mocks._cli import add_mock_parser
 
     add_mock_parser(commands)

@@ -4,12 +4,23 @@ A run picks the checks of one role and profile (optionally some steps), gives ea
 context on the target, runs it with a time limit, and folds the verdicts into one finding per
 requirement of that role and profile: failed (with the evidence), warning (a SHOULD or MAY
 that failed), passed, skipped (with why), or untested (no check covers it yet).
+
+Every result that is not a pass carries a blame: `implementation` (the target broke a rule),
+`environment` (the target could not be reached at all: connection refused, DNS, TLS, a
+connect timeout) or `harness` (a check crashed, or one of the suite's own mocks sent a
+message that fails its schema). Only implementation failures count against conformance; the
+other two become `error` results, which fail the run with exit code 3.
+
+A target that was reached and then misbehaved (hung after connecting, reset the connection,
+flooded the suite, answered garbage) is an implementation failure, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,12 +42,22 @@ from conformance.adapters.resource_server import (
 from conformance.checks import Check, CheckContext, NotApplicable, Skipped, checks_for
 from conformance.errors import ProvspecError, SetupError
 from conformance.registry import Role, Step, default_registry
-from conformance.results import Finding, RunResult, Status, downgrade
+from conformance.results import Blame, Finding, RunResult, Status, downgrade
 
-__all__ = ["CheckOutcome", "RunPlan", "run", "run_check", "run_sync"]
+__all__ = [
+    "CheckOutcome",
+    "HarnessError",
+    "RunPlan",
+    "environment_error",
+    "run",
+    "run_check",
+    "run_sync",
+]
 
 _RANK = {
-    Status.FAILED: 5,
+    Status.ERROR: 7,
+    Status.FAILED: 6,
+    Status.FLAKY: 5,
     Status.WARNING: 4,
     Status.PASSED: 3,
     Status.SKIPPED: 2,
@@ -56,6 +77,10 @@ class RunPlan:
     steps: tuple[Step, ...] | None = None
     strict: bool = False
     check_timeout: float = 60.0
+    rerun_failures: int = 0
+    """Re-run a check that failed up to this many times alone; a pass then makes it flaky."""
+    only_checks: tuple[str, ...] | None = None
+    """Run just these checks (by name), e.g. to replay one requirement."""
 
 
 @dataclass
@@ -63,6 +88,27 @@ class CheckOutcome:
     check: Check
     statuses: dict[str, tuple[Status, str, list[int]]]
     duration_s: float
+    blames: dict[str, Blame] = field(default_factory=dict)
+    """Per requirement whose status is not a pass: who it is on (implementation if absent)."""
+
+
+class HarnessError(Exception):
+    """The suite itself cannot go on (e.g. a replay cassette holds no answer for a request)."""
+
+
+def environment_error(error: BaseException) -> bool:
+    """Whether an HTTP error means the target was never reached (connection refused, DNS,
+    TLS, a connect or pool timeout), as opposed to reached and misbehaving."""
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLError | socket.gaierror | ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 Progress = Callable[[CheckOutcome], None]
@@ -72,6 +118,8 @@ async def run_check(check: Check, context: CheckContext, timeout: float) -> Chec
     """Run one check; any way it can end becomes a status per requirement, never an exception."""
     started = time.perf_counter()
     outcome: tuple[Status, str] | None = None
+    blame = Blame.IMPLEMENTATION
+    harness_before = len(context.recorder.harness_problems)
     try:
         await asyncio.wait_for(check.func(context), timeout)
     except NotApplicable as reason:
@@ -83,14 +131,33 @@ async def run_check(check: Check, context: CheckContext, timeout: float) -> Chec
             Status.FAILED,
             f"the check did not finish within {timeout:.0f} s: the target is too slow or hangs",
         )
+    except HarnessError as error:
+        outcome, blame = (Status.ERROR, f"the suite could not go on: {error}"), Blame.HARNESS
     except httpx.HTTPError as error:
-        outcome = (
-            Status.FAILED,
-            f"the target could not be reached or broke the connection: {type(error).__name__}: {error}",
+        if environment_error(error):
+            outcome, blame = (
+                (
+                    Status.ERROR,
+                    f"the target could not be reached: {type(error).__name__}: {error}",
+                ),
+                Blame.ENVIRONMENT,
+            )
+        else:
+            outcome = (
+                Status.FAILED,
+                f"the target broke the connection or its answer: {type(error).__name__}: {error}",
+            )
+    except Exception as error:  # a crash in a check is the suite's own error, with the cause
+        outcome, blame = (
+            (
+                Status.ERROR,
+                f"the check crashed (a suite error, not the target's): "
+                f"{type(error).__name__}: {error}",
+            ),
+            Blame.HARNESS,
         )
-    except Exception as error:  # a crash in a check is reported as its failure, with the cause
-        outcome = (Status.FAILED, f"the check could not complete: {type(error).__name__}: {error}")
     statuses: dict[str, tuple[Status, str, list[int]]] = {}
+    blames: dict[str, Blame] = {}
     registry = default_registry()
     last = [context.recorder.mark] if context.recorder.exchanges else []
     for requirement_id in check.requirements:
@@ -107,11 +174,38 @@ async def run_check(check: Check, context: CheckContext, timeout: float) -> Chec
             statuses[requirement_id] = (
                 downgrade(status, level),
                 message,
-                last if status is Status.FAILED else [],
+                last if status in (Status.FAILED, Status.ERROR) else [],
             )
+            if status is Status.ERROR:
+                blames[requirement_id] = blame
         else:
             statuses[requirement_id] = (Status.PASSED, "", [])
-    return CheckOutcome(check, statuses, time.perf_counter() - started)
+    _withhold_after_harness_problems(context, statuses, blames, harness_before)
+    return CheckOutcome(check, statuses, time.perf_counter() - started, blames)
+
+
+def _withhold_after_harness_problems(
+    context: CheckContext,
+    statuses: dict[str, tuple[Status, str, list[int]]],
+    blames: dict[str, Blame],
+    before: int,
+) -> None:
+    """Once one of the suite's own mocks has sent an invalid message, a failure is not
+    blamed on the target: the verdict is withheld as a harness error."""
+    problems = context.recorder.harness_problems
+    if not problems:
+        return
+    new = problems[before:] or problems[-1:]
+    cited = "; ".join(f"#{p['exchange']} {p['message']}" for p in new[:3])
+    for requirement_id, (status, message, evidence) in list(statuses.items()):
+        if status in (Status.FAILED, Status.WARNING):
+            statuses[requirement_id] = (
+                Status.ERROR,
+                f"verdict withheld: the suite's own mock sent an invalid message ({cited}); "
+                f"the check said: {message}",
+                evidence + [p["exchange"] for p in new[:3]],
+            )
+            blames[requirement_id] = Blame.HARNESS
 
 
 def fold(
@@ -131,34 +225,80 @@ def fold(
             if finding is None:
                 continue
             finding.checks.append(outcome.check.name)
+            if status in (Status.FAILED, Status.WARNING):  # the profile's level decides
+                status = downgrade(Status.FAILED, finding.requirement.level)
             if _RANK[status] > _RANK[finding.status] or finding.status is Status.UNTESTED:
                 finding.status, finding.message = status, message
-            if status in (Status.FAILED, Status.WARNING):
+                finding.blame = outcome.blames.get(requirement_id)
+            if status in (Status.FAILED, Status.WARNING, Status.ERROR, Status.FLAKY):
                 finding.evidence.extend(evidence)
+    for finding in findings.values():
+        if finding.status in (Status.FAILED, Status.WARNING, Status.FLAKY):
+            finding.blame = Blame.IMPLEMENTATION
     return list(findings.values())
+
+
+def merge_rerun(first: CheckOutcome, again: CheckOutcome, attempt: int) -> CheckOutcome:
+    """A requirement that failed and then passed when its check ran again alone is flaky;
+    one that failed again keeps its first verdict and evidence."""
+    statuses = dict(first.statuses)
+    for requirement_id, (status, message, evidence) in first.statuses.items():
+        if status not in (Status.FAILED, Status.WARNING) or first.blames.get(requirement_id):
+            continue
+        if again.statuses.get(requirement_id, (Status.FAILED, "", []))[0] is Status.PASSED:
+            statuses[requirement_id] = (
+                Status.FLAKY,
+                f"flaky: failed, then passed on re-run {attempt} of the check alone; "
+                f"the failure was: {message}",
+                evidence,
+            )
+    return CheckOutcome(first.check, statuses, first.duration_s + again.duration_s, first.blames)
+
+
+def _rerun_wanted(outcome: CheckOutcome) -> bool:
+    return any(
+        status in (Status.FAILED, Status.WARNING) and requirement_id not in outcome.blames
+        for requirement_id, (status, _, _) in outcome.statuses.items()
+    )
 
 
 async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     started = time.perf_counter()
     target, described = make_target(plan)
     checks = checks_for(plan.role, plan.profile, plan.steps)
+    if plan.only_checks is not None:
+        checks = [item for item in checks if item.name in plan.only_checks]
     outcomes: list[CheckOutcome] = []
+    spans: dict[str, tuple[int, int]] = {}
+    recorder = target.recorder
     async with _set_up(target, described):
         for item in sorted(checks, key=lambda c: (list(Step).index(c.step), c.name)):
+            before = recorder.last_id
             context = make_context(target, item)
             outcome = await run_check(item, context, plan.check_timeout)
+            spans[item.name] = (before, recorder.last_id)
             outcomes.append(outcome)
             if progress is not None:
                 progress(outcome)
+        for index, outcome in enumerate(outcomes):
+            for attempt in range(1, plan.rerun_failures + 1):
+                if not _rerun_wanted(outcome):
+                    break
+                again = await run_check(
+                    outcome.check, make_context(target, outcome.check), plan.check_timeout
+                )
+                outcome = outcomes[index] = merge_rerun(outcome, again, attempt)
     findings = fold(plan.role, plan.profile, outcomes, plan.steps)
     return RunResult(
         plan.role.value,
         plan.profile,
         described,
         findings,
-        target.recorder,
+        recorder,
         time.perf_counter() - started,
         plan.strict,
+        harness_problems=list(recorder.harness_problems),
+        check_spans=spans,
     )
 
 

@@ -77,11 +77,27 @@ def mask_values(text: str, values: Iterable[str]) -> str:
     return mask_text(text)
 
 
+_ERROR_CODE = re.compile(r"[a-z]+(?:_[a-z]+)*")
+
+
+def _error_code(key: str, item: str, siblings: dict[str, Any]) -> bool:
+    """An error envelope's code (`{"code": "invalid_signature", "message": …}`) is not an
+    OAuth authorization code: kept, so evidence and replays show which error it was."""
+    return (
+        key == "code"
+        and len(item) <= 64
+        and _ERROR_CODE.fullmatch(item) is not None
+        and bool({"message", "type", "error", "status"} & set(siblings))
+    )
+
+
 def _mask_json(value: Any, *, inside_credentials: bool = False) -> Any:
     if isinstance(value, dict):
         masked: dict[str, Any] = {}
         for key, item in value.items():
-            if isinstance(item, str) and (inside_credentials or key in SECRET_MEMBERS):
+            if isinstance(item, str) and _error_code(key, item, value) and not inside_credentials:
+                masked[key] = item
+            elif isinstance(item, str) and (inside_credentials or key in SECRET_MEMBERS):
                 masked[key] = _masked(item)
             else:
                 masked[key] = _mask_json(
@@ -208,10 +224,15 @@ class Recorder:
     def __init__(self) -> None:
         self.exchanges: list[Exchange] = []
         self.cli_calls: list[CliCall] = []
+        self.harness_problems: list[dict[str, Any]] = []
+        """Invalid messages the suite's own mocks sent: {exchange, message} (see harness.py)."""
         self._ids = itertools.count(1)
+        self.last_id = 0
+        """The last id handed out, exchange or CLI call."""
 
     def next_id(self) -> int:
-        return next(self._ids)
+        self.last_id = next(self._ids)
+        return self.last_id
 
     def since(self, mark: int) -> list[Exchange]:
         return [exchange for exchange in self.exchanges if exchange.id > mark]

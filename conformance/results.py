@@ -9,7 +9,10 @@ from typing import Any
 from conformance.recorder import Recorder
 from conformance.registry import Level, Requirement
 
-__all__ = ["Finding", "RunResult", "Status"]
+__all__ = ["EXIT_ERROR", "Blame", "Finding", "RunResult", "Status"]
+
+EXIT_ERROR = 3
+"""No requirement failed, but some could not be judged: the suite or the environment failed."""
 
 
 class Status(StrEnum):
@@ -21,6 +24,27 @@ class Status(StrEnum):
     NOT_APPLICABLE = "not_applicable"
     UNTESTED = "untested"
     """No check in this run covers the requirement yet."""
+    ERROR = "error"
+    """Not judged: the suite itself (harness) or the environment (network, DNS, TLS) failed."""
+    KNOWN = "known"
+    """A failure the baseline file lists: reported, but it does not fail the run."""
+    FLAKY = "flaky"
+    """Failed, then passed when the check ran again alone (`--rerun-failures`)."""
+
+
+class Blame(StrEnum):
+    """Who a non-passing result is on. Only `implementation` counts against conformance."""
+
+    IMPLEMENTATION = "implementation"
+    """The target broke a rule."""
+    HARNESS = "harness"
+    """The suite or one of its own mocks misbehaved."""
+    ENVIRONMENT = "environment"
+    """The target could not be reached: connection refused, DNS, TLS, connect timeout."""
+
+
+BLAMED = (Status.FAILED, Status.WARNING, Status.ERROR, Status.KNOWN, Status.FLAKY)
+"""The statuses that carry a blame label."""
 
 
 @dataclass
@@ -31,9 +55,14 @@ class Finding:
     checks: list[str] = field(default_factory=list)
     evidence: list[int] = field(default_factory=list)
     """Exchange and CLI call ids from the run's recorder."""
+    blame: Blame | None = None
+    """Set for every status in BLAMED (implementation unless the engine knows better)."""
+    baseline: str | None = None
+    """known, stale or expired when a baseline entry names this requirement."""
 
     def as_json(self) -> dict[str, Any]:
         requirement = self.requirement
+        blame = self.blame or (Blame.IMPLEMENTATION if self.status in BLAMED else None)
         return {
             "id": requirement.id,
             "level": requirement.level.value,
@@ -46,6 +75,8 @@ class Finding:
             "message": self.message,
             "checks": self.checks,
             "evidence": self.evidence,
+            "blame": blame.value if blame is not None else None,
+            "baseline": self.baseline,
         }
 
 
@@ -58,6 +89,12 @@ class RunResult:
     recorder: Recorder
     duration_s: float = 0.0
     strict: bool = False
+    harness_problems: list[dict[str, Any]] = field(default_factory=list)
+    """Messages the suite's own mocks sent that fail their schema: {exchange, message}."""
+    baseline_problems: list[str] = field(default_factory=list)
+    """Stale or expired baseline entries; each fails the run."""
+    check_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per check: the recorder ids (after, up to) of what it sent and received (replay)."""
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Counts by level, then status."""
@@ -68,15 +105,27 @@ class RunResult:
         return table
 
     def failed(self) -> list[Finding]:
+        """The implementation failures that fail the run (a flaky one only under --strict)."""
+        strict_too = (Status.WARNING, Status.FLAKY) if self.strict else ()
         return [
             finding
             for finding in self.findings
-            if finding.status is Status.FAILED or (self.strict and finding.status is Status.WARNING)
+            if finding.status is Status.FAILED or finding.status in strict_too
         ]
+
+    def errors(self) -> list[Finding]:
+        """Requirements not judged because the harness or the environment failed."""
+        return [finding for finding in self.findings if finding.status is Status.ERROR]
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed() else 0
+        """1: a requirement failed or the baseline is stale or expired (even when errors
+        occurred too); 3: nothing failed but the harness or the environment did; else 0."""
+        if self.failed() or self.baseline_problems:
+            return 1
+        if self.errors() or self.harness_problems:
+            return EXIT_ERROR
+        return 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +137,8 @@ class RunResult:
             "duration_s": round(self.duration_s, 3),
             "exit_code": self.exit_code,
             "counts": self.counts(),
+            "harness_problems": self.harness_problems,
+            "baseline_problems": self.baseline_problems,
             "requirements": [finding.as_json() for finding in self.findings],
             "exchanges": [exchange.as_json() for exchange in self.recorder.exchanges],
             "cli_calls": [call.as_json() for call in self.recorder.cli_calls],

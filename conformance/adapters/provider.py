@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.errors import UsageError
+from conformance.harness import HarnessMonitor
 from conformance.recorder import Exchange, Recorder, RecordingASGI, RecordingTransport
 from conformance.ssrf import SSRFGuard
 from mocks._core.clock import SystemClock
@@ -99,6 +100,8 @@ class ProviderTargetConfig:
     faults: tuple[str, ...] = ()
     """Embedded mock only: faults to inject (the self-test)."""
     allowed_hosts: tuple[str, ...] = ()
+    transport: httpx.AsyncBaseTransport | None = None
+    """What carries the suite's calls to a target URL (None: the network; replay: a cassette)."""
     fuzz_examples: int = 0
     """Schema-generated requests per operation (0: fuzzing off)."""
     fuzz_seed: int = 0
@@ -159,7 +162,7 @@ class ProviderTarget:
                     )
                     issuer = listener.origin
                 hmac_secret = self.config.hmac_secret or ""
-                inner = httpx.AsyncHTTPTransport()
+                inner = self.config.transport or httpx.AsyncHTTPTransport()
             self.core = OrchestratorMock(
                 OrchestratorSettings(
                     profile=self.profile,
@@ -170,7 +173,10 @@ class ProviderTarget:
                     http=self._orchestrator_client(inner),
                 )
             )
-            self.orchestrator_documents = _Documents(self.core.app)
+            # The suite's own answers are validated as they leave (harness blame).
+            self.orchestrator_documents = _Documents(
+                HarnessMonitor(self.core.app, self.recorder, self.profile)
+            )
             recorded_app = RecordingASGI(self.orchestrator_documents, self.recorder)
             if self.embedded:
                 network.mount(issuer, recorded_app)

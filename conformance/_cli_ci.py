@@ -1,0 +1,269 @@
+"""CI-grade operation: `provspec baseline write`, `provspec replay`, `provspec report`, and the
+run options `--baseline`, `--rerun-failures` and `--i-know-this-is-live`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conformance.errors import UsageError
+from conformance.registry import Role
+from conformance.results import EXIT_ERROR, RunResult, Status
+
+__all__ = ["add_ci_parsers", "after_run", "before_run", "today_utc"]
+
+RUN_EXIT_CODES = (
+    "Exit codes: 0 no MUST failed (--strict: no SHOULD and no flaky result either); 1 a "
+    "requirement failed, or a baseline entry is stale or expired; 2 usage or configuration "
+    "error (including a target that looks live); 3 no requirement failed but some could not "
+    "be judged: a harness error (the suite or its own mock misbehaved) or an environment error "
+    "(the target could not be reached: connection refused, DNS, TLS, connect timeout)."
+)
+
+Today = Callable[[], dt.date]
+
+
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+CLOCK: list[Today] = [today_utc]
+"""The day baselines are judged on; tests replace it (never the real date in a test)."""
+
+
+def add_ci_parsers(commands: Any) -> None:
+    run = commands.choices["run"]
+    run.description = (run.description or "").split(" Exit 0 ")[0] + " " + RUN_EXIT_CODES
+    _add_run_options(run)
+
+    baseline = commands.add_parser(
+        "baseline",
+        help="write a baseline file of today's failures (provspec-baseline.toml)",
+        description="A baseline lists failures a team knows about: `provspec run --baseline "
+        "FILE` reports them as known and does not fail on them, fails on an entry whose "
+        "requirement passes again (stale) or whose expires date is past.",
+    )
+    actions = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
+    write = actions.add_parser(
+        "write",
+        parents=[run],
+        add_help=False,
+        conflict_handler="resolve",
+        help="record the failures of a results.json (--from) or of a run (run options)",
+        description="Write a baseline listing every failed, warned or flaky requirement, from "
+        "--from RESULTS.json or from a run made with the `provspec run` options given.",
+    )
+    write.add_argument("--from", dest="from_results", type=Path, metavar="RESULTS.json")
+    write.add_argument(
+        "--output", type=Path, default=Path("provspec-baseline.toml"), help="where to write"
+    )
+    write.add_argument(
+        "--reason", default="known failure, recorded by provspec baseline write", help="reason"
+    )
+    write.add_argument("--expires", help="expiry date of every entry, YYYY-MM-DD")
+    write.add_argument("--force", action="store_true", help="overwrite an existing file")
+    write.set_defaults(handler=_baseline_write)
+
+    replay = commands.add_parser(
+        "replay",
+        help="re-run one requirement's check offline against a run's cassette",
+        description="Re-run the check(s) that judged REQUIREMENT against the exchanges "
+        "recorded in CASSETTE (written by `provspec run` as REPORT_DIR/cassette.json), with "
+        "no target, and print the verdict next to the recorded one. Provider runs only. "
+        "Exit 0 passed, 1 failed, 3 error, 2 usage error.",
+    )
+    replay.add_argument("cassette", type=Path)
+    replay.add_argument("--requirement", required=True, metavar="ID")
+    replay.set_defaults(handler=_replay)
+
+    report = commands.add_parser(
+        "report",
+        help="sum up a results.json: the matrix and the top failures with evidence",
+        description="Print the level x status matrix and the top failures of a results.json "
+        "with their evidence; --format markdown for a pull-request comment. Exit 0 whatever "
+        "the run's verdict (it is in the text), 2 when the file is unusable.",
+    )
+    report.add_argument("results", type=Path)
+    report.add_argument("--format", choices=("text", "markdown"), default="text", dest="fmt")
+    report.add_argument("--top", type=int, default=10, help="how many failures (default 10)")
+    report.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    report.set_defaults(handler=_report)
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="known failures (provspec-baseline.toml): reported as known, not failing; a "
+        "stale or expired entry fails the run",
+    )
+    run.add_argument(
+        "--rerun-failures",
+        type=int,
+        default=0,
+        metavar="N",
+        help="re-run a failed check alone up to N times; a pass then reports it flaky",
+    )
+    run.add_argument(
+        "--i-know-this-is-live",
+        action="store_true",
+        help="run although the target looks like production or a live key is configured",
+    )
+
+
+def before_run(args: argparse.Namespace, plan: Any) -> None:
+    """Refuse a live-looking target; check the options before anything starts."""
+    from conformance.safety import check_not_live, live_reasons
+
+    if getattr(args, "rerun_failures", 0) < 0:
+        raise UsageError("--rerun-failures wants a whole number of at least 0")
+    plan.rerun_failures = int(getattr(args, "rerun_failures", 0) or 0)
+    if getattr(args, "baseline", None) is not None:
+        from conformance.baseline import load_baseline
+
+        load_baseline(args.baseline)  # a bad file is refused before the run, not after
+    urls: list[str | None] = []
+    values: dict[str, str | None] = {}
+    environment: dict[str, str] = {}
+    if plan.role is Role.PROVIDER:
+        urls.append(plan.provider.base_url)
+        values["the HMAC secret"] = plan.provider.hmac_secret
+    elif plan.role is Role.RESOURCE_SERVER:
+        urls.append(plan.resource_server.target)
+    elif plan.role is Role.ORCHESTRATOR:
+        urls.append(plan.orchestrator.issuer)
+        values["the orchestrator command"] = plan.orchestrator.command
+        if plan.orchestrator.command:
+            environment = dict(os.environ)
+    elif plan.role is Role.AGENT:
+        values["the agent command"] = plan.agent.command
+    values["--target"] = getattr(args, "target", None)
+    check_not_live(
+        live_reasons(urls, values, environment), bool(getattr(args, "i_know_this_is_live", False))
+    )
+
+
+def after_run(args: argparse.Namespace, plan: Any, result: RunResult, report_dir: Path) -> Path:
+    """Apply the baseline to the result; write the cassette. Returns the cassette's path."""
+    from conformance.replay import write_cassette
+
+    if getattr(args, "baseline", None) is not None:
+        from conformance.baseline import apply_baseline, load_baseline
+
+        apply_baseline(result, load_baseline(args.baseline), CLOCK[0]())
+    settings: dict[str, Any] = {}
+    if plan.role is Role.PROVIDER:
+        config = plan.provider
+        settings = {
+            "base_url": config.base_url,
+            "existing_email": config.existing_email,
+            "scripted_consent": config.base_url is None
+            if config.scripted_consent is None
+            else bool(config.scripted_consent),
+            "fuzz_examples": config.fuzz_examples,
+            "fuzz_seed": config.fuzz_seed,
+        }
+    path = report_dir / "cassette.json"
+    write_cassette(result, path, settings)
+    return path
+
+
+def print_ci_summary(result: RunResult) -> None:
+    """The lines `provspec run` adds after its matrix: baseline problems, errors, flakes."""
+    for problem in result.baseline_problems:
+        print(f"  baseline: {problem}")
+    for harness in result.harness_problems[:5]:
+        print(f"  harness: #{harness['exchange']} {harness['message']}")
+    errors = result.errors()
+    if errors:
+        blames = sorted({f.blame.value for f in errors if f.blame is not None})
+        print(
+            f"  {len(errors)} requirement(s) not judged ({', '.join(blames)} error): "
+            + ", ".join(f.requirement.id for f in errors[:12])
+        )
+    flaky = [f.requirement.id for f in result.findings if f.status is Status.FLAKY]
+    if flaky:
+        print(f"  flaky (failed, then passed alone): {', '.join(flaky)}")
+    if result.exit_code == EXIT_ERROR:
+        print("ERROR: the run could not judge everything; see the harness/environment errors")
+
+
+def _baseline_write(args: argparse.Namespace) -> int:
+    from conformance.baseline import render_baseline
+
+    if args.output.exists() and not args.force:
+        raise UsageError(f"{args.output} exists; pass --force to overwrite it")
+    expires: dt.date | None = None
+    if args.expires:
+        try:
+            expires = dt.date.fromisoformat(args.expires)
+        except ValueError:
+            raise UsageError(f"--expires wants a date YYYY-MM-DD, not {args.expires!r}") from None
+    if args.from_results is not None:
+        results = _read_results(args.from_results)
+    else:
+        from conformance._cli_run import _plan
+        from conformance.engine import run_sync
+
+        plan, _ = _plan(args)
+        before_run(args, plan)
+        print(f"provspec baseline write: running {plan.role.value} · {plan.profile}", flush=True)
+        results = run_sync(plan).as_json()
+    text = render_baseline(results, args.reason, expires, CLOCK[0]())
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    count = text.count("[[known]]")
+    print(f"wrote {args.output}: {count} known failure(s)")
+    return 0
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist (`provspec run` writes results.json)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UsageError(f"{path} is not readable JSON: {error}") from None
+    if not isinstance(document, dict) or document.get("provspec") != "results/1":
+        raise UsageError(f"{path} is not a provspec results file (results/1)")
+    return document
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from conformance.replay import load_cassette, replay
+
+    cassette = load_cassette(args.cassette)
+    recorded = cassette["verdicts"].get(args.requirement, {})
+    finding, _ = replay(cassette, args.requirement)
+    blame = finding.as_json()["blame"]
+    print(f"replayed {args.requirement} offline from {args.cassette}")
+    print(f"  verdict:  {finding.status.value}" + (f" ({blame})" if blame else ""))
+    if finding.message:
+        print(f"  why:      {finding.message[:500]}")
+    print(f"  recorded: {recorded.get('status')}")
+    same = recorded.get("status") == finding.status.value
+    print("  same verdict as recorded" if same else "  DIFFERENT from the recorded verdict")
+    if finding.status is Status.ERROR:
+        return EXIT_ERROR
+    return 1 if finding.status is Status.FAILED else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from conformance.report._summary import render_summary
+
+    if args.top < 1:
+        raise UsageError("--top wants a positive number")
+    text = render_summary(_read_results(args.results), args.fmt, args.top)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
