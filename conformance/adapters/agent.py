@@ -24,7 +24,6 @@ import shlex
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from conformance import strictjson
+from conformance._threadio import thread_output
 from conformance.adapters import _agent_worlds as _worlds
 from conformance.checks import Check, CheckContext
 from conformance.errors import UsageError
@@ -427,7 +427,6 @@ class AgentTarget:
         self._prefix = shlex.split(self.config.orchestrator_cli) or shlex.split(
             DEFAULT_ORCHESTRATOR_CLI
         )
-        self._cli_lock = threading.Lock()
         self._root: Path | None = None
         self._stack: contextlib.ExitStack | None = None
         self._worlds: dict[str, _TaskWorld] = {}
@@ -541,8 +540,8 @@ class AgentTarget:
         from conformance.cli import main
 
         out, err = io.StringIO(), io.StringIO()
-        # One at a time: the CLI prints through the process-wide stdout.
-        with self._cli_lock, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        # Side by side: each thread's prints reach its own buffers.
+        with thread_output(out, err):
             world.capture.orchestrator_busy += 1
             try:
                 code = main(["orchestrator", *arguments, "--state", str(world.state)])
