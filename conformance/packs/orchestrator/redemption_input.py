@@ -107,8 +107,7 @@ async def redemption_bodies_missing_a_member_are_refused(ctx: OrchestratorContex
 
         return send
 
-    # Not resource_id: the requirement names it, but schemas/app-next/redemption_request
-    # requires only these three; which of the two is right is for the registry to settle.
+    # Not resource_id: the schema leaves it optional (a provider may redeem first).
     probes: list[Probe] = [
         (f"a body without {member}", without(member))
         for member in ("payment_token", "amount", "currency")
