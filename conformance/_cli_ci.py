@@ -33,7 +33,7 @@ def today_utc() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-CLOCK: list[Today] = [today_utc]
+today: Today = today_utc
 """The day baselines are judged on; tests replace it (never the real date in a test)."""
 
 
@@ -157,7 +157,7 @@ def after_run(args: argparse.Namespace, plan: Any, result: RunResult, report_dir
     if getattr(args, "baseline", None) is not None:
         from conformance.baseline import apply_baseline, load_baseline
 
-        apply_baseline(result, load_baseline(args.baseline), CLOCK[0]())
+        apply_baseline(result, load_baseline(args.baseline), today())
     settings: dict[str, Any] = {}
     if plan.role is Role.PROVIDER:
         config = plan.provider
@@ -216,7 +216,7 @@ def _baseline_write(args: argparse.Namespace) -> int:
         before_run(args, plan)
         print(f"provspec baseline write: running {plan.role.value} · {plan.profile}", flush=True)
         results = run_sync(plan).as_json()
-    text = render_baseline(results, args.reason, expires, CLOCK[0]())
+    text = render_baseline(results, args.reason, expires, today())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     count = text.count("[[known]]")

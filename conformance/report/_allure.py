@@ -16,6 +16,9 @@ _STATUS = {
     Status.SKIPPED: "skipped",
     Status.NOT_APPLICABLE: "skipped",
     Status.UNTESTED: "skipped",
+    Status.ERROR: "broken",
+    Status.KNOWN: "skipped",
+    Status.FLAKY: "passed",
 }
 
 
@@ -26,7 +29,7 @@ def write_allure(result: RunResult, directory: Path) -> None:
     for finding in result.findings:
         requirement = finding.requirement
         status = _STATUS[finding.status]
-        if result.strict and finding.status is Status.WARNING:
+        if result.strict and finding.status in (Status.WARNING, Status.FLAKY):
             status = "failed"
         attachments = []
         for exchange_id in dict.fromkeys(finding.evidence):
@@ -44,7 +47,11 @@ def write_allure(result: RunResult, directory: Path) -> None:
             "name": f"{requirement.id} {requirement.text}",
             "fullName": f"provspec.{result.role}.{requirement.step.value}.{requirement.id}",
             "status": status,
-            "statusDetails": {"message": finding.message, "trace": f"source: {requirement.source}"},
+            "statusDetails": {
+                "message": finding.message,
+                "trace": f"source: {requirement.source}",
+                "flaky": finding.status is Status.FLAKY,
+            },
             "stage": "finished",
             "start": now,
             "stop": now,
@@ -53,6 +60,11 @@ def write_allure(result: RunResult, directory: Path) -> None:
                 {"name": "suite", "value": requirement.step.value},
                 {"name": "tag", "value": requirement.level.value},
                 {"name": "requirement", "value": requirement.id},
+                *(
+                    [{"name": "blame", "value": str(finding.as_json()["blame"])}]
+                    if finding.as_json()["blame"]
+                    else []
+                ),
                 {
                     "name": "severity",
                     "value": "critical" if requirement.level.value == "MUST" else "normal",

@@ -11,7 +11,10 @@ from conformance.results import RunResult, Status
 
 ORDER = [
     Status.FAILED,
+    Status.ERROR,
+    Status.FLAKY,
     Status.WARNING,
+    Status.KNOWN,
     Status.PASSED,
     Status.SKIPPED,
     Status.NOT_APPLICABLE,
@@ -19,6 +22,9 @@ ORDER = [
 ]
 COLOURS = {
     Status.FAILED: "#c62828",
+    Status.ERROR: "#6a1b9a",
+    Status.FLAKY: "#ad1457",
+    Status.KNOWN: "#8d6e63",
     Status.WARNING: "#ef6c00",
     Status.PASSED: "#2e7d32",
     Status.SKIPPED: "#6d6d6d",
@@ -77,7 +83,11 @@ def render_html(result: RunResult) -> str:
     steps = [step for step in Step if any(f.requirement.step is step for f in result.findings)]
     musts_failed = [f for f in result.findings if f.status is Status.FAILED]
     verdict = (
-        ("FAIL", COLOURS[Status.FAILED]) if result.exit_code else ("PASS", COLOURS[Status.PASSED])
+        ("ERROR", COLOURS[Status.ERROR])
+        if result.exit_code == 3
+        else ("FAIL", COLOURS[Status.FAILED])
+        if result.exit_code
+        else ("PASS", COLOURS[Status.PASSED])
     )
     head = (
         [f"<th>{escape(result.role)} / step</th>"]
@@ -114,6 +124,10 @@ def render_html(result: RunResult) -> str:
             f.requirement.id,
         ),
     )
+    notes = [f"baseline: {p}" for p in result.baseline_problems] + [
+        f"harness: #{p['exchange']} {p['message']}" for p in result.harness_problems[:10]
+    ]
+    problems = "".join(f'<p class="muted">{escape(note)}</p>' for note in notes)
     items = []
     for finding in ordered:
         requirement = finding.requirement
@@ -123,6 +137,11 @@ def render_html(result: RunResult) -> str:
             if i in exchanges
         )
         message = f"<p><b>Verdict:</b> {escape(finding.message)}</p>" if finding.message else ""
+        blame = finding.as_json()["blame"]
+        if blame:
+            message += f'<p class="muted">blame: {escape(str(blame))}</p>'
+        if finding.baseline:
+            message += f'<p class="muted">baseline: {escape(finding.baseline)}</p>'
         checks = (
             f'<p class="muted">checked by {escape(", ".join(finding.checks))}</p>'
             if finding.checks
@@ -145,6 +164,7 @@ def render_html(result: RunResult) -> str:
 <div class="sub">target: <code>{escape(result.target)}</code> · {len(result.recorder.exchanges)} exchanges · {result.duration_s:.2f} s
  · <span class="verdict" style="background:{verdict[1]}">{verdict[0]}</span>
  {f"· {len(musts_failed)} MUST requirement(s) failed" if musts_failed else ""}</div>
+{problems}
 <table id="matrix"><thead><tr>{"".join(head)}</tr></thead><tbody>{"".join(rows)}</tbody></table>
 <div class="filters" id="requirements">
  <label>step <select id="f-step"><option value="">all</option>{_options(s.value for s in steps)}</select></label>
