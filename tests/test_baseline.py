@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,8 @@ FAULT_RUN = ["--fault", "deep-link-long-lived", "--steps", "provisioning", "--qu
 
 
 @pytest.fixture(autouse=True)
-def fixed_day(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fixed_day(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_cli_ci, "today", lambda: TODAY)
-    yield
 
 
 def write(path: Path, text: str) -> Path:
@@ -43,7 +41,7 @@ def run(tmp_path: Path, baseline: Path, *extra: str) -> tuple[int, dict[str, obj
 
 
 def status_of(results: dict[str, object], requirement_id: str) -> dict[str, object]:
-    found = [r for r in results["requirements"] if r["id"] == requirement_id]  # type: ignore[attr-defined,index]
+    found = [r for r in results["requirements"] if r["id"] == requirement_id]  # type: ignore[attr-defined]
     return found[0]  # type: ignore[no-any-return]
 
 
@@ -55,8 +53,10 @@ def test_a_listed_failure_is_known_and_does_not_fail_the_run(tmp_path: Path) -> 
     code, results = run(tmp_path, baseline)
     assert code == 0
     entry = status_of(results, "PRV-PRO-014")
-    assert entry["status"] == "known" and entry["baseline"] == "known"
-    assert "PROJ-1" in str(entry["message"]) and entry["blame"] == "implementation"
+    assert entry["status"] == "known"
+    assert entry["baseline"] == "known"
+    assert "PROJ-1" in str(entry["message"])
+    assert entry["blame"] == "implementation"
     assert results["baseline_problems"] == []
 
 

@@ -22,8 +22,8 @@ from conformance.engine import RunPlan, environment_error, run_sync
 from conformance.registry import Role, Step
 from conformance.report import results_schema
 from conformance.results import EXIT_ERROR, Blame, Status
-from mocks.orchestrator.app import OrchestratorMock
 from mocks._core.http import json_response
+from mocks.orchestrator.app import OrchestratorMock
 
 
 def unused_port() -> int:
@@ -52,11 +52,13 @@ def test_an_unreachable_target_gives_environment_errors_and_exit_3(
     )
     assert code == EXIT_ERROR
     out = capsys.readouterr().out
-    assert "ERROR" in out and "environment error" in out
+    assert "ERROR" in out
+    assert "environment error" in out
     results = json.loads((tmp_path / "results.json").read_text())
     Draft202012Validator(results_schema()).validate(results)
     judged = [r for r in results["requirements"] if r["status"] != "untested"]
-    assert judged and all(r["status"] == "error" for r in judged)
+    assert judged
+    assert all(r["status"] == "error" for r in judged)
     assert {r["blame"] for r in judged} == {"environment"}
     assert results["exit_code"] == EXIT_ERROR
     assert '<error message="environment error' in (tmp_path / "junit.xml").read_text()

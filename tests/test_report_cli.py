@@ -26,7 +26,9 @@ def test_text_shows_the_matrix_and_the_failure_with_its_evidence(
     assert main(["report", str(failed_results)]) == 0
     out = capsys.readouterr().out
     assert ": FAIL" in out.splitlines()[0]
-    assert "MUST" in out and "passed" in out and "failed" in out
+    assert "MUST" in out
+    assert "passed" in out
+    assert "failed" in out
     assert "PRV-PRO-014 [MUST] failed, implementation" in out
     assert "POST https://provider.mock/api/app/provisioning/deep_links" in out
 
@@ -40,7 +42,8 @@ def test_markdown_is_a_pr_comment(
     )
     text = comment.read_text()
     assert text.startswith("### provspec provider")
-    assert "| level |" in text and "|---|" in text
+    assert "| level |" in text
+    assert "|---|" in text
     assert "| `PRV-PRO-014` | MUST | failed | implementation |" in text
     assert "<details><summary>PRV-PRO-014: evidence</summary>" in text
 

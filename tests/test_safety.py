@@ -68,7 +68,8 @@ def test_a_live_looking_run_is_refused_with_exit_2(
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("provspec: error: refusing to run")
-    assert why in err and "--i-know-this-is-live" in err
+    assert why in err
+    assert "--i-know-this-is-live" in err
     assert "sk_live_abcdefgh" not in err
     assert not (tmp_path / "results.json").exists()
 
