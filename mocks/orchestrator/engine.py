@@ -192,6 +192,9 @@ class Orchestrator:
             headers["Content-Type"] = content_type
         if not self.faults.active("missing-api-version"):
             headers["API-Version"] = API_VERSIONS[self.profile]
+        if bearer is None and self.faults.active("consent-token-sent-to-other-provider"):
+            # a client-wide default Authorization header: another provider's token goes along
+            bearer = self._someone_elses_token(provider)
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         now = self.core.clock.timestamp()
@@ -330,6 +333,15 @@ class Orchestrator:
         return jose.sign(claims, key, typ=PAYMENT_TOKEN_TYP)
 
     # --- accounts and consent -------------------------------------------------------------------------
+    def _someone_elses_token(self, provider: ProviderRecord) -> str | None:
+        prefix = f"{self.user().id}\x1f"
+        for key, record in self.store.items(_CONNECTIONS):
+            if key.startswith(prefix) and key != prefix + provider.name:
+                token = record.get("access_token") if isinstance(record, dict) else None
+                if isinstance(token, str):
+                    return token
+        return None
+
     def connection(self, provider: ProviderRecord) -> dict[str, Any] | None:
         found = self.store.get(_CONNECTIONS, f"{self.user().id}\x1f{provider.name}")
         return dict(found) if found else None
@@ -453,13 +465,8 @@ class Orchestrator:
             raise HTTPProblem(
                 502, "PROVIDER_ERROR", f"token_type {str(token_type)[:40]!r} is not bearer"
             )
-        if _foreign_audience(tokens.get("access_token"), provider.base_url) and not (
-            self.faults.active("consent-token-audience-unchecked")
-        ):
-            # RFC 9728 §7.4: a token minted for another resource is neither kept nor used.
-            raise HTTPProblem(
-                502, "PROVIDER_ERROR", "the access token is addressed to another resource"
-            )
+        # The token stays opaque (RFC 9068 §6: a client does not read it); what binds it to
+        # this provider is `resource` on the requests and where the token is sent afterwards.
         return self._save_connection(provider, tokens)
 
     async def _consent_0_1d(
@@ -967,19 +974,6 @@ def _cap_outcome(provider: ProviderRecord, cap: dict[str, Any]) -> AddOutcome:
             f"Ask the human to raise the limit: provspec orchestrator billing --provider {provider.name} --limit <minor units>. Do not retry before that."
         ],
     )
-
-
-def _foreign_audience(token: Any, resource: str) -> bool:
-    """Whether `token` is a JWT whose aud names something other than `resource` (an opaque
-    token says nothing, and is taken as it is)."""
-    if not isinstance(token, str) or token.count(".") != 2:
-        return False
-    try:
-        audience = jose.unverified_parts(token)[1].get("aud")
-    except jose.JOSEError:
-        return False
-    audiences = audience if isinstance(audience, list) else [audience]
-    return audience is not None and audiences != [resource]
 
 
 def _resource_metadata(header: str) -> str | None:

@@ -14,7 +14,6 @@ from conformance.packs.orchestrator.revocation import says_revoked
 from conformance.packs.orchestrator.spend import cap_for
 from conformance.registry import Role, Step
 from conformance.results import RunResult, Status
-from mocks.orchestrator.engine import _foreign_audience
 
 
 def run(*faults: str, steps: tuple[Step, ...]) -> RunResult:
@@ -96,10 +95,3 @@ def test_query_and_well_known_urls_are_built_without_normalising() -> None:
     assert well_known("https://a.example/", "oauth-authorization-server") == (
         "https://a.example/.well-known/oauth-authorization-server"
     )
-
-
-def test_the_mock_orchestrator_reads_jwt_audiences_only() -> None:
-    jwt = "eyJhbGciOiJub25lIn0.eyJhdWQiOiJodHRwczovL2IuZXhhbXBsZS8ifQ."  # aud https://b.example/
-    assert _foreign_audience(jwt, "https://a.example/")
-    assert not _foreign_audience(jwt, "https://b.example/")
-    assert not _foreign_audience("pma_opaque", "https://a.example/")

@@ -20,13 +20,17 @@ import hashlib
 import json
 import re
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from conformance import jose
-from conformance.adapters.orchestrator import OrchestratorContext, RawRequest, Tamper
+from conformance.adapters.orchestrator import (
+    OTHER_PROVIDER_NAME,
+    PROVIDER_NAME,
+    OrchestratorContext,
+    RawRequest,
+    Tamper,
+)
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.recorder import CliCall, Exchange
 
@@ -666,59 +670,39 @@ async def metadata_redirects_are_checked_hop_by_hop(ctx: OrchestratorContext) ->
 
 
 @check("ORC-CNS-018")
-async def a_token_for_another_resource_is_neither_kept_nor_forwarded(
-    ctx: OrchestratorContext,
-) -> None:
-    """The token endpoint answers the consent's code with a JWT access token (RFC 9068)
-    whose aud is the other provider. The orchestrator must drop it: the next add must not
-    present it anywhere."""
-    provider = ctx.provider
-    other = ctx.target.other_provider
-    if other is None:
-        raise Skipped("the run serves no second provider to address the token to")
-    now = int(time.time())
-    foreign = jose.sign(
-        {
-            "iss": provider.issuer,
-            "aud": other.base_url,
-            "sub": "acct_provspec",
-            "client_id": ctx.issuer or "provspec",
-            "scope": "provisioning",
-            "iat": now,
-            "exp": now + 3600,
-            "jti": secrets.token_urlsafe(12),
-        },
-        provider.signing_key,
-        typ="at+jwt",
-    )
-
-    def misaddressed(
-        status: int, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        document = json.loads(body) if status == 200 else None
-        if isinstance(document, dict) and "access_token" in document:
-            document["access_token"] = foreign
-            body = json.dumps(document).encode()
-        return status, headers, body
-
+async def a_consent_token_goes_only_to_its_provider(ctx: OrchestratorContext) -> None:
+    """Consent completes at the suite's provider, which hands out an access token; then the
+    same user adds a service at the second provider. Nothing the second provider receives
+    may carry the first one's token, in a header or a body (RFC 9728 §7.4)."""
+    if ctx.target.other_provider is None:
+        raise Skipped("the run serves no second provider for the token to stray to")
     with as_a_known_email(ctx):
         _, location, approval = await consent_to_the_redirect(ctx)
         mark = ctx.recorder.mark
-        with ctx.tampered("/oauth/token", misaddressed):
-            await ctx.get(location)
+        await ctx.get(location)
         if not token_requests(ctx, mark):
             raise Skipped("the redirect back led to no token request (see ORC-CNS-006)")
+        tokens = [
+            value
+            for value, kind in ctx.handed_out().items()
+            if kind == f"{PROVIDER_NAME} access_token"
+        ]
+        if not tokens:
+            raise Skipped("the provider handed out no access token to follow")
         after = ctx.recorder.mark
-        call, _ = await ctx.add("free")
+        call, _ = await ctx.add_at(OTHER_PROVIDER_NAME, "free")
     carried = [
         r
-        for r in ctx.received(after, provider=None)
-        if foreign in r.body.decode("latin-1") or any(foreign in v for v in r.headers.values())
+        for r in ctx.received(after, provider=OTHER_PROVIDER_NAME)
+        if any(
+            token in r.body.decode("latin-1") or any(token in v for v in r.headers.values())
+            for token in tokens
+        )
     ]
     ctx.require(
         "ORC-CNS-018",
         not carried,
-        f"the access token addressed to {other.base_url!r} was presented afterwards "
+        f"{PROVIDER_NAME}'s access token was sent to {OTHER_PROVIDER_NAME} "
         f"({', '.join(f'{r.method} {r.path}' for r in carried[:3])})",
         approval,
         call,
