@@ -191,6 +191,7 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         timeout=float(config.get("timeouts", "request", 10)),
         faults=tuple(args.fault) if role is Role.PROVIDER else (),
         allowed_hosts=tuple(config.get("ssrf", "allowed_hosts", ())),
+        capabilities=dict(config.values.get("capabilities", {})),
         fuzz_examples=_non_negative(
             "--fuzz-examples",
             getattr(args, "fuzz_examples", None) or config.get("run", "fuzz_examples", 0),

@@ -77,6 +77,16 @@ agent = 60                   # seconds per agent task
 [ssrf]
 # Hosts the suite may reach although they resolve to private addresses (your staging net).
 allowed_hosts = []
+
+[capabilities]
+# Provider: optional features. Their checks run when the target advertises the feature (AS
+# metadata, catalog allowed_updates) and are not applicable otherwise; a line here overrides
+# what the target shows. An advertised feature that is not there fails PRV-DSC-013.
+# refresh_tokens = true
+# revocation = true
+# update_service = true
+# deep_links = false
+# pending = false
 """
 
 _SECTIONS = {
@@ -101,6 +111,7 @@ _SECTIONS = {
     "agent": {"command", "orchestrator_cli"},
     "timeouts": {"request", "check", "agent"},
     "ssrf": {"allowed_hosts"},
+    "capabilities": {"refresh_tokens", "revocation", "update_service", "deep_links", "pending"},
 }
 
 
@@ -193,6 +204,11 @@ def load_config(path: Path | None) -> RunConfig:
         value = raw.get("timeouts", {}).get(key, 1) if isinstance(raw.get("timeouts"), dict) else 1
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             problems.append(f"timeouts.{key} must be a positive number of seconds")
+    capabilities = raw.get("capabilities", {})
+    if isinstance(capabilities, dict):
+        for key, value in capabilities.items():
+            if not isinstance(value, bool):
+                problems.append(f"capabilities.{key} must be true or false")
     if problems:
         raise UsageError(f"config {path}: " + "; ".join(problems))
     return RunConfig(raw, path)

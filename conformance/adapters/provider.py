@@ -102,6 +102,8 @@ class ProviderTargetConfig:
     allowed_hosts: tuple[str, ...] = ()
     transport: httpx.AsyncBaseTransport | None = None
     """What carries the suite's calls to a target URL (None: the network; replay: a cassette)."""
+    capabilities: dict[str, bool] = field(default_factory=dict)
+    """What provspec.toml [capabilities] says the target offers, overriding what it advertises."""
     fuzz_examples: int = 0
     """Schema-generated requests per operation (0: fuzzing off)."""
     fuzz_seed: int = 0

@@ -373,6 +373,9 @@ class OrchestratorMock:
         return await self._money(request, "redemptions", self._process_redemption)
 
     async def refund(self, request: Request) -> Response:
+        if self.faults.active("refund-endpoint-missing"):
+            # The metadata still names refund_endpoint: false advertising.
+            return json_response({"error": "not_found"}, 404)
         return await self._money(request, "refunds", self._process_refund)
 
     async def _money(

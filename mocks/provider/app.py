@@ -1325,6 +1325,8 @@ class ProviderMock:
             if target is None or current is None:
                 raise HTTPProblem(400, "unknown_service", "no such service")
             allowed = current.allowed_updates
+            if self.faults.active("allowed-updates-not-honoured"):
+                allowed = ()  # still listed in the catalog: false advertising
             if self.faults.active("allowed-updates-ignored"):
                 allowed = tuple(entry.id for entry in catalog.SERVICES)
             if target.id != current.id and target.id not in allowed:

@@ -6,6 +6,7 @@ from conformance.packs.orchestrator import (  # noqa: F401  (importing registers
     accounts,
     calls,
     cap,
+    capabilities,
     catalog,
     cli,
     consent,

@@ -225,12 +225,13 @@ async def refund(
     *,
     signer: ProviderMock | None = None,
 ) -> Answer | None:
-    """Refund part of a redemption; None when the orchestrator publishes no refund_endpoint."""
+    """Refund part of a redemption; None when the orchestrator publishes no refund_endpoint.
+    A published refund_endpoint that is not there blocks the check (ORC-DSC-018 fails it)."""
     url = (await endpoints(ctx))[1]
     if url is None:
         return None
     raw = json.dumps({"redemption_id": redemption_id, "amount": amount}).encode()
-    return await _post(
+    answer = await _post(
         ctx,
         url,
         raw,
@@ -240,7 +241,16 @@ async def refund(
         audience=None,
         content_type="application/json",
     )
+    if answer.status in ABSENT:
+        raise Skipped(
+            f"blocked by ORC-DSC-018: the refund_endpoint the metadata names answers "
+            f"{answer.status}"
+        )
+    return answer
 
+
+ABSENT = (404, 405, 501)
+"""Statuses that say an advertised endpoint is not there."""
 
 FOLLOW_UP = 100
 """The follow-up redemption that shows refused requests charged nothing."""

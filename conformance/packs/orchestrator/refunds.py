@@ -4,7 +4,7 @@ exceeds what remains of its redemption, and only that provider can give money ba
 from __future__ import annotations
 
 from conformance.adapters.orchestrator import OTHER_PROVIDER_NAME, OrchestratorContext
-from conformance.checks import Skipped, check
+from conformance.checks import NotApplicable, Skipped, check
 from conformance.packs.orchestrator._money import Answer, minted_token, redeem, refund, signer_of
 from conformance.packs.orchestrator.redemption import fresh_user
 
@@ -32,7 +32,7 @@ async def refunds_never_exceed_what_remains(ctx: OrchestratorContext) -> None:
     for amount, allowed, what in steps:
         answer = await refund(ctx, redemption, amount)
         if answer is None:
-            raise Skipped("the orchestrator publishes no refund_endpoint")
+            raise NotApplicable("the orchestrator offers no refunds (no refund_endpoint)")
         if allowed:
             if answer.status != 201:
                 raise Skipped(f"{what} was not accepted ({answer.shown()})")
@@ -51,7 +51,7 @@ async def only_the_redeeming_provider_can_refund(ctx: OrchestratorContext) -> No
     done = await _charged(ctx)
     foreign = await refund(ctx, done.document["id"], CHARGE, signer=other)
     if foreign is None:
-        raise Skipped("the orchestrator publishes no refund_endpoint")
+        raise NotApplicable("the orchestrator offers no refunds (no refund_endpoint)")
     ctx.require(
         "ORC-RED-023",
         400 <= foreign.status < 500,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.packs.provider import (  # noqa: F401  (importing registers the checks)
     accounts,
     attestation,
+    capabilities,
     consent,
     credentials,
     discovery,

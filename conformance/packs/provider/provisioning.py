@@ -18,6 +18,7 @@ from conformance.packs.provider._helpers import (
     service_of,
     services,
 )
+from conformance.packs.provider.capabilities import require_offered
 
 BAD_BODIES = {
     "malformed JSON": b'{"service_id": ',
@@ -200,6 +201,7 @@ async def oversized_bodies_are_refused(ctx: ProviderContext) -> None:
 
 @check("PRV-PRO-014")
 async def deep_links_expire_within_ten_minutes(ctx: ProviderContext) -> None:
+    await require_offered(ctx, "deep_links")
     connection, _ = await free_resource(ctx)
     response, exchange = await ctx.call(
         "POST",
@@ -230,6 +232,7 @@ async def deep_links_expire_within_ten_minutes(ctx: ProviderContext) -> None:
 
 @check("PRV-PRO-010")
 async def update_service_outside_allowed_updates_is_refused(ctx: ProviderContext) -> None:
+    await require_offered(ctx, "update_service")
     connection, resource = await free_resource(ctx)
     entries = {str(e.get("id")): e for e in await services(ctx)}
     current = entries.get(str(resource.get("service_id")))
@@ -278,6 +281,7 @@ async def a_pending_resource_settles(ctx: ProviderContext) -> None:
     import asyncio
     import time
 
+    await require_offered(ctx, "pending")
     ctx.fresh_user()
     bearer = str((await ctx.connect())["access_token"])
     free = [

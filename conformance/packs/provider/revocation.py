@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
 from conformance.packs.provider._helpers import error_code, free_resource
+from conformance.packs.provider.capabilities import feature_missing, require_offered
 from conformance.recorder import Exchange
 
 
@@ -19,6 +20,7 @@ async def resource_status(
 
 @check("PRV-REV-001", "PRV-REV-002", "PRV-REV-006")
 async def revoked_tokens_stop_working_at_once(ctx: ProviderContext) -> None:
+    await require_offered(ctx, "revocation")
     connection, resource = await free_resource(ctx)
     access = connection["access_token"]
     response, exchange = await ctx.call(
@@ -60,7 +62,7 @@ async def refresh_rotates_both_tokens(ctx: ProviderContext) -> None:
     connection, resource = await free_resource(ctx)
     refresh = connection.get("refresh_token")
     if not refresh:
-        raise Skipped("no refresh token was issued")
+        await feature_missing(ctx, "refresh_tokens", "no refresh token was issued")
     response, exchange = await ctx.call(
         "POST", "oauth/token", form={"grant_type": "refresh_token", "refresh_token": refresh}
     )
@@ -87,11 +89,11 @@ async def refresh_rotates_both_tokens(ctx: ProviderContext) -> None:
 
 @check("PRV-REV-003")
 async def revoking_the_refresh_token_ends_its_access_token(ctx: ProviderContext) -> None:
+    await require_offered(ctx, "revocation")
     connection, resource = await free_resource(ctx)
     refresh = connection.get("refresh_token")
     if not refresh:
-        ctx.cannot_judge("PRV-REV-003", "no refresh token was issued")
-        return
+        await feature_missing(ctx, "refresh_tokens", "no refresh token was issued")
     response, exchange = await ctx.call(
         "POST", "oauth/revoke", form={"token": refresh, "token_type_hint": "refresh_token"}
     )
