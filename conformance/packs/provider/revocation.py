@@ -59,6 +59,7 @@ async def revoked_tokens_stop_working_at_once(ctx: ProviderContext) -> None:
 
 @check("PRV-REV-004", "PRV-REV-005")
 async def refresh_rotates_both_tokens(ctx: ProviderContext) -> None:
+    await require_offered(ctx, "refresh_tokens")
     connection, resource = await free_resource(ctx)
     refresh = connection.get("refresh_token")
     if not refresh:
@@ -90,6 +91,7 @@ async def refresh_rotates_both_tokens(ctx: ProviderContext) -> None:
 @check("PRV-REV-003")
 async def revoking_the_refresh_token_ends_its_access_token(ctx: ProviderContext) -> None:
     await require_offered(ctx, "revocation")
+    await require_offered(ctx, "refresh_tokens")
     connection, resource = await free_resource(ctx)
     refresh = connection.get("refresh_token")
     if not refresh:
