@@ -99,13 +99,15 @@ def all_checks() -> list[Check]:
 
 
 def checks_for(role: Role, profile: str, steps: Iterable[Step] | None = None) -> list[Check]:
+    """The checks of `role` for `profile`'s family (a draft runs its base's checks)."""
+    from conformance.profiles import profile_family
+
+    family = profile_family(profile)
     wanted = set(steps) if steps is not None else None
     return [
         item
         for item in all_checks()
-        if item.role is role
-        and profile in item.profiles
-        and (wanted is None or item.step in wanted)
+        if item.role is role and family in item.profiles and (wanted is None or item.step in wanted)
     ]
 
 

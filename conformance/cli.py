@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "or level.",
     )
     requirements.add_argument("--role", choices=[role.value for role in Role])
-    requirements.add_argument("--profile", help="e.g. app-0.1d or app-next")
+    requirements.add_argument("--profile", help="e.g. app-0.1d, app-next or a draft's directory")
     requirements.add_argument("--step", choices=[step.value for step in Step])
     requirements.add_argument("--level", choices=[level.value for level in Level])
     requirements.add_argument(
@@ -88,10 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("file", help="JSON file to validate, or - for standard input")
     validate.add_argument("--message", required=True, help="message name, e.g. account_request")
-    validate.add_argument("--profile", default="app-0.1d", help="profile (default: app-0.1d)")
+    validate.add_argument(
+        "--profile", default="app-0.1d", help="profile name or directory (default: app-0.1d)"
+    )
     validate.add_argument("--strict", action="store_true", help="report unmodelled members too")
     validate.set_defaults(handler=_validate)
 
+    from conformance._cli_profile import add_profile_parsers
+
+    add_profile_parsers(commands)
     from conformance._cli_run import add_run_parsers
 
     add_run_parsers(commands)

@@ -22,6 +22,7 @@ from schemathesis.core.result import Err
 
 from conformance import strictjson
 from conformance._resources import data_dir
+from conformance.schemas import default_store
 
 __all__ = ["FuzzCase", "generate_cases"]
 
@@ -54,7 +55,15 @@ class FuzzCase:
 @functools.cache
 def _schema(profile: str) -> Any:
     # From a path, not a dict: the document's $refs are relative to its own file.
-    path = Path(str(data_dir("schemas") / profile / "provider.openapi.json"))
+    # A draft without its own document uses its nearest base's.
+    store = default_store()
+    path = Path()
+    for member in store.lineage(profile):
+        spec = store.profile(member)
+        folder = spec.directory or Path(str(data_dir("schemas") / member))
+        path = folder / "provider.openapi.json"
+        if path.is_file():
+            break
     strictjson.loads(path.read_bytes())  # our strict rules first: no duplicate keys, no NaN
     return schemathesis.openapi.from_path(path)
 

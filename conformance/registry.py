@@ -168,10 +168,17 @@ class Registry:
         step: Step | None = None,
         level: Level | None = None,
     ) -> list[Requirement]:
-        """The requirements matching every filter given, in registry order."""
+        """The requirements matching every filter given, in registry order. With `profile`:
+        that profile's requirement set, as its manifests change it (a draft's added
+        requirements, dropped ones gone, changed levels; conformance/profiles.py)."""
+        pool: Iterable[Requirement] = self
+        if profile is not None:
+            from conformance.profiles import effective_requirements
+
+            pool = effective_requirements(self, profile)
         return [
             requirement
-            for requirement in self
+            for requirement in pool
             if (role is None or requirement.role is role)
             and (profile is None or requirement.applies_to(profile))
             and (step is None or requirement.step is step)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, validators
@@ -34,6 +36,17 @@ from referencing.jsonschema import DRAFT202012
 from conformance import strictjson
 from conformance._resources import data_dir
 from conformance.errors import ProvspecError, UsageError
+from conformance.profiles import (
+    ManifestError,
+    ProfileParameters,
+    RequirementChanges,
+    build_parameters,
+    ensure_name,
+    line_of,
+    merge_parameters,
+    parse_parameters,
+    parse_requirement_changes,
+)
 
 __all__ = ["Profile", "SchemaIssue", "SchemaStore", "close_open_objects", "default_store"]
 
@@ -72,12 +85,39 @@ WireValidator: Any = validators.extend(  # type: ignore[no-untyped-call]
 
 @dataclass(frozen=True)
 class Profile:
-    """A named protocol profile: its wire version string and the profile it extends."""
+    """A protocol profile: its wire version string, the profile it extends, its parameters
+    and requirement changes (conformance/profiles.py), and where it was loaded from."""
 
     name: str
     title: str
     api_version: str
     base: str | None
+    family: str = ""
+    """The built-in profile whose wire behaviour this one keeps (itself for a built-in)."""
+    directory: Path | None = None
+    """A draft's directory; None for a profile shipped with provspec."""
+    parameters: ProfileParameters | None = None
+    parameter_gap: str = ""
+    """Why `parameters` is None (a manifest that defines too little)."""
+    requirements: RequirementChanges = field(default_factory=RequirementChanges)
+    manifest_path: str = ""
+    manifest_text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def builtin(self) -> bool:
+        return self.directory is None
+
+    @property
+    def spec(self) -> str:
+        """What names this profile in another process: the name, or a draft's directory."""
+        return self.name if self.directory is None else str(self.directory)
+
+    @property
+    def params(self) -> ProfileParameters:
+        """The typed parameters; a `ProvspecError` naming what is missing when incomplete."""
+        if self.parameters is None:
+            raise ProvspecError(f"{self.manifest_path}: {self.parameter_gap}")
+        return self.parameters
 
 
 @dataclass(frozen=True)
@@ -131,42 +171,95 @@ def _close_in_place(schema: Any) -> None:
                 _close_in_place(subschema)
 
 
+@dataclass
+class _Manifest:
+    name: str
+    title: str
+    api_version: str
+    base: str | None
+    parameters: dict[str, Any]
+    requirements: RequirementChanges
+    path: str
+    text: str
+    directory: Path | None
+
+
 class SchemaStore:
-    """Every profile's schemas, loaded once; validators compiled on first use and cached."""
+    """Every profile's schemas, loaded once; validators compiled on first use and cached.
+
+    The profiles under `root` are the built-ins; `profile("./my-draft")` loads a draft
+    directory on first use (its base: a built-in name or another draft's path)."""
 
     def __init__(self, root: Traversable | None = None) -> None:
         self._root = root if root is not None else data_dir("schemas")
+        self._manifests: dict[str, _Manifest] = {}
         self._profiles: dict[str, Profile] = {}
+        self._aliases: dict[str, str] = {}
         self._own: dict[str, dict[str, dict[str, Any]]] = {}
         self._registries: dict[bool, Registry[Any]] = {}
         self._validators: dict[tuple[str, str, bool], Draft202012Validator] = {}
         for directory in sorted(self._root.iterdir(), key=lambda item: item.name):
             if directory.is_dir() and (directory / "profile.toml").is_file():
                 self._load_profile(directory)
-        for profile in self._profiles.values():
-            self._lineage(profile.name)  # refuses unknown bases and cycles up front
+        for name in list(self._manifests):
+            self._lineage(name)  # refuses unknown bases and cycles up front
+        for name in list(self._manifests):
+            self._finish(name)
 
-    def _load_profile(self, directory: Traversable) -> None:
+    def _read_manifest(self, directory: Traversable, draft: Path | None) -> _Manifest:
         manifest_file = directory / "profile.toml"
+        where = str(manifest_file)
         try:
-            manifest = tomllib.loads(manifest_file.read_text(encoding="utf-8"))
+            text = manifest_file.read_text(encoding="utf-8")
+            manifest = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ProvspecError(f"{manifest_file}: not valid TOML: {exc}") from None
+            raise ManifestError(f"{where}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{where}: cannot read: {exc}") from None
         name = manifest.get("name")
         if name != directory.name:
-            raise ProvspecError(
-                f"{manifest_file}: 'name' is {name!r} but the directory is {directory.name!r}"
+            raise ManifestError(
+                f"{where}:{line_of(text, 'name')}: 'name' is {name!r} but the directory is "
+                f"{directory.name!r}"
             )
+        name = ensure_name(name, where, text)
         api_version = manifest.get("api_version")
         if not isinstance(api_version, str) or not api_version:
-            raise ProvspecError(f"{manifest_file}: 'api_version' must be a non-empty string")
+            raise ManifestError(
+                f"{where}:{line_of(text, 'api_version')}: 'api_version' must be a non-empty string"
+            )
+        unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
+        if unknown:
+            raise ManifestError(
+                f"{where}:{line_of(text, unknown[0])}: unknown manifest keys {unknown} "
+                f"(known: {', '.join(MANIFEST_KEYS)})"
+            )
         base = manifest.get("base")
-        self._profiles[name] = Profile(
+        if base is not None and (not isinstance(base, str) or not base):
+            raise ManifestError(f"{where}:{line_of(text, 'base')}: 'base' must be a string")
+        problems: list[str] = []
+        parameters = parse_parameters(manifest.get("parameters"), where, text, problems)
+        changes = parse_requirement_changes(
+            manifest.get("requirements"), name, where, text, problems
+        )
+        if problems:
+            listing = "\n".join(f"  - {problem}" for problem in problems)
+            raise ManifestError(f"{where}: {len(problems)} problem(s):\n{listing}")
+        return _Manifest(
             name=name,
             title=str(manifest.get("title", name)),
             api_version=api_version,
-            base=base if isinstance(base, str) else None,
+            base=base,
+            parameters=parameters,
+            requirements=changes,
+            path=where,
+            text=text,
+            directory=draft,
         )
+
+    def _load_profile(self, directory: Traversable, draft: Path | None = None) -> _Manifest:
+        manifest = self._read_manifest(directory, draft)
+        name = manifest.name
         schemas: dict[str, dict[str, Any]] = {}
         for file in sorted(directory.iterdir(), key=lambda item: item.name):
             if not file.name.endswith(SCHEMA_SUFFIX):
@@ -177,7 +270,81 @@ class SchemaStore:
             if not isinstance(schema, dict) or schema.get("$id") != expected_id:
                 raise ProvspecError(f"{file}: '$id' must be {expected_id!r}")
             schemas[message] = schema
+        self._manifests[name] = manifest
         self._own[name] = schemas
+        return manifest
+
+    def _finish(self, name: str) -> Profile:
+        manifest = self._manifests[name]
+        chain = self._lineage(name)
+        merged: dict[str, Any] = {}
+        for member in reversed(chain):
+            merged = merge_parameters(merged, self._manifests[member].parameters)
+        parameters, gap = build_parameters(manifest.api_version, merged)
+        family = next(
+            (member for member in chain if self._manifests[member].directory is None), name
+        )
+        profile = Profile(
+            name=name,
+            title=manifest.title,
+            api_version=manifest.api_version,
+            base=manifest.base,
+            family=family,
+            directory=manifest.directory,
+            parameters=parameters,
+            parameter_gap=gap,
+            requirements=manifest.requirements,
+            manifest_path=manifest.path,
+            manifest_text=manifest.text,
+        )
+        self._profiles[name] = profile
+        return profile
+
+    def load_draft(self, spec: str, _loading: tuple[Path, ...] = ()) -> str:
+        """Load the draft profile in directory `spec` (and a draft base, recursively); its
+        canonical name. Loading the same directory twice is a no-op."""
+        path = Path(spec).expanduser().resolve()
+        if not (path / "profile.toml").is_file():
+            raise UsageError(
+                f"{spec!r} is neither a known profile ({', '.join(self.profiles())}) nor a "
+                "profile directory (no profile.toml in it)"
+            )
+        for name, manifest in self._manifests.items():
+            if manifest.directory == path:
+                self._aliases[spec] = name
+                return name
+        if path in _loading:
+            raise ManifestError(f"{path / 'profile.toml'}: base profiles form a cycle")
+        manifest = self._read_manifest(path, path)
+        if manifest.name in self._manifests:
+            raise ManifestError(
+                f"{manifest.path}:{line_of(manifest.text, 'name')}: a profile named "
+                f"{manifest.name!r} is already loaded (from "
+                f"{self._manifests[manifest.name].path}); give the draft a name of its own"
+            )
+        if manifest.base is None:
+            raise ManifestError(
+                f"{manifest.path}: a draft needs a 'base' (a built-in profile such as "
+                "app-next, or a path to another draft): its family decides the wire behaviour"
+            )
+        if _is_path(manifest.base):
+            base_dir = (path / manifest.base).resolve()
+            manifest.base = self.load_draft(str(base_dir), (*_loading, path))
+        elif manifest.base not in self._manifests:
+            raise ManifestError(
+                f"{manifest.path}:{line_of(manifest.text, 'base')}: "
+                + _unknown("base profile", manifest.base, self._manifests)
+            )
+        loaded = self._load_profile(path, path)
+        loaded.base = manifest.base
+        self._registries = {}  # the new schemas join the $ref registry
+        self._finish(loaded.name)
+        self._aliases[spec] = loaded.name
+        return loaded.name
+
+    def lineage(self, name: str) -> list[str]:
+        """`name`, its base, its base's base, … (canonical names)."""
+        return self._lineage(self.profile(name).name)
 
     def _lineage(self, name: str) -> list[str]:
         chain: list[str] = []
@@ -185,33 +352,39 @@ class SchemaStore:
         while current is not None:
             if current in chain:
                 raise ProvspecError(f"profile {name!r}: base profiles form a cycle {chain}")
-            if current not in self._profiles:
+            if current not in self._manifests:
                 raise ProvspecError(f"profile {chain[-1]!r} names unknown base {current!r}")
             chain.append(current)
-            current = self._profiles[current].base
+            current = self._manifests[current].base
         return chain
 
     def profiles(self) -> list[str]:
-        return sorted(self._profiles)
+        """The built-in profiles (drafts loaded by path are not listed)."""
+        return sorted(name for name, item in self._profiles.items() if item.builtin)
 
     def profile(self, name: str) -> Profile:
-        try:
-            return self._profiles[name]
-        except KeyError:
-            raise UsageError(_unknown("profile", name, self._profiles)) from None
+        """A profile by name, or a draft by directory path (loaded on first use)."""
+        found = self._profiles.get(name) or self._profiles.get(self._aliases.get(name, ""))
+        if found is not None:
+            return found
+        if _is_path(name) or Path(name, "profile.toml").is_file():
+            return self._profiles[self.load_draft(name)]
+        raise UsageError(_unknown("profile", name, self.profiles())) from None
+
+    def own_messages(self, profile: str) -> dict[str, Mapping[str, Any]]:
+        """The schemas `profile`'s own directory defines (not the inherited ones)."""
+        return dict(self._own[self.profile(profile).name])
 
     def messages(self, profile: str) -> list[str]:
         """Every message the profile defines or inherits."""
-        self.profile(profile)
         names: set[str] = set()
-        for member in self._lineage(profile):
+        for member in self.lineage(profile):
             names.update(self._own[member])
         return sorted(names)
 
     def defining_profile(self, profile: str, message: str) -> str:
         """The profile whose file defines `message` as seen from `profile`."""
-        self.profile(profile)
-        for member in self._lineage(profile):
+        for member in self.lineage(profile):
             if message in self._own[member]:
                 return member
         raise UsageError(
@@ -269,6 +442,13 @@ class SchemaStore:
             registry = Registry().with_resources(resources)
             self._registries[strict] = registry
         return registry
+
+
+MANIFEST_KEYS = ("name", "title", "base", "api_version", "parameters", "requirements")
+
+
+def _is_path(spec: str) -> bool:
+    return spec.startswith((".", "~")) or "/" in spec or os.sep in spec
 
 
 def _wire_dialect(schema: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import ProviderTargetConfig
 from conformance.checks import checks_for
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role
+from conformance.errors import ProvspecError
+from conformance.registry import Role, default_registry
 from conformance.results import Status
+from conformance.schemas import default_store
 from mocks._core.faults import Fault, catalogue
 
 __all__ = ["FaultRow", "SelftestResult", "run_selftest"]
@@ -37,14 +39,21 @@ class FaultRow:
     status: str
     """exact, missed, extra (caught, plus false positives), or not-run (no check covers it yet)."""
     why_not_run: str = ""
+    kept: frozenset[str] | None = None
+    """The fault's requirements the profile keeps (a draft may drop some); None: all."""
+
+    @property
+    def expected(self) -> set[str]:
+        breaks = set(self.fault.breaks)
+        return breaks if self.kept is None else breaks & self.kept
 
     @property
     def missing(self) -> set[str]:
-        return set(self.fault.breaks) - self.failed
+        return self.expected - self.failed
 
     @property
     def extra(self) -> set[str]:
-        return self.failed - set(self.fault.breaks)
+        return self.failed - self.expected
 
 
 @dataclass
@@ -101,6 +110,9 @@ def _uncovered(fault: Fault, profile: str) -> str:
     role = Role(fault.mock)
     if role not in BUILT_ROLES:
         return "the pack for this role is not built yet"
+    kept = {r.id for r in default_registry().select(role=role, profile=profile)}
+    if not set(fault.breaks) & kept:
+        return f"the profile drops {', '.join(fault.breaks)}"
     covered = {r for c in checks_for(role, profile) for r in c.requirements}
     if not set(fault.breaks) & covered:
         return f"no check covers {', '.join(fault.breaks)} yet"
@@ -123,16 +135,33 @@ def run_selftest(
     (each run is independent: its own mocks, ports and state). `only`: fault-name globs; the
     reference runs always happen, since a fault only means something next to a clean run."""
     started = time.perf_counter()
+    store = default_store()
+    for profile in profiles:  # a draft the mocks cannot satisfy is reported before they run
+        spec = store.profile(profile)
+        if not spec.builtin:
+            from conformance.drafts import consistency
+
+            problems = consistency(spec.name)
+            if problems:
+                listing = "\n".join(f"  - {problem}" for problem in problems)
+                raise ProvspecError(
+                    f"the draft profile {spec.name!r} cannot be satisfied "
+                    f"({len(problems)} problem(s)):\n{listing}"
+                )
+    # A draft is named by its directory in the worker processes, which load it again.
+    specs = {profile: store.profile(profile).spec for profile in profiles}
     reference_jobs = [
         (role.value, profile, ()) for role in BUILT_ROLES if role in roles for profile in profiles
     ]
     planned: list[tuple[Fault, str, str]] = []
     for fault in sorted(catalogue().values(), key=lambda f: (f.mock, f.name)):
-        for profile in fault.profiles:
+        for profile in profiles:
+            family = store.profile(profile).family
             wanted = not only or any(fnmatch.fnmatchcase(fault.name, glob) for glob in only)
-            if profile in profiles and Role(fault.mock) in roles and wanted:
+            if family in fault.profiles and Role(fault.mock) in roles and wanted:
                 planned.append((fault, profile, _uncovered(fault, profile)))
-    fault_jobs = [(f.mock, profile, (f.name,)) for f, profile, why in planned if not why]
+    fault_jobs = [(f.mock, specs[profile], (f.name,)) for f, profile, why in planned if not why]
+    reference_jobs = [(role, specs[profile], faults) for role, profile, faults in reference_jobs]
     with contextlib.ExitStack() as stack:
         if jobs > 1:
             pool = stack.enter_context(
@@ -143,20 +172,26 @@ def run_selftest(
             results: Iterator[set[str]] = pool.map(_failed_job, [*reference_jobs, *fault_jobs])
         else:
             results = map(_failed_job, [*reference_jobs, *fault_jobs])
-        references = {(role, profile): sorted(next(results)) for role, profile, _ in reference_jobs}
+        names = {spec: profile for profile, spec in specs.items()}
+        references = {
+            (role, names[spec]): sorted(next(results)) for role, spec, _ in reference_jobs
+        }
         rows: list[FaultRow] = []
         for fault, profile, why in planned:
             if why:
                 row = FaultRow(fault, profile, set(), "not-run", why)
             else:
+                kept = {
+                    r.id for r in default_registry().select(role=Role(fault.mock), profile=profile)
+                }
                 failed = next(results)
-                expected = set(fault.breaks)
+                expected = set(fault.breaks) & kept
                 status = (
                     "exact"
                     if failed == expected
                     else ("missed" if not expected <= failed else "extra")
                 )
-                row = FaultRow(fault, profile, failed, status)
+                row = FaultRow(fault, profile, failed, status, kept=frozenset(kept))
             rows.append(row)
             if progress is not None:
                 progress(row)

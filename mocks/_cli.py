@@ -9,12 +9,11 @@ import sys
 from typing import Any
 
 from conformance.errors import UsageError
+from conformance.schemas import default_store
 from mocks._core.faults import catalogue
 from mocks._core.store import MemoryStore, SQLiteStore, Store
 
 __all__ = ["add_mock_parser"]
-
-PROFILES = ("app-0.1d", "app-next")
 
 
 def add_mock_parser(commands: Any) -> None:
@@ -30,7 +29,9 @@ def add_mock_parser(commands: Any) -> None:
     )
     mock.add_argument("--list-faults", action="store_true", help="print every named fault and exit")
     mock.add_argument("--format", choices=("table", "json"), default="table", dest="output_format")
-    mock.add_argument("--profile", choices=PROFILES, default="app-0.1d")
+    mock.add_argument(
+        "--profile", default="app-0.1d", help="app-0.1d, app-next or a draft profile's directory"
+    )
     mock.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
     )
@@ -113,22 +114,27 @@ def _provider(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any,
     if not path.startswith("/"):
         raise UsageError("--base-path must start with '/'")
     secret = args.hmac_secret or _config(store, "hmac_secret", "whsec_" + secrets.token_hex(16))
+    profile = default_store().profile(args.profile)
     try:
         mock = ProviderMock(
             ProviderSettings(
-                profile=args.profile, base_url=origin + path, hmac_secret=secret,
+                profile=profile, base_url=origin + path, hmac_secret=secret,
                 orchestrator_issuer=args.orchestrator_issuer, faults=tuple(args.fault), store=store,
             )
         )  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
     lines = [
-        f"provspec mock provider ({args.profile}) listening",
+        f"provspec mock provider ({profile.name}) listening",
         f"  base URL:            {mock.base_url}",
         f"  health:              {mock.base_url}provisioning/health",
     ]
-    if args.profile == "app-0.1d":
-        lines.append(f"  HMAC secret:         {secret}   (Stripe-Signature, API-Version: 0.1d)")
+    if profile.family == "app-0.1d":
+        params = profile.params
+        lines.append(
+            f"  HMAC secret:         {secret}   ({params.signature_header}, "
+            f"{params.version_header}: {params.api_version})"
+        )
     else:
         lines += [
             f"  resource metadata:   {mock.prm_url}",
@@ -147,14 +153,17 @@ def _orchestrator(args: argparse.Namespace, origin: str, store: Store) -> tuple[
     try:
         mock = OrchestratorMock(
             OrchestratorSettings(
-                profile=args.profile, issuer=issuer, faults=tuple(args.fault), store=store
+                profile=default_store().profile(args.profile),
+                issuer=issuer,
+                faults=tuple(args.fault),
+                store=store,
             )
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
     store.put("config", "issuer", issuer)
     lines = [
-        f"provspec mock orchestrator ({args.profile}) listening",
+        f"provspec mock orchestrator ({mock.spec.name}) listening",
         f"  issuer:              {issuer}",
         f"  metadata:            {mock.metadata_url}",
         f"  JWKS:                {mock.jwks_url}",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from conformance.schemas import default_store
 from conformance.ssrf import SSRFGuard
 from mocks._core.clock import Clock, FrozenClock
 from mocks._core.network import LoopbackNetwork
@@ -41,9 +42,11 @@ class Sandbox:
         # those through and still refuses every other internal or unresolvable address.
         hosts = ["orchestrator.mock", *(f"{name}.mock" for name in self.providers)]
         self.ssrf = SSRFGuard(allowed_hosts=tuple(hosts))
+        # The mocks get the profile object: its parameters (header names, cap, …) drive them.
+        self.spec = default_store().profile(self.profile)
         self.orchestrator_mock = OrchestratorMock(
             OrchestratorSettings(
-                profile=self.profile,
+                profile=self.spec,
                 issuer=ORCHESTRATOR_ISSUER,
                 faults=tuple(self.orchestrator_faults),
                 clock=self.clock,
@@ -57,7 +60,7 @@ class Sandbox:
         for name in self.providers:
             mock = ProviderMock(
                 ProviderSettings(
-                    profile=self.profile,
+                    profile=self.spec,
                     base_url=f"https://{name}.mock/api/app/",
                     name=name.capitalize(),
                     orchestrator_issuer=ORCHESTRATOR_ISSUER,

@@ -42,6 +42,7 @@ from conformance.adapters import _agent_worlds as _worlds
 from conformance.checks import Check, CheckContext
 from conformance.errors import UsageError
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, mask_values
+from conformance.schemas import default_store
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
@@ -422,7 +423,8 @@ class AgentTarget:
     recorder: Recorder = field(default_factory=Recorder)
 
     def __post_init__(self) -> None:
-        self.profile = self.config.profile
+        # a name, or a draft's directory: what the agent's worlds (child processes) resolve
+        self.profile = default_store().profile(self.config.profile).spec
         self.runs: dict[str, TaskRun] = {}
         self._prefix = shlex.split(self.config.orchestrator_cli) or shlex.split(
             DEFAULT_ORCHESTRATOR_CLI

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conformance import strictjson
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, RecordingTransport
+from conformance.schemas import default_store
 from mocks._core.clock import OffsetClock
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
@@ -188,7 +189,11 @@ class OrchestratorTarget:
     recorder: Recorder = field(default_factory=Recorder)
 
     def __post_init__(self) -> None:
-        self.profile = self.config.profile
+        self.spec = default_store().profile(self.config.profile)
+        self.profile = self.spec.name
+        self.family = self.spec.family
+        """The built-in profile whose wire the run speaks (a draft's base family)."""
+        self.params = self.spec.params
         self.raw: list[RawRequest] = []
         self.provider: ProviderMock | None = None
         self.core: OrchestratorMock | None = None
@@ -217,7 +222,7 @@ class OrchestratorTarget:
                 self.clock = OffsetClock()
                 self.core = OrchestratorMock(
                     OrchestratorSettings(
-                        profile=self.profile,
+                        profile=self.spec,
                         issuer=self.issuer,
                         faults=self.config.faults,
                         store=store,
@@ -227,7 +232,7 @@ class OrchestratorTarget:
                 stack.enter_context(listener.serving(self.core.app))
             self.provider = ProviderMock(
                 ProviderSettings(
-                    profile=self.profile,
+                    profile=self.spec,
                     base_url=provider_listener.origin + "/api/app/",
                     hmac_secret=self.config.hmac_secret,
                     orchestrator_issuer=self.issuer,
@@ -240,7 +245,7 @@ class OrchestratorTarget:
             other_listener = ServedInThread(port=0 if embedded else self.config.other_provider_port)
             self.other_provider = ProviderMock(
                 ProviderSettings(
-                    profile=self.profile,
+                    profile=self.spec,
                     base_url=other_listener.origin + "/api/app/",
                     hmac_secret=self.config.hmac_secret,
                     orchestrator_issuer=self.issuer,
@@ -271,7 +276,7 @@ class OrchestratorTarget:
                 init = self.cli(
                     "init",
                     "--profile",
-                    self.profile,
+                    self.spec.spec,
                     "--issuer",
                     self.issuer,
                     "--accept-tos",
@@ -374,6 +379,9 @@ class OrchestratorContext(CheckContext):
         super().__init__(target.recorder, check)
         self.target = target
         self.profile = target.profile
+        self.family = target.family
+        self.params = target.params
+        """The active profile's parameters: header names, lifetimes, algorithms, cap."""
         assert target.provider is not None
         assert target.http is not None
         self.provider = target.provider
@@ -435,7 +443,12 @@ class OrchestratorContext(CheckContext):
         signatures, attestations and payment tokens, by value, naming its kind."""
         found: dict[str, str] = {}
         for raw in self.target.raw:
-            for header in ("authorization", "stripe-signature", "app-attestation"):
+            params = self.params
+            for header in (
+                "authorization",
+                params.signature_header.lower(),
+                params.attestation_header.lower(),
+            ):
                 value = raw.headers.get(header, "")
                 if header == "authorization":
                     value = value.partition(" ")[2].strip()

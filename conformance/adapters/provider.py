@@ -25,6 +25,7 @@ from conformance.checks import Check, CheckContext, Skipped
 from conformance.errors import UsageError
 from conformance.harness import HarnessMonitor
 from conformance.recorder import Exchange, Recorder, RecordingASGI, RecordingTransport
+from conformance.schemas import default_store
 from conformance.ssrf import SSRFGuard
 from mocks._core.clock import SystemClock
 from mocks._core.http import flat_error, json_response
@@ -118,7 +119,11 @@ class ProviderTarget:
     recorder: Recorder = field(default_factory=Recorder)
 
     def __post_init__(self) -> None:
-        self.profile = self.config.profile
+        self.spec = default_store().profile(self.config.profile)
+        self.profile = self.spec.name
+        self.family = self.spec.family
+        """The built-in profile whose wire the run speaks (a draft's base family)."""
+        self.params = self.spec.params
         self.embedded = self.config.base_url is None
         self.base_url = self.config.base_url or EMBEDDED_PROVIDER
         self.mock: ProviderMock | None = None
@@ -141,7 +146,7 @@ class ProviderTarget:
                 issuer = EMBEDDED_ORCHESTRATOR
                 self.mock = ProviderMock(
                     ProviderSettings(
-                        profile=self.profile,
+                        profile=self.spec,
                         base_url=self.base_url,
                         orchestrator_issuer=issuer,
                         faults=self.config.faults,
@@ -158,7 +163,7 @@ class ProviderTarget:
                 # Only app-next needs the suite's orchestrator side reachable by the provider.
                 listener = None
                 issuer = f"http://{self.config.orchestrator_host}:{self.config.orchestrator_port}"
-                if self.profile == "app-next":
+                if self.family == "app-next":
                     listener = ServedInThread(
                         host=self.config.orchestrator_host, port=self.config.orchestrator_port
                     )
@@ -167,7 +172,7 @@ class ProviderTarget:
                 inner = self.config.transport or httpx.AsyncHTTPTransport()
             self.core = OrchestratorMock(
                 OrchestratorSettings(
-                    profile=self.profile,
+                    profile=self.spec,
                     issuer=issuer,
                     clock=clock,
                     store=MemoryStore(),
@@ -255,7 +260,7 @@ class ProviderTarget:
         """What the provider must be configured with to accept the suite as its orchestrator."""
         assert self.core is not None
         material = {"profile": self.profile}
-        if self.profile == "app-0.1d":
+        if self.family == "app-0.1d":
             material["hmac_secret"] = "(the secret given with --hmac-secret / config)"
         else:
             material |= {
@@ -273,7 +278,10 @@ class ProviderContext(CheckContext):
         super().__init__(target.recorder, check)
         self.target = target
         self.profile = target.profile
-        self.next = target.profile == "app-next"
+        self.family = target.family
+        self.params = target.params
+        """The active profile's parameters: header names, lifetimes, algorithms, cap."""
+        self.next = target.family == "app-next"
         assert target.orchestrator is not None
         assert target.http is not None
         assert target.core is not None

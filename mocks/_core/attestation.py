@@ -17,13 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from conformance import jose
+from conformance.profiles import ProfileParameters
+from conformance.schemas import default_store
 from mocks._core.store import Store
 
 __all__ = [
-    "ATTESTATION_HEADER",
-    "ATTESTATION_LIFETIME",
     "ATTESTATION_TYP",
-    "PAYMENT_TOKEN_LIFETIME",
     "PAYMENT_TOKEN_TYP",
     "REQUIRED_CLAIMS",
     "ReplayCache",
@@ -33,12 +32,11 @@ __all__ = [
     "verify_attestation",
 ]
 
-ATTESTATION_HEADER = "APP-Attestation"
 ATTESTATION_TYP = "app-attestation+jwt"
-ATTESTATION_LIFETIME = 300
 PAYMENT_TOKEN_TYP = "app-payment+jwt"
-PAYMENT_TOKEN_LIFETIME = 900
-ALGORITHMS = ("EdDSA", "ES256")
+# Header name, lifetimes and the alg allow-list are profile parameters
+# (schemas/<profile>/profile.toml [parameters]); callers pass the active profile's values,
+# and a caller that passes none gets the built-in app-next's.
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "body_sha256")
 
 
@@ -80,10 +78,11 @@ def attestation_claims(
     subject: str,
     body: bytes,
     now: int,
-    lifetime: int = ATTESTATION_LIFETIME,
+    lifetime: int | None = None,
     claims: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The claims of a fresh attestation (a new `jti`), bound to `body`."""
+    lifetime = _builtin().attestation_lifetime if lifetime is None else lifetime
     payload: dict[str, Any] = {
         "iss": issuer,
         "sub": subject,
@@ -105,7 +104,7 @@ def mint_attestation(
     subject: str,
     body: bytes,
     now: int,
-    lifetime: int = ATTESTATION_LIFETIME,
+    lifetime: int | None = None,
     claims: Mapping[str, Any] | None = None,
     header: Mapping[str, Any] | None = None,
 ) -> str:
@@ -135,8 +134,10 @@ def verify_attestation(
     verify_signature: SignatureVerifier = jose.verify_signature,
     same_issuer: Callable[[Any], bool] | None = None,
     leeway: int = 30,
-    max_lifetime: int = ATTESTATION_LIFETIME,
+    max_lifetime: int | None = None,
     require: Sequence[str] = REQUIRED_CLAIMS,
+    algorithms: Sequence[str] | None = None,
+    header_name: str | None = None,
 ) -> dict[str, Any]:
     """The verified claims, or `JOSEError` with a stable reason.
 
@@ -144,9 +145,16 @@ def verify_attestation(
     cache); only the mocks' named faults pass them. `same_issuer`, when given, decides
     whether the token's `iss` is the trusted `issuer` instead of exact comparison.
     """
+    defaults = _builtin()
+    max_lifetime = defaults.attestation_lifetime if max_lifetime is None else max_lifetime
     if not token:
-        raise jose.JOSEError("missing", f"no {ATTESTATION_HEADER} header")
-    _, claims = verify_signature(token, keys=keys, algorithms=ALGORITHMS, typ=ATTESTATION_TYP)
+        raise jose.JOSEError("missing", f"no {header_name or defaults.attestation_header} header")
+    _, claims = verify_signature(
+        token,
+        keys=keys,
+        algorithms=tuple(algorithms or defaults.algorithms),
+        typ=ATTESTATION_TYP,
+    )
     expected_issuer = issuer
     if same_issuer is not None and same_issuer(claims.get("iss")):
         expected_issuer = str(claims["iss"])
@@ -171,6 +179,10 @@ def verify_attestation(
     if replay is not None and not replay.first_use(issuer, jti, int(exp), now):
         raise jose.JOSEError("replayed", f"jti {jti[:32]!r} was already used")
     return claims
+
+
+def _builtin() -> ProfileParameters:
+    return default_store().profile("app-next").params
 
 
 def _aud_of(claims: Mapping[str, Any]) -> str:

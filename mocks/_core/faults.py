@@ -71,6 +71,10 @@ class FaultSet:
         known = catalogue()
         self.mock = mock
         self._names: frozenset[str] = frozenset(names)
+        if self._names:
+            from conformance.profiles import profile_family
+
+            profile = profile_family(profile)  # a draft takes its base family's faults
         for name in sorted(self._names):
             fault = known.get(name)
             if fault is None:

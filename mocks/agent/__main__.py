@@ -37,7 +37,7 @@ def _launch(argv: Sequence[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mocks.agent", description=__doc__)
-    parser.add_argument("--profile", choices=("app-0.1d", "app-next"), default="app-0.1d")
+    parser.add_argument("--profile", default="app-0.1d", help="a profile name or directory")
     parser.add_argument("--fault", action="append", default=[], metavar="NAME")
     args = parser.parse_args(argv)
     provider = os.environ.get("PROVSPEC_TASK_PROVIDER", "").strip().lower()

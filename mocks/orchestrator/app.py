@@ -34,11 +34,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conformance import jose, strictjson
-from conformance.schemas import default_store
+from conformance.profiles import ProfileParameters
+from conformance.schemas import Profile, default_store
 from conformance.ssrf import SSRFError, SSRFGuard
 from mocks._core.attestation import (
-    ATTESTATION_HEADER,
-    PAYMENT_TOKEN_LIFETIME,
     PAYMENT_TOKEN_TYP,
     ReplayCache,
     verify_attestation,
@@ -56,7 +55,7 @@ from mocks._core.http import (
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.store import MemoryStore, Store
 from mocks.orchestrator._idempotency import Begun, Conflict, IdempotencyLedger, InFlight, Replay
-from mocks.orchestrator.ledger import DEFAULT_LIMIT, CapExceeded, SpendLedger
+from mocks.orchestrator.ledger import CapExceeded, SpendLedger
 
 __all__ = ["OrchestratorMock", "OrchestratorSettings"]
 
@@ -82,9 +81,12 @@ _LEGACY_RSA_JWK = {
 
 @dataclass
 class OrchestratorSettings:
-    profile: str = "app-next"
+    profile: Profile | str = "app-next"
+    """The profile object (a name or a draft's path is resolved on construction): header
+    names, lifetimes, algorithms, the default cap and error codes come from its parameters."""
     issuer: str = "http://orchestrator.mock"
-    default_limit: int = DEFAULT_LIMIT
+    default_limit: int | None = None
+    """None: the profile's [parameters.default_cap] limit."""
     faults: tuple[str, ...] = ()
     clock: Clock = field(default_factory=SystemClock)
     store: Store = field(default_factory=MemoryStore)
@@ -95,6 +97,12 @@ class OrchestratorSettings:
     tests use to hold a request "in flight" without sleeping."""
 
     def __post_init__(self) -> None:
+        self.spec: Profile = (
+            default_store().profile(self.profile) if isinstance(self.profile, str) else self.profile
+        )
+        self.params: ProfileParameters = self.spec.params
+        if self.default_limit is None:
+            self.default_limit = self.params.default_cap.limit
         parts = urlsplit(self.issuer)
         if (
             parts.scheme not in ("http", "https")
@@ -111,7 +119,9 @@ class OrchestratorMock:
     def __init__(self, settings: OrchestratorSettings | None = None) -> None:
         self.settings = settings = settings or OrchestratorSettings()
         self.issuer = settings.issuer
-        self.faults = FaultSet("orchestrator", settings.profile, settings.faults)
+        self.spec = settings.spec
+        self.params = settings.params
+        self.faults = FaultSet("orchestrator", settings.spec.family, settings.faults)
         # The metadata-issuer-mismatch fault is a misconfigured issuer (a stray trailing slash)
         # used consistently, as a real deployment would: in metadata, attestations and tokens.
         self.announced_issuer = (
@@ -124,9 +134,10 @@ class OrchestratorMock:
         self.ledger = SpendLedger(
             settings.store,
             settings.clock,
-            default_limit=10_500
+            default_limit=self.params.default_cap.limit + 500
             if self.faults.active("cap-default-limit-wrong")
             else settings.default_limit,
+            currency=self.params.default_cap.currency,
             atomic=not self.faults.active("cap-not-atomic"),
             shared_across_providers=self.faults.active("cap-shared-across-providers"),
             # a server keeping the month in its local time zone, UTC+1
@@ -322,7 +333,8 @@ class OrchestratorMock:
         return keys
 
     async def _caller(self, request: Request, raw: bytes) -> str:
-        token = request.headers.get(ATTESTATION_HEADER)
+        header = self.params.attestation_header
+        token = request.headers.get(header)
         if self.faults.active("redemption-unsigned-accepted"):
             try:
                 _, claims, _ = jose.unverified_parts(token or "")
@@ -330,7 +342,7 @@ class OrchestratorMock:
             except jose.JOSEError:
                 return ""
         if not token:
-            raise HTTPProblem(401, "invalid_signature", f"no {ATTESTATION_HEADER} header")
+            raise HTTPProblem(401, "invalid_signature", f"no {header} header")
         try:
             _, unverified, _ = jose.unverified_parts(token)
         except jose.JOSEError as error:
@@ -357,6 +369,9 @@ class OrchestratorMock:
                         check_audience=not self.faults.active(
                             "redemption-attestation-any-audience"
                         ),
+                        max_lifetime=self.params.attestation_lifetime,
+                        algorithms=self.params.algorithms,
+                        header_name=header,
                     ),
                 )
                 return caller
@@ -418,7 +433,7 @@ class OrchestratorMock:
             if "currency" not in body and self.faults.active("redemption-currency-defaults"):
                 body["currency"] = self.ledger.currency
         message = "redemption_request" if endpoint == "redemptions" else "refund_request"
-        issues = self._schemas.validate("app-next", message, body)
+        issues = self._schemas.validate(self.spec.name, message, body)
         if (
             endpoint == "redemptions"
             and body.get("amount") == 0
@@ -520,7 +535,7 @@ class OrchestratorMock:
                 _, claims = jose.verify_signature(
                     token,
                     keys=self.payment_keys(),
-                    algorithms=("EdDSA", "ES256"),
+                    algorithms=self.params.algorithms,
                     typ=PAYMENT_TOKEN_TYP,
                 )
             jose.validate_claims(
@@ -533,7 +548,7 @@ class OrchestratorMock:
                 leeway=10**9 if self.faults.active("redemption-accepts-expired") else 30,
                 max_lifetime=10**9
                 if self.faults.active("redemption-accepts-expired")
-                else PAYMENT_TOKEN_LIFETIME,
+                else self.params.payment_token_lifetime,
                 require=("iss", "aud", "sub", "jti", "iat", "exp", "max_amount", "currency"),
             )
         except jose.JOSEError as error:
@@ -608,10 +623,11 @@ class OrchestratorMock:
                     state = self.ledger.charge(user, caller, amount)
             except CapExceeded as refused:
                 cap = refused.state.as_json()
+                code = self.params.error("spend_cap_exceeded")
                 if self.faults.active("cap-refusal-without-figures"):
-                    return 402, problem(402, "spend_cap_exceeded", str(refused))
-                status = 400 if self.faults.active("cap-refusal-wrong-status") else 402
-                return status, {**problem(status, "spend_cap_exceeded", str(refused)), "cap": cap}
+                    return code.status, problem(code.status, code.code, str(refused))
+                status = 400 if self.faults.active("cap-refusal-wrong-status") else code.status
+                return status, {**problem(status, code.code, str(refused)), "cap": cap}
             redemption_id = "rdm_" + secrets.token_hex(8)
             record = {
                 "id": redemption_id,

@@ -37,7 +37,6 @@ shown to an agent next to the real one (ORC-DSC-013; UTS #39, ASCII allow-list).
 
 async def speaks_profile(orchestrator: Orchestrator, provider: ProviderRecord) -> bool:
     """Whether GET provisioning/health lists the profile's API version (ORC-DSC-016)."""
-    from mocks.orchestrator.engine import API_VERSIONS
 
     target = provider
     if orchestrator.faults.active("health-url-from-origin"):
@@ -54,7 +53,7 @@ async def speaks_profile(orchestrator: Orchestrator, provider: ProviderRecord) -
     return (
         answer.status_code == 200
         and isinstance(versions, list)
-        and API_VERSIONS[orchestrator.profile] in versions
+        and orchestrator.params.api_version in versions
     )
 
 

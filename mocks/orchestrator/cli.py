@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from conformance import strictjson
+from conformance.schemas import default_store
 from conformance.ssrf import SSRFGuard
 from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem, tls_context
@@ -33,7 +34,7 @@ from mocks._core.store import SQLiteStore
 from mocks.orchestrator import custody
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.orchestrator.catalog import aggregate, speaks_profile
-from mocks.orchestrator.engine import API_VERSIONS, AddOutcome, Orchestrator, ProviderRecord
+from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
 
 __all__ = ["add_orchestrator_parser"]
 
@@ -78,7 +79,9 @@ def add_orchestrator_parser(commands: Any) -> None:
         action="store_true",
         help="the human accepts every configured provider's terms",
     )
-    init.add_argument("--profile", choices=("app-0.1d", "app-next"), default=None)
+    init.add_argument(
+        "--profile", default=None, help="app-0.1d, app-next or a draft profile's directory"
+    )
     init.add_argument("--issuer", help="the served mock orchestrator's issuer URL (app-next)")
     init.add_argument("--fault", action="append", default=[], metavar="NAME")
     catalog = command("catalog", "list every provider's services")
@@ -188,7 +191,8 @@ async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     try:
         config = dict(store.items("config"))
         if args.orchestrator_command == "init":
-            config["profile"] = args.profile or config.get("profile") or "app-0.1d"
+            profile = args.profile or config.get("profile") or "app-0.1d"
+            config["profile"] = default_store().profile(profile).spec  # a draft: its path
             config["issuer"] = args.issuer or config.get("issuer") or "http://127.0.0.1:8401"
             config["faults"] = args.fault or config.get("faults") or []
             for key, value in config.items():
@@ -272,7 +276,7 @@ async def _catalog(
     records = [orchestrator.provider(args.provider)] if args.provider else orchestrator.providers()
     catalogs: dict[str, list[dict[str, Any]]] = {}
     warnings: list[str] = []
-    version = API_VERSIONS[orchestrator.profile]
+    version = orchestrator.params.api_version
     for record in records:
         # One provider's slow, broken or hostile catalog costs only its own entries.
         try:

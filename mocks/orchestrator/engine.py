@@ -25,8 +25,6 @@ from conformance.ssrf import SSRFError
 from conformance.www_authenticate import ChallengeError, parse
 from mocks._core import stripe_signature
 from mocks._core.attestation import (
-    ATTESTATION_HEADER,
-    PAYMENT_TOKEN_LIFETIME,
     PAYMENT_TOKEN_TYP,
     attestation_claims,
     mint_attestation,
@@ -44,7 +42,6 @@ _RESOURCES = "custody"
 _USER = "user"
 _PENDING = "consent_pending"
 _STALE_REFRESH = "revoked_refresh_kept"
-API_VERSIONS = {"app-0.1d": "0.1d", "app-next": "next"}
 REDIRECT_URI = "/oauth/callback"
 
 
@@ -89,7 +86,11 @@ class Orchestrator:
     ) -> None:
         self.core = core
         self.http = http
-        self.profile = core.settings.profile
+        self.spec = core.spec
+        self.params = core.params
+        self.profile = core.spec.name
+        self.family = core.spec.family
+        """The built-in profile whose wire this orchestrator speaks (a draft's base)."""
         self.faults = core.faults
         self.store = core.store
         self.auto_consent = auto_consent
@@ -191,21 +192,21 @@ class Orchestrator:
         if content_type:
             headers["Content-Type"] = content_type
         if not self.faults.active("missing-api-version"):
-            headers["API-Version"] = API_VERSIONS[self.profile]
+            headers[self.params.version_header] = self.params.api_version
         if bearer is None and self.faults.active("consent-token-sent-to-other-provider"):
             # a client-wide default Authorization header: another provider's token goes along
             bearer = self._someone_elses_token(provider)
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         now = self.core.clock.timestamp()
-        if self.profile == "app-0.1d":
+        if self.family == "app-0.1d":
             secret = provider.hmac_secret or ""
             if self.faults.active("hmac-wrong-secret"):
                 secret = "whsec_wrong"
             stamp = now - 3600 if self.faults.active("hmac-stale-timestamp") else now
-            headers["Stripe-Signature"] = stripe_signature.sign(secret, raw, stamp)
+            headers[self.params.signature_header] = stripe_signature.sign(secret, raw, stamp)
         else:
-            headers[ATTESTATION_HEADER] = self.attestation(provider, raw)
+            headers[self.params.attestation_header] = self.attestation(provider, raw)
         for name, value in (headers_override or {}).items():
             headers.pop(name, None)
             if value:
@@ -226,7 +227,11 @@ class Orchestrator:
         if self.faults.active("attestation-pairwise-sub"):
             pairwise = hashlib.sha256(f"{user.id}\x1f{provider.base_url}".encode()).hexdigest()
             subject = "ps_" + pairwise[:24]
-        lifetime = 3600 if self.faults.active("attestation-long-lived") else 300
+        lifetime = (
+            3600
+            if self.faults.active("attestation-long-lived")
+            else self.params.attestation_lifetime
+        )
         body = b"{}" if self.faults.active("attestation-unbound-body") else raw
         claims: dict[str, Any] = {
             "email": user.email,
@@ -298,7 +303,9 @@ class Orchestrator:
             raise CapExceeded(state, max_amount)
         now = self.core.clock.timestamp()
         lifetime = (
-            7200 if self.faults.active("payment-token-long-lived") else PAYMENT_TOKEN_LIFETIME
+            7200
+            if self.faults.active("payment-token-long-lived")
+            else self.params.payment_token_lifetime
         )
         audience = (
             "https://other-provider.example/api/"
@@ -425,7 +432,7 @@ class Orchestrator:
             if not self.auto_consent:
                 return _consent_outcome(provider, url)
             return await self._consent_0_1d(provider, url, verifier)
-        if answer.status_code == 401 and self.profile == "app-next":
+        if answer.status_code == 401 and self.family == "app-next":
             challenge_header = answer.headers.get("www-authenticate", "")
             authorize_url, pending = await self._prepare_consent(provider, challenge_header)
             if not self.auto_consent:
@@ -743,8 +750,9 @@ class Orchestrator:
             return self._capped(provider, unpaid.state.as_json())
         document = _json(answer, lenient=self.faults.active("lenient-resource-json"))
         error: dict[str, Any] = document["error"] if isinstance(document.get("error"), dict) else {}
-        capped = paid and max_amount is None and self.profile == "app-next"
-        if error.get("code") == "spend_cap_exceeded" or (
+        capped = paid and max_amount is None and self.family == "app-next"
+        cap_refusal = self.params.error_codes.get("spend_cap_exceeded")  # app-next family only
+        if (cap_refusal is not None and error.get("code") == cap_refusal.code) or (
             capped and error.get("code") == "amount_exceeds_token"
         ):
             # The token's max_amount was the whole remaining cap; a price above it is a cap refusal.
@@ -829,7 +837,7 @@ class Orchestrator:
         *,
         plan: bool = False,
     ) -> dict[str, Any]:
-        if self.profile == "app-0.1d":
+        if self.family == "app-0.1d":
             # 0.1d charges through Stripe's shared payment token, whose usage limit the
             # orchestrator holds: a month with nothing left under the cap mints no token.
             state = self.core.ledger.state(self.user().id, provider.base_url)
@@ -864,7 +872,7 @@ class Orchestrator:
             outcome.next_steps = []
         if at_mint and self.faults.active("cap-raised-on-refusal"):
             # "helpfully" makes room for the retry: only the human may do this (ORC-CAP-008)
-            limit = int(cap.get("limit") or 0) + 10000
+            limit = int(cap.get("limit") or 0) + self.params.default_cap.limit
             self.core.ledger.set_limit(self.user().id, provider.base_url, limit)
         return outcome
 
@@ -917,8 +925,12 @@ class Orchestrator:
         else:
             path = endpoint[len(provider.base_url) :] if endpoint else path
             unsigned = {
-                ATTESTATION_HEADER: "" if self.faults.active("revocation-unsigned") else None,
-                "Stripe-Signature": "" if self.faults.active("revocation-hmac-unsigned") else None,
+                self.params.attestation_header: ""
+                if self.faults.active("revocation-unsigned")
+                else None,
+                self.params.signature_header: ""
+                if self.faults.active("revocation-hmac-unsigned")
+                else None,
             }
             answer = await self.call(
                 provider,

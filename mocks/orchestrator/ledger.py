@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from conformance.schemas import default_store
 from mocks._core.clock import Clock
 from mocks._core.store import Store
 
-__all__ = ["DEFAULT_LIMIT", "CapExceeded", "CapState", "SpendLedger", "month_of"]
+__all__ = ["CapExceeded", "CapState", "SpendLedger", "month_of"]
 
-DEFAULT_LIMIT = 10_000
-DEFAULT_CURRENCY = "usd"
 _SPENT = "cap_spent"
 _LIMITS = "cap_limits"
 # How long the cap-not-atomic fault keeps a checked charge waiting for a concurrent one.
@@ -106,8 +105,8 @@ class SpendLedger:
         store: Store,
         clock: Clock,
         *,
-        default_limit: int = DEFAULT_LIMIT,
-        currency: str = DEFAULT_CURRENCY,
+        default_limit: int | None = None,
+        currency: str | None = None,
         atomic: bool = True,
         shared_across_providers: bool = False,
         month_offset_seconds: int = 0,
@@ -117,8 +116,11 @@ class SpendLedger:
     ) -> None:
         self._store = store
         self._clock = clock
-        self._default_limit = default_limit
-        self._currency = currency
+        # The cap is a profile parameter ([parameters.default_cap]); the mock orchestrator
+        # passes its profile's; a ledger built without one uses the built-in app-next's.
+        cap = default_store().profile("app-next").params.default_cap
+        self._default_limit = cap.limit if default_limit is None else default_limit
+        self._currency = cap.currency if currency is None else currency
         self._atomic = atomic
         self._shared = shared_across_providers
         self._month_offset = month_offset_seconds

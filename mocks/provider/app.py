@@ -40,13 +40,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from conformance import jose
-from conformance.schemas import default_store
+from conformance.profiles import ProfileParameters
+from conformance.schemas import Profile, default_store
 from conformance.ssrf import SSRFError, SSRFGuard
 from mocks._core import stripe_signature
 from mocks._core.attestation import (
-    ATTESTATION_HEADER,
-    ATTESTATION_LIFETIME,
-    PAYMENT_TOKEN_LIFETIME,
     PAYMENT_TOKEN_TYP,
     REQUIRED_CLAIMS,
     ReplayCache,
@@ -80,8 +78,6 @@ __all__ = ["ProviderMock", "ProviderSettings"]
 
 log = logging.getLogger("provspec.mock.provider")
 
-PROFILES = ("app-0.1d", "app-next")
-API_VERSIONS = {"app-0.1d": "0.1d", "app-next": "next"}
 SCOPE = "provisioning"
 GRANTED_SCOPE = "provisioning profile"
 """What a code grants; a refresh may narrow it (RFC 6749 §6), e.g. to profile alone."""
@@ -107,7 +103,9 @@ SIGNATURE_FAULTS = (
 class ProviderSettings:
     """What a mock provider needs to know; every default suits an in-process test."""
 
-    profile: str = "app-0.1d"
+    profile: Profile | str = "app-0.1d"
+    """The profile object (a name or a draft's path is resolved on construction): header
+    names, lifetimes, algorithms and error codes come from its parameters."""
     base_url: str = "http://provider.mock/api/app/"
     name: str = "Mockbase"
     hmac_secret: str = field(default_factory=lambda: "whsec_" + secrets.token_hex(16))
@@ -128,8 +126,10 @@ class ProviderSettings:
     itself to probe the redemption endpoint). Tokens are kept in `ProviderMock.tokens`."""
 
     def __post_init__(self) -> None:
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILES)}")
+        self.spec: Profile = (
+            default_store().profile(self.profile) if isinstance(self.profile, str) else self.profile
+        )
+        self.params: ProfileParameters = self.spec.params  # complete, or a ProvspecError
         parts = urlsplit(self.base_url)
         if (
             parts.scheme not in ("http", "https")
@@ -166,9 +166,11 @@ class ProviderMock:
 
     def __init__(self, settings: ProviderSettings | None = None) -> None:
         self.settings = settings = settings or ProviderSettings()
-        self.profile = settings.profile
-        self.next = settings.profile == "app-next"
-        self.faults = FaultSet("provider", settings.profile, settings.faults)
+        self.spec = settings.spec
+        self.params = settings.spec.params
+        self.profile = settings.spec.name
+        self.next = settings.spec.family == "app-next"
+        self.faults = FaultSet("provider", settings.spec.family, settings.faults)
         self.clock = settings.clock
         self.state = ProviderState(settings.store)
         self.replay = ReplayCache(settings.store)
@@ -318,20 +320,23 @@ class ProviderMock:
     # --- request authentication -----------------------------------------------------------
     async def _authenticate(self, request: Request, raw: bytes) -> _Caller:
         if not self.settings.verify_requests:
-            return self._unverified_caller(request.headers.get(ATTESTATION_HEADER))
-        expected = API_VERSIONS[self.profile]
-        version = request.headers.get("api-version")
+            return self._unverified_caller(request.headers.get(self.params.attestation_header))
+        expected = self.params.api_version
+        version = request.headers.get(self.params.version_header)
         if version != expected and not self.faults.active("ignore-api-version"):
-            raise HTTPProblem(400, "invalid_api_version", f"Supported API-Versions: {expected}")
+            error = self.params.error("invalid_api_version")
+            raise HTTPProblem(
+                error.status, error.code, f"Supported {self.params.version_header}s: {expected}"
+            )
         if not self.next:
-            signature = request.headers.get("stripe-signature")
+            signature = request.headers.get(self.params.signature_header)
             if signature is None and self.faults.active("signature-optional"):
                 return _Caller()  # verifies a signature only when one is sent
             if self.faults.active("bearer-skips-signature") and "authorization" in request.headers:
                 return _Caller()  # takes the bearer token as enough authentication
             self._verify_hmac(request, raw)
             return _Caller()
-        token = request.headers.get(ATTESTATION_HEADER)
+        token = request.headers.get(self.params.attestation_header)
         if token is None and self.faults.active("attestation-optional"):
             return _Caller()  # the middleware verifies an attestation only when one is sent
         claims = await self._verify_attestation(token, raw)
@@ -359,8 +364,10 @@ class ProviderMock:
     def _verify_hmac(self, request: Request, raw: bytes) -> None:
         if not self.settings.verify_requests:
             return
-        tolerance = 10**9 if self.faults.active("accept-stale-signature") else 300
-        header = request.headers.get("stripe-signature")
+        tolerance = (
+            10**9 if self.faults.active("accept-stale-signature") else self.params.hmac_tolerance
+        )
+        header = request.headers.get(self.params.signature_header)
         if header and self.faults.active("crash-on-malformed-signature"):
             # a hand-rolled parser: `garbage` or `t=abc` raises, and the error escapes to the
             # framework's 500 handler
@@ -371,7 +378,7 @@ class ProviderMock:
                 raise HTTPProblem(500, "server_error", "internal server error") from None
         try:
             stripe_signature.verify(
-                request.headers.get("stripe-signature"),
+                request.headers.get(self.params.signature_header),
                 raw,
                 self.settings.hmac_secret,
                 now=self.clock.timestamp(),
@@ -380,7 +387,8 @@ class ProviderMock:
         except stripe_signature.SignatureError as error:
             if error.reason == "mismatch" and self.faults.active("accept-bad-signature"):
                 return
-            raise HTTPProblem(401, "invalid_signature", str(error)) from None
+            error_code = self.params.error("invalid_signature")
+            raise HTTPProblem(error_code.status, error_code.code, str(error)) from None
 
     async def _verify_attestation(self, token: str | None, raw: bytes) -> dict[str, Any]:
         if not self.settings.verify_requests:
@@ -418,17 +426,20 @@ class ProviderMock:
                     leeway=300 if self.faults.active("five-minute-leeway") else 30,
                     max_lifetime=86400
                     if self.faults.active("attestation-lifetime-unchecked")
-                    else ATTESTATION_LIFETIME,
+                    else self.params.attestation_lifetime,
                     # PyJWT's default: exp is checked when present, never required
                     require=tuple(c for c in REQUIRED_CLAIMS if c != "exp")
                     if self.faults.active("exp-not-required")
                     else REQUIRED_CLAIMS,
+                    algorithms=self.params.algorithms,
+                    header_name=self.params.attestation_header,
                 )
             except jose.JOSEError as error:
                 if error.reason == "unknown_kid" and attempt == 0:
                     continue  # the orchestrator may have rotated its keys: refetch once
+                refused = self.params.error("invalid_signature")
                 raise HTTPProblem(
-                    401, "invalid_signature", f"attestation refused: {error}"
+                    refused.status, refused.code, f"attestation refused: {error}"
                 ) from None
         raise AssertionError("unreachable")
 
@@ -561,7 +572,7 @@ class ProviderMock:
 
     # --- discovery ------------------------------------------------------------------------------
     async def health(self, request: Request, raw: bytes, caller: _Caller) -> Response:
-        versions = [API_VERSIONS[self.profile]]
+        versions = [self.params.api_version]
         if self.faults.active("health-wrong-versions"):
             versions = []
         return json_response({"supported_versions": versions, "status": "ok"})
@@ -739,9 +750,10 @@ class ProviderMock:
         return "Bearer " + ", ".join(params)
 
     def _consent_required(self, message: str) -> HTTPProblem:
+        consent = self.params.error("consent_required")
         return HTTPProblem(
-            401,
-            "consent_required",
+            consent.status,
+            consent.code,
             message,
             headers={
                 "WWW-Authenticate": self._challenge_header(
@@ -843,13 +855,13 @@ class ProviderMock:
         form = parse_form(raw)
         signed = False
         if self.next:
-            if request.headers.get(ATTESTATION_HEADER):
+            if request.headers.get(self.params.attestation_header):
                 claims = await self._verify_attestation(
-                    request.headers.get(ATTESTATION_HEADER), raw
+                    request.headers.get(self.params.attestation_header), raw
                 )
                 caller = _Caller(issuer=str(claims["iss"]), subject=str(claims["sub"]))
                 signed = True
-        elif request.headers.get("stripe-signature"):
+        elif request.headers.get(self.params.signature_header):
             self._verify_hmac(request, raw)
             signed = True
         grant = form.get("grant_type")
@@ -957,7 +969,9 @@ class ProviderMock:
     async def revoke(self, request: Request, raw: bytes, caller: _Caller) -> Response:
         if self.next:
             if not self.faults.active("revocation-unauthenticated"):
-                await self._verify_attestation(request.headers.get(ATTESTATION_HEADER), raw)
+                await self._verify_attestation(
+                    request.headers.get(self.params.attestation_header), raw
+                )
         else:
             self._verify_hmac(request, raw)
         form = parse_form(raw)
@@ -1109,7 +1123,7 @@ class ProviderMock:
                 audience = self.resource_id
                 if self.faults.active("payment-token-aud-unchecked"):
                     audience = _single_audience(claims)
-                lifetime = PAYMENT_TOKEN_LIFETIME
+                lifetime = self.params.payment_token_lifetime
                 if self.faults.active("accept-long-lived-payment-token"):
                     lifetime = 86400  # only exp is checked; the 15-minute bound is forgotten
                 jose.validate_claims(
@@ -1170,7 +1184,7 @@ class ProviderMock:
             typ = header_typ if isinstance(header_typ, str) else PAYMENT_TOKEN_TYP
         try:
             _, claims = jose.verify_signature(
-                token, keys=keys, algorithms=("EdDSA", "ES256"), typ=typ
+                token, keys=keys, algorithms=self.params.algorithms, typ=typ
             )
         except jose.JOSEError as error:
             if error.reason != "bad_signature" or not self.faults.active(
@@ -1209,13 +1223,14 @@ class ProviderMock:
         if not self.faults.active("redeem-without-idempotency-key"):
             headers["Idempotency-Key"] = f"{claims['jti']}"
         if not self.faults.active("redeem-unsigned"):
-            headers[ATTESTATION_HEADER] = mint_attestation(
+            headers[self.params.attestation_header] = mint_attestation(
                 self.signing_key,
                 issuer=self.resource_id,
                 audience=self.settings.orchestrator_issuer,
                 subject=str(claims.get("sub", "")),
                 body=raw,
                 now=self.clock.timestamp(),
+                lifetime=self.params.attestation_lifetime,
             )
         try:
             self.settings.ssrf.check_url(endpoint)
@@ -1239,12 +1254,13 @@ class ProviderMock:
             if isinstance(refusal.get("code"), str)
             else "billing_activation_failed"
         )
-        if code == "spend_cap_exceeded":
+        cap_code = self.params.error("spend_cap_exceeded")
+        if code == cap_code.code:
             if self.faults.active("provision-on-cap-refusal"):
                 return
             raise HTTPProblem(
-                402,
-                "spend_cap_exceeded",
+                cap_code.status,
+                cap_code.code,
                 "the orchestrator refused the charge: the spend cap is reached",
                 extra={"cap": refusal["cap"]} if isinstance(refusal.get("cap"), dict) else None,
             )

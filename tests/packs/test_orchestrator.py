@@ -97,5 +97,5 @@ SOUND = {
 def test_token_defects_judge_each_binding_claim(
     change: dict[str, object], defect: str | None
 ) -> None:
-    defects = token_defects({**SOUND, **change}, AUDIENCE)
+    defects = token_defects({**SOUND, **change}, AUDIENCE, 900)
     assert set(defects) == ({defect} if defect else set())

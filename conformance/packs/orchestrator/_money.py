@@ -156,13 +156,14 @@ async def _post(
         headers["Idempotency-Key"] = key
     if signed:
         provider = signer or ctx.provider
-        headers["APP-Attestation"] = mint_attestation(
+        headers[ctx.params.attestation_header] = mint_attestation(
             provider.signing_key,
             issuer=provider.base_url,
             audience=audience if audience is not None else ctx.issuer,
             subject="provspec",
             body=raw,
             now=ctx.now(),
+            lifetime=ctx.params.attestation_lifetime,
         )
     response = await ctx.http.post(url, content=raw, headers=headers)
     try:
@@ -180,12 +181,13 @@ async def _post(
 def _exchange_of(ctx: OrchestratorContext, url: str, headers: dict[str, str]) -> Exchange | None:
     """The recorded exchange of the request sent with `headers` (its key and attestation)."""
     shown = mask_headers(httpx.Headers(headers))
-    key, attestation = shown.get("idempotency-key"), shown.get("app-attestation")
+    name = ctx.params.attestation_header.lower()
+    key, attestation = shown.get("idempotency-key"), shown.get(name)
     for exchange in reversed(ctx.recorder.exchanges):
         if (
             exchange.url == url
             and exchange.request_headers.get("idempotency-key") == key
-            and exchange.request_headers.get("app-attestation") == attestation
+            and exchange.request_headers.get(name) == attestation
         ):
             return exchange
     return None
@@ -356,7 +358,9 @@ def usable(ctx: OrchestratorContext, token: str, provider: str) -> str:
         claims = jose.unverified_parts(token)[1]
     except jose.JOSEError:
         raise Skipped("blocked by ORC-PAY-002: the minted payment token is not a JWS") from None
-    defects = token_defects(claims, signer_of(ctx, provider).base_url)
+    defects = token_defects(
+        claims, signer_of(ctx, provider).base_url, ctx.params.payment_token_lifetime
+    )
     if defects:
         blocked = ", ".join(sorted(defects))
         raise Skipped(f"blocked by {blocked}: the minted payment token cannot be redeemed soundly")

@@ -135,11 +135,12 @@ def creations(
 
 
 def attestations(
-    requests: list[RawRequest],
+    ctx: OrchestratorContext, requests: list[RawRequest]
 ) -> Iterator[tuple[RawRequest, dict[str, Any], dict[str, Any]]]:
-    """(request, header, claims) of every parsable APP-Attestation among `requests`."""
+    """(request, header, claims) of every parsable attestation (the profile's header) among
+    `requests`."""
     for raw in requests:
-        token = raw.headers.get("app-attestation")
+        token = raw.headers.get(ctx.params.attestation_header.lower())
         if not token:
             continue
         try:

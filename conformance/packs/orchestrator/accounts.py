@@ -61,7 +61,7 @@ async def consent_is_handed_to_the_human_not_reported_as_done(
         ctx.sign_in()
     asked = _requests(ctx, mark)
     answer = answer_of(asked[-1]) if asked else None
-    if ctx.profile == "app-0.1d":
+    if ctx.family == "app-0.1d":
         requires = answer.get("requires_auth") if isinstance(answer, dict) else None
         url = requires.get("url") if isinstance(requires, dict) else None
         handed = isinstance(url, str) and url in envelope_text(envelope)

@@ -14,8 +14,6 @@ from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import keys, metadata
 from mocks._core import stripe_signature
 
-API_VERSION = {"app-0.1d": "0.1d", "app-next": "next"}
-
 
 def calls_of(ctx: OrchestratorContext, since: int) -> list[RawRequest]:
     return [
@@ -37,10 +35,10 @@ async def catalog_calls(ctx: OrchestratorContext) -> list[RawRequest]:
 @check("ORC-ATT-003")
 async def every_call_carries_the_api_version(ctx: OrchestratorContext) -> None:
     for raw in await catalog_calls(ctx):
-        version = raw.headers.get("api-version")
+        version = raw.headers.get(ctx.params.version_header.lower())
         ctx.require(
             "ORC-ATT-003",
-            version == API_VERSION[ctx.profile],
+            version == ctx.params.api_version,
             f"{raw.method} {raw.path} carries API-Version {version!r}",
             ctx.exchange(raw),
         )
@@ -50,7 +48,7 @@ async def every_call_carries_the_api_version(ctx: OrchestratorContext) -> None:
 async def every_call_is_hmac_signed_and_fresh(ctx: OrchestratorContext) -> None:
     secret = ctx.target.config.hmac_secret
     for raw in await catalog_calls(ctx):
-        header = raw.headers.get("stripe-signature")
+        header = raw.headers.get(ctx.params.signature_header.lower())
         try:
             stripe_signature.verify(header, raw.body, secret, now=int(time.time()), tolerance=10**9)
             valid = True
@@ -59,15 +57,16 @@ async def every_call_is_hmac_signed_and_fresh(ctx: OrchestratorContext) -> None:
         ctx.require(
             "ORC-ATT-001",
             valid,
-            f"{raw.path}: Stripe-Signature does not verify under the shared secret",
+            f"{raw.path}: {ctx.params.signature_header} does not verify under the shared secret",
             ctx.exchange(raw),
         )
         stamp = next((part[2:] for part in (header or "").split(",") if part.startswith("t=")), "")
-        fresh = stamp.isdigit() and abs(int(time.time()) - int(stamp)) <= 300
+        tolerance = ctx.params.hmac_tolerance
+        fresh = stamp.isdigit() and abs(int(time.time()) - int(stamp)) <= tolerance
         ctx.require(
             "ORC-ATT-002",
             fresh,
-            f"{raw.path}: the signature timestamp is not within 300 s",
+            f"{raw.path}: the signature timestamp is not within {tolerance} s",
             ctx.exchange(raw),
         )
 
@@ -88,16 +87,19 @@ async def every_call_carries_a_sound_attestation(ctx: OrchestratorContext) -> No
     jtis: list[str] = []
     judged_signature = False
     for raw in await catalog_calls(ctx):
-        token = raw.headers.get("app-attestation", "")
+        token = raw.headers.get(ctx.params.attestation_header.lower(), "")
         evidence = ctx.exchange(raw)
         try:
             header, claims, _ = jose.unverified_parts(token)
         except jose.JOSEError as error:
             ctx.require(
-                "ORC-ATT-004", False, f"{raw.path}: no parsable APP-Attestation ({error})", evidence
+                "ORC-ATT-004",
+                False,
+                f"{raw.path}: no parsable {ctx.params.attestation_header} ({error})",
+                evidence,
             )
             continue
-        alg_ok = header.get("alg") in ("EdDSA", "ES256")
+        alg_ok = header.get("alg") in ctx.params.algorithms
         ctx.require("ORC-ATT-004", alg_ok, f"{raw.path}: alg {header.get('alg')!r}", evidence)
         ctx.require(
             "ORC-ATT-005",
@@ -112,7 +114,7 @@ async def every_call_carries_a_sound_attestation(ctx: OrchestratorContext) -> No
                 jose.verify_signature(
                     token,
                     keys=trusted,
-                    algorithms=("EdDSA", "ES256"),
+                    algorithms=ctx.params.algorithms,
                     typ=str(header.get("typ") or "app-attestation+jwt"),
                 )
                 verified = True
@@ -138,11 +140,13 @@ async def every_call_carries_a_sound_attestation(ctx: OrchestratorContext) -> No
             evidence,
         )
         iat, exp, jti = claims.get("iat"), claims.get("exp"), claims.get("jti")
-        lifetime_ok = isinstance(iat, int) and isinstance(exp, int) and 0 < exp - iat <= 300
+        longest = ctx.params.attestation_lifetime
+        lifetime_ok = isinstance(iat, int) and isinstance(exp, int) and 0 < exp - iat <= longest
         ctx.require(
             "ORC-ATT-009",
             lifetime_ok and isinstance(jti, str) and jti not in jtis,
-            f"{raw.path}: iat {iat}, exp {exp}, jti {jti!r} (lifetime at most 300 s, jti never repeated)",
+            f"{raw.path}: iat {iat}, exp {exp}, jti {jti!r} (lifetime at most {longest} s, "
+            "jti never repeated)",
             evidence,
         )
         jtis.append(str(jti))
@@ -223,7 +227,7 @@ async def paid_token(ctx: OrchestratorContext, service: str = "pro") -> tuple[st
     return token, creates[-1]
 
 
-def token_defects(claims: dict[str, Any], audience: str) -> dict[str, str]:
+def token_defects(claims: dict[str, Any], audience: str, lifetime: int) -> dict[str, str]:
     """What is wrong with a payment token's binding claims, by requirement ID.
 
     Shared by the payment-token check and by the redemption checks, which cannot judge the
@@ -232,8 +236,8 @@ def token_defects(claims: dict[str, Any], audience: str) -> dict[str, str]:
     if claims.get("aud") != audience:
         defects["ORC-PAY-003"] = f"aud {claims.get('aud')!r} is not {audience!r}"
     iat, exp = claims.get("iat"), claims.get("exp")
-    if not (isinstance(iat, int) and isinstance(exp, int) and 0 < exp - iat <= 900):
-        defects["ORC-PAY-004"] = f"lifetime {exp!r} - {iat!r} is not within 15 minutes"
+    if not (isinstance(iat, int) and isinstance(exp, int) and 0 < exp - iat <= lifetime):
+        defects["ORC-PAY-004"] = f"lifetime {exp!r} - {iat!r} is not within {lifetime} s"
     amount, currency = claims.get("max_amount"), claims.get("currency")
     if not (
         isinstance(amount, int)
@@ -254,7 +258,7 @@ async def payment_tokens_are_sound(ctx: OrchestratorContext) -> None:
     evidence = ctx.exchange(raw)
     try:
         _, claims = jose.verify_signature(
-            token, keys=trusted, algorithms=("EdDSA", "ES256"), typ="app-payment+jwt"
+            token, keys=trusted, algorithms=ctx.params.algorithms, typ="app-payment+jwt"
         )
         verified = True
     except jose.JOSEError:
@@ -265,7 +269,7 @@ async def payment_tokens_are_sound(ctx: OrchestratorContext) -> None:
         "the payment token does not verify as app-payment+jwt against the JWKS",
         evidence,
     )
-    defects = token_defects(claims, ctx.provider.base_url)
+    defects = token_defects(claims, ctx.provider.base_url, ctx.params.payment_token_lifetime)
     for requirement in ("ORC-PAY-003", "ORC-PAY-004", "ORC-PAY-005"):
         ctx.require(requirement, requirement not in defects, defects.get(requirement, ""), evidence)
     body = ctx.body(raw) or {}

@@ -37,19 +37,29 @@ from conformance.packs.orchestrator._money import (
 from conformance.packs.orchestrator.redemption import fresh_user
 from conformance.recorder import CliCall, Exchange
 
-DEFAULT_LIMIT = 10_000
-CHARGE = 6000
-"""More than half the default cap: two such charges never fit in one month."""
+
+def default_limit(ctx: OrchestratorContext) -> int:
+    """The profile's default cap ([parameters.default_cap] limit, minor units)."""
+    return ctx.params.default_cap.limit
 
 
-def _cap_refused(answer: Answer) -> bool:
+def charge_of(ctx: OrchestratorContext) -> int:
+    """Three fifths of the default cap: two such charges never fit in one month."""
+    return default_limit(ctx) * 3 // 5
+
+
+def _cap_code(ctx: OrchestratorContext) -> str:
+    return ctx.params.error("spend_cap_exceeded").code
+
+
+def _cap_refused(ctx: OrchestratorContext, answer: Answer) -> bool:
     """Refused by the cap, whatever the status (ORC-CAP-001 judges the status)."""
-    return answer.status >= 400 and answer.code == "spend_cap_exceeded"
+    return answer.status >= 400 and answer.code == _cap_code(ctx)
 
 
-def _limit(answer: Answer) -> int:
+def _limit(ctx: OrchestratorContext, answer: Answer) -> int:
     limit = answer.cap.get("limit")
-    return limit if isinstance(limit, int) and not isinstance(limit, bool) else DEFAULT_LIMIT
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else default_limit(ctx)
 
 
 def _now(ctx: OrchestratorContext) -> datetime:
@@ -69,17 +79,19 @@ async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -
     may succeed, and the refused ones charge nothing. Between rounds the winner is refunded,
     so every round starts from the whole cap; an orchestrator whose refunds do not restore it
     gets smaller amounts, then a new user. Tokens the cap refused serve the next round."""
+    charge = charge_of(ctx)
+    limit0 = default_limit(ctx)
     width = max(2, ctx.target.config.concurrent_redemptions)
     rounds = max(1, ctx.target.config.concurrency_rounds)
     fresh_user(ctx)
     pool: list[str] = []
-    limit, spent = DEFAULT_LIMIT, 0  # the month's spend before the round
+    limit, spent = limit0, 0  # the month's spend before the round
     for number in range(1, rounds + 1):
         if limit - spent < 1:
             fresh_user(ctx)
-            pool, limit, spent = [], DEFAULT_LIMIT, 0
+            pool, limit, spent = [], limit0, 0
         left = limit - spent
-        amount = CHARGE if left == DEFAULT_LIMIT else left // 2 + 1
+        amount = charge if left == limit0 else left // 2 + 1
         tokens = [t for t in pool if (max_amount(t) or 0) >= amount][:width]
         while len(tokens) < width:
             tokens.append(await minted_token(ctx))
@@ -104,7 +116,7 @@ async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -
                 winner.exchange,
             )
         spent += amount
-        pool = [t for t, a in zip(tokens, answers, strict=True) if a.code == "spend_cap_exceeded"]
+        pool = [t for t, a in zip(tokens, answers, strict=True) if a.code == _cap_code(ctx)]
         back = await refund(ctx, winner.document.get("id"), amount)
         if back is not None and back.status == 201 and isinstance(back.spent, int):
             # Refunded (spent - amount), or kept by an orchestrator whose refunds do not
@@ -133,23 +145,24 @@ async def _charge(ctx: OrchestratorContext, amount: int, provider: str = PROVIDE
 
 
 @check("ORC-CAP-003")
-async def the_default_cap_is_10000_usd_a_month_per_user(ctx: OrchestratorContext) -> None:
+async def the_default_cap_is_the_profiles_per_user(ctx: OrchestratorContext) -> None:
+    limit0 = default_limit(ctx)
     fresh_user(ctx)
     first = await _charge(ctx, 100)
     cap = first.cap
     ctx.require(
         "ORC-CAP-003",
         (cap.get("limit"), cap.get("currency"), cap.get("interval"))
-        == (DEFAULT_LIMIT, "usd", "month"),
+        == (limit0, ctx.params.default_cap.currency, ctx.params.default_cap.interval),
         f"a new user's cap is {cap.get('limit')!r} {cap.get('currency')!r} per "
-        f"{cap.get('interval')!r}, not 10000 usd per month",
+        f"{cap.get('interval')!r}, not {ctx.params.default_cap}",
         first.exchange,
     )
     fresh_user(ctx)
     second = await _charge(ctx, 200)
     ctx.require(
         "ORC-CAP-003",
-        second.spent == 200 and second.cap.get("limit") == DEFAULT_LIMIT,
+        second.spent == 200 and second.cap.get("limit") == limit0,
         f"another new user's first charge of 200 left the month's spend at {second.spent} "
         f"of {second.cap.get('limit')}: the cap is not per user",
         first.exchange,
@@ -161,8 +174,9 @@ async def the_default_cap_is_10000_usd_a_month_per_user(ctx: OrchestratorContext
 async def spending_the_cap_at_one_provider_leaves_another_untouched(
     ctx: OrchestratorContext,
 ) -> None:
+    charge = charge_of(ctx)
     fresh_user(ctx)
-    first = await _charge(ctx, CHARGE)
+    first = await _charge(ctx, charge)
     rest = first.cap.get("remaining")
     if isinstance(rest, int) and rest > 0:  # the rest of the cap too, where it can be had
         await redeem(ctx, await minted_token(ctx), rest)
@@ -180,12 +194,12 @@ async def spending_the_cap_at_one_provider_leaves_another_untouched(
     if made.token is None:
         raise Skipped(f"no payment token reached {OTHER_PROVIDER_NAME} ({made.error_code})")
     other = signer_of(ctx, OTHER_PROVIDER_NAME)
-    there = await redeem(ctx, usable(ctx, made.token, OTHER_PROVIDER_NAME), CHARGE, signer=other)
+    there = await redeem(ctx, usable(ctx, made.token, OTHER_PROVIDER_NAME), charge, signer=other)
     ctx.require(
         "ORC-CAP-004",
-        there.status == 201 and there.spent == CHARGE,
-        f"with the cap spent at {PROVIDER_NAME}, a charge of {CHARGE} at {OTHER_PROVIDER_NAME} "
-        f"got {there.shown()} and a month's spend of {there.spent}, not {CHARGE}",
+        there.status == 201 and there.spent == charge,
+        f"with the cap spent at {PROVIDER_NAME}, a charge of {charge} at {OTHER_PROVIDER_NAME} "
+        f"got {there.shown()} and a month's spend of {there.spent}, not {charge}",
         first.exchange,
         there.exchange,
     )
@@ -193,13 +207,14 @@ async def spending_the_cap_at_one_provider_leaves_another_untouched(
 
 @check("ORC-CAP-015", profiles=["app-next"])
 async def spending_at_one_provider_leaves_anothers_figures(ctx: OrchestratorContext) -> None:
+    charge = charge_of(ctx)
     fresh_user(ctx)
     before_call, before = ctx.cli("billing")
     theirs_before = cap_figures(before, OTHER_PROVIDER_NAME)
     mine_before = cap_figures(before, PROVIDER_NAME)
     if theirs_before is None or mine_before is None:
         raise Skipped("the billing command reports no cap figures per provider (ORC-CAP-014)")
-    charged = await _charge(ctx, CHARGE)
+    charged = await _charge(ctx, charge)
     after_call, after = ctx.cli("billing")
     theirs_after = cap_figures(after, OTHER_PROVIDER_NAME) or {}
     if cap_figures(after, PROVIDER_NAME) == mine_before:
@@ -212,7 +227,7 @@ async def spending_at_one_provider_leaves_anothers_figures(ctx: OrchestratorCont
     ctx.require(
         "ORC-CAP-015",
         not changed,
-        f"after a charge of {CHARGE} at {PROVIDER_NAME}, billing changed {OTHER_PROVIDER_NAME}'s "
+        f"after a charge of {charge} at {PROVIDER_NAME}, billing changed {OTHER_PROVIDER_NAME}'s "
         f"figures (before, after): {changed}",
         before_call,
         charged.exchange,
@@ -227,10 +242,11 @@ async def spending_at_one_provider_leaves_anothers_figures(ctx: OrchestratorCont
 async def the_cap_can_be_spent_exactly_and_not_by_one_unit_more(
     ctx: OrchestratorContext,
 ) -> None:
+    charge = charge_of(ctx)
     fresh_user(ctx)
     # Minted while the whole cap is left: the orchestrator mints nothing once it is spent.
     spares = [await minted_token(ctx), await minted_token(ctx)]
-    answer = await _charge(ctx, CHARGE)
+    answer = await _charge(ctx, charge)
     for _ in range(8):
         limit, left = answer.cap.get("limit"), answer.cap.get("remaining")
         if not isinstance(limit, int) or not isinstance(left, int):
@@ -257,8 +273,9 @@ async def the_cap_can_be_spent_exactly_and_not_by_one_unit_more(
     over = await redeem(ctx, spares[0], 1)
     ctx.require(
         "ORC-CAP-009",
-        over.status == 402 and over.code == "spend_cap_exceeded",
-        f"1 minor unit more than the cap must get 402 spend_cap_exceeded, got {over.shown()}",
+        over.status == ctx.params.error("spend_cap_exceeded").status
+        and over.code == _cap_code(ctx),
+        f"1 minor unit more than the cap must get the profile's spend_cap_exceeded refusal, got {over.shown()}",
         over.exchange,
     )
     # The refusal charged nothing: asked again, the orchestrator still counts exactly the cap.
@@ -279,6 +296,7 @@ async def the_cap_can_be_spent_exactly_and_not_by_one_unit_more(
 
 @check("ORC-CAP-011")
 async def unredeemed_and_expired_tokens_do_not_lower_the_cap(ctx: OrchestratorContext) -> None:
+    charge = charge_of(ctx)
     fresh_user(ctx)
     first = await minted_token(ctx)
     idle = await mint(ctx)  # minted, never redeemed
@@ -291,15 +309,15 @@ async def unredeemed_and_expired_tokens_do_not_lower_the_cap(ctx: OrchestratorCo
         )
         return
     last = await minted_token(ctx)
-    charged = await redeem(ctx, first, CHARGE)
+    charged = await redeem(ctx, first, charge)
     if charged.status != 201 or not isinstance(charged.cap.get("limit"), int):
         raise Skipped(f"could not redeem a first charge with figures ({charged.shown()})")
-    rest = charged.cap["limit"] - CHARGE - 1
+    rest = charged.cap["limit"] - charge - 1
     more = await redeem(ctx, last, rest)
     ctx.require(
         "ORC-CAP-011",
-        charged.spent == CHARGE and more.status == 201 and more.spent == CHARGE + rest,
-        f"with two more payment tokens minted and not redeemed, a charge of {CHARGE} left the "
+        charged.spent == charge and more.status == 201 and more.spent == charge + rest,
+        f"with two more payment tokens minted and not redeemed, a charge of {charge} left the "
         f"spend at {charged.spent}, and {rest} more got {more.shown()} (spent {more.spent})",
         charged.exchange,
         more.exchange,
@@ -322,12 +340,12 @@ async def unredeemed_and_expired_tokens_do_not_lower_the_cap(ctx: OrchestratorCo
             return
         if later.token is None:
             raise Skipped(f"no payment token at the shifted time ({later.error_code})")
-        after = await redeem(ctx, usable(ctx, later.token, PROVIDER_NAME), CHARGE)
+        after = await redeem(ctx, usable(ctx, later.token, PROVIDER_NAME), charge)
     ctx.require(
         "ORC-CAP-011",
-        after.status == 201 and after.spent == CHARGE,
-        f"after a token of {max_amount(lapsed)} expired unredeemed, a charge of {CHARGE} got "
-        f"{after.shown()} and a month's spend of {after.spent}, not {CHARGE}",
+        after.status == 201 and after.spent == charge,
+        f"after a token of {max_amount(lapsed)} expired unredeemed, a charge of {charge} got "
+        f"{after.shown()} and a month's spend of {after.spent}, not {charge}",
         after.exchange,
     )
 
@@ -358,43 +376,44 @@ async def the_spend_resets_at_midnight_utc_on_the_first(ctx: OrchestratorContext
 
 
 async def _resets_at(ctx: OrchestratorContext, boundary: datetime) -> bool:
+    charge = charge_of(ctx)
     fresh_user(ctx)
     with living_at(ctx, boundary - timedelta(minutes=2)):
         tokens = [await shifted_token(ctx) for _ in range(3)]
-        first = await redeem(ctx, tokens[0], CHARGE)
+        first = await redeem(ctx, tokens[0], charge)
         if first.status != 201:
             raise Skipped(f"could not charge at {_stamp(boundary - timedelta(minutes=2))}")
     with living_at(ctx, boundary - timedelta(seconds=2)):
-        before = await redeem(ctx, tokens[1], CHARGE)
+        before = await redeem(ctx, tokens[1], charge)
     # What is left of the month's cap, but one unit (the exact cap is ORC-CAP-009's matter).
-    left = _limit(first) - CHARGE - 1
+    left = _limit(ctx, first) - charge - 1
     with living_at(ctx, boundary - timedelta(seconds=1)):
         rest = await redeem(ctx, tokens[2], left)
     with living_at(ctx, boundary):
-        after = await redeem(ctx, tokens[1], CHARGE)
+        after = await redeem(ctx, tokens[1], charge)
         if after.code == "payment_token_used":
-            after = await redeem(ctx, await shifted_token(ctx), CHARGE)
+            after = await redeem(ctx, await shifted_token(ctx), charge)
     late = _stamp(boundary - timedelta(seconds=2))
     ok = ctx.require(
         "ORC-CAP-006",
-        _cap_refused(before),
-        f"at {late}, still in the month of a charge of {CHARGE}, {CHARGE} more must be refused "
+        _cap_refused(ctx, before),
+        f"at {late}, still in the month of a charge of {charge}, {charge} more must be refused "
         f"with spend_cap_exceeded, got {before.shown()}",
         first.exchange,
         before.exchange,
     )
     ok &= ctx.require(
         "ORC-CAP-006",
-        rest.status == 201 and rest.spent == CHARGE + left,
+        rest.status == 201 and rest.spent == charge + left,
         f"the refusal at {late} was charged: {left} more in that month got {rest.shown()} "
-        f"with the spend at {rest.spent}, not {CHARGE + left}",
+        f"with the spend at {rest.spent}, not {charge + left}",
         before.exchange,
         rest.exchange,
     )
     ok &= ctx.require(
         "ORC-CAP-006",
-        after.status == 201 and after.spent == CHARGE,
-        f"at {_stamp(boundary)} the month's spend starts from 0: a charge of {CHARGE} got "
+        after.status == 201 and after.spent == charge,
+        f"at {_stamp(boundary)} the month's spend starts from 0: a charge of {charge} got "
         f"{after.shown()} with the spend at {after.spent}",
         rest.exchange,
         after.exchange,
@@ -407,53 +426,54 @@ async def _resets_at(ctx: OrchestratorContext, boundary: datetime) -> bool:
 
 @check("ORC-CAP-005", "ORC-CAP-012")
 async def a_refund_goes_back_to_the_month_of_its_charge(ctx: OrchestratorContext) -> None:
+    charge = charge_of(ctx)
     month = next_month(_now(ctx)) + timedelta(days=9, hours=12)
     later = next_month(month) + timedelta(days=9, hours=12)
     fresh_user(ctx)
     with living_at(ctx, month):
-        charged = await redeem(ctx, await shifted_token(ctx), CHARGE)
+        charged = await redeem(ctx, await shifted_token(ctx), charge)
         if charged.status != 201:
             raise Skipped(f"could not charge at {_stamp(month)} ({charged.shown()})")
     with living_at(ctx, later):
         tokens = [await shifted_token(ctx) for _ in range(3)]
-        spent = await redeem(ctx, tokens[0], CHARGE)
+        spent = await redeem(ctx, tokens[0], charge)
         if spent.status != 201:
             raise Skipped(f"could not charge at {_stamp(later)} ({spent.shown()})")
-        back = await refund(ctx, charged.document.get("id"), CHARGE)
+        back = await refund(ctx, charged.document.get("id"), charge)
         if back is None or back.status != 201:
             raise Skipped(
                 "the orchestrator takes no refunds"
                 if back is None
                 else f"the refund was refused ({back.shown()})"
             )
-        over = await redeem(ctx, tokens[1], CHARGE)
-        left = _limit(spent) - CHARGE - 1
+        over = await redeem(ctx, tokens[1], charge)
+        left = _limit(ctx, spent) - charge - 1
         rest = await redeem(ctx, tokens[2], left)
     ctx.require(
         "ORC-CAP-012",
-        _cap_refused(over),
-        f"at {_stamp(later)}, after refunding a charge of {_stamp(month)}, {CHARGE} more on top "
-        f"of {CHARGE} charged this month must still be refused, got {over.shown()}",
+        _cap_refused(ctx, over),
+        f"at {_stamp(later)}, after refunding a charge of {_stamp(month)}, {charge} more on top "
+        f"of {charge} charged this month must still be refused, got {over.shown()}",
         back.exchange,
         over.exchange,
     )
     if over.status != 201:
         ctx.require(
             "ORC-CAP-012",
-            rest.status == 201 and rest.spent == CHARGE + left,
+            rest.status == 201 and rest.spent == charge + left,
             f"the month's headroom after the refund is not what this month's charges left: "
-            f"{left} more got {rest.shown()} with the spend at {rest.spent}, not {CHARGE + left}",
+            f"{left} more got {rest.shown()} with the spend at {rest.spent}, not {charge + left}",
             over.exchange,
             rest.exchange,
         )
     # The refund went back to the month of the charge: that month has its whole cap again.
     with living_at(ctx, month + timedelta(days=1)):
-        again = await redeem(ctx, await shifted_token(ctx), CHARGE)
+        again = await redeem(ctx, await shifted_token(ctx), charge)
     ctx.require(
         "ORC-CAP-005",
-        again.status == 201 and again.spent == CHARGE,
-        f"back in the month of the refunded charge, a charge of {CHARGE} got {again.shown()} "
-        f"with the spend at {again.spent}, not {CHARGE}: the refund did not go to that month",
+        again.status == 201 and again.spent == charge,
+        f"back in the month of the refunded charge, a charge of {charge} got {again.shown()} "
+        f"with the spend at {again.spent}, not {charge}: the refund did not go to that month",
         back.exchange,
         again.exchange,
     )
@@ -464,6 +484,7 @@ async def a_refund_goes_back_to_the_month_of_its_charge(ctx: OrchestratorContext
 
 @check("ORC-CAP-013")
 async def cap_figures_add_up_and_reset_on_the_first(ctx: OrchestratorContext) -> None:
+    charge = charge_of(ctx)
     fresh_user(ctx)
     tokens = [await minted_token(ctx) for _ in range(2)]
     states: list[tuple[str, dict[str, Any], tuple[int, int], Exchange | CliCall | None]] = []
@@ -474,13 +495,13 @@ async def cap_figures_add_up_and_reset_on_the_first(ctx: OrchestratorContext) ->
             states.append((label, answer.cap, (since, ctx.now()), answer.exchange))
 
     since = ctx.now()
-    charged = await redeem(ctx, tokens[0], CHARGE)
+    charged = await redeem(ctx, tokens[0], charge)
     seen("the redemption", charged, since)
     since = ctx.now()
-    seen("the cap refusal", await redeem(ctx, tokens[1], CHARGE), since)
+    seen("the cap refusal", await redeem(ctx, tokens[1], charge), since)
     if charged.status == 201:
         since = ctx.now()
-        seen("the refund", await refund(ctx, charged.document.get("id"), 1000), since)
+        seen("the refund", await refund(ctx, charged.document.get("id"), charge // 6), since)
     since = ctx.now()
     call, envelope = ctx.cli("billing")
     for provider in (PROVIDER_NAME, OTHER_PROVIDER_NAME):

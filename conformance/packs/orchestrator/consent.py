@@ -712,7 +712,7 @@ async def a_consent_token_goes_only_to_its_provider(ctx: OrchestratorContext) ->
 
 @check("ORC-CNS-008")
 async def urls_from_the_challenge_pass_the_ssrf_policy(ctx: OrchestratorContext) -> None:
-    if ctx.profile != "app-next":
+    if ctx.family != "app-next":
         raise NotApplicable("in 0.1d the orchestrator hands the requires_auth URL over unfetched")
     provider = ctx.provider
     parts = urlsplit(provider.base_url)

@@ -226,7 +226,9 @@ async def app_payment_credentials_hold_one_clean_token(ctx: OrchestratorContext)
         evidence,
     )
     try:
-        attested = jose.unverified_parts(raw.headers.get("app-attestation", ""))[1]
+        attested = jose.unverified_parts(
+            raw.headers.get(ctx.params.attestation_header.lower(), "")
+        )[1]
     except jose.JOSEError:
         ctx.cannot_judge("ORC-PAY-013", "the creation carried no readable APP-Attestation")
         return

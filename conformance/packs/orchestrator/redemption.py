@@ -52,7 +52,7 @@ async def token(ctx: OrchestratorContext, service: str = "pro") -> str:
         claims = jose.unverified_parts(payment)[1]
     except jose.JOSEError:
         raise Skipped("blocked by ORC-PAY-002: the minted payment token is not a JWS") from None
-    defects = token_defects(claims, ctx.provider.base_url)
+    defects = token_defects(claims, ctx.provider.base_url, ctx.params.payment_token_lifetime)
     if defects:
         blocked = ", ".join(sorted(defects))
         raise Skipped(f"blocked by {blocked}: the minted payment token cannot be redeemed soundly")
@@ -165,42 +165,46 @@ async def amount_and_currency_are_bound_to_the_token(ctx: OrchestratorContext) -
 
 @check("ORC-CAP-001", "ORC-CAP-005")
 async def the_cap_refuses_with_figures_and_refunds_restore_it(ctx: OrchestratorContext) -> None:
+    limit = ctx.params.default_cap.limit
+    charge, part = limit * 3 // 5, limit // 4  # 6000 and 2500 of the built-in 10000
+    refusal = ctx.params.error("spend_cap_exceeded")
     fresh_user(ctx)
     first, second = await token(ctx, "gpu"), await token(ctx, "gpu")
-    status, done, exchange = await redeem(ctx, first, 6000)
+    status, done, exchange = await redeem(ctx, first, charge)
     if status != 201:
         raise Skipped("could not redeem a first charge (see ORC-RED-011)")
-    status, document, exchange = await redeem(ctx, second, 6000)
+    status, document, exchange = await redeem(ctx, second, charge)
     cap = document.get("cap")
     figures = isinstance(cap, dict) and all(
         k in cap for k in ("limit", "spent", "remaining", "currency", "interval", "resets_at")
     )
     ctx.require(
         "ORC-CAP-001",
-        status == 402 and document.get("code") == "spend_cap_exceeded" and figures,
-        "crossing the cap must get 402 spend_cap_exceeded with limit, spent, remaining, currency, interval, resets_at",
+        status == refusal.status and document.get("code") == refusal.code and figures,
+        f"crossing the cap must get {refusal.status} {refusal.code} with limit, spent, "
+        "remaining, currency, interval, resets_at",
         exchange,
     )
-    back = await _money.refund(ctx, done.get("id"), 2500)
+    back = await _money.refund(ctx, done.get("id"), part)
     if back is None:
         ctx.cannot_judge("ORC-CAP-005", "the orchestrator publishes no refund_endpoint")
         return
     ctx.require(
         "ORC-CAP-005",
-        back.status == 201 and back.spent == 3500,
-        f"after refunding 2500 of 6000 the refund got {back.shown()} and the month's spend is "
-        f"{back.spent}, not 3500",
+        back.status == 201 and back.spent == charge - part,
+        f"after refunding {part} of {charge} the refund got {back.shown()} and the month's "
+        f"spend is {back.spent}, not {charge - part}",
         back.exchange,
     )
-    # The headroom is there to use: the charge the cap refused fits now (6000 of 6500).
-    again = await _money.redeem(ctx, second, 6000)
+    # The headroom is there to use: the charge the cap refused fits now.
+    again = await _money.redeem(ctx, second, charge)
     if again.code == "payment_token_used":
-        again = await _money.redeem(ctx, await token(ctx, "gpu"), 6000)
+        again = await _money.redeem(ctx, await token(ctx, "gpu"), charge)
     ctx.require(
         "ORC-CAP-005",
-        again.status == 201 and again.spent == 9500,
-        f"after the refund, the 6000 the cap refused before got {again.shown()} with the "
-        f"month's spend at {again.spent}, not 9500",
+        again.status == 201 and again.spent == 2 * charge - part,
+        f"after the refund, the {charge} the cap refused before got {again.shown()} with the "
+        f"month's spend at {again.spent}, not {2 * charge - part}",
         back.exchange,
         again.exchange,
     )

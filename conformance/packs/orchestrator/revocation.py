@@ -65,12 +65,12 @@ def attestation_defect(
     ctx: OrchestratorContext, raw: RawRequest, trusted: dict[str, jose.PublicKey], issuer: str
 ) -> str:
     """What is wrong with a request's APP-Attestation, or "" when it holds."""
-    token = raw.headers.get("app-attestation")
+    token = raw.headers.get(ctx.params.attestation_header.lower())
     if not token:
-        return "no APP-Attestation header"
+        return f"no {ctx.params.attestation_header} header"
     try:
         _, claims = jose.verify_signature(
-            token, keys=trusted, algorithms=("EdDSA", "ES256"), typ="app-attestation+jwt"
+            token, keys=trusted, algorithms=ctx.params.algorithms, typ="app-attestation+jwt"
         )
     except jose.JOSEError as error:
         return str(error)
@@ -85,11 +85,11 @@ def hmac_defect(ctx: OrchestratorContext, raw: RawRequest) -> str:
     """What is wrong with a 0.1d request's Stripe-Signature, or "" when it holds."""
     try:
         stripe_signature.verify(
-            raw.headers.get("stripe-signature"),
+            raw.headers.get(ctx.params.signature_header.lower()),
             raw.body,
             ctx.target.config.hmac_secret,
             now=int(time.time()),
-            tolerance=300,
+            tolerance=ctx.params.hmac_tolerance,
         )
     except stripe_signature.SignatureError as error:
         return str(error)
@@ -147,7 +147,7 @@ async def revocation_is_an_attested_rfc7009_request_for_both_tokens(
     for raw in sent:
         evidence = ctx.exchange(raw)
         problem = attestation_defect(ctx, raw, trusted, issuer)
-        if problem and baseline and raw.headers.get("app-attestation"):
+        if problem and baseline and raw.headers.get(ctx.params.attestation_header.lower()):
             ctx.cannot_judge(
                 "ORC-REV-002",
                 f"blocked by the attestation checks: every call's attestation fails ({baseline})",
@@ -231,7 +231,7 @@ async def revocation_carries_the_stripe_signature(ctx: OrchestratorContext) -> N
     baseline = hmac_defect(ctx, creation)
     for raw in sent:
         problem = hmac_defect(ctx, raw)
-        if problem and baseline and raw.headers.get("stripe-signature"):
+        if problem and baseline and raw.headers.get(ctx.params.signature_header.lower()):
             # Signed "like every other call": the creation's signature fails too.
             ctx.cannot_judge("ORC-REV-004", f"blocked by ORC-ATT-001/-002 ({baseline})")
             continue

@@ -62,8 +62,8 @@ def _signed_tokens(ctx: OrchestratorContext) -> list[tuple[RawRequest, str]]:
     """Every attestation and payment token the orchestrator sent the suite's providers."""
     found: list[tuple[RawRequest, str]] = []
     for raw in ctx.target.raw:
-        if raw.headers.get("app-attestation"):
-            found.append((raw, raw.headers["app-attestation"]))
+        if raw.headers.get(ctx.params.attestation_header.lower()):
+            found.append((raw, raw.headers[ctx.params.attestation_header.lower()]))
         body = ctx.body(raw)
         credentials = body.get("payment_credentials") if isinstance(body, dict) else None
         token = credentials.get("app_payment_token") if isinstance(credentials, dict) else None
@@ -149,7 +149,7 @@ async def email_verified_only_for_the_verified_user(ctx: OrchestratorContext) ->
     ctx.cli("catalog")
     other = f"{marker('someone-else')}@example.org"
     await ctx.add("free", "--config", json.dumps({"email": other, "email_verified": True}))
-    for raw, _, claims in attestations(ctx.received(mark, provider=None)):
+    for raw, _, claims in attestations(ctx, ctx.received(mark, provider=None)):
         ctx.require(
             "ORC-ATT-012",
             claims.get("email_verified") is not True or claims.get("email") == email,
@@ -171,7 +171,7 @@ async def email_verified_only_for_the_verified_user(ctx: OrchestratorContext) ->
             return
         mark = ctx.recorder.mark
         ctx.cli("catalog")
-        for raw, _, claims in attestations(ctx.received(mark, provider=None)):
+        for raw, _, claims in attestations(ctx, ctx.received(mark, provider=None)):
             ctx.require(
                 "ORC-ATT-012",
                 claims.get("email_verified") is not True,
@@ -197,7 +197,7 @@ async def attestations_carry_no_secret(ctx: OrchestratorContext) -> None:
         if kind.startswith(("payment", "authorization"))
     }
     seen = 0
-    for raw, _, claims in attestations(ctx.received(mark, provider=None)):
+    for raw, _, claims in attestations(ctx, ctx.received(mark, provider=None)):
         seen += 1
         text = json.dumps(claims)
         found = contains(text, secrets_known)
@@ -230,7 +230,8 @@ async def attested_requests_go_only_to_the_named_provider(ctx: OrchestratorConte
     strays = [
         raw
         for raw in ctx.received(mark, provider=OTHER_PROVIDER_NAME)
-        if raw.headers.get("app-attestation") or raw.headers.get("stripe-signature")
+        if raw.headers.get(ctx.params.attestation_header.lower())
+        or raw.headers.get(ctx.params.signature_header.lower())
     ]
     ctx.require(
         "ORC-ATT-014",
@@ -253,7 +254,8 @@ async def a_signed_out_cli_signs_nothing(ctx: OrchestratorContext) -> None:
         signed = [
             raw
             for raw in ctx.received(mark, provider=None)
-            if raw.headers.get("app-attestation") or raw.headers.get("stripe-signature")
+            if raw.headers.get(ctx.params.attestation_header.lower())
+            or raw.headers.get(ctx.params.signature_header.lower())
         ]
         ctx.require(
             "ORC-ATT-015",
@@ -323,7 +325,7 @@ async def attestations_name_the_orchestrator_account(ctx: OrchestratorContext) -
                 if isinstance(holder.get("account"), str):
                     named.add(holder["account"])
     accounts = set()
-    for raw, _, claims in attestations(received):
+    for raw, _, claims in attestations(ctx, received):
         account = claims.get("orchestrator_account")
         accounts.add(str(account))
         ctx.require(
@@ -343,7 +345,7 @@ async def attestations_name_the_orchestrator_account(ctx: OrchestratorContext) -
 @check("ORC-ATT-018")
 async def attestations_have_one_audience(ctx: OrchestratorContext) -> None:
     ctx.cli("catalog")
-    for raw, _, claims in attestations(ctx.target.raw):
+    for raw, _, claims in attestations(ctx, ctx.target.raw):
         aud = claims.get("aud")
         single = isinstance(aud, str) or (
             isinstance(aud, list) and len(aud) == 1 and isinstance(aud[0], str)

@@ -100,7 +100,7 @@ def limit_of(ctx: OrchestratorContext, provider: str = PROVIDER_NAME) -> tuple[A
     return member(cap or {}, LIMIT_MEMBERS), call
 
 
-def blocked_by(token: str, audience: str) -> None:
+def blocked_by(token: str, audience: str, lifetime: int) -> None:
     """Skip, naming the requirement, when a minted token cannot be redeemed soundly: its
     defect is the payment checks' finding (the redemption checks skip the same way)."""
     from conformance.packs.orchestrator.calls import token_defects
@@ -109,7 +109,7 @@ def blocked_by(token: str, audience: str) -> None:
         claims = jose.unverified_parts(token)[1]
     except jose.JOSEError:
         raise Skipped("blocked by ORC-PAY-002: the minted payment token is not a JWS") from None
-    defects = token_defects(claims, audience)
+    defects = token_defects(claims, audience, lifetime)
     if defects:
         blocked = ", ".join(sorted(defects))
         raise Skipped(f"blocked by {blocked}: the minted payment token cannot be redeemed soundly")
@@ -178,7 +178,7 @@ async def no_creation_when_nothing_is_left(ctx: OrchestratorContext) -> None:
         token = token_of(credentials_of(ctx, creations[-1])) if creations else None
         if token is None:
             raise Skipped("the paid add carried no payment token to spend the cap with")
-        blocked_by(token, ctx.provider.base_url)
+        blocked_by(token, ctx.provider.base_url, ctx.params.payment_token_lifetime)
         status, _, _ = await redeem(ctx, token, price.price)
         if status != 201:
             raise Skipped(f"could not spend the cap: redemption answered {status}")

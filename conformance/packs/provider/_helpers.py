@@ -15,7 +15,6 @@ from conformance.recorder import Exchange
 from conformance.schemas import default_store
 from mocks._core.attestation import ATTESTATION_TYP, PAYMENT_TOKEN_TYP, attestation_claims
 
-API_VERSION = {"app-0.1d": "0.1d", "app-next": "next"}
 SCHEMAS = default_store()
 
 
@@ -101,6 +100,7 @@ def attestation(
         subject=user.id,
         body=body,
         now=int(time.time()),
+        lifetime=ctx.params.attestation_lifetime,
         claims={"email": user.email, "email_verified": True, "orchestrator_account": user.account},
     )
     payload.update(claims)
@@ -123,8 +123,8 @@ def payment_token(ctx: ProviderContext, service_id: str, **overrides: Any) -> st
         "jti": "pt_" + secrets.token_hex(8),
         "iat": now,
         "exp": now + 600,
-        "max_amount": 10000,
-        "currency": "usd",
+        "max_amount": ctx.params.default_cap.limit,
+        "currency": ctx.params.default_cap.currency,
         "service_id": service_id,
         "project_id": "proj_" + secrets.token_hex(4),
     }
@@ -133,7 +133,7 @@ def payment_token(ctx: ProviderContext, service_id: str, **overrides: Any) -> st
 
 
 def payment_credentials(ctx: ProviderContext, service_id: str, **overrides: Any) -> dict[str, Any]:
-    if ctx.profile == "app-0.1d":
+    if ctx.family == "app-0.1d":
         return {
             "type": "stripe_payment_token",
             "stripe_payment_token": "spt_" + secrets.token_hex(12),

@@ -165,7 +165,7 @@ async def unverified_email_creates_no_account(ctx: ProviderContext) -> None:
         "POST",
         "provisioning/account_requests",
         content=raw,
-        headers_override={"APP-Attestation": token},
+        headers_override={ctx.params.attestation_header: token},
     )
     document = ctx.json(response)
     created = (
@@ -221,7 +221,7 @@ async def _reaches_resource(
         "POST",
         "provisioning/account_requests",
         content=raw,
-        headers_override={"APP-Attestation": attestation(ctx, raw, email=email)},
+        headers_override={ctx.params.attestation_header: attestation(ctx, raw, email=email)},
     )
     document = ctx.json(response)
     code = (document.get("oauth") or {}).get("code") if isinstance(document, dict) else None

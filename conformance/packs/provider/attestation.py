@@ -33,13 +33,15 @@ async def refused(
 
 
 async def refused_attestation(ctx: ProviderContext, requirement: str, why: str, token: str) -> None:
-    await refused(ctx, requirement, why, headers_override={"APP-Attestation": token})
+    await refused(ctx, requirement, why, headers_override={ctx.params.attestation_header: token})
 
 
 # --- app-0.1d -----------------------------------------------------------------------------------
 @check("PRV-ATT-001")
 async def unsigned_request_is_refused(ctx: ProviderContext) -> None:
-    response, exchange = await ctx.call("GET", HEALTH, headers_override={"Stripe-Signature": ""})
+    response, exchange = await ctx.call(
+        "GET", HEALTH, headers_override={ctx.params.signature_header: ""}
+    )
     ctx.require(
         "PRV-ATT-001",
         response.status_code == 401 and error_code(ctx.json(response)) == "invalid_signature",
@@ -55,7 +57,7 @@ async def wrong_hmac_is_refused(ctx: ProviderContext) -> None:
         ctx,
         "PRV-ATT-002",
         "a signature made with another secret",
-        headers_override={"Stripe-Signature": forged},
+        headers_override={ctx.params.signature_header: forged},
     )
 
 
@@ -64,7 +66,10 @@ async def stale_signature_is_refused(ctx: ProviderContext) -> None:
     secret = ctx.provider.hmac_secret or ""
     stale = stripe_signature.sign(secret, b"", int(time.time()) - 600)
     await refused(
-        ctx, "PRV-ATT-003", "a signature 600 s old", headers_override={"Stripe-Signature": stale}
+        ctx,
+        "PRV-ATT-003",
+        "a signature 600 s old",
+        headers_override={ctx.params.signature_header: stale},
     )
 
 
@@ -77,7 +82,7 @@ async def altered_body_is_refused(ctx: ProviderContext) -> None:
         "POST",
         "provisioning/account_requests",
         content=signed_for.replace(b"a@", b"b@"),
-        headers_override={"Stripe-Signature": signature},
+        headers_override={ctx.params.signature_header: signature},
     )
     ctx.require(
         "PRV-ATT-004",
@@ -90,7 +95,9 @@ async def altered_body_is_refused(ctx: ProviderContext) -> None:
 @check("PRV-ATT-005")
 async def api_version_is_enforced(ctx: ProviderContext) -> None:
     for value in ("", "1999-01-01"):
-        response, exchange = await ctx.call("GET", HEALTH, headers_override={"API-Version": value})
+        response, exchange = await ctx.call(
+            "GET", HEALTH, headers_override={ctx.params.version_header: value}
+        )
         ok = response.status_code == 400 and error_code(ctx.json(response)) == "invalid_api_version"
         ctx.require(
             "PRV-ATT-005",
@@ -107,7 +114,7 @@ async def malformed_signature_header_is_refused(ctx: ProviderContext) -> None:
             ctx,
             "PRV-ATT-006",
             f"Stripe-Signature {value!r}",
-            headers_override={"Stripe-Signature": value},
+            headers_override={ctx.params.signature_header: value},
         )
 
 
@@ -115,7 +122,10 @@ async def malformed_signature_header_is_refused(ctx: ProviderContext) -> None:
 @check("PRV-ATT-007")
 async def missing_attestation_is_refused(ctx: ProviderContext) -> None:
     await refused(
-        ctx, "PRV-ATT-007", "no APP-Attestation", headers_override={"APP-Attestation": ""}
+        ctx,
+        "PRV-ATT-007",
+        "no APP-Attestation",
+        headers_override={ctx.params.attestation_header: ""},
     )
 
 
@@ -241,7 +251,7 @@ async def typ_and_crit_are_enforced(ctx: ProviderContext) -> None:
 async def replayed_attestation_is_refused(ctx: ProviderContext) -> None:
     token = attestation(ctx)
     first, first_exchange = await ctx.call(
-        "GET", HEALTH, headers_override={"APP-Attestation": token}
+        "GET", HEALTH, headers_override={ctx.params.attestation_header: token}
     )
     if first.status_code != 200:
         ctx.require(
@@ -264,7 +274,7 @@ async def body_binding_is_enforced(ctx: ProviderContext) -> None:
         "POST",
         "provisioning/account_requests",
         content=body,
-        headers_override={"APP-Attestation": token},
+        headers_override={ctx.params.attestation_header: token},
     )
     ctx.require(
         "PRV-ATT-023",
@@ -277,7 +287,9 @@ async def body_binding_is_enforced(ctx: ProviderContext) -> None:
 @check("PRV-ATT-025")
 async def one_element_audience_array_is_accepted(ctx: ProviderContext) -> None:
     response, exchange = await ctx.call(
-        "GET", HEALTH, headers_override={"APP-Attestation": attestation(ctx, aud=[ctx.base_url])}
+        "GET",
+        HEALTH,
+        headers_override={ctx.params.attestation_header: attestation(ctx, aud=[ctx.base_url])},
     )
     ctx.require(
         "PRV-ATT-025",
@@ -332,7 +344,9 @@ async def a_rotated_orchestrator_key_is_accepted(ctx: ProviderContext) -> None:
     with ctx.serving({jwks_uri: jose.jwks([ctx.core.signing_key, rotated])}):
         mark = ctx.recorder.mark
         response, exchange = await ctx.call(
-            "GET", HEALTH, headers_override={"APP-Attestation": attestation(ctx, key=rotated)}
+            "GET",
+            HEALTH,
+            headers_override={ctx.params.attestation_header: attestation(ctx, key=rotated)},
         )
         refetched = [e for e in ctx.received(mark) if e.method == "GET" and e.url == jwks_uri]
     ctx.require(

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from conformance import jose, strictjson
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import check
-from conformance.packs.provider._helpers import API_VERSION, issues
+from conformance.packs.provider._helpers import issues
 
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
 
@@ -25,7 +25,7 @@ async def health_lists_the_profile_version(ctx: ProviderContext) -> None:
     """GET provisioning/health answers 200 with the profile's version and status ok."""
     response, exchange = await ctx.call("GET", "provisioning/health")
     document = ctx.json(response)
-    version = API_VERSION[ctx.profile]
+    version = ctx.params.api_version
     ok = (
         response.status_code == 200
         and isinstance(document, dict)

@@ -89,8 +89,8 @@ async def paid_service_is_provisioned_only_after_a_valid_redemption(ctx: Provide
         refused_signature = call.status == 401 and "attestation refused" in call.response_body
         ctx.require(
             "PRV-RED-003",
-            "app-attestation" in call.request_headers and not refused_signature,
-            "the redemption is not signed with a valid APP-Attestation",
+            ctx.params.attestation_header.lower() in call.request_headers and not refused_signature,
+            f"the redemption is not signed with a valid {ctx.params.attestation_header}",
             call,
         )
         try:
@@ -100,8 +100,8 @@ async def paid_service_is_provisioned_only_after_a_valid_redemption(ctx: Provide
         ctx.require(
             "PRV-RED-004",
             isinstance(body.get("amount"), int)
-            and body.get("amount") <= 10000
-            and body.get("currency") == "usd",
+            and body.get("amount") <= ctx.params.default_cap.limit
+            and body.get("currency") == ctx.params.default_cap.currency,
             "the redemption amount exceeds max_amount or changes currency",
             call,
         )
@@ -435,7 +435,7 @@ async def _paid_probe(
         "provisioning/resources",
         content=raw,
         bearer=bearer,
-        headers_override={"APP-Attestation": attestation(ctx, raw, key=key)},
+        headers_override={ctx.params.attestation_header: attestation(ctx, raw, key=key)},
     )
     return ctx.received(mark), exchange
 

@@ -50,7 +50,7 @@ async def a_bearer_token_alone_is_not_enough(ctx: ProviderContext) -> None:
         "GET",
         "provisioning/resources/res_provspec",
         bearer=connection["access_token"],
-        headers_override={"Stripe-Signature": ""},
+        headers_override={ctx.params.signature_header: ""},
     )
     ctx.require(
         "PRV-PRO-002",

@@ -38,7 +38,7 @@ async def revoked_tokens_stop_working_at_once(ctx: ProviderContext) -> None:
         "POST",
         "oauth/revoke",
         form={"token": access, "token_type_hint": "access_token"},
-        headers_override={"APP-Attestation": ""},
+        headers_override={ctx.params.attestation_header: ""},
     )
     status, probe = await resource_status(ctx, resource["id"], access)
     ctx.require(
