@@ -145,7 +145,8 @@ async def run_check(check: Check, context: CheckContext, timeout: float) -> Chec
         else:
             outcome = (
                 Status.FAILED,
-                f"the target broke the connection or its answer: {type(error).__name__}: {error}",
+                f"the target was reached, then hung, reset the connection or broke its "
+                f"answer: {type(error).__name__}: {error}",
             )
     except Exception as error:  # a crash in a check is the suite's own error, with the cause
         outcome, blame = (

@@ -98,7 +98,8 @@ def test_a_hanging_or_flooding_target_fails_its_checks_quickly(app: Any) -> None
     checked = judged(findings)
     assert checked
     assert all(f.status in (Status.FAILED, Status.WARNING) for f in checked)
-    assert any("could not be reached" in f.message or "exceeds" in f.message for f in checked)
+    assert any("was reached, then hung" in f.message or "exceeds" in f.message for f in checked)
+    assert all(f.blame is None or f.blame.value == "implementation" for f in checked)
     assert elapsed < 60
 
 
