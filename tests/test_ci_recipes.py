@@ -27,8 +27,8 @@ NOT_HERE = ("pip install", "gh pr comment")
 """Steps the test leaves out: they need the network or a GitHub token."""
 
 
-def load(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+def load(path: Path) -> dict[Any, Any]:
+    document: dict[Any, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     return document
 
 
