@@ -122,7 +122,12 @@ class ProfileParameters:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for diffs and JSON)."""
-        data = dataclasses.asdict(self)
+        data = {
+            item.name: getattr(self, item.name)
+            for item in dataclasses.fields(self)
+            if item.name not in ("default_cap", "error_codes")
+        }
+        data["default_cap"] = dataclasses.asdict(self.default_cap)
         data["algorithms"] = list(self.algorithms)
         data["error_codes"] = {
             name: dataclasses.asdict(code) for name, code in sorted(self.error_codes.items())
