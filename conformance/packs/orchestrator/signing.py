@@ -298,7 +298,15 @@ async def es256_signatures_never_share_a_nonce(ctx: OrchestratorContext) -> None
             repeated.append(raw)
         seen.setdefault(r, raw)
     if not es256:
-        raise NotApplicable("the orchestrator signs nothing with ES256 (EdDSA has no nonce)")
+        # A second signing algorithm is optional: judged only when it is used.
+        try:
+            advertised = (await metadata(ctx)).get("attestation_signing_alg_values_supported")
+        except Skipped:
+            advertised = None
+        raise NotApplicable(
+            "the orchestrator signs nothing with ES256 (EdDSA has no nonce); its metadata's "
+            f"attestation_signing_alg_values_supported is {advertised!r}"
+        )
     ctx.require(
         "ORC-ATT-016",
         not repeated,
