@@ -22,7 +22,7 @@ from conformance.errors import ProvspecError
 from conformance.recorder import Recorder
 from conformance.schemas import default_store
 
-__all__ = ["HarnessMonitor", "ORCHESTRATOR_SIDE"]
+__all__ = ["ORCHESTRATOR_SIDE", "PROVIDER_SIDE", "HarnessMonitor"]
 
 ORCHESTRATOR_SIDE: tuple[tuple[str, re.Pattern[str], range, str], ...] = (
     (
@@ -36,6 +36,15 @@ ORCHESTRATOR_SIDE: tuple[tuple[str, re.Pattern[str], range, str], ...] = (
     ("POST", re.compile(r"/refunds$"), range(200, 300), "refund_response"),
 )
 """(method, path pattern, statuses, message): the suite's orchestrator-side answers it checks."""
+
+PROVIDER_SIDE: tuple[tuple[str, re.Pattern[str], range, str], ...] = (
+    ("GET", re.compile(r"/provisioning/health$"), range(200, 201), "health_response"),
+    ("GET", re.compile(r"/provisioning/services$"), range(200, 201), "services_response"),
+    ("POST", re.compile(r"/provisioning/resources$"), range(200, 201), "resource_response"),
+    ("GET", re.compile(r"/provisioning/resources/[^/]+$"), range(200, 201), "resource_response"),
+)
+"""The suite's mock providers' answers it checks in an orchestrator run (before any tampering a
+check asks for, which is meant to be wrong)."""
 
 
 class HarnessMonitor:

@@ -100,9 +100,11 @@ def _failed(role: Role, profile: str, faults: Sequence[str]) -> set[str]:
             role, profile, agent=AgentTargetConfig(profile=profile, faults=tuple(faults))
         )
     result = run_sync(plan)
+    # A harness or environment error is never a catch: it shows as an extra failure, named so
+    # it cannot match what a fault breaks.
     return {
         f.requirement.id for f in result.findings if f.status in (Status.FAILED, Status.WARNING)
-    }
+    } | {f"{f.requirement.id} (error)" for f in result.findings if f.status is Status.ERROR}
 
 
 def _uncovered(fault: Fault, profile: str) -> str:

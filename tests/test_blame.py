@@ -153,3 +153,26 @@ def test_a_target_failure_is_blamed_on_the_implementation(tmp_path: Path) -> Non
     assert [r["id"] for r in failed] == ["PRV-PRO-014"]
     assert failed[0]["blame"] == "implementation"
     assert all(r["blame"] is None for r in results["requirements"] if r["status"] == "passed")
+
+
+def test_an_invalid_answer_of_the_suites_own_provider_is_a_harness_problem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from conformance.adapters.orchestrator import OrchestratorTargetConfig
+    from mocks.provider.app import ProviderMock
+
+    async def broken_health(self: ProviderMock, request: Any, raw: bytes, caller: Any) -> Any:
+        return json_response({"status": "ok", "supported_versions": "0.1d"})  # not an array
+
+    monkeypatch.setattr(ProviderMock, "health", broken_health)
+    plan = RunPlan(
+        Role.ORCHESTRATOR,
+        "app-0.1d",
+        orchestrator=OrchestratorTargetConfig(profile="app-0.1d"),
+        steps=(Step.DISCOVERY,),
+    )
+    result = run_sync(plan)
+    assert result.harness_problems
+    assert "health_response" in result.harness_problems[0]["message"]
+    assert not result.failed()
+    assert result.exit_code == EXIT_ERROR

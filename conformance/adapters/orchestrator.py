@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conformance import strictjson
 from conformance.checks import Check, CheckContext, Skipped
+from conformance.harness import PROVIDER_SIDE, HarnessMonitor
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, RecordingTransport
 from conformance.schemas import default_store
 from mocks._core.clock import OffsetClock
@@ -253,13 +254,20 @@ class OrchestratorTarget:
                     verify_requests=False,
                 )
             )
-            self.other_tampering = _Tampering(self.other_provider.app)
+            # The suite's own providers' answers are validated as they leave (harness blame);
+            # a check's tampering sits outside and is meant to be wrong.
+            profile = self.profile
+            self.other_tampering = _Tampering(
+                HarnessMonitor(self.other_provider.app, self.recorder, profile, PROVIDER_SIDE)
+            )
             stack.enter_context(
                 other_listener.serving(
                     _RawCapture(self.other_tampering, self.recorder, self.raw, OTHER_PROVIDER_NAME)
                 )
             )
-            self.tampering = _Tampering(self.provider.app)
+            self.tampering = _Tampering(
+                HarnessMonitor(self.provider.app, self.recorder, profile, PROVIDER_SIDE)
+            )
             stack.enter_context(
                 provider_listener.serving(
                     _RawCapture(self.tampering, self.recorder, self.raw, PROVIDER_NAME)
