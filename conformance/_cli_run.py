@@ -148,11 +148,12 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
     role = Role(args.role or config.get("run", "role", "provider"))
     fallback = "app-next" if role is Role.RESOURCE_SERVER else "app-0.1d"
     profile = args.profile or config.get("run", "profile", fallback)
-    if role is Role.RESOURCE_SERVER and profile != "app-next":
+    # unknown profile -> a message with suggestions; a draft is judged as its family
+    family = default_store().profile(profile).family
+    if role is Role.RESOURCE_SERVER and family != "app-next":
         raise UsageError(
             "the resource-server checks (RFC 9728, RFC 8414, RFC 6750) run in app-next"
         )
-    default_store().profile(profile)  # unknown profile -> a message with suggestions
     steps = args.steps or config.get("run", "steps")
     step_list: tuple[Step, ...] | None = None
     if steps:
@@ -174,9 +175,10 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
             "--fault injects faults into the embedded mock; start a served mock with --fault instead"
         )
     hmac_secret = args.hmac_secret or config.hmac_secret()
-    if target and profile == "app-0.1d" and not hmac_secret:
+    if target and family == "app-0.1d" and not hmac_secret:
         raise UsageError(
-            "app-0.1d signs with the provider's HMAC secret: give --hmac-secret or set $PROVSPEC_HMAC_SECRET"
+            f"{profile} signs with the provider's HMAC secret: give --hmac-secret or set "
+            "$PROVSPEC_HMAC_SECRET"
         )
     provider = ProviderTargetConfig(
         profile=profile,
@@ -398,17 +400,18 @@ def _init(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    default_store().profile(args.profile)
+    spec = default_store().profile(args.profile)
     host = config.get("provider", "orchestrator_host", "127.0.0.1")
     port = args.orchestrator_port or config.get("provider", "orchestrator_port", 8401)
-    if args.profile == "app-0.1d":
-        print("app-0.1d: the suite signs with the provider's own Stripe-Signature secret.")
+    if spec.family == "app-0.1d":
+        header = spec.params.signature_header
+        print(f"{args.profile}: the suite signs with the provider's own {header} secret.")
         print(
             "  give it to the run: --hmac-secret or $PROVSPEC_HMAC_SECRET (never in the config file)"
         )
         return 0
     issuer = f"http://{host}:{port}"
-    print("app-next: configure the provider to trust this orchestrator for the run:")
+    print(f"{args.profile}: configure the provider to trust this orchestrator for the run:")
     print(f"  orchestrator issuer   {issuer}")
     print(f"  metadata              {issuer}/.well-known/app-orchestrator")
     print(f"  JWKS                  {issuer}/jwks.json  (keys are made fresh for every run)")

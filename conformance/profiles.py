@@ -288,6 +288,9 @@ def build_parameters(
     missing += [f"default_cap.{key}" for key in ("limit", "currency", "interval") if key not in cap]
     if missing:
         return None, f"[parameters] lacks {', '.join(missing)} (and no base defines them)"
+    from conformance.recorder import treat_as_secret  # recorder is httpx-heavy; load late
+
+    treat_as_secret(str(merged["signature_header"]), str(merged["attestation_header"]))
     return (
         ProfileParameters(
             api_version=api_version,

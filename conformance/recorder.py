@@ -35,6 +35,16 @@ __all__ = [
 MAX_BODY = 16 * 1024
 MAX_RESPONSE = 5 * 1024 * 1024
 SECRET_HEADERS = {"authorization", "stripe-signature", "app-attestation", "cookie", "set-cookie"}
+_ATTESTATION_HEADERS = {"app-attestation"}
+
+
+def treat_as_secret(signature_header: str, attestation_header: str) -> None:
+    """Mask a profile's signing headers too: a draft may rename them (profile parameters),
+    and a renamed header must not carry its signature into a report in the clear."""
+    SECRET_HEADERS.update({signature_header.lower(), attestation_header.lower()})
+    _ATTESTATION_HEADERS.add(attestation_header.lower())
+
+
 SECRET_MEMBERS = {
     "access_token",
     "refresh_token",
@@ -157,7 +167,7 @@ def mask_headers(headers: httpx.Headers) -> dict[str, str]:
     shown: dict[str, str] = {}
     for name, value in headers.multi_items():
         lower = name.lower()
-        if lower == "app-attestation":
+        if lower in _ATTESTATION_HEADERS:
             value = _decoded_jws(value)
         elif lower in SECRET_HEADERS:
             scheme = value.split(" ", 1)[0] if lower == "authorization" and " " in value else ""

@@ -180,3 +180,22 @@ def test_a_copied_profile_with_another_header_and_cap_drives_mocks_and_checks(
         "cap-default-limit-wrong": "exact",
         "attestation-long-lived": "exact",
     }
+
+
+def test_a_renamed_attestation_header_is_masked_in_the_evidence(tmp_path: Path) -> None:
+    from conformance.adapters.provider import ProviderTargetConfig
+    from conformance.engine import RunPlan, run_sync
+
+    path = draft(tmp_path, "renamed", '[parameters]\nattestation_header = "X-Draft-Att"\n')
+    provider = ProviderTargetConfig(profile=str(path))
+    result = run_sync(RunPlan(Role.PROVIDER, str(path), provider))
+    assert result.exit_code == 0
+    shown = [
+        exchange.request_headers["x-draft-att"]
+        for exchange in result.recorder.exchanges
+        if "x-draft-att" in exchange.request_headers
+    ]
+    assert shown, "the run sent no attestation under the draft's header name"
+    # decoded for the reader, signature masked: never the compact JWS itself
+    for value in shown:
+        assert value.startswith(("header ", "«masked", "«empty")) or not value, value
