@@ -526,7 +526,12 @@ def _kind(schema: Any) -> str:
     if not isinstance(schema, dict):
         return "any"
     if "$ref" in schema:
-        return f"$ref {schema['$ref']}"
+        # By message name: `../app-0.1d/x.schema.json` from a draft and `x.schema.json` from
+        # its base name the same message, so moving a schema file is not a type change.
+        ref = str(schema["$ref"])
+        path, _, fragment = ref.partition("#")
+        name = path.rsplit("/", 1)[-1].removesuffix(".schema.json") if path else ""
+        return f"$ref {name}{'#' + fragment if fragment else ''}"
     if "const" in schema:
         return f"const {json.dumps(schema['const'])}"
     kind = schema.get("type")
