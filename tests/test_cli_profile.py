@@ -170,3 +170,13 @@ def test_validate_and_requirements_take_a_draft_directory(
     )
     assert code == 2
     assert "neither a known profile" in err
+
+
+def test_a_ref_moved_to_the_base_file_is_not_a_type_change() -> None:
+    from conformance.drafts import diff
+
+    # app-next's service refers to ../app-0.1d/config_schema.schema.json, its base's file
+    text = diff("app-0.1d", "app-next").text()
+    service = text.split("~ message service", 1)[1].split("~ message", 1)[0]
+    assert "pricing.paid.amount" in service
+    assert "configuration_schema" not in service
