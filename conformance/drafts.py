@@ -400,6 +400,37 @@ class MessageDiff:
             or self.other
         )
 
+    def sections(self) -> list[tuple[str, list[str]]]:
+        """Each kind of member change with its members, in the order both formats show."""
+        return [
+            ("added", self.added),
+            ("removed", self.removed),
+            ("newly_required", self.newly_required),
+            ("no_longer_required", self.no_longer_required),
+            ("type", self.type_changes),
+        ]
+
+    @property
+    def only_constraints(self) -> bool:
+        """Changed, but not in any member list (a pattern, a bound, …)."""
+        return self.other and not any(members for _, members in self.sections())
+
+
+_TEXT_LABELS = {
+    "added": "+ member",
+    "removed": "- member",
+    "newly_required": "! newly required",
+    "no_longer_required": "? no longer required",
+    "type": "~ type",
+}
+_MARKDOWN_LABELS = {
+    "added": "member added",
+    "removed": "member removed",
+    "newly_required": "newly required",
+    "no_longer_required": "no longer required",
+    "type": "type changed",
+}
+
 
 @dataclass
 class ProfileDiff:
@@ -430,18 +461,12 @@ class ProfileDiff:
         lines += [f"  - message {name}" for name in self.messages_removed]
         for change in self.messages:
             lines.append(f"  ~ message {change.message}")
-            lines += [f"      + member {m}" for m in change.added]
-            lines += [f"      - member {m}" for m in change.removed]
-            lines += [f"      ! newly required {m}" for m in change.newly_required]
-            lines += [f"      ? no longer required {m}" for m in change.no_longer_required]
-            lines += [f"      ~ type {m}" for m in change.type_changes]
-            if change.other and not (
-                change.added
-                or change.removed
-                or change.newly_required
-                or change.no_longer_required
-                or change.type_changes
-            ):
+            lines += [
+                f"      {_TEXT_LABELS[kind]} {m}"
+                for kind, members in change.sections()
+                for m in members
+            ]
+            if change.only_constraints:
                 lines.append("      ~ constraints changed (same members and types)")
         if not (self.messages_added or self.messages_removed or self.messages):
             lines.append("  (no change)")
@@ -464,12 +489,12 @@ class ProfileDiff:
         lines += [f"- **removed message** `{name}`" for name in self.messages_removed]
         for change in self.messages:
             lines.append(f"- `{change.message}`")
-            lines += [f"  - member added: `{m}`" for m in change.added]
-            lines += [f"  - member removed: `{m}`" for m in change.removed]
-            lines += [f"  - newly required: `{m}`" for m in change.newly_required]
-            lines += [f"  - no longer required: `{m}`" for m in change.no_longer_required]
-            lines += [f"  - type changed: `{m}`" for m in change.type_changes]
-            if change.other and not (change.added or change.removed or change.type_changes):
+            lines += [
+                f"  - {_MARKDOWN_LABELS[kind]}: `{m}`"
+                for kind, members in change.sections()
+                for m in members
+            ]
+            if change.only_constraints:
                 lines.append("  - constraints changed (same members and types)")
         if not (self.messages_added or self.messages_removed or self.messages):
             lines.append("- no change")
