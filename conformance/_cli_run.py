@@ -351,7 +351,9 @@ def _selftest(args: argparse.Namespace) -> int:
         f"provspec selftest: reference mocks, then every named fault ({', '.join(profiles)})\n",
         flush=True,
     )
-    print(f"  {'mock':<13}{'fault':<32}{'profile':<10}{'expected':<28}result", flush=True)
+    # as wide as the longest fault name, so long names never run into the profile column
+    width = max((len(name) for name in catalogue()), default=30) + 2
+    print(f"  {'mock':<13}{'fault':<{width}}{'profile':<10}{'expected':<28}result", flush=True)
 
     def progress(row: FaultRow) -> None:
         expected = ", ".join(row.fault.breaks)
@@ -367,7 +369,8 @@ def _selftest(args: argparse.Namespace) -> int:
                 parts.append(f"also failed {', '.join(sorted(row.extra))}")
             result = "; ".join(parts)
         print(
-            f"  {row.fault.mock:<13}{row.fault.name:<32}{row.profile:<10}{expected:<28}{result}",
+            f"  {row.fault.mock:<13}{row.fault.name:<{width}}{row.profile:<10}{expected:<28}"
+            f"{result}",
             flush=True,
         )
 

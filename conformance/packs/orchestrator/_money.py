@@ -25,6 +25,7 @@ from conformance.adapters.orchestrator import PROVIDER_NAME, OrchestratorContext
 from conformance.checks import Skipped
 from conformance.packs.orchestrator._helpers import metadata
 from conformance.recorder import CliCall, Exchange, mask_headers
+from conformance.schemas import default_store
 from mocks._core.attestation import mint_attestation
 from mocks._core.http import HTTPProblem, tls_context
 from mocks.provider.app import ProviderMock
@@ -243,7 +244,7 @@ async def refund(
         audience=None,
         content_type="application/json",
     )
-    if answer.status in ABSENT:
+    if endpoint_missing(answer):
         raise Skipped(
             f"blocked by ORC-DSC-018: the refund_endpoint the metadata names answers "
             f"{answer.status}"
@@ -253,6 +254,22 @@ async def refund(
 
 ABSENT = (404, 405, 501)
 """Statuses that say an advertised endpoint is not there."""
+
+
+_CODES = frozenset(
+    default_store().schema("app-next", "redemption_error")["properties"]["code"]["enum"]
+)
+"""The redemption and refund endpoints' documented error codes (the schema is the source)."""
+
+
+def endpoint_missing(answer: Answer) -> bool:
+    """Whether `answer` says the endpoint is not there. A 404 that is the endpoint's own
+    documented refusal (a problem document naming a redemption error code, such as
+    redemption_not_found) shows the endpoint is there and judged the request."""
+    if answer.status not in ABSENT:
+        return False
+    return not (answer.status == 404 and isinstance(answer.code, str) and answer.code in _CODES)
+
 
 FOLLOW_UP = 100
 """The follow-up redemption that shows refused requests charged nothing."""

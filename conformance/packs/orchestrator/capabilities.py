@@ -10,7 +10,13 @@ import secrets
 
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import NotApplicable, Skipped, check
-from conformance.packs.orchestrator._money import ABSENT, _post, endpoints, minted_token, redeem
+from conformance.packs.orchestrator._money import (
+    _post,
+    endpoint_missing,
+    endpoints,
+    minted_token,
+    redeem,
+)
 from conformance.packs.orchestrator.redemption import fresh_user
 
 PROBE_CHARGE = 500
@@ -41,7 +47,7 @@ async def advertised_endpoints_exist(ctx: OrchestratorContext) -> None:
     )
     ctx.require(
         "ORC-DSC-018",
-        answer.status not in ABSENT,
+        not endpoint_missing(answer),
         f"false advertising: the metadata names refund_endpoint {refunds}, but a refund of a "
         f"{PROBE_CHARGE} redemption there got {answer.shown()}",
         answer.exchange,
