@@ -135,8 +135,8 @@ def before_run(args: argparse.Namespace, plan: Any) -> None:
     if plan.role is Role.PROVIDER:
         urls.append(plan.provider.base_url)
         values["the HMAC secret"] = plan.provider.hmac_secret
-    elif plan.role is Role.RESOURCE_SERVER:
-        urls.append(plan.resource_server.target)
+    # Resource-server mode only reads public metadata and probes without a token: it creates
+    # nothing and spends nothing, so a production host (say, a public RFC 9728 server) is fine.
     elif plan.role is Role.ORCHESTRATOR:
         urls.append(plan.orchestrator.issuer)
         values["the orchestrator command"] = plan.orchestrator.command

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main
+from conformance.errors import UsageError
 from conformance.safety import live_reasons, production_host
 
 
@@ -92,3 +93,24 @@ def test_the_flag_lets_a_live_looking_run_go(tmp_path: Path) -> None:
         ]
     )
     assert code == 3
+
+
+def test_a_public_resource_server_is_not_refused() -> None:
+    """Resource-server mode reads public metadata and probes without a token: it spends
+    nothing, so it runs against production RFC 9728 servers without the flag."""
+    import argparse
+
+    from conformance._cli_ci import before_run
+    from conformance.adapters.resource_server import ResourceServerTargetConfig
+    from conformance.engine import RunPlan
+    from conformance.registry import Role
+
+    url = "https://mcp.realvendor.com/mcp"
+    plan = RunPlan(
+        Role.RESOURCE_SERVER, "app-next", resource_server=ResourceServerTargetConfig(target=url)
+    )
+    args = argparse.Namespace(target=url, rerun_failures=0, baseline=None)
+    before_run(args, plan)  # no UsageError
+    args.target = url + "?key=sk_live_abcdefgh"
+    with pytest.raises(UsageError, match="live key"):
+        before_run(args, plan)
