@@ -547,6 +547,10 @@ class AgentTarget:
             world.capture.orchestrator_busy += 1
             try:
                 code = main(["orchestrator", *arguments, "--state", str(world.state)])
+            except SystemExit as refused:
+                # An unknown command or option: usage on stderr and exit 2, as the real CLI
+                # answers it, instead of the agent's call taking the whole run down.
+                code = refused.code if isinstance(refused.code, int) else 2
             finally:
                 world.capture.orchestrator_busy -= 1
         return code, out.getvalue(), err.getvalue()

@@ -103,6 +103,17 @@ async def treats_a_broken_answer_as_a_failure(ctx: AgentContext) -> None:
 
 @check("AGT-DSC-007")
 async def copes_with_members_it_does_not_know(ctx: AgentContext) -> None:
+    # Judged against the same task without the extra members: an agent that does not finish
+    # that one either is not stopped by members it does not know (AGT-CRD-002 judges it).
+    plain = await ctx.task("free-service")
+    if plain.exit_code != 0 or not _credentialed(plain):
+        ctx.cannot_judge(
+            "AGT-DSC-007",
+            "the agent does not finish the plain free-service task either (exit "
+            f"{plain.exit_code}, {len(_credentialed(plain))} provider call(s) with credentials), "
+            "so unknown members are not what stops it",
+        )
+        return
     run = await ctx.task("extended-envelope")
     ctx.require(
         "AGT-DSC-007",
