@@ -68,7 +68,13 @@ async def acts_only_for_the_tasks_provider(ctx: AgentContext) -> None:
         for call in run.calls:
             if call.command not in ("add", "remove", "revoke"):
                 continue
-            named = call.reference.partition("/")[0]
+            reference = call.reference
+            # add and remove name PROVIDER/SERVICE (a bare resource name names no provider);
+            # revoke names the provider alone.
+            if call.command == "revoke":
+                named = reference
+            else:
+                named = reference.partition("/")[0] if "/" in reference else ""
             ctx.require(
                 "AGT-ATT-001",
                 named in ("", PROVIDER_NAME),
