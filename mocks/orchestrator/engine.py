@@ -248,7 +248,11 @@ class Orchestrator:
             sent = json.loads(raw)
             if isinstance(sent, dict) and "payment_credentials" in sent:
                 claims["payment_credentials"] = sent["payment_credentials"]
-        if self.faults.active("attestation-typ-jwt"):
+        typ_jwt, alg_none = (
+            self.faults.active("attestation-typ-jwt"),
+            self.faults.active("attestation-alg-none"),
+        )
+        if typ_jwt or alg_none:
             payload = attestation_claims(
                 issuer=self.core.announced_issuer,
                 audience=audience,
@@ -258,17 +262,8 @@ class Orchestrator:
                 lifetime=lifetime,
                 claims=claims,
             )
-            return jose.sign(payload, key, typ="JWT")
-        if self.faults.active("attestation-alg-none"):
-            payload = attestation_claims(
-                issuer=self.core.announced_issuer,
-                audience=audience,
-                subject=subject,
-                body=body,
-                now=now,
-                lifetime=lifetime,
-                claims=claims,
-            )
+            if typ_jwt:
+                return jose.sign(payload, key, typ="JWT")
             return jose.compact(
                 {"alg": "none", "typ": "app-attestation+jwt", "kid": key.kid}, payload, b""
             )
