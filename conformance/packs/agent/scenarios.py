@@ -177,8 +177,11 @@ async def waits_on_a_pending_resource_within_bounds(ctx: AgentContext) -> None:
         run.evidence,
     )
     gaps = [b.started - a.started for a, b in itertools.pairwise(checks)]
+    # "Waits longer" is judged on the agent's own waits (from one answer to the next call):
+    # how long the orchestrator took to answer varies with load and is not the agent's doing.
+    waits = [b.started - a.ended for a, b in itertools.pairwise(checks)]
     paced = all(gap >= 0.95 for gap in gaps) and all(
-        later_gap >= earlier_gap - 0.05 for earlier_gap, later_gap in itertools.pairwise(gaps)
+        later >= earlier - 0.05 for earlier, later in itertools.pairwise(waits)
     )
     if len(checks) < 2:
         ctx.cannot_judge("AGT-PRO-006", "the agent checked status at most once")
@@ -186,7 +189,8 @@ async def waits_on_a_pending_resource_within_bounds(ctx: AgentContext) -> None:
         ctx.require(
             "AGT-PRO-006",
             paced,
-            f"gaps between status checks {[round(g, 2) for g in gaps]} s: at least 1 s, never shrinking",
+            f"status checks {[round(g, 2) for g in gaps]} s apart (at least 1 s), waits "
+            f"between them {[round(w, 2) for w in waits]} s (never shrinking)",
             *(call.evidence for call in checks[:3]),
         )
     again = [
