@@ -13,6 +13,14 @@ peer steer it at internal addresses. `check_url` refuses, with a `SSRFError` nam
 
 Every resolved address is checked, not just the first. Redirects must be re-checked hop by
 hop by the caller (the HTTP client never follows them blindly).
+
+`fetch_document` is the one way a mock fetches a document from a URL a caller named (the
+`iss` of an attestation leads to its metadata and JWKS): the guard on every hop, and limits on
+what the fetch may cost — a whole-fetch deadline (a slow-drip body included), a size cap read
+as it streams (never the whole answer into memory first), a redirect budget and the media
+type. Its `FetchError` carries a message that says nothing about the network (no "connection
+refused" against "timed out", no status of an internal service): a caller must not learn
+which internal ports are open by pointing `iss` at them. The detail is for the mock's log.
 """
 
 from __future__ import annotations
@@ -21,9 +29,19 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-__all__ = ["SSRFError", "SSRFGuard", "resolve_host"]
+import anyio
+import httpx
+
+__all__ = [
+    "FetchError",
+    "FetchLimits",
+    "SSRFError",
+    "SSRFGuard",
+    "fetch_document",
+    "resolve_host",
+]
 
 Resolver = Callable[[str], list[str]]
 
@@ -124,3 +142,85 @@ class SSRFGuard:
                     )
         if parts.scheme == "http" and not loopback_only:
             raise SSRFError("scheme", "plain http is refused outside the run's loopback mocks")
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """What one fetch of a caller-named document may cost."""
+
+    max_bytes: int = 64 * 1024
+    """A metadata document or a JWKS is a few kilobytes."""
+    timeout: float = 5.0
+    """Seconds for the whole fetch, every hop: connect, headers and the last body byte."""
+    max_redirects: int = 0
+    media_types: tuple[str, ...] = ("application/json",)
+    """Accepted media types; any `application/*+json` (`jwk-set+json`) is accepted as well."""
+
+
+class FetchError(Exception):
+    """A caller-named document that could not be fetched. `str()` is safe to answer with;
+    `reason` (a stable code) and `detail` are for the fetching side's own log only."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__("the document could not be fetched")
+        self.reason = reason
+        self.detail = detail
+
+
+def _json_media(content_type: str, accepted: tuple[str, ...]) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in accepted or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def fetch_document(
+    client: httpx.AsyncClient,
+    url: str,
+    guard: SSRFGuard,
+    limits: FetchLimits | None = None,
+) -> bytes:
+    """GET `url` under `guard` and `limits`; the body of a 200 answer, or `FetchError`."""
+    limits = limits or FetchLimits()
+    try:
+        with anyio.fail_after(limits.timeout):
+            return await _fetch(client, url, guard, limits)
+    except TimeoutError:
+        raise FetchError("timeout", f"no complete answer within {limits.timeout} s") from None
+    except SSRFError as error:
+        raise FetchError(f"refused_{error.reason}", str(error)) from None
+    except httpx.HTTPError as error:
+        raise FetchError("unreachable", f"{type(error).__name__}: {error}") from None
+
+
+async def _fetch(
+    client: httpx.AsyncClient, url: str, guard: SSRFGuard, limits: FetchLimits
+) -> bytes:
+    for _ in range(limits.max_redirects + 1):
+        guard.check_url(url)
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        async with client.stream("GET", url, headers=headers, follow_redirects=False) as answer:
+            if answer.is_redirect:
+                location = answer.headers.get("location")
+                if location is None:
+                    raise FetchError("status", f"{answer.status_code} without a Location")
+                url = urljoin(url, location)
+                continue
+            if answer.status_code != 200:
+                raise FetchError("status", f"answered {answer.status_code}")
+            if not _json_media(answer.headers.get("content-type", ""), limits.media_types):
+                shown = answer.headers.get("content-type", "none")[:100]
+                raise FetchError("media_type", f"answered {shown!r}, not JSON")
+            if answer.headers.get("content-encoding", "identity").lower() != "identity":
+                # A compressed answer would be inflated chunk by chunk past any cap.
+                raise FetchError("encoding", "answered with a content-encoding")
+            declared = answer.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limits.max_bytes:
+                raise FetchError("too_large", f"declares {declared} bytes")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in answer.aiter_bytes():  # identity: the bytes as sent
+                size += len(chunk)
+                if size > limits.max_bytes:
+                    raise FetchError("too_large", f"more than {limits.max_bytes} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    raise FetchError("redirects", f"more than {limits.max_redirects} redirects")

@@ -100,11 +100,10 @@ def _mock(args: argparse.Namespace) -> int:
 
 
 def _config(store: Store, name: str, default: str) -> str:
+    """A setting kept in the state; the first process to store one wins, so processes that
+    start at once on one file agree on it."""
     value = store.get("config", name)
-    if value is None:
-        store.put("config", name, default)
-        return default
-    return str(value)
+    return str(store.setdefault("config", name, default) if value is None else value)
 
 
 def _provider(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any, str]:
@@ -149,7 +148,9 @@ def _provider(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any,
 def _orchestrator(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any, str]:
     from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 
-    issuer = args.issuer or _config(store, "issuer", origin)
+    # Without --issuer the issuer is the origin actually bound (`--port 0` picks a new port on
+    # every start), never one stored by an earlier run: that would advertise a dead endpoint.
+    issuer = args.issuer or origin
     try:
         mock = OrchestratorMock(
             OrchestratorSettings(
@@ -163,7 +164,7 @@ def _orchestrator(args: argparse.Namespace, origin: str, store: Store) -> tuple[
         raise UsageError(str(error)) from None
     store.put("config", "issuer", issuer)
     lines = [
-        f"provspec mock orchestrator ({mock.spec.name}) listening",
+        f"provspec mock orchestrator ({mock.spec.name}) listening on {origin}",
         f"  issuer:              {issuer}",
         f"  metadata:            {mock.metadata_url}",
         f"  JWKS:                {mock.jwks_url}",

@@ -4,11 +4,18 @@ Mocks keep accounts, tokens, idempotency records and the spend ledger here. `tra
 is the unit of atomicity: a read-check-write of the ledger inside it cannot interleave with
 another one, so a cap can be enforced under concurrent redemptions. `MemoryStore` is the
 default; `SQLiteStore` (`--state FILE`) lets a served sandbox survive a restart.
+
+Several processes may share one SQLite file (two served `mock orchestrator` processes behind
+one issuer, or one served and the `provspec orchestrator` CLI): `transaction()` takes SQLite's
+write lock (`BEGIN IMMEDIATE`), so it is atomic across processes too, and `setdefault()` is how
+state that must be created once (signing keys, secrets) is initialised without a race. A new
+state file is created `0600`: it holds private keys and provider tokens.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -26,6 +33,11 @@ class Store(Protocol):
     def put(self, table: str, key: str, value: Any) -> None: ...
     def delete(self, table: str, key: str) -> bool: ...
     def items(self, table: str) -> list[tuple[str, Any]]: ...
+    def setdefault(self, table: str, key: str, value: Any) -> Any:
+        """The stored value of `key`; `value` is stored first if there is none. Atomic, also
+        across processes sharing the store, so two that start at once agree on one value."""
+        ...
+
     def transaction(self) -> Any:
         """A context manager: everything inside it is atomic with respect to other callers,
         and rolled back if it raises."""
@@ -64,6 +76,12 @@ class MemoryStore:
             rows = sorted(self._tables.get(table, {}).items())
         return [(key, strictjson.loads(raw)) for key, raw in rows]
 
+    def setdefault(self, table: str, key: str, value: Any) -> Any:
+        encoded = _encode(value)
+        with self._lock:
+            raw = self._tables.setdefault(table, {}).setdefault(key, encoded)
+        return strictjson.loads(raw)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock:
@@ -78,16 +96,36 @@ class MemoryStore:
         pass
 
 
+_BUSY_TIMEOUT_SECONDS = 10.0
+
+
+def _create_private(path: str) -> None:
+    """Create the state file readable by its owner only (it holds private keys and tokens).
+    An existing file is left as it is; SQLite gives its -wal and -shm files the same mode."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(descriptor)
+
+
 class SQLiteStore:
     """State in one SQLite file; one connection guarded by a re-entrant lock."""
 
     def __init__(self, path: str | Path) -> None:
-        self._connection = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        name = str(path)
+        if name != ":memory:" and not name.startswith("file:"):
+            _create_private(name)
+        # The busy timeout is set on connecting, before anything below can meet another
+        # process's lock (two mocks starting at once on a new file both switch it to WAL).
+        self._connection = sqlite3.connect(
+            name, check_same_thread=False, isolation_level=None, timeout=_BUSY_TIMEOUT_SECONDS
+        )
+        self._connection.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_SECONDS * 1000)}")
         self._connection.execute("PRAGMA journal_mode=WAL")
         # WAL with synchronous=NORMAL survives a process crash (what a sandbox restart is);
         # only an OS crash may lose the last commits. FULL would fsync every write.
         self._connection.execute("PRAGMA synchronous=NORMAL")
-        self._connection.execute("PRAGMA busy_timeout=10000")
         self._connection.execute(
             "CREATE TABLE IF NOT EXISTS state (tbl TEXT NOT NULL, key TEXT NOT NULL, "
             "value TEXT NOT NULL, PRIMARY KEY (tbl, key))"
@@ -124,6 +162,16 @@ class SQLiteStore:
                 "SELECT key, value FROM state WHERE tbl = ? ORDER BY key", (table,)
             ).fetchall()
         return [(key, strictjson.loads(raw)) for key, raw in rows]
+
+    def setdefault(self, table: str, key: str, value: Any) -> Any:
+        encoded = _encode(value)
+        with self.transaction():
+            self._connection.execute(
+                "INSERT INTO state (tbl, key, value) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (table, key, encoded),
+            )
+            stored = self.get(table, key)
+        return stored
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -36,7 +36,7 @@ from starlette.routing import Route
 from conformance import jose, strictjson
 from conformance.profiles import ProfileParameters
 from conformance.schemas import Profile, default_store
-from conformance.ssrf import SSRFError, SSRFGuard
+from conformance.ssrf import FetchError, FetchLimits, SSRFGuard, fetch_document
 from mocks._core.attestation import (
     PAYMENT_TOKEN_TYP,
     ReplayCache,
@@ -66,6 +66,8 @@ _REDEEMED = "redeemed_tokens"
 _REDEMPTIONS = "redemptions"
 _KEYS = "orchestrator_keys"
 _MINTED = "minted_tokens"
+_KEY_FETCH = FetchLimits(max_bytes=64 * 1024, timeout=4.0)
+"""A caller's RFC 9728 metadata and JWKS: both fetches within 4 s, each at most 64 KiB."""
 _LEGACY_RSA_JWK = {
     "kty": "RSA",
     "kid": "legacy-rs256",
@@ -92,6 +94,8 @@ class OrchestratorSettings:
     store: Store = field(default_factory=MemoryStore)
     http: Callable[[], httpx.AsyncClient] | None = None
     ssrf: SSRFGuard = field(default_factory=lambda: SSRFGuard(allow_loopback=True))
+    key_fetch: FetchLimits = field(default_factory=lambda: _KEY_FETCH)
+    """What loading a caller's keys (its RFC 9728 metadata, then its JWKS) may cost."""
     before_charge: Callable[[], Awaitable[None]] | None = None
     """Awaited after a redemption takes its idempotency key and before it charges: the seam
     tests use to hold a request "in flight" without sleeping."""
@@ -148,7 +152,7 @@ class OrchestratorMock:
         )
         if self.faults.active("cap-charges-expired-tokens"):
             self.ledger.holds = self._expired_unredeemed
-        self.idempotency = IdempotencyLedger(settings.store)
+        self.idempotency = IdempotencyLedger(settings.store, settings.clock)
         self.replay = ReplayCache(settings.store, table="seen_provider_jti")
         self.signing_key = self._load_or_make_key()
         self.metadata_url = f"{self.issuer}/.well-known/app-orchestrator"
@@ -185,21 +189,23 @@ class OrchestratorMock:
 
     def _load_or_make_key(self) -> jose.SigningKey:
         """One signing key per state: a served sandbox keeps it across a restart, so tokens
-        minted before the restart still verify. It lives only in the state file."""
+        minted before the restart still verify. It lives only in the state file. Processes
+        that start at once on one new file agree on one key (`Store.setdefault`)."""
         from cryptography.hazmat.primitives import serialization
 
         stored = self.store.get(_KEYS, "current")
-        if stored is not None:
-            private = serialization.load_pem_private_key(stored["pem"].encode(), password=None)
-            return jose.SigningKey(kid=stored["kid"], alg=stored["alg"], private=private)  # type: ignore[arg-type]
-        key = jose.generate_key("EdDSA")
-        pem = key.private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-        self.store.put(_KEYS, "current", {"kid": key.kid, "alg": key.alg, "pem": pem})
-        return key
+        if stored is None:
+            key = jose.generate_key("EdDSA")
+            pem = key.private.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode()
+            stored = self.store.setdefault(
+                _KEYS, "current", {"kid": key.kid, "alg": key.alg, "pem": pem}
+            )
+        private = serialization.load_pem_private_key(stored["pem"].encode(), password=None)
+        return jose.SigningKey(kid=stored["kid"], alg=stored["alg"], private=private)  # type: ignore[arg-type]
 
     # --- app ---------------------------------------------------------------------------------
     def _build(self) -> Starlette:
@@ -308,29 +314,45 @@ class OrchestratorMock:
         """The provider's signing keys, from the `jwks_uri` of its RFC 9728 metadata."""
         if provider in self._provider_keys and not refresh:
             return self._provider_keys[provider]
-        from mocks.provider.app import _well_known
-
+        unverifiable = HTTPProblem(
+            401,
+            "invalid_signature",
+            "cannot verify the caller: no signing keys could be loaded from the RFC 9728 "
+            "metadata its iss names",
+        )
+        guard, limits = self.settings.ssrf, self.settings.key_fetch
         try:
-            prm_url = _well_known(provider, "oauth-protected-resource")
-            async with self._client() as client:
-                self.settings.ssrf.check_url(prm_url)
-                answer = await client.get(prm_url)
-                metadata = parse_json_object(answer.content) if answer.status_code == 200 else {}
-                if metadata.get("resource") != provider:
-                    raise HTTPProblem(
-                        401, "invalid_signature", "the caller's metadata does not name it"
-                    )
-                jwks_uri = metadata.get("jwks_uri")
-                if not isinstance(jwks_uri, str):
-                    raise HTTPProblem(401, "invalid_signature", "the caller publishes no jwks_uri")
-                self.settings.ssrf.check_url(jwks_uri)
-                keys = jose.parse_jwks(parse_json_object((await client.get(jwks_uri)).content))
-        except (SSRFError, httpx.HTTPError, ValueError) as error:
-            raise HTTPProblem(
-                401, "invalid_signature", f"cannot load the caller's keys: {error}"
-            ) from None
+            with anyio.fail_after(limits.timeout):  # both fetches together, not each
+                keys = await self._fetch_keys(provider, guard, limits)
+        except TimeoutError:
+            log.info(
+                "caller keys not loaded for %.200r: no answer within %s s", provider, limits.timeout
+            )
+            raise unverifiable from None
+        except (FetchError, HTTPProblem, ValueError) as error:
+            # One answer for every way the fetch fails: the caller chose the URL, so the
+            # answer must not tell it what is listening where. The operator's log says why.
+            detail = error.detail if isinstance(error, FetchError) else str(error)
+            log.info("caller keys not loaded for %.200r: %.300s", provider, detail)
+            raise unverifiable from None
         self._provider_keys[provider] = keys
         return keys
+
+    async def _fetch_keys(
+        self, provider: str, guard: SSRFGuard, limits: FetchLimits
+    ) -> dict[str, jose.PublicKey]:
+        from mocks.provider.app import _well_known
+
+        async with self._client() as client:
+            prm_url = _well_known(provider, "oauth-protected-resource")
+            metadata = parse_json_object(await fetch_document(client, prm_url, guard, limits))
+            if metadata.get("resource") != provider:
+                raise FetchError("resource", "the metadata's resource is not the caller")
+            jwks_uri = metadata.get("jwks_uri")
+            if not isinstance(jwks_uri, str):
+                raise FetchError("jwks_uri", "the metadata names no jwks_uri")
+            document = await fetch_document(client, jwks_uri, guard, limits)
+            return jose.parse_jwks(parse_json_object(document))
 
     async def _caller(self, request: Request, raw: bytes) -> str:
         header = self.params.attestation_header
@@ -467,13 +489,10 @@ class OrchestratorMock:
         caller = await self._caller(request, raw)
         content_type = request.headers.get("content-type")
         media = (content_type or "").split(";", 1)[0].strip().lower()
-        if (
-            content_type is not None
-            and media != "application/json"
-            and not self.faults.active("redemption-any-content-type")
-        ):
+        if media != "application/json" and not self.faults.active("redemption-any-content-type"):
+            shown = "none" if content_type is None else repr(media[:100])
             raise HTTPProblem(
-                415, "unsupported_media_type", f"the body must be application/json, not {media!r}"
+                415, "unsupported_media_type", f"the body must be application/json, not {shown}"
             )
         body = self._parse_money_body(raw, endpoint)
         # Keys are scoped to the authenticated caller (draft-ietf-httpapi-idempotency-key-header
@@ -492,32 +511,37 @@ class OrchestratorMock:
             if self.faults.active("idempotency-in-flight-reprocessed"):
                 status, answer = await anyio.to_thread.run_sync(process, caller, body)
                 return self._answer(status, answer)
-            raise HTTPProblem(
-                409, "idempotency_in_flight", "a request with this Idempotency-Key is in progress"
-            )
+            raise _in_flight()
         if isinstance(outcome, Replay) and not replay_charges:
             return self._answer(outcome.status, outcome.body, replayed=True)
-        if self.settings.before_charge is not None and isinstance(outcome, Begun):
-            await self.settings.before_charge()
-        try:
+        if not isinstance(outcome, Begun):
+            # replay-double-charges (and idempotency-conflict-ignored): processed again,
+            # nothing recorded.
             status, answer = await anyio.to_thread.run_sync(process, caller, body)
+            return self._answer(status, answer)
+        try:
+            if self.settings.before_charge is not None:
+                await self.settings.before_charge()
+            # The charge, the redemption record and the recorded answer commit together.
+            settled = await anyio.to_thread.run_sync(
+                partial(
+                    self.idempotency.settle,
+                    scope,
+                    endpoint,
+                    key,
+                    raw,
+                    partial(process, caller, body),
+                    transaction=self._redemption_transaction,
+                )
+            )
         except BaseException:
-            # Only a key this request began is released; a replay must never drop the record
-            # of the original answer.
-            if isinstance(outcome, Begun):
+            # Nothing was recorded under the key: release it so the request can be retried.
+            with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.idempotency.abandon, scope, endpoint, key)
             raise
-        if isinstance(outcome, Begun):
-            await anyio.to_thread.run_sync(
-                self.idempotency.finish,
-                scope,
-                endpoint,
-                key,
-                raw,
-                status,
-                answer,
-            )
-        return self._answer(status, answer)
+        if isinstance(settled, InFlight):
+            raise _in_flight()
+        return self._answer(settled.status, settled.body, replayed=settled.replayed)
 
     def _answer(self, status: int, body: dict[str, Any], *, replayed: bool = False) -> Response:
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
@@ -554,6 +578,19 @@ class OrchestratorMock:
         except jose.JOSEError as error:
             code = "payment_token_expired" if error.reason == "expired" else "payment_token_invalid"
             raise HTTPProblem(402, code, f"payment token refused: {error}") from None
+        # Signed by this orchestrator is not well formed: a token minted with a bad value
+        # (or by a faulty minting path) is refused like any other invalid token, never a 500.
+        max_amount, currency = claims.get("max_amount"), claims.get("currency")
+        if isinstance(max_amount, bool) or not isinstance(max_amount, int) or max_amount < 0:
+            raise HTTPProblem(
+                402,
+                "payment_token_invalid",
+                "payment token refused: max_amount is not a non-negative integer in minor units",
+            )
+        if not isinstance(currency, str):
+            raise HTTPProblem(
+                402, "payment_token_invalid", "payment token refused: currency is not a string"
+            )
         return claims
 
     def minted(self, claims: dict[str, Any]) -> None:
@@ -696,6 +733,12 @@ class OrchestratorMock:
             "created": iso_utc(self.clock.timestamp()),
             "cap": state.as_json(),
         }
+
+
+def _in_flight() -> HTTPProblem:
+    return HTTPProblem(
+        409, "idempotency_in_flight", "a request with this Idempotency-Key is in progress"
+    )
 
 
 def _last_duplicate_wins(raw: bytes) -> dict[str, Any] | None:
