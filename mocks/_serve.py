@@ -5,10 +5,20 @@ orchestrator, a real orchestrator provisions at the mock provider. The served ap
 same ASGI object the in-process tests use, behind uvicorn, with the store from `--state`
 so a restart keeps accounts, tokens and the ledger. uvicorn handles Ctrl-C and SIGTERM with
 a graceful shutdown.
+
+A served mock runs unattended in someone's CI, so what a peer can make it hold is bounded
+(`ServeLimits`): a connection must deliver its request head within `header_timeout` and its
+body within `body_timeout` of the head, an idle keep-alive connection is closed after
+`keep_alive`, and past `max_connections` (by default well under the process's open-file limit)
+a new connection gets `503` and is closed at once. What it logs is bounded too: one line per
+kind of event, repeats within ten seconds counted instead of printed, and running out of file
+descriptors is one such line, not a traceback per accept.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
 import socket
 import sys
@@ -17,11 +27,186 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import h11
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["Listener", "ServedInThread", "bind", "serve"]
+__all__ = ["Listener", "ServeLimits", "ServedInThread", "bind", "serve"]
+
+log = logging.getLogger("provspec.mock.serve")
+
+_OPEN_FILES_HEADROOM = 64
+"""Descriptors kept free for the state file, outgoing fetches and logs."""
+
+
+def _open_file_limit() -> int:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 1024
+    return 1 << 20 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one peer can make a served mock hold."""
+
+    header_timeout: float = 10.0
+    """Seconds from a connection's start (or its previous answer) to a complete request head."""
+    body_timeout: float = 30.0
+    """Seconds from the request head to the last byte of its body."""
+    keep_alive: float = 5.0
+    """Seconds an idle keep-alive connection is kept."""
+    max_connections: int | None = None
+    """Open connections at most; None: 1000, or fewer where the open-file limit is lower."""
+    backlog: int = 128
+
+    def accept_batch(self) -> int:
+        """Connections accepted in one go (asyncio accepts up to the backlog per wake-up,
+        before any of them can be refused): small where descriptors are few."""
+        return max(8, min(self.backlog, _open_file_limit() // 8))
+
+    def connection_cap(self) -> int:
+        if self.max_connections is not None:
+            return self.max_connections
+        # One accept batch beyond the cap must still fit under the open-file limit.
+        spare = _open_file_limit() - _OPEN_FILES_HEADROOM - self.accept_batch()
+        return max(8, min(1000, spare))
+
+
+class RateLimitedLog(logging.Filter):
+    """Lets a few records of each message template through per window and counts the rest:
+    the next line that passes says how many like it were left out."""
+
+    def __init__(self, *, window: float = 10.0, burst: int = 3) -> None:
+        super().__init__()
+        self._window = window
+        self._burst = burst
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, int, int]] = {}
+        """template -> (window start, passed in window, suppressed since the last pass)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = f"{record.name}:{record.msg}"
+        now = time.monotonic()
+        with self._lock:
+            start, passed, suppressed = self._seen.get(key, (now, 0, 0))
+            if now - start >= self._window:
+                start, passed = now, 0
+            if passed >= self._burst:
+                self._seen[key] = (start, passed, suppressed + 1)
+                return False
+            self._seen[key] = (start, passed + 1, 0)
+        if suppressed:
+            record.msg = f"{record.msg} ({suppressed} more like this not shown)"
+        return True
+
+
+_SERVICE_UNAVAILABLE = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+    b"content-length: 20\r\n\r\ntoo many connections"
+)
+
+
+class _GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol with a connection cap and deadlines for the request head and
+    body (uvicorn only times out idle keep-alive connections between requests)."""
+
+    limits: ClassVar[ServeLimits] = ServeLimits()
+    cap: ClassVar[int] = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._waiting_for = ""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.cap:
+            log.warning(
+                "connection cap (%d) reached: new connections get 503 and are closed", self.cap
+            )
+            transport.write(_SERVICE_UNAVAILABLE)
+            transport.close()
+            return
+        self._arm("head")
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._follow()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._arm("head")  # the next request's head, on a kept-alive connection
+        self._follow()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _follow(self) -> None:
+        state = self.conn.their_state
+        if state is h11.SEND_BODY and self._waiting_for != "body":
+            self._arm("body")
+        elif state is not h11.IDLE and state is not h11.SEND_BODY:
+            self._disarm()  # the whole request is in (or the connection is ending)
+
+    def _arm(self, what: str) -> None:
+        self._disarm()
+        self._waiting_for = what
+        timeout = self.limits.header_timeout if what == "head" else self.limits.body_timeout
+        self._deadline = self.loop.call_later(timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._waiting_for = ""
+
+    def _expired(self) -> None:
+        what, self._deadline = self._waiting_for, None
+        if self.transport.is_closing():
+            return
+        timeout = self.limits.header_timeout if what == "head" else self.limits.body_timeout
+        log.warning(
+            "closed a connection whose request %s did not arrive within %s s", what, timeout
+        )
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.scope["provspec.closed"] = "timeout"  # type: ignore[typeddict-unknown-key]
+        self.transport.close()
+
+
+def _protocol(limits: ServeLimits) -> type[H11Protocol]:
+    return type("GuardedH11", (_GuardedH11,), {"limits": limits, "cap": limits.connection_cap()})
+
+
+def _config(app: ASGIApp, limits: ServeLimits, **options: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        http=_protocol(limits),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=max(1, round(limits.keep_alive)),
+        backlog=limits.accept_batch(),
+        **options,
+    )
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+        log.warning(
+            "out of file descriptors: not accepting connections for a second "
+            "(raise `ulimit -n`, or lower the load)"
+        )
+        return
+    loop.default_exception_handler(context)
 
 
 @dataclass(frozen=True)
@@ -61,6 +246,10 @@ class _QuietServer(uvicorn.Server):
     KeyboardInterrupt traceback and a SIGTERM in exit status -15. A mock that was asked to
     stop and stopped cleanly exits 0."""
 
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(_loop_exception)
+        await super().serve(sockets)
+
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
@@ -76,16 +265,26 @@ class _QuietServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(app: ASGIApp, listener: Listener, *, banner: str) -> None:
+def _log_to_stderr() -> None:
+    """The mocks' own lines (`provspec.mock.*`: a refused caller's keys, a closed connection,
+    a client that went away) go to stderr, one line each, floods counted, not printed."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(RateLimitedLog())
+    mocks = logging.getLogger("provspec.mock")
+    mocks.addHandler(handler)
+    mocks.setLevel(logging.INFO)
+    mocks.propagate = False
+    for name in ("uvicorn.error", "asyncio"):
+        logging.getLogger(name).addFilter(RateLimitedLog())
+
+
+def serve(
+    app: ASGIApp, listener: Listener, *, banner: str, limits: ServeLimits | None = None
+) -> None:
     print(banner, flush=True)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-        timeout_keep_alive=30,
-    )
+    _log_to_stderr()
+    config = _config(app, limits or ServeLimits(), timeout_graceful_shutdown=5)
     _QuietServer(config).run(sockets=[listener.sock])
     print("stopped", file=sys.stderr, flush=True)
 
@@ -100,9 +299,17 @@ class ServedInThread:
     never on a fixed sleep.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        timeout: float = 10.0,
+        limits: ServeLimits | None = None,
+    ) -> None:
         self._listener = bind(host, port)
         self._timeout = timeout
+        self._limits = limits or ServeLimits()
 
     @property
     def origin(self) -> str:
@@ -117,10 +324,8 @@ class ServedInThread:
         # log_config=None: uvicorn would otherwise re-run dictConfig for every server, and
         # servers started from several threads at once briefly log at INFO in between.
         _quiet_uvicorn_logs()
-        config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", log_config=None
-        )
-        server = uvicorn.Server(config)
+        config = _config(app, self._limits, log_config=None)
+        server = _QuietServer(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [self._listener.sock]}, daemon=True
         )
