@@ -2,7 +2,8 @@
 
 `SchemaStore` reads `schemas/<profile>/` (see schemas/README.md): each profile's
 `profile.toml` and `<message>.schema.json` files. A profile inherits the messages of its
-`base`. Validation asserts formats (`date-time`, `uri`, `email`) and comes in two modes:
+`base`. Validation asserts formats (`date-time`, `uri`, and `email` as RFC 5321 reads it:
+`conformance.formats`, shared with the mocks) and comes in two modes:
 
 - default: members a schema does not model are tolerated where the schema allows them, as
   real systems drift (`"x-unknown-members": "allowed"`);
@@ -36,6 +37,7 @@ from referencing.jsonschema import DRAFT202012
 from conformance import strictjson
 from conformance._resources import data_dir
 from conformance.errors import ProvspecError, UsageError
+from conformance.formats import FORMAT_CHECKER
 from conformance.profiles import (
     ManifestError,
     ProfileParameters,
@@ -411,7 +413,7 @@ class SchemaStore:
             validator = WireValidator(
                 schema,
                 registry=self._registry(strict),
-                format_checker=Draft202012Validator.FORMAT_CHECKER,
+                format_checker=FORMAT_CHECKER,
             )
             self._validators[key] = validator
         return validator
