@@ -40,6 +40,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from conformance import jose
+from conformance.formats import is_email
 from conformance.profiles import ProfileParameters
 from conformance.schemas import Profile, default_store
 from conformance.ssrf import SSRFError, SSRFGuard
@@ -674,6 +675,8 @@ class ProviderMock:
         if self.faults.active("account-request-id-not-echoed"):
             request_id = new_id("acctreq")  # answers with its own id, not the request's
         email = str(body["email"])
+        if not is_email(email):  # also when verify_requests is off: an account key, a mail header
+            raise HTTPProblem(400, "invalid_request", "/email: not an RFC 5321 mailbox")
         expires = body.get("expires_at")
         deadline = _parse_time(expires) if isinstance(expires, str) else None
         if (
