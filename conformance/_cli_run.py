@@ -8,11 +8,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from conformance._cli_resource_server import (
+    check_profile_has_role,
+    resource_server_config,
+    target_url,
+)
 from conformance.adapters.agent import DEFAULT_ORCHESTRATOR_CLI, AgentTargetConfig
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import ProviderTargetConfig
-from conformance.adapters.resource_server import ResourceServerTargetConfig
-from conformance.config import STARTER, check_resource_url, load_config, normalise_target
+from conformance.config import STARTER, load_config, normalise_target
 from conformance.engine import CheckOutcome, RunPlan, run_sync
 from conformance.errors import UsageError
 from conformance.registry import Role, Step
@@ -65,7 +69,11 @@ def add_run_parsers(commands: Any) -> None:
     run.add_argument(
         "--fuzz-seed", type=int, metavar="S", help="provider: seed of the generated requests"
     )
-    run.add_argument("--profile", help="app-0.1d or app-next")
+    run.add_argument(
+        "--profile",
+        help="app-0.1d or app-next; with --role resource-server rfc9728 (default), "
+        "mcp-2025-06-18 or mcp-2025-11-25",
+    )
     run.add_argument("--config", type=Path, help="provspec.toml (see `provspec init`)")
     run.add_argument(
         "--steps", help=f"comma-separated steps to run ({', '.join(s.value for s in Step)})"
@@ -146,14 +154,11 @@ def add_run_parsers(commands: Any) -> None:
 def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
     config = load_config(args.config)
     role = Role(args.role or config.get("run", "role", "provider"))
-    fallback = "app-next" if role is Role.RESOURCE_SERVER else "app-0.1d"
+    fallback = "rfc9728" if role is Role.RESOURCE_SERVER else "app-0.1d"
     profile = args.profile or config.get("run", "profile", fallback)
     # unknown profile -> a message with suggestions; a draft is judged as its family
     family = default_store().profile(profile).family
-    if role is Role.RESOURCE_SERVER and family != "app-next":
-        raise UsageError(
-            "the resource-server checks (RFC 9728, RFC 8414, RFC 6750) run in app-next"
-        )
+    check_profile_has_role(role, profile)
     steps = args.steps or config.get("run", "steps")
     step_list: tuple[Step, ...] | None = None
     if steps:
@@ -168,7 +173,7 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
     resource_url: str | None = None
     if role is Role.RESOURCE_SERVER:
         # Taken exactly as given: the resource identifier is compared code point by code point.
-        resource_url, target = (check_resource_url(target) if target else None), None
+        resource_url, target = target_url(args.target, config), None
     target = normalise_target(target) if target else None
     if args.fault and (target or resource_url):
         raise UsageError(
@@ -203,9 +208,7 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
     if args.fault:
         from mocks._core.faults import FaultSet
 
-        # The resource-server role runs against the mock provider's protected resource.
-        mock = "provider" if role is Role.RESOURCE_SERVER else role.value
-        FaultSet(mock, profile, args.fault)  # unknown or misplaced fault -> UsageError
+        FaultSet(role.value, profile, args.fault)  # unknown or misplaced fault -> UsageError
     orchestrator = OrchestratorTargetConfig(
         profile=profile,
         command=getattr(args, "orchestrator_cli", None) or config.get("orchestrator", "command"),
@@ -232,11 +235,8 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         faults=tuple(args.fault) if role is Role.AGENT else (),
     )
     strict = args.strict if args.strict is not None else bool(config.get("run", "strict", False))
-    resource_server = ResourceServerTargetConfig(
-        target=resource_url,
-        timeout=float(config.get("timeouts", "request", 10)),
-        allowed_hosts=tuple(config.get("ssrf", "allowed_hosts", ())),
-        faults=tuple(args.fault) if role is Role.RESOURCE_SERVER else (),
+    resource_server = resource_server_config(
+        config, profile, resource_url, tuple(args.fault) if role is Role.RESOURCE_SERVER else ()
     )
     plan = RunPlan(
         role,
@@ -338,7 +338,7 @@ def _selftest(args: argparse.Namespace) -> int:
     from conformance.selftest import FaultRow, run_selftest
     from mocks._core.faults import catalogue
 
-    profiles = tuple(args.profile or ("app-0.1d", "app-next"))
+    profiles = tuple(args.profile or default_store().profiles())
     for profile in profiles:
         default_store().profile(profile)
     if args.fault and not any(
@@ -353,7 +353,7 @@ def _selftest(args: argparse.Namespace) -> int:
     )
     # as wide as the longest fault name, so long names never run into the profile column
     width = max((len(name) for name in catalogue()), default=30) + 2
-    print(f"  {'mock':<13}{'fault':<{width}}{'profile':<10}{'expected':<28}result", flush=True)
+    print(f"  {'mock':<16}{'fault':<{width}}{'profile':<16}{'expected':<28}result", flush=True)
 
     def progress(row: FaultRow) -> None:
         expected = ", ".join(row.fault.breaks)
@@ -369,7 +369,7 @@ def _selftest(args: argparse.Namespace) -> int:
                 parts.append(f"also failed {', '.join(sorted(row.extra))}")
             result = "; ".join(parts)
         print(
-            f"  {row.fault.mock:<13}{row.fault.name:<{width}}{row.profile:<10}{expected:<28}"
+            f"  {row.fault.mock:<16}{row.fault.name:<{width}}{row.profile:<16}{expected:<28}"
             f"{result}",
             flush=True,
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import ssl
 import time
@@ -314,7 +315,9 @@ def make_target(plan: RunPlan) -> tuple[Target, str]:
         return OrchestratorTarget(plan.orchestrator), plan.orchestrator.describe()
     if plan.role is Role.AGENT:
         return AgentTarget(plan.agent), plan.agent.describe()
-    return ResourceServerTarget(plan.resource_server), plan.resource_server.describe()
+    # The run's profile decides how the resource is judged (and which faults its mock takes).
+    config = dataclasses.replace(plan.resource_server, profile=plan.profile)
+    return ResourceServerTarget(config), config.describe()
 
 
 def make_context(target: Target, item: Check) -> CheckContext:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from conformance.adapters.agent import AgentTargetConfig
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import ProviderTargetConfig
+from conformance.adapters.resource_server import ResourceServerTargetConfig
 from conformance.checks import checks_for
 from conformance.engine import RunPlan, run_sync
 from conformance.errors import ProvspecError
@@ -28,7 +29,7 @@ from mocks._core.faults import Fault, catalogue
 
 __all__ = ["FaultRow", "SelftestResult", "run_selftest"]
 
-BUILT_ROLES = (Role.PROVIDER, Role.ORCHESTRATOR, Role.AGENT)
+BUILT_ROLES = (Role.PROVIDER, Role.ORCHESTRATOR, Role.AGENT, Role.RESOURCE_SERVER)
 
 
 @dataclass
@@ -95,10 +96,13 @@ def _failed(role: Role, profile: str, faults: Sequence[str]) -> set[str]:
             profile=profile, faults=tuple(faults), concurrent_redemptions=10, concurrency_rounds=2
         )
         plan = RunPlan(role, profile, orchestrator=config)
-    else:
+    elif role is Role.AGENT:
         plan = RunPlan(
             role, profile, agent=AgentTargetConfig(profile=profile, faults=tuple(faults))
         )
+    else:
+        resource_server = ResourceServerTargetConfig(profile=profile, faults=tuple(faults))
+        plan = RunPlan(role, profile, resource_server=resource_server)
     result = run_sync(plan)
     # A harness or environment error is never a catch: it shows as an extra failure, named so
     # it cannot match what a fault breaks.
@@ -126,8 +130,14 @@ def _failed_job(job: tuple[str, str, tuple[str, ...]]) -> set[str]:
     return _failed(Role(role), profile, faults)
 
 
+def judged(role: Role, profile: str) -> bool:
+    """Whether `profile` has requirements of `role` (the resource-server profiles have none
+    of the APP roles', and the APP profiles none of the resource server's)."""
+    return bool(default_registry().select(role=role, profile=profile))
+
+
 def run_selftest(
-    profiles: Sequence[str] = ("app-0.1d", "app-next"),
+    profiles: Sequence[str] | None = None,
     progress: Callable[[FaultRow], None] | None = None,
     roles: Sequence[Role] = tuple(Role),
     jobs: int = 1,
@@ -135,9 +145,13 @@ def run_selftest(
 ) -> SelftestResult:
     """Judge the reference mocks, then every fault; `jobs` > 1 spreads the runs over processes
     (each run is independent: its own mocks, ports and state). `only`: fault-name globs; the
-    reference runs always happen, since a fault only means something next to a clean run."""
+    reference runs always happen, since a fault only means something next to a clean run.
+    `profiles` defaults to every built-in profile; each role runs in the profiles that have
+    requirements of it."""
     started = time.perf_counter()
     store = default_store()
+    if profiles is None:
+        profiles = store.profiles()
     for profile in profiles:  # a draft the mocks cannot satisfy is reported before they run
         spec = store.profile(profile)
         if not spec.builtin:
@@ -153,7 +167,11 @@ def run_selftest(
     # A draft is named by its directory in the worker processes, which load it again.
     specs = {profile: store.profile(profile).spec for profile in profiles}
     reference_jobs = [
-        (role.value, profile, ()) for role in BUILT_ROLES if role in roles for profile in profiles
+        (role.value, profile, ())
+        for role in BUILT_ROLES
+        if role in roles
+        for profile in profiles
+        if judged(role, profile)
     ]
     planned: list[tuple[Fault, str, str]] = []
     for fault in sorted(catalogue().values(), key=lambda f: (f.mock, f.name)):

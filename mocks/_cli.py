@@ -25,7 +25,10 @@ def add_mock_parser(commands: Any) -> None:
         "stops it cleanly.",
     )
     mock.add_argument(
-        "role", nargs="?", choices=("orchestrator", "provider", "agent"), help="which mock"
+        "role",
+        nargs="?",
+        choices=("orchestrator", "provider", "agent", "resource-server"),
+        help="which mock",
     )
     mock.add_argument("--list-faults", action="store_true", help="print every named fault and exit")
     mock.add_argument("--format", choices=("table", "json"), default="table", dest="output_format")
@@ -39,7 +42,7 @@ def add_mock_parser(commands: Any) -> None:
         "--port",
         type=int,
         default=None,
-        help="port (default 8400 provider, 8401 orchestrator; 0 = any)",
+        help="port (default 8400 provider, 8401 orchestrator, 8402 resource-server; 0 = any)",
     )
     mock.add_argument("--state", help="SQLite file that keeps the mock's state across restarts")
     mock.add_argument(
@@ -81,7 +84,8 @@ def _mock(args: argparse.Namespace) -> int:
         raise UsageError("name a mock to serve (orchestrator or provider), or pass --list-faults")
     if args.role == "agent":
         return _agent(args)
-    port = args.port if args.port is not None else (8400 if args.role == "provider" else 8401)
+    defaults = {"provider": 8400, "orchestrator": 8401, "resource-server": 8402}
+    port = args.port if args.port is not None else defaults[args.role]
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0..65535, not {port}")
     store: Store = SQLiteStore(args.state) if args.state else MemoryStore()
@@ -90,6 +94,8 @@ def _mock(args: argparse.Namespace) -> int:
     listener = bind(args.host, port)
     if args.role == "provider":
         app, banner = _provider(args, listener.origin, store)
+    elif args.role == "resource-server":
+        app, banner = _resource_server(args, listener.origin)
     else:
         app, banner = _orchestrator(args, listener.origin, store)
     try:
@@ -145,6 +151,27 @@ def _provider(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any,
     return mock.app, "\n".join(lines)
 
 
+def _resource_server(args: argparse.Namespace, origin: str) -> tuple[Any, str]:
+    """The mock resource server and its authorization server (state in memory)."""
+    from conformance._cli_resource_server import check_profile_has_role
+    from conformance.registry import Role
+    from mocks.resource_server import ResourceServerMock, ResourceServerSettings
+
+    profile = "rfc9728" if args.profile == "app-0.1d" else args.profile  # the option's default
+    check_profile_has_role(Role.RESOURCE_SERVER, profile)
+    mock = ResourceServerMock(
+        ResourceServerSettings(origin=origin, profile=profile, faults=tuple(args.fault))
+    )
+    lines = [
+        "provspec mock resource-server listening",
+        f"  resource:            {mock.resource_url}",
+        f"  resource metadata:   {mock.prm_url}",
+        f"  AS metadata:         {mock.as_metadata_url}",
+        f"  faults:              {', '.join(args.fault) or 'none'}",
+    ]
+    return mock.app, "\n".join(lines)
+
+
 def _orchestrator(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any, str]:
     from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 
@@ -197,6 +224,14 @@ def _agent(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _profiles_label(profiles: tuple[str, ...]) -> str:
+    if set(profiles) == {"app-0.1d", "app-next"}:
+        return "both"
+    if set(profiles) == {"rfc9728", "mcp-2025-06-18", "mcp-2025-11-25"}:
+        return "all three"
+    return ",".join(profiles)
+
+
 def _list_faults(output_format: str) -> int:
     faults = sorted(catalogue().values(), key=lambda fault: (fault.mock, fault.name))
     if output_format == "json":
@@ -208,15 +243,17 @@ def _list_faults(output_format: str) -> int:
         sys.stdout.write(json.dumps({"faults": document}, indent=2) + "\n")
         return 0
     width = max(len(fault.name) for fault in faults)
-    for mock in ("orchestrator", "provider", "agent"):
+    labels = {fault.name: _profiles_label(fault.profiles) for fault in faults}
+    column = max(len(label) for label in labels.values())
+    for mock in ("orchestrator", "provider", "agent", "resource-server"):
         group = [fault for fault in faults if fault.mock == mock]
         if not group:
             continue
         print(f"{mock} ({len(group)} faults)")
         for fault in group:
-            profiles = "both" if len(fault.profiles) == 2 else fault.profiles[0]
+            profiles = labels[fault.name]
             print(
-                f"  {fault.name:<{width}}  {profiles:<8}  {', '.join(fault.breaks):<24}  {fault.summary}"
+                f"  {fault.name:<{width}}  {profiles:<{column}}  {', '.join(fault.breaks):<24}  {fault.summary}"
             )
     print(f"{len(faults)} faults")
     return 0

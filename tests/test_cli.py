@@ -27,6 +27,9 @@ def test_requirements_json_lists_every_requirement_with_a_source(
     assert {p for entry in payload["requirements"] for p in entry["profiles"]} == {
         "app-0.1d",
         "app-next",
+        "rfc9728",
+        "mcp-2025-06-18",
+        "mcp-2025-11-25",
     }
 
 

@@ -111,8 +111,9 @@ def test_invalid_toml_is_refused_with_the_file_name(tmp_path: Path) -> None:
 # --- the shipped registry ---------------------------------------------------------------
 
 
-# The APP roles; the resource-server role is the RFC 9728 subset, app-next only.
+# The APP roles; the resource-server role has profiles of its own (rfc9728 and the MCP revisions).
 APP_ROLES = [Role.PROVIDER, Role.ORCHESTRATOR, Role.AGENT]
+RS_PROFILES = ("rfc9728", "mcp-2025-06-18", "mcp-2025-11-25")
 
 
 def test_shipped_registry_is_large_and_covers_both_profiles_and_all_roles() -> None:
@@ -123,10 +124,12 @@ def test_shipped_registry_is_large_and_covers_both_profiles_and_all_roles() -> N
             assert registry.select(role=role, profile=profile), (role, profile)
 
 
-def test_the_resource_server_role_is_discovery_and_consent_in_app_next() -> None:
+def test_the_resource_server_role_lives_in_its_own_profiles() -> None:
     found = default_registry().select(role=Role.RESOURCE_SERVER)
-    assert {r.step for r in found} == {Step.DISCOVERY, Step.CONSENT}
-    assert all(r.profiles == ("app-next",) for r in found)
+    assert {r.step for r in found} == {Step.DISCOVERY, Step.CONSENT, Step.REVOCATION}
+    assert all(set(r.profiles) <= set(RS_PROFILES) for r in found)
+    for profile in PROFILES:  # the APP profiles
+        assert not default_registry().select(role=Role.RESOURCE_SERVER, profile=profile)
 
 
 @pytest.mark.parametrize("role", APP_ROLES, ids=str)

@@ -107,7 +107,7 @@ def test_a_public_resource_server_is_not_refused() -> None:
 
     url = "https://mcp.realvendor.com/mcp"
     plan = RunPlan(
-        Role.RESOURCE_SERVER, "app-next", resource_server=ResourceServerTargetConfig(target=url)
+        Role.RESOURCE_SERVER, "rfc9728", resource_server=ResourceServerTargetConfig(target=url)
     )
     args = argparse.Namespace(target=url, rerun_failures=0, baseline=None)
     before_run(args, plan)  # no UsageError

@@ -156,7 +156,15 @@ def test_validators_are_compiled_once() -> None:
 
 
 def test_both_profiles_are_shipped() -> None:
-    assert STORE.profiles() == ["app-0.1d", "app-next"]
+    # and the resource-server role's three, which carry no messages of their own
+    assert STORE.profiles() == [
+        "app-0.1d",
+        "app-next",
+        "mcp-2025-06-18",
+        "mcp-2025-11-25",
+        "rfc9728",
+    ]
+    assert not any(STORE.own_messages(p) for p in ("mcp-2025-06-18", "mcp-2025-11-25", "rfc9728"))
     assert STORE.profile("app-next").base == "app-0.1d"
     assert set(STORE.messages("app-0.1d")) < set(STORE.messages("app-next"))
 

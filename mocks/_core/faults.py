@@ -18,7 +18,7 @@ from conformance.errors import UsageError
 
 __all__ = ["Fault", "FaultSet", "catalogue"]
 
-MOCKS = ("orchestrator", "provider", "agent")
+MOCKS = ("orchestrator", "provider", "agent", "resource-server")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""The generic resource-server mode: green against the mock provider's protected resource,
-and each departure from RFC 9728 / RFC 8414 / RFC 6750 in a small independent server fails
-exactly the requirement it breaks."""
+"""The resource-server role's discovery: green against the embedded mock resource server under
+every profile and against the mock provider's protected resource, and each departure from
+RFC 9728 / RFC 8414 / RFC 6750 in a small independent server fails exactly the requirement it
+breaks (the flow is in test_resource_server_flow.py)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ from conformance.adapters.resource_server import (
     resource_for_metadata_url,
 )
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role
+from conformance.registry import Role, default_registry
 from conformance.results import RunResult, Status
 from mocks._serve import ServedInThread
 
+RS_PROFILES = ("rfc9728", "mcp-2025-06-18", "mcp-2025-11-25")
 
-def run(**config: Any) -> RunResult:
+
+def run(profile: str = "rfc9728", **config: Any) -> RunResult:
     plan = RunPlan(
-        Role.RESOURCE_SERVER, "app-next", resource_server=ResourceServerTargetConfig(**config)
+        Role.RESOURCE_SERVER, profile, resource_server=ResourceServerTargetConfig(**config)
     )
     return run_sync(plan)
 
@@ -38,14 +41,41 @@ def failed(result: RunResult) -> set[str]:
     }
 
 
-def test_the_mock_providers_protected_resource_passes() -> None:
-    result = run()
+@pytest.mark.parametrize("profile", RS_PROFILES)
+def test_the_embedded_mock_passes_clean_under_every_profile(profile: str) -> None:
+    result = run(profile=profile)
+    wanted = default_registry().select(role=Role.RESOURCE_SERVER, profile=profile)
+    assert result.profile == profile
+    assert {f.requirement.id: f.status for f in result.findings} == {
+        r.id: Status.PASSED for r in wanted
+    }
+
+
+@contextmanager
+def mock_provider(*faults: str) -> Iterator[str]:
+    """The APP mock provider (app-next), served: its base URL is a protected resource too."""
+    from mocks.provider.app import ProviderMock, ProviderSettings
+
+    listener = ServedInThread()
+    provider = ProviderMock(
+        ProviderSettings(profile="app-next", base_url=listener.origin + "/api/app/", faults=faults)
+    )
+    with listener.serving(provider.app):
+        yield provider.base_url
+
+
+def test_the_mock_providers_protected_resource_passes_discovery() -> None:
+    with mock_provider() as url:
+        result = run(target=url)
     assert failed(result) == set()
-    assert sum(f.status is Status.PASSED for f in result.findings) == 14
+    assert {f.requirement.id for f in result.findings if f.status is Status.PASSED} >= {
+        "RSV-CNS-001", "RSV-DSC-001", "RSV-DSC-003", "RSV-DSC-004", "RSV-DSC-008",
+    }  # fmt: skip
 
 
 def test_a_trailing_slash_in_the_metadata_resource_is_named() -> None:
-    assert failed(run(faults=("prm-resource-slash-differs",))) == {"RSV-DSC-003", "RSV-DSC-004"}
+    with mock_provider("prm-resource-slash-differs") as url:
+        assert failed(run(target=url)) == {"RSV-DSC-003", "RSV-DSC-004"}
 
 
 @contextmanager
@@ -63,6 +93,8 @@ def resource_server(**quirks: Any) -> Iterator[str]:
         ]
         if quirks.get("no_resource_metadata"):
             params = ['realm="mcp"']
+        if quirks.get("scope"):
+            params.append('scope="mcp:tools"')
         if token:
             params.append('error="invalid_token"')
         elif quirks.get("error_without_token"):
@@ -90,12 +122,16 @@ def resource_server(**quirks: Any) -> Iterator[str]:
             }
         )
 
+    prm_path = "/.well-known/oauth-protected-resource" + (
+        "" if quirks.get("prm_at_root") else "/mcp"
+    )
+    as_path = (
+        "/.well-known/openid-configuration/auth"
+        if quirks.get("openid_only")
+        else "/.well-known/oauth-authorization-server/auth"
+    )
     app = Starlette(
-        routes=[
-            Route("/mcp", protected),
-            Route("/.well-known/oauth-protected-resource/mcp", prm),
-            Route("/.well-known/oauth-authorization-server/auth", as_metadata),
-        ]
+        routes=[Route("/mcp", protected), Route(prm_path, prm), Route(as_path, as_metadata)]
     )
     with listener.serving(app):
         yield resource
@@ -118,6 +154,47 @@ def test_an_independent_server_fails_exactly_what_it_breaks(
 ) -> None:
     with resource_server(**quirks) as url:
         assert failed(run(target=url)) == expected
+
+
+def verdicts(result: RunResult) -> tuple[set[str], set[str]]:
+    """(failed, warned) requirement IDs."""
+    return (
+        {f.requirement.id for f in result.findings if f.status is Status.FAILED},
+        {f.requirement.id for f in result.findings if f.status is Status.WARNING},
+    )
+
+
+# A quirk is judged by the rule of each profile: the MCP revisions differ on discovery.
+# (The independent server offers no registration, so MCP 2025-06-18 always warns on
+# RSV-DSC-015; without `scope` in its challenge MCP 2025-11-25 warns on RSV-CNS-020.)
+@pytest.mark.parametrize(
+    ("quirks", "profile", "expected"),
+    [
+        ({"scope": True}, "rfc9728", (set(), set())),
+        ({"scope": True}, "mcp-2025-06-18", (set(), {"RSV-DSC-015"})),
+        ({"scope": True}, "mcp-2025-11-25", (set(), set())),
+        # no resource_metadata in the challenge: RFC SHOULD, 2025-06-18 MUST, 2025-11-25 fine
+        ({"scope": True, "no_resource_metadata": True}, "rfc9728", (set(), {"RSV-CNS-002"})),
+        ({"scope": True, "no_resource_metadata": True}, "mcp-2025-06-18", ({"RSV-CNS-002"}, {"RSV-DSC-015"})),
+        ({"scope": True, "no_resource_metadata": True}, "mcp-2025-11-25", (set(), set())),
+        # metadata at the root only, found through the challenge: fine everywhere but RFC 9728
+        # §3.3's identity (the URL was built from the origin) outside MCP 2025-11-25
+        ({"scope": True, "prm_at_root": True, "no_resource_metadata": True}, "rfc9728", ({"RSV-DSC-001"}, {"RSV-CNS-002"})),
+        ({"scope": True, "prm_at_root": True, "no_resource_metadata": True}, "mcp-2025-11-25", (set(), set())),
+        # authorization server metadata by OpenID Connect Discovery only: enough for 2025-11-25
+        ({"scope": True, "openid_only": True}, "rfc9728", ({"RSV-DSC-008"}, set())),
+        ({"scope": True, "openid_only": True}, "mcp-2025-11-25", (set(), set())),
+        # S256 not advertised: a SHOULD by the RFCs, a MUST for 2025-11-25 (clients refuse)
+        ({"scope": True, "pkce": ["plain"]}, "rfc9728", (set(), {"RSV-DSC-010"})),
+        ({"scope": True, "pkce": ["plain"]}, "mcp-2025-11-25", ({"RSV-DSC-013"}, set())),
+        ({}, "mcp-2025-11-25", (set(), {"RSV-CNS-020"})),
+    ],
+)  # fmt: skip
+def test_an_independent_server_is_judged_by_each_profiles_rule(
+    quirks: dict[str, Any], profile: str, expected: tuple[set[str], set[str]]
+) -> None:
+    with resource_server(**quirks) as url:
+        assert verdicts(run(profile, target=url)) == expected
 
 
 def test_a_metadata_url_at_an_internal_address_is_never_fetched() -> None:

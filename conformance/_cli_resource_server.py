@@ -1,0 +1,109 @@
+"""`provspec run --role resource-server`: the `[resource_server]` section of provspec.toml and
+the profile a run of a role may use.
+
+    [resource_server]
+    target = "https://mcp.example.com/mcp"   # used exactly as given
+    client_id = "…"                           # a client registered beforehand (else RFC 7591)
+    client_secret_env = "PROVSPEC_CLIENT_SECRET"
+    client_auth = "client_secret_basic"       # none | client_secret_post | client_secret_basic
+    redirect_uri = "http://127.0.0.1:8976/provspec/callback"
+    consent = "scripted"                      # scripted | command
+    consent_command = "node approve.js"       # gets the authorization URL, prints the redirect
+    consent_timeout = 60
+    scope = "mcp:tools"                       # what the resource needs (default: its challenge's)
+    limited_scope = "mcp:read"                # a scope that falls short (insufficient_scope probe)
+    other_resource = "https://other.example.com/mcp"   # for the audience probe
+    flows = true                              # run the authorization code flow (see the adapter)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from conformance.adapters.resource_server import CONSENT_MODES, ResourceServerTargetConfig
+from conformance.config import RunConfig, check_resource_url
+from conformance.errors import UsageError
+from conformance.registry import Role, default_registry
+from conformance.schemas import default_store
+
+__all__ = ["check_profile_has_role", "problems", "resource_server_config", "target_url"]
+
+CLIENT_AUTH = ("none", "client_secret_post", "client_secret_basic")
+
+
+def problems(raw: Any) -> list[str]:
+    """What is wrong with a `[resource_server]` table (unknown keys are reported by the
+    config loader)."""
+    if not isinstance(raw, dict):
+        return []
+    found: list[str] = []
+    for key in ("target", "client_id", "client_secret_env", "redirect_uri", "consent_command"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            found.append(f"resource_server.{key} must be a non-empty string")
+    for key in ("scope", "limited_scope", "other_resource"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
+            found.append(f"resource_server.{key} must be a non-empty string")
+    if raw.get("consent", "scripted") not in CONSENT_MODES:
+        found.append(f"resource_server.consent must be one of {', '.join(CONSENT_MODES)}")
+    if raw.get("consent") == "command" and not raw.get("consent_command"):
+        found.append('resource_server.consent = "command" needs resource_server.consent_command')
+    if raw.get("client_auth", "none") not in CLIENT_AUTH:
+        found.append(f"resource_server.client_auth must be one of {', '.join(CLIENT_AUTH)}")
+    timeout = raw.get("consent_timeout", 60)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        found.append("resource_server.consent_timeout must be a positive number of seconds")
+    if "flows" in raw and not isinstance(raw["flows"], bool):
+        found.append("resource_server.flows must be true or false")
+    if "client_secret" in raw:
+        found.append(
+            "resource_server.client_secret is not read from the file: name an environment "
+            "variable in client_secret_env"
+        )
+    return found
+
+
+def check_profile_has_role(role: Role, profile: str) -> None:
+    """A profile a role has no requirements in is a usage error naming those it has."""
+    if default_registry().select(role=role, profile=profile):
+        return
+    store = default_store()
+    fits = [name for name in store.profiles() if default_registry().select(role=role, profile=name)]
+    raise UsageError(
+        f"profile {profile!r} has no {role.value} requirements; use one of {', '.join(fits)}"
+    )
+
+
+def target_url(explicit: str | None, config: RunConfig) -> str | None:
+    """The resource's URL: --target, else [resource_server] target; never altered."""
+    url = explicit or config.get("resource_server", "target")
+    return check_resource_url(str(url)) if url else None
+
+
+def resource_server_config(
+    config: RunConfig, profile: str, target: str | None, faults: tuple[str, ...]
+) -> ResourceServerTargetConfig:
+    section = config.values.get("resource_server", {})
+    secret_env = section.get("client_secret_env")
+    secret = os.environ.get(str(secret_env)) if secret_env else None
+    if secret_env and not secret:
+        raise UsageError(f"resource_server.client_secret_env names ${secret_env}, which is not set")
+    consent = str(section.get("consent", "scripted"))
+    return ResourceServerTargetConfig(
+        target=target,
+        profile=profile,
+        timeout=float(config.get("timeouts", "request", 10)),
+        allowed_hosts=tuple(config.get("ssrf", "allowed_hosts", ())),
+        faults=faults,
+        client_id=section.get("client_id"),
+        client_secret=secret,
+        client_auth=section.get("client_auth"),
+        redirect_uri=str(section.get("redirect_uri", ResourceServerTargetConfig.redirect_uri)),
+        consent=consent,
+        consent_command=section.get("consent_command"),
+        consent_timeout=float(section.get("consent_timeout", 60)),
+        scope=section.get("scope"),
+        limited_scope=section.get("limited_scope"),
+        other_resource=section.get("other_resource"),
+        flows=section.get("flows"),
+    )
