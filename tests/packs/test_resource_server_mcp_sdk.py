@@ -22,6 +22,10 @@ Deviations of the SDK the suite reports, each a real one with its source:
   with HTTP Basic (RFC 6749 §2.3.1, the method every server MUST support) — or a public
   client's — is refused with 400 "client_secret: Field required" (RFC 7009 §2.1, §2.2).
   REV-002 and REV-003 then cannot be judged.
+
+And one that depends on configuration: with `required_scopes=[]` the SDK publishes
+`scopes_supported: []` in its resource metadata, which RFC 9728 §3.2 says MUST be omitted
+(`RSV-DSC-005`; `create_protected_resource_routes` passes the list through as it is).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -65,7 +70,9 @@ OTHER = "mcp:read"
 class _Provider(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken, AccessToken]):
     """In-memory storage for the SDK's authorization server; consent is approved at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, codes_reusable: bool = False, refresh_not_rotated: bool = False) -> None:
+        self.codes_reusable = codes_reusable
+        self.refresh_not_rotated = refresh_not_rotated
         self.clients: dict[str, OAuthClientInformationFull] = {}
         self.codes: dict[str, AuthorizationCode] = {}
         self.access: dict[str, AccessToken] = {}
@@ -119,8 +126,9 @@ class _Provider(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
     ) -> OAuthToken:
-        del self.codes[authorization_code.code]  # single use
-        grant = self.grant_of.pop(authorization_code.code)
+        grant = self.grant_of[authorization_code.code]
+        if not self.codes_reusable:
+            del self.codes[authorization_code.code]  # single use
         return self._issue(
             client.client_id, authorization_code.scopes, authorization_code.resource, grant
         )
@@ -133,9 +141,12 @@ class _Provider(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
     ) -> OAuthToken:
-        del self.refresh[refresh_token.token]  # rotated: the old one is gone
         grant = self.grant_of[refresh_token.token]
-        return self._issue(client.client_id, scopes, refresh_token.resource, grant)
+        answer = self._issue(client.client_id, scopes, refresh_token.resource, grant)
+        if self.refresh_not_rotated:
+            return answer.model_copy(update={"refresh_token": refresh_token.token})
+        del self.refresh[refresh_token.token]  # rotated: the old one is gone
+        return answer
 
     async def load_access_token(self, token: str) -> AccessToken | None:
         return self.access.get(token)
@@ -148,22 +159,29 @@ class _Provider(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken
 
 
 @contextmanager
-def sdk_server() -> Iterator[str]:
+def sdk_server(
+    *,
+    resource_path: str = "/mcp",
+    required_scopes: list[str] | None = [NEEDED],  # noqa: B006 (never mutated)
+    validate_token_resource: bool = True,
+    **provider: bool,
+) -> Iterator[str]:
     """The SDK's streamable HTTP app with auth, served on loopback with its lifespan (the
-    session manager) running; yields the MCP endpoint's URL."""
+    session manager) running; yields the MCP endpoint's URL. The options make one-bug
+    variants out of a correct configuration."""
     listener = bind("127.0.0.1", 0)
     origin = listener.origin
     auth = AuthSettings(
         issuer_url=origin,  # type: ignore[arg-type]
-        resource_server_url=origin + "/mcp",  # type: ignore[arg-type]
-        required_scopes=[NEEDED],
+        resource_server_url=origin + resource_path,  # type: ignore[arg-type]
+        required_scopes=required_scopes,
         client_registration_options=ClientRegistrationOptions(
             enabled=True, valid_scopes=[NEEDED, OTHER]
         ),
         revocation_options=RevocationOptions(enabled=True),
-        validate_token_resource=True,
+        validate_token_resource=validate_token_resource,
     )
-    server = MCPServer("provspec-sdk-target", auth=auth, auth_server_provider=_Provider())
+    server = MCPServer("provspec-sdk-target", auth=auth, auth_server_provider=_Provider(**provider))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         app = server.streamable_http_app()
@@ -257,3 +275,45 @@ def test_a_baseline_entry_for_the_known_deviation_lets_ci_pass(
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["profile"] == "mcp-2025-11-25"
     assert code == 0
+
+
+def verdicts(result: RunResult) -> tuple[set[str], set[str]]:
+    found = by_status(result)
+    return found.get("failed", set()), found.get("warning", set())
+
+
+# One-bug variants of the SDK configuration or of the storage behind it: each fails the
+# requirement it breaks, at the level the profile gives it (on top of the SDK's deviations).
+@pytest.mark.parametrize(
+    ("variant", "profile", "failed", "warned"),
+    [
+        # the bearer middleware no longer checks the audience (RFC 8707): SHOULD vs MUST
+        ({"validate_token_resource": False}, "rfc9728", set(), {"RSV-CNS-009"}),
+        ({"validate_token_resource": False}, "mcp-2025-06-18", {"RSV-CNS-009"}, set()),
+        ({"codes_reusable": True}, "mcp-2025-11-25", {"RSV-CNS-013"}, set()),
+        ({"refresh_not_rotated": True}, "rfc9728", {"RSV-CNS-014"}, set()),
+        # no scope required: a token without mcp:tools is served (MCP: 403 is a MUST)
+        ({"required_scopes": None}, "rfc9728", set(), {"RSV-CNS-016"}),
+        ({"required_scopes": None}, "mcp-2025-06-18", {"RSV-CNS-017"}, {"RSV-CNS-016"}),
+        # ... and said with an empty list, the SDK publishes scopes_supported: [] (RFC 9728
+        # §3.2: a zero-valued parameter MUST be omitted), a deviation of its own
+        ({"required_scopes": []}, "rfc9728", {"RSV-DSC-005"}, {"RSV-CNS-016"}),
+    ],
+)
+def test_a_one_bug_variant_of_the_sdk_fails_what_it_breaks(
+    variant: dict[str, Any], profile: str, failed: set[str], warned: set[str]
+) -> None:
+    with sdk_server(**variant) as url:
+        result = judge(url, profile)
+    assert verdicts(result) == (DEVIATIONS["failed"] | failed, WARNINGS[profile] | warned)
+
+
+def test_a_resource_identifier_with_a_trailing_slash_fails_the_identity_rule() -> None:
+    with sdk_server(resource_path="/mcp/") as url:
+        result = judge(url, "mcp-2025-11-25")
+    failed, _ = verdicts(result)
+    assert failed == {"RSV-DSC-004"}
+    # a client must not use that metadata, so the flow is not run on it
+    assert (
+        "must not use it" in {f.requirement.id: f.message for f in result.findings}["RSV-CNS-008"]
+    )

@@ -20,7 +20,12 @@ from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit
 
 import httpx
 
-from conformance.adapters.resource_server import LOOPBACK, ResourceServerContext, metadata_url_for
+from conformance.adapters.resource_server import (
+    LOOPBACK,
+    ResourceServerContext,
+    metadata_url_for,
+    resource_for_metadata_url,
+)
 from conformance.checks import NotApplicable, Skipped
 from conformance.profiles import profile_family
 from conformance.recorder import CliCall, Exchange
@@ -178,6 +183,14 @@ class Authority:
         return value if isinstance(value, str) and value else None
 
     @property
+    def resource(self) -> str:
+        """The resource identifier to ask tokens for (RFC 8707; MCP's canonical URI): the
+        metadata's resource."""
+        value = self.resource_metadata.get("resource")
+        assert isinstance(value, str)  # _authority refuses metadata without one
+        return value
+
+    @property
     def supported_scopes(self) -> tuple[str, ...]:
         both = scopes_of(self.resource_metadata.get("scopes_supported")) + scopes_of(
             self.metadata.get("scopes_supported")
@@ -198,6 +211,17 @@ async def _authority(ctx: ResourceServerContext) -> Authority:
     challenge, _ = bearer_challenge(response)
     challenge_scope = scopes_of(challenge.params.get("scope")) if challenge else ()
     found = await metadata(ctx)
+    resource = found.document.get("resource")
+    if not isinstance(resource, str):
+        raise Skipped("the metadata names no resource to ask tokens for (see RSV-DSC-002)")
+    built = resource_for_metadata_url(found.url)
+    if resource != ctx.url and (
+        found.named or built is None or resource not in (built, built + "/")
+    ):
+        raise Skipped(
+            f"the metadata's resource {resource!r} is not the requested URL (see RSV-DSC-003, "
+            "RSV-DSC-004): a client must not use it (RFC 9728 §3.3)"
+        )
     servers = issuers(found.document)
     if not servers:
         raise Skipped("the metadata names no authorization server to run the flow against")
@@ -297,12 +321,22 @@ async def _register(
 
 
 async def client(ctx: ResourceServerContext) -> Client:
-    """The client of the flow: configured, or registered (RFC 7591)."""
+    """The client of the flow: configured, or registered (RFC 7591) as a public client, or
+    as a confidential one where the registration of a public client is refused."""
     config = ctx.config
     if config.client_id:
         method = config.client_auth or ("client_secret_basic" if config.client_secret else "none")
         return Client(config.client_id, config.client_secret, method, config.redirect_uri, False)
     done = await registration(ctx)
+    if done.response.status_code == 400:
+        auth = await authority(ctx)
+        endpoint = auth.endpoint("registration_endpoint") or ""
+
+        async def confidential() -> Client:
+            again = await _register(ctx, auth, endpoint, "client_secret_basic")
+            return _registered_client(again, ctx.config.redirect_uri)
+
+        return await ctx.target.memo("client client_secret_basic", confidential)
     return _registered_client(done, ctx.config.redirect_uri)
 
 
@@ -421,7 +455,7 @@ async def authorize(
         "client_id": who.client_id,
         "redirect_uri": redirect_uri or who.redirect_uri,
         "state": secrets.token_urlsafe(16),
-        "resource": resource or ctx.url,
+        "resource": resource or auth.resource,
     }
     if pkce == "S256":
         verifier, params["code_challenge"] = pkce_pair()
@@ -544,7 +578,7 @@ async def exchange_code(
         "grant_type": "authorization_code",
         "code": done.code or "",
         "redirect_uri": done.redirect_uri,
-        "resource": resource or ctx.url,
+        "resource": resource or auth.resource,
     }
     chosen = verifier if verifier is not None else done.verifier
     if chosen is not None:

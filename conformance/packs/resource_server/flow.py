@@ -167,10 +167,9 @@ async def _no_code_or_token(
     last = done.evidence[-1] if done.evidence else None
     if not done.code:
         return  # refused at the authorization endpoint, as it should be
+    # A code may still come to nothing at the token endpoint (one that reads every challenge
+    # as S256, say); what must never happen is a token.
     answer = await exchange_code(ctx, auth, who, done)
-    if requirement == "RSV-CNS-010":  # RFC 7636 §4.4.1: refused at the authorization endpoint
-        ctx.require(requirement, False, f"{what} got a code", last, answer.exchange)
-        return
     ctx.require(
         requirement,
         answer.access_token is None,
@@ -265,11 +264,11 @@ async def refresh_tokens_rotate(ctx: ResourceServerContext) -> None:
     tokens = await obtain(ctx, auth, who)
     if tokens.refresh_token is None:
         raise NotApplicable("the authorization server issued no refresh token")
-    first = await refresh(ctx, auth, who, tokens.refresh_token, ctx.url)
+    first = await refresh(ctx, auth, who, tokens.refresh_token, auth.resource)
     if first.access_token is None:
         raise Skipped(f"the refresh grant failed ({first.response.status_code}); rotation cannot be judged")  # fmt: skip
     rotated = first.refresh_token is not None and first.refresh_token != tokens.refresh_token
-    again = await refresh(ctx, auth, who, tokens.refresh_token, ctx.url)
+    again = await refresh(ctx, auth, who, tokens.refresh_token, auth.resource)
     ctx.require(
         "RSV-CNS-014",
         rotated and again.access_token is None,

@@ -78,7 +78,7 @@ async def revocation(ctx: ResourceServerContext) -> None:
     ):
         ctx.cannot_judge("RSV-REV-003", "the revocation was refused (see RSV-REV-001)")
         return
-    again = await refresh(ctx, auth, who, tokens.refresh_token, ctx.url)
+    again = await refresh(ctx, auth, who, tokens.refresh_token, auth.resource)
     ctx.require(
         "RSV-REV-003",
         again.access_token is None,
