@@ -15,8 +15,19 @@ from conformance._cli_resource_server import (
 )
 from conformance.adapters.agent import DEFAULT_ORCHESTRATOR_CLI, AgentTargetConfig
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
-from conformance.adapters.provider import ProviderTargetConfig
-from conformance.config import STARTER, load_config, normalise_target
+from conformance.adapters.provider import (
+    DEFAULT_FAILING_PAYMENT_TOKEN,
+    DEFAULT_OVERSIZED_BODY,
+    ProviderTargetConfig,
+)
+from conformance.client import ClientSettings
+from conformance.config import (
+    STARTER,
+    load_config,
+    normalise_target,
+    orchestrator_identity,
+)
+from conformance.credentials import parse_probes
 from conformance.engine import CheckOutcome, RunPlan, run_sync
 from conformance.errors import UsageError
 from conformance.registry import Role, Step
@@ -185,6 +196,14 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
             f"{profile} signs with the provider's HMAC secret: give --hmac-secret or set "
             "$PROVSPEC_HMAC_SECRET"
         )
+    provider_table: dict[str, Any] = dict(config.values.get("provider", {}))
+    probes, _ = parse_probes(provider_table.get("credential_probe"), "provider.credential_probe")
+    client = ClientSettings(
+        orchestrator=orchestrator_identity(provider_table),
+        scopes=tuple(provider_table.get("scopes", ())),
+        client_capabilities=tuple(provider_table.get("client_capabilities", ("browser",))),
+        account_configuration=dict(provider_table.get("account_configuration", {})),
+    )
     provider = ProviderTargetConfig(
         profile=profile,
         base_url=target,
@@ -204,6 +223,16 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
             getattr(args, "fuzz_examples", None) or config.get("run", "fuzz_examples", 0),
         ),
         fuzz_seed=getattr(args, "fuzz_seed", None) or 0,
+        orchestrator=client.orchestrator,
+        client=client,
+        test_payment_token=provider_table.get("test_payment_token"),
+        failing_payment_token=str(
+            provider_table.get("failing_payment_token", DEFAULT_FAILING_PAYMENT_TOKEN)
+        ),
+        credential_probes=probes,
+        oversized_body_bytes=int(
+            provider_table.get("oversized_body_bytes", DEFAULT_OVERSIZED_BODY)
+        ),
     )
     if args.fault:
         from mocks._core.faults import FaultSet

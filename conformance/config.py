@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from conformance.client import OrchestratorIdentity
+from conformance.credentials import parse_probes
 from conformance.errors import UsageError
 
-__all__ = ["STARTER", "RunConfig", "load_config", "normalise_target"]
+__all__ = ["STARTER", "RunConfig", "load_config", "normalise_target", "orchestrator_identity"]
 
 STARTER = """\
 # provspec.toml: how `provspec run` reaches the role under test. Every key is optional;
@@ -44,6 +46,32 @@ scripted_consent = false
 # issuer http://<orchestrator_host>:<orchestrator_port> (see `provspec keys`).
 orchestrator_host = "127.0.0.1"
 orchestrator_port = 8401
+# What the suite's account requests carry besides the user (README: Provider configuration).
+# scopes = ["query:read", "project:read"]   # default: none sent (the provider's default set)
+# client_capabilities = ["browser"]
+# account_configuration = { region = "US" }
+# 0.1d: a shared payment token your test mode activates; without one, the checks that need a
+# successful payment are skipped. The refusal checks use failing_payment_token.
+# test_payment_token = "spt_test_..."
+# failing_payment_token = "spt_provspec_never_issued"
+# PRV-PRO-012 sends a body of this many bytes; it must exceed your size limit.
+# oversized_body_bytes = 3145728
+
+# The orchestrator account named in account requests: {type: "stripe", stripe: {account}}.
+# Default: a Stripe-shaped acct_ id per user. Pin the one your provider has on file.
+# [provider.orchestrator]
+# type = "stripe"
+# account = "acct_1PrvspecTest0001"
+
+# How the credentials you issue are used at your API, one table per credential
+# (README: Credential probes). Without any, only provspec's mock provider can be probed.
+# [[provider.credential_probe]]
+# credential = "api_key"
+# method = "GET"
+# url = "{host}/api/whoami"
+# headers = { Authorization = "Bearer {api_key}" }
+# works = [200]
+# refused = [401, 403]
 
 [orchestrator]
 # The orchestrator's agent-facing CLI, run with --json. Leave it out to run against the
@@ -118,6 +146,14 @@ _SECTIONS = {
         "scripted_consent",
         "orchestrator_host",
         "orchestrator_port",
+        "orchestrator",
+        "scopes",
+        "client_capabilities",
+        "account_configuration",
+        "test_payment_token",
+        "failing_payment_token",
+        "oversized_body_bytes",
+        "credential_probe",
     },
     "orchestrator": {
         "command",
@@ -191,6 +227,51 @@ def normalise_target(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+def _provider_problems(provider: dict[str, Any]) -> list[str]:
+    """The [provider] keys about what the suite sends, checked (the rest are checked below)."""
+    problems: list[str] = []
+    for key in ("scopes", "client_capabilities"):
+        value = provider.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            problems.append(f"provider.{key} must be a list of non-empty strings")
+    if not isinstance(provider.get("account_configuration", {}), dict):
+        problems.append("provider.account_configuration must be a table")
+    for key in ("test_payment_token", "failing_payment_token"):
+        value = provider.get(key, "x")
+        if not isinstance(value, str) or not value:
+            problems.append(f"provider.{key} must be a non-empty string")
+    size = provider.get("oversized_body_bytes", 1)
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 512 * 1024 * 1024:
+        problems.append(
+            "provider.oversized_body_bytes must be a whole number of bytes up to 512 MiB"
+        )
+    orchestrator = provider.get("orchestrator", {})
+    if not isinstance(orchestrator, dict):
+        problems.append("[provider.orchestrator] must be a table")
+    else:
+        unknown = set(orchestrator) - {"type", "account", "organisation"}
+        if unknown:
+            problems.append(
+                f"unknown keys in [provider.orchestrator]: {sorted(unknown)} "
+                "(known: account, organisation, type)"
+            )
+        try:
+            orchestrator_identity(provider)
+        except ValueError as error:
+            problems.append(f"[provider.orchestrator]: {error}")
+    _, probe_problems = parse_probes(provider.get("credential_probe"), "provider.credential_probe")
+    return problems + probe_problems
+
+
+def orchestrator_identity(provider: dict[str, Any]) -> OrchestratorIdentity:
+    """[provider.orchestrator] as the identity the suite's account requests carry."""
+    table = provider.get("orchestrator") or {}
+    values = {key: table[key] for key in ("type", "account", "organisation") if key in table}
+    if any(not isinstance(value, str) for value in values.values()):
+        raise ValueError("type, account and organisation are strings")
+    return OrchestratorIdentity(**values)
+
+
 def load_config(path: Path | None) -> RunConfig:
     if path is None:
         return RunConfig()
@@ -202,7 +283,7 @@ def load_config(path: Path | None) -> RunConfig:
         ) from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"config {path} is not valid TOML: {error}") from None
-    problems = []
+    problems: list[str] = []
     for section, values in raw.items():
         if section not in _SECTIONS:
             problems.append(f"unknown section [{section}] (known: {', '.join(sorted(_SECTIONS))})")
@@ -215,6 +296,8 @@ def load_config(path: Path | None) -> RunConfig:
                 problems.append(
                     f"unknown key {section}.{key} (known: {', '.join(sorted(_SECTIONS[section]))})"
                 )
+    provider = raw.get("provider")
+    problems += _provider_problems(provider if isinstance(provider, dict) else {})
     port = (
         raw.get("provider", {}).get("orchestrator_port", 8401)
         if isinstance(raw.get("provider"), dict)

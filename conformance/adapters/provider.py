@@ -1,10 +1,12 @@
 """The provider under test, behind one interface; the suite plays the orchestrator.
 
-The suite signs every call as an orchestrator would (0.1d: the HMAC secret the provider was
-configured with; app-next: its own attestation key, published with its metadata) and, for
-app-next, serves its own orchestrator side — metadata, JWKS, redemption — so the provider can
-verify and redeem. With no target URL, the provider is the embedded mock, in-process.
-Everything the suite sends, and everything its orchestrator side receives, is recorded.
+The suite calls the provider through its own orchestrator client (`conformance.client`),
+which sends what a real orchestrator sends and signs every call (0.1d: the HMAC secret the
+provider was configured with; app-next: the suite's attestation key, published with its
+metadata). For app-next it also serves its orchestrator side — metadata, JWKS, redemption —
+so the provider can verify and redeem. With no target URL, the provider is the embedded mock,
+in-process. Everything the suite sends, and everything its orchestrator side receives, is
+recorded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conformance.checks import Check, CheckContext, Skipped
+from conformance.client import (
+    ClientSettings,
+    ConnectFailed,
+    Connection,
+    IdentityFactory,
+    OrchestratorClient,
+    OrchestratorIdentity,
+    User,
+)
+from conformance.credentials import CredentialProbe
 from conformance.errors import UsageError
 from conformance.harness import HarnessMonitor
 from conformance.recorder import Exchange, Recorder, RecordingASGI, RecordingTransport
@@ -33,7 +45,6 @@ from mocks._core.network import LoopbackNetwork
 from mocks._core.store import MemoryStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-from mocks.orchestrator.engine import Orchestrator, ProviderRecord, User
 from mocks.provider.app import ProviderMock, ProviderSettings
 
 __all__ = ["ProviderContext", "ProviderTarget", "ProviderTargetConfig"]
@@ -43,7 +54,10 @@ EMBEDDED_ORCHESTRATOR = "https://orchestrator.mock"
 EMBEDDED_INTERNAL = "http://169.254.169.254"
 """Where the embedded run serves documents "at an internal address": the link-local cloud
 metadata address, which no SSRF policy may let a provider fetch."""
-TARGET = "target"
+DEFAULT_FAILING_PAYMENT_TOKEN = "spt_provspec_never_issued"
+"""Well-formed, but no payment service ever issued it: activating it fails everywhere."""
+DEFAULT_OVERSIZED_BODY = 3 * 1024 * 1024
+"""PRV-PRO-012's probe: above the common framework limits (nginx 1 MiB, Django 2.5 MB)."""
 
 
 class _Documents:
@@ -108,6 +122,23 @@ class ProviderTargetConfig:
     fuzz_examples: int = 0
     """Schema-generated requests per operation (0: fuzzing off)."""
     fuzz_seed: int = 0
+    orchestrator: OrchestratorIdentity = field(default_factory=OrchestratorIdentity)
+    """How account requests name the orchestrator side (`orchestrator` member)."""
+    client: ClientSettings | None = None
+    """What else account requests carry (scopes, client_capabilities, configuration);
+    None: the defaults, with `orchestrator` above."""
+    identity_seed: int | None = None
+    """Seed of the users' names (None: a fresh one, kept in the results)."""
+    test_payment_token: str | None = None
+    """A payment token the provider's test mode activates (0.1d: a shared payment token);
+    None against a real provider: checks that need a successful payment are skipped. The
+    embedded mock accepts one of its own."""
+    failing_payment_token: str = DEFAULT_FAILING_PAYMENT_TOKEN
+    """A well-formed payment token that cannot activate, for the refusal checks."""
+    credential_probes: tuple[CredentialProbe, ...] = ()
+    """How issued credentials are used at the provider's API; empty: the built-in guess."""
+    oversized_body_bytes: int = DEFAULT_OVERSIZED_BODY
+    """Size of PRV-PRO-012's body; it must exceed the provider's limit to judge anything."""
 
     def describe(self) -> str:
         return self.base_url or f"embedded mock provider ({self.profile})"
@@ -128,8 +159,14 @@ class ProviderTarget:
         self.base_url = self.config.base_url or EMBEDDED_PROVIDER
         self.mock: ProviderMock | None = None
         self.core: OrchestratorMock | None = None
-        self.orchestrator: Orchestrator | None = None
+        self.client: OrchestratorClient | None = None
         self.http: httpx.AsyncClient | None = None
+        self.identities = IdentityFactory(
+            *(() if self.config.identity_seed is None else (self.config.identity_seed,))
+        )
+        self.test_payment_token = self.config.test_payment_token
+        self.guard = SSRFGuard()
+        """What every URL taken from an answer must pass before the suite fetches it."""
         self.orchestrator_documents = _Documents()
         """Documents a check serves on the suite's orchestrator side, in front of the mock."""
         self.internal_documents = _Documents()
@@ -143,6 +180,7 @@ class ProviderTarget:
             if self.embedded:
                 network = LoopbackNetwork()
                 guard = SSRFGuard(allowed_hosts=("provider.mock", "orchestrator.mock"))
+                self.guard = guard
                 issuer = EMBEDDED_ORCHESTRATOR
                 self.mock = ProviderMock(
                     ProviderSettings(
@@ -158,8 +196,13 @@ class ProviderTarget:
                 )
                 hmac_secret = self.mock.settings.hmac_secret
                 inner: httpx.AsyncBaseTransport = network.transport
+                if self.test_payment_token is None:
+                    # The mock's stand-in for Stripe activates the shared payment tokens the
+                    # mock orchestrator mints: spt_ and 24 hex digits.
+                    self.test_payment_token = "spt_" + secrets.token_hex(12)
             else:
                 guard = SSRFGuard(allow_loopback=True, allowed_hosts=self.config.allowed_hosts)
+                self.guard = guard
                 # Only app-next needs the suite's orchestrator side reachable by the provider.
                 listener = None
                 issuer = f"http://{self.config.orchestrator_host}:{self.config.orchestrator_port}"
@@ -199,11 +242,19 @@ class ProviderTarget:
                     transport=RecordingTransport(inner, self.recorder), timeout=self.config.timeout
                 )
             )
-            self.orchestrator = Orchestrator(
-                self.core, self.http, auto_consent=self.scripted_consent
+            settings = self.config.client or ClientSettings(orchestrator=self.config.orchestrator)
+            self.client = OrchestratorClient(
+                self.http,
+                base_url=self.base_url,
+                family=self.family,
+                params=self.params,
+                hmac_secret=hmac_secret,
+                attestation_key=self.core.signing_key if self.family == "app-next" else None,
+                issuer=self.core.issuer,
+                settings=settings,
+                identities=self.identities,
+                clock=clock.timestamp,
             )
-            record = ProviderRecord(name=TARGET, base_url=self.base_url, hmac_secret=hmac_secret)
-            self.orchestrator.add_provider(record)
             yield self
 
     @contextlib.contextmanager
@@ -256,6 +307,11 @@ class ProviderTarget:
             self.embedded if self.config.scripted_consent is None else self.config.scripted_consent
         )
 
+    @property
+    def hmac_secret(self) -> str:
+        assert self.client is not None
+        return self.client.hmac_secret
+
     def trust_material(self) -> dict[str, str]:
         """What the provider must be configured with to accept the suite as its orchestrator."""
         assert self.core is not None
@@ -282,25 +338,27 @@ class ProviderContext(CheckContext):
         self.params = target.params
         """The active profile's parameters: header names, lifetimes, algorithms, cap."""
         self.next = target.family == "app-next"
-        assert target.orchestrator is not None
+        assert target.client is not None
         assert target.http is not None
         assert target.core is not None
-        self.orchestrator = target.orchestrator
+        self.client = target.client
         self.http = target.http
         self.core = target.core
         self.base_url = target.base_url
-        self.provider = self.orchestrator.provider(TARGET)
 
     # --- identities --------------------------------------------------------------------------
-    def fresh_user(self) -> User:
-        user = self.orchestrator.new_user(f"provspec+{secrets.token_hex(6)}@example.com")
-        self.orchestrator.accept_tos(self.provider)
-        return user
+    @property
+    def user(self) -> User:
+        """The user the suite's orchestrator acts for now."""
+        return self.client.user
 
-    def existing_user(self) -> User:
-        user = self.orchestrator.new_user(self.target.config.existing_email)
-        self.orchestrator.accept_tos(self.provider)
-        return user
+    def fresh_user(self, *, email_verified: bool = True) -> User:
+        """A user the provider has never seen."""
+        return self.client.new_user(email_verified=email_verified)
+
+    def existing_user(self, email: str | None = None) -> User:
+        """A user whose email already has an account at the provider."""
+        return self.client.new_user(email or self.target.config.existing_email)
 
     def need_scripted_consent(self) -> None:
         if not self.target.scripted_consent:
@@ -309,11 +367,30 @@ class ProviderContext(CheckContext):
             )
 
     # --- calls ---------------------------------------------------------------------------------
-    async def call(self, method: str, path: str, **options: Any) -> tuple[httpx.Response, Exchange]:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        form: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        bearer: str | None = None,
+        headers_override: Mapping[str, str] | None = None,
+    ) -> tuple[httpx.Response, Exchange]:
         """A signed call as the suite's orchestrator; the response and its recorded exchange
-        (the call itself, not what the provider sent the suite's orchestrator side meanwhile)."""
+        (the call itself, not what the provider sent the suite's orchestrator side meanwhile).
+        `headers_override` replaces headers after signing; an empty value removes one."""
         mark = self.recorder.mark
-        response = await self.orchestrator.call(self.provider, method, path, **options)
+        response = await self.client.send(
+            method,
+            path,
+            body=body,
+            form=form,
+            content=content,
+            bearer=bearer,
+            headers=headers_override,
+        )
         url = str(response.request.url)
         for exchange in self.recorder.since(mark):
             if exchange.direction == "sent" and exchange.method == method and exchange.url == url:
@@ -324,12 +401,27 @@ class ProviderContext(CheckContext):
         response = await self.http.get(url, **options)
         return response, self.recorder.exchanges[-1]
 
-    async def connect(self) -> dict[str, Any]:
-        """A provider connection (account + tokens) for the current user; fails the run if impossible."""
-        outcome = await self.orchestrator.connect(self.provider)
-        if not isinstance(outcome, dict):
-            raise Skipped(f"could not obtain a provider token: {outcome.status}")
-        return outcome
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> tuple[httpx.Response, Exchange]:
+        """An unsigned request to any URL (a credential probe at the provider's API)."""
+        response = await self.http.request(method, url, headers=headers, content=content)
+        return response, self.recorder.exchanges[-1]
+
+    async def connect(self) -> Connection:
+        """An account and tokens for the current user; Skipped (saying where the chain
+        stopped) when the provider gives none, since the account checks judge that."""
+        try:
+            return await self.client.connect(scripted_consent=self.target.scripted_consent)
+        except ConnectFailed as why:
+            raise Skipped(
+                f"could not obtain a provider token: {why} (see the account and consent checks)"
+            ) from None
 
     @contextlib.contextmanager
     def serving(self, documents: Mapping[str, Any]) -> Iterator[None]:

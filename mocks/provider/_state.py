@@ -126,9 +126,16 @@ class ProviderState:
     def drop_api_key(self, key: str) -> None:
         self.store.delete(API_KEYS, key)
 
+    def project_owner(self, project_id: str) -> tuple[str, str] | None:
+        """(account, resource) holding `project_id`, whichever account that is."""
+        found = self.store.get(PROJECTS, f"owner\x1f{project_id}")
+        return (str(found[0]), str(found[1])) if isinstance(found, list) else None
+
     def project_resource(self, account_id: str, project_id: str) -> str | None:
         found = self.store.get(PROJECTS, f"{account_id}\x1f{project_id}")
         return str(found) if found else None
 
     def bind_project(self, account_id: str, project_id: str, resource_id: str) -> None:
         self.store.put(PROJECTS, f"{account_id}\x1f{project_id}", resource_id)
+        if self.project_owner(project_id) is None:
+            self.store.put(PROJECTS, f"owner\x1f{project_id}", [account_id, resource_id])

@@ -85,6 +85,7 @@ GRANTED_SCOPE = "provisioning profile"
 CODE_LIFETIME = 300
 ACCESS_LIFETIME = 3600
 DEEP_LINK_LIFETIME = 600
+DEEP_LINKS = "deep_links"
 PENDING_SECONDS = 5
 _VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 SIGNATURE_FAULTS = (
@@ -203,7 +204,11 @@ class ProviderMock:
             Route(f"{p}provisioning/services", self._wrap(self.services, "flat"), methods=["GET"]),
             Route(
                 f"{p}provisioning/account_requests",
-                self._wrap(self.account_requests, "typed"),
+                self._wrap(
+                    self.account_requests,
+                    "typed",
+                    precheck=None if self.next else self._account_request_precheck,
+                ),
                 methods=["POST"],
             ),
             Route(
@@ -236,6 +241,7 @@ class ProviderMock:
                 f"{p}provisioning/deep_links", self._wrap(self.deep_links, "flat"), methods=["POST"]
             ),
             Route(f"{p}api/whoami", self._wrap(self.whoami, "flat", signed=False), methods=["GET"]),
+            Route(f"{p}dashboard", self.dashboard, methods=["GET"]),
             Route(f"{p}jwks.json", self._wrap(self.jwks, "flat", signed=False), methods=["GET"]),
         ]
         if self.next:
@@ -263,8 +269,16 @@ class ProviderMock:
         return json_response(flat_error(code, str(exc.detail)), exc.status_code)
 
     def _wrap(
-        self, handler: Handler, envelope: str, *, signed: bool = True
+        self,
+        handler: Handler,
+        envelope: str,
+        *,
+        signed: bool = True,
+        precheck: Callable[[bytes], None] | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
+        """`precheck` runs on the raw body before the signature is verified (PostHog's order
+        for 0.1d account requests: the body's errors answer before a missing signature)."""
+
         async def endpoint(request: Request) -> Response:
             resource_id = request.path_params.get("id", "")
             try:
@@ -276,6 +290,8 @@ class ProviderMock:
                         status_code=500,
                     )
                 caller = _Caller()
+                if precheck is not None and not self.faults.active("signature-before-body"):
+                    precheck(raw)
                 if signed:
                     try:
                         caller = await self._authenticate(request, raw)
@@ -377,9 +393,16 @@ class ProviderMock:
                 int(elements["t"]), elements["v1"]
             except (ValueError, KeyError):
                 raise HTTPProblem(500, "server_error", "internal server error") from None
+        if header and self.faults.active("first-v1-only"):
+            # compares the first v1 it finds and drops the rest (secret rotation breaks)
+            parts = header.split(",")
+            signatures = [part for part in parts if part.strip().startswith("v1=")]
+            header = ",".join(
+                [part for part in parts if not part.strip().startswith("v1=")] + signatures[:1]
+            )
         try:
             stripe_signature.verify(
-                request.headers.get(self.params.signature_header),
+                header,
                 raw,
                 self.settings.hmac_secret,
                 now=self.clock.timestamp(),
@@ -661,6 +684,14 @@ class ProviderMock:
             first = issues[0]
             raise HTTPProblem(400, "invalid_request", f"{first.path or '/'}: {first.message}")
 
+    def _account_request_precheck(self, raw: bytes) -> None:
+        """0.1d: a body that is no valid account request is refused before its signature."""
+        body = parse_json_object(raw)
+        if body.get("code_challenge_method") != "plain" or not self.faults.active(
+            "account-request-accepts-plain"
+        ):
+            self._validate("account_request", body)
+
     async def account_requests(self, request: Request, raw: bytes, caller: _Caller) -> Response:
         body = parse_json_object(raw)
         if "email" not in body and caller.email and self.faults.active("email-from-attestation"):
@@ -880,8 +911,10 @@ class ProviderMock:
 
     def _grant_code(self, form: dict[str, str], caller: _Caller, signed: bool) -> Response:
         code = form.get("code", "")
-        reuse = self.faults.active("code-reuse")
-        record = self.state.peek_code(code) if reuse else self.state.take_code(code)
+        # The code is used up only once every check passed (PRV-CNS-015): a refused attempt
+        # leaves it to the client that holds the right verifier.
+        early = self.faults.active("failed-exchange-consumes-code")
+        record = self.state.take_code(code) if early else self.state.peek_code(code)
         if record is None or int(record["exp"]) <= self.clock.timestamp():
             raise HTTPProblem(400, "invalid_grant", "the code is unknown, used or expired")
         # RFC 8707 §2: any token request naming another resource is refused, whichever way
@@ -914,13 +947,20 @@ class ProviderMock:
                 )
         elif not challenge and not signed:
             raise HTTPProblem(401, "invalid_client", "an unsigned token request needs a PKCE code")
-        if record.get("consented"):
-            if record.get("redirect_uri") and form.get("redirect_uri") != record["redirect_uri"]:
-                raise HTTPProblem(
-                    400, "invalid_grant", "redirect_uri differs from the authorization request"
-                )
-            if self.next and caller.issuer and caller.subject:
-                self.state.link(f"{caller.issuer}\x1f{caller.subject}", str(record["account"]))
+        if record.get("consented") and (
+            record.get("redirect_uri") and form.get("redirect_uri") != record["redirect_uri"]
+        ):
+            raise HTTPProblem(
+                400, "invalid_grant", "redirect_uri differs from the authorization request"
+            )
+        if (
+            not early
+            and not self.faults.active("code-reuse")
+            and self.state.take_code(code) is None
+        ):
+            raise HTTPProblem(400, "invalid_grant", "the code is unknown, used or expired")
+        if record.get("consented") and self.next and caller.issuer and caller.subject:
+            self.state.link(f"{caller.issuer}\x1f{caller.subject}", str(record["account"]))
         tokens = self.state.issue_tokens(
             str(record["account"]),
             GRANTED_SCOPE,
@@ -1044,6 +1084,14 @@ class ProviderMock:
             )
         project = body.get("project_id")
         if isinstance(project, str):
+            owner = self.state.project_owner(project)
+            if owner is not None and owner[0] != account:
+                held = self.state.resource(owner[1])
+                if held is not None and self.faults.active("project-id-cross-account"):
+                    return json_response(self._resource_view(held))  # looked up without owner
+                raise HTTPProblem(
+                    409, "project_id_conflict", "project_id is bound to another account"
+                )
             existing_id = self.state.project_resource(account, project)
             if existing_id is not None and not self.faults.active("project-id-ignored"):
                 existing = self.state.resource(existing_id)
@@ -1055,7 +1103,13 @@ class ProviderMock:
         resource_id = new_id("res")
         unpaid_allowed = self.faults.active("provision-without-payment")
         if entry.paid and not (unpaid_allowed and body.get("payment_credentials") is None):
-            await self._charge(body.get("payment_credentials"), entry, resource_id, project)
+            try:
+                await self._charge(body.get("payment_credentials"), entry, resource_id, project)
+            except HTTPProblem as refused:
+                if self.faults.active("refused-payment-leaves-resource"):
+                    # the resource was written before billing ran, and stays
+                    self._leave_behind(account, entry, resource_id, body, refused)
+                raise
         resource: dict[str, Any] = {
             "id": resource_id,
             "account": account,
@@ -1079,6 +1133,26 @@ class ProviderMock:
         # REST habit: 201 Created, where APP answers a new resource with 200
         status = 201 if self.faults.active("create-answers-201") else 200
         return json_response(self._resource_view(resource), status)
+
+    def _leave_behind(
+        self,
+        account: str,
+        entry: catalog.Service,
+        resource_id: str,
+        body: dict[str, Any],
+        refused: HTTPProblem,
+    ) -> None:
+        resource = {
+            "id": resource_id,
+            "account": account,
+            "service_id": entry.id,
+            "configuration": body.get("configuration") or {},
+            "status": "complete",
+            "api_key": self.state.new_api_key(resource_id),
+            "created": self.clock.timestamp(),
+        }
+        self.state.save_resource(resource)
+        refused.extra["id"] = resource_id
 
     async def _charge(
         self, credentials: Any, entry: catalog.Service, resource_id: str, project: Any
@@ -1278,7 +1352,12 @@ class ProviderMock:
         foreign = resource is not None and resource["account"] != account
         if foreign and self.faults.active("cross-account-access"):
             foreign = False
-        if resource is None or foreign or resource["status"] == "removed":
+        if foreign and self.faults.active("foreign-resource-403"):
+            raise HTTPProblem(403, "forbidden", "the resource belongs to another account")
+        removed = resource is not None and resource["status"] == "removed"
+        if removed and self.faults.active("removed-resource-still-served"):
+            removed = False
+        if resource is None or foreign or removed:
             raise HTTPProblem(404, "not_found", "no such resource for this account")
         return resource
 
@@ -1356,6 +1435,15 @@ class ProviderMock:
                 await self._charge(body.get("payment_credentials"), target, resource["id"], None)
             resource["service_id"] = target.id
         else:
+            if self.faults.active("removed-resource-still-served"):
+                # answers "removed" but changes nothing: the resource keeps being served
+                return json_response(
+                    {
+                        "status": "removed",
+                        "id": resource["id"],
+                        "service_id": resource["service_id"],
+                    }
+                )
             if resource["api_key"] and not self.faults.active("remove-keeps-credentials"):
                 self.state.drop_api_key(resource["api_key"])
             resource["status"] = "removed"
@@ -1368,13 +1456,28 @@ class ProviderMock:
         return json_response(self._resource_view(resource))
 
     async def deep_links(self, request: Request, raw: bytes, caller: _Caller) -> Response:
-        self._bearer_account(request)
+        account = self._bearer_account(request)
         body = parse_json_object(raw)
         self._validate("deep_link_request", body)
         lifetime = 86400 if self.faults.active("deep-link-long-lived") else DEEP_LINK_LIFETIME
         expires = self.clock.timestamp() + lifetime
-        url = f"{self.base_url}dashboard?login=" + secrets.token_urlsafe(16)
+        login = secrets.token_urlsafe(16)
+        self.state.store.put(DEEP_LINKS, login, {"account": account, "exp": expires})
+        url = f"{self.base_url}dashboard?login=" + login
         return json_response({"url": url, "expires_at": iso_utc(expires)})
+
+    async def dashboard(self, request: Request) -> Response:
+        """Where a deep link lands, in a browser: the login token signs in once (a session
+        cookie, then the dashboard); used, expired or unknown, it goes to the login page."""
+        login = request.query_params.get("login", "")
+        link = self.state.store.get(DEEP_LINKS, login) if login else None
+        if link is not None and not self.faults.active("deep-link-reusable"):
+            self.state.store.delete(DEEP_LINKS, login)
+        if link is None or int(link["exp"]) <= self.clock.timestamp():
+            return RedirectResponse(f"{self.base_url}dashboard/login?error=link_used", 302)
+        answer = RedirectResponse(f"{self.base_url}dashboard/home", 302)
+        answer.set_cookie("mock_session", secrets.token_urlsafe(16), httponly=True)
+        return answer
 
     # --- the provider API the credentials unlock -----------------------------------------
     async def whoami(self, request: Request, raw: bytes, caller: _Caller) -> Response:

@@ -11,9 +11,11 @@ import httpx
 from conformance import jose
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped
+from conformance.client import ATTESTATION_TYP, Connection
 from conformance.recorder import Exchange
 from conformance.schemas import default_store
-from mocks._core.attestation import ATTESTATION_TYP, PAYMENT_TOKEN_TYP, attestation_claims
+
+PAYMENT_TOKEN_TYP = "app-payment+jwt"
 
 SCHEMAS = default_store()
 
@@ -67,12 +69,12 @@ async def provision(
     return await ctx.call("POST", "provisioning/resources", body=body, bearer=bearer)
 
 
-async def free_resource(ctx: ProviderContext) -> tuple[dict[str, Any], dict[str, Any]]:
+async def free_resource(ctx: ProviderContext) -> tuple[Connection, dict[str, Any]]:
     """A fresh user, connected, with a complete free resource: (connection, resource answer)."""
     ctx.fresh_user()
     connection = await ctx.connect()
     entry = await service_of(ctx, "free")
-    response, _ = await provision(ctx, str(entry["id"]), bearer=connection["access_token"])
+    response, _ = await provision(ctx, str(entry["id"]), bearer=connection.access_token)
     document = ctx.json(response)
     if (
         response.status_code != 200
@@ -92,17 +94,8 @@ def attestation(
     key: jose.SigningKey | None = None,
     **claims: Any,
 ) -> str:
-    """An attestation as the suite's orchestrator would sign it, with overrides for attacks."""
-    user = ctx.orchestrator.user()
-    payload = attestation_claims(
-        issuer=ctx.core.issuer,
-        audience=ctx.base_url,
-        subject=user.id,
-        body=body,
-        now=int(time.time()),
-        lifetime=ctx.params.attestation_lifetime,
-        claims={"email": user.email, "email_verified": True, "orchestrator_account": user.account},
-    )
+    """An attestation as the suite's orchestrator signs it, with overrides for attacks."""
+    _, payload, _ = jose.unverified_parts(ctx.client.attest(body))
     payload.update(claims)
     for name in drop:
         payload.pop(name, None)
@@ -119,7 +112,7 @@ def payment_token(ctx: ProviderContext, service_id: str, **overrides: Any) -> st
     claims = {
         "iss": ctx.core.issuer,
         "aud": ctx.base_url,
-        "sub": ctx.orchestrator.user().id,
+        "sub": ctx.user.id,
         "jti": "pt_" + secrets.token_hex(8),
         "iat": now,
         "exp": now + 600,
@@ -133,15 +126,27 @@ def payment_token(ctx: ProviderContext, service_id: str, **overrides: Any) -> st
 
 
 def payment_credentials(ctx: ProviderContext, service_id: str, **overrides: Any) -> dict[str, Any]:
+    """Payment credentials that pay: 0.1d, the shared payment token the target's test mode
+    activates ([provider] test_payment_token; without one, the check cannot pay and is
+    skipped); app-next, a payment token the suite mints for this service."""
     if ctx.family == "app-0.1d":
-        return {
-            "type": "stripe_payment_token",
-            "stripe_payment_token": "spt_" + secrets.token_hex(12),
-        }
+        token = ctx.target.test_payment_token
+        if not token:
+            raise Skipped(
+                "a paid provisioning needs a shared payment token the provider's test mode "
+                "activates: set [provider] test_payment_token in provspec.toml"
+            )
+        return {"type": "stripe_payment_token", "stripe_payment_token": token}
     return {
         "type": "app_payment_token",
         "app_payment_token": payment_token(ctx, service_id, **overrides),
     }
+
+
+def failing_payment_credentials(ctx: ProviderContext) -> dict[str, Any]:
+    """0.1d payment credentials of the right shape whose token cannot activate."""
+    token = ctx.target.config.failing_payment_token
+    return {"type": "stripe_payment_token", "stripe_payment_token": token}
 
 
 def no_traceback(response: httpx.Response) -> bool:

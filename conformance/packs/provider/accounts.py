@@ -7,22 +7,23 @@ from typing import Any
 
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
+from conformance.client import pkce_pair
 from conformance.packs.provider._helpers import attestation, error_code, issues
 from conformance.www_authenticate import ChallengeError, parse
 
 
-def account_request(ctx: ProviderContext, **overrides: Any) -> dict[str, Any]:
-    user = ctx.orchestrator.user()
-    body: dict[str, Any] = {
-        "id": "acctreq_" + secrets.token_hex(6),
-        "object": "account_request",
-        "email": user.email,
-        "scopes": ["provisioning"],
-        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjSstw-cM",
-        "code_challenge_method": "S256",
-    }
-    body.update(overrides)
-    return {key: value for key, value in body.items() if value is not None}
+def account_request(ctx: ProviderContext, **changes: Any) -> dict[str, Any]:
+    """The complete account request a real orchestrator sends for the current user (with a
+    fresh PKCE challenge); `changes` replace members, None leaves one out."""
+    _, challenge = pkce_pair()
+    return ctx.client.account_request(challenge=challenge, **changes)
+
+
+def absolute_url(url: object) -> bool:
+    """An absolute https URL, or http on loopback (a test provider)."""
+    return isinstance(url, str) and url.startswith(
+        ("https://", "http://127.", "http://localhost", "http://[::1]")
+    )
 
 
 @check("PRV-ACC-001", "PRV-ACC-010")
@@ -56,33 +57,49 @@ async def new_identity_gets_an_account_and_a_code(ctx: ProviderContext) -> None:
 
 
 @check("PRV-ACC-002", "PRV-ACC-010")
-async def existing_account_requires_auth(ctx: ProviderContext) -> None:
+async def existing_account_is_linked_or_sent_to_consent(ctx: ProviderContext) -> None:
+    """The deployed provider links an existing email under the orchestrator's signature
+    (type oauth); a provider may ask for consent instead (requires_auth with a url)."""
     ctx.existing_user()
+    answer = await ctx.client.request_account()
+    exchange = ctx.recorder.exchanges[-1]
+    kind = answer.kind
+    if kind == "requires_auth":
+        ok, shape = absolute_url(answer.consent_url), "account_response_requires_auth"
+        why = f"requires_auth must carry an absolute https (or loopback) url, not {answer.consent_url!r}"
+    else:
+        ok, shape = kind == "oauth" and answer.code is not None, "account_response_oauth"
+        why = (
+            f"an account request for the existing {ctx.user.email} must get 200 with type oauth "
+            f"and a code, or type requires_auth and a url; got {answer.describe()}"
+        )
+    ctx.require("PRV-ACC-002", ok, why, exchange)
+    if answer.response.status_code == 200:
+        problems = issues(ctx, shape, answer.document)
+        ctx.require(
+            "PRV-ACC-010", not problems, f"the {kind} answer is not valid: {problems}", exchange
+        )
+
+
+@check("PRV-ACC-014")
+async def body_errors_come_before_the_missing_signature(ctx: ProviderContext) -> None:
+    """The deployed order (PostHog): API-Version, body validation, then the signature."""
+    ctx.fresh_user()
     response, exchange = await ctx.call(
-        "POST", "provisioning/account_requests", body=account_request(ctx)
+        "POST",
+        "provisioning/account_requests",
+        body=account_request(ctx, email=None),
+        headers_override={ctx.params.signature_header: ""},
     )
     document = ctx.json(response)
-    answer = document.get("requires_auth") if isinstance(document, dict) else None
-    url = answer.get("url") if isinstance(answer, dict) else None
-    if isinstance(answer, dict) and url is None and isinstance(answer.get("redirect"), dict):
-        url = answer["redirect"].get("url")
-    ok = (
-        response.status_code == 200
-        and document.get("type") == "requires_auth"
-        and isinstance(url, str)
-    )
-    ok = ok and str(url).startswith(("https://", "http://127.", "http://localhost"))
     ctx.require(
-        "PRV-ACC-002",
-        ok,
-        "an existing account must get requires_auth with an absolute consent url",
-        exchange,
-    )
-    problems = issues(ctx, "account_response_requires_auth", document)
-    ctx.require(
-        "PRV-ACC-010",
-        response.status_code != 200 or not problems,
-        f"requires_auth answer invalid: {problems}",
+        "PRV-ACC-014",
+        response.status_code == 400
+        and isinstance(document, dict)
+        and document.get("type") == "error"
+        and error_code(document) == "invalid_request",
+        "an unsigned account request without email should get the body's error first (400 "
+        f"invalid_request, typed envelope), got {response.status_code} {error_code(document) or ''}",
         exchange,
     )
 
@@ -202,7 +219,7 @@ async def the_same_identity_reaches_the_same_account(ctx: ProviderContext) -> No
     from conformance.packs.provider._helpers import free_resource
 
     _, resource = await free_resource(ctx)
-    user = ctx.orchestrator.user()
+    user = ctx.user
     renamed = f"provspec+renamed-{secrets.token_hex(4)}@example.com"
     for why, email in (("again", user.email), (f"with its email changed to {renamed}", renamed)):
         await _reaches_resource(ctx, resource, why, email)
@@ -212,8 +229,6 @@ async def _reaches_resource(
     ctx: ProviderContext, resource: dict[str, Any], why: str, email: str
 ) -> None:
     import json
-
-    from mocks.orchestrator.engine import pkce_pair
 
     verifier, challenge = pkce_pair()
     raw = json.dumps(account_request(ctx, email=email, code_challenge=challenge)).encode()
@@ -264,8 +279,7 @@ async def an_email_case_variant_goes_down_the_consent_path(ctx: ProviderContext)
     variant = f"{local.upper()}@{domain.upper()}"
     if variant == existing:
         raise Skipped(f"{existing!r} has no case variant")
-    ctx.orchestrator.new_user(variant)
-    ctx.orchestrator.accept_tos(ctx.provider)
+    ctx.existing_user(variant)
     response, exchange = await ctx.call(
         "POST", "provisioning/account_requests", body=account_request(ctx, email=variant)
     )
@@ -286,9 +300,12 @@ async def an_email_case_variant_goes_down_the_consent_path(ctx: ProviderContext)
 
 @check("PRV-ACC-012")
 async def concurrent_first_requests_make_one_account(ctx: ProviderContext) -> None:
+    """Four account requests at once for one new identity, each exchanged for a token. Which
+    tokens share an account is asked with the project_id rules every provider keeps: the
+    first token creates a resource under a project_id; the same project_id from a token of
+    the same account answers that resource (PRV-PRO-005), from another account a conflict
+    (PRV-PRO-006)."""
     import asyncio
-
-    from mocks.orchestrator.engine import pkce_pair
 
     ctx.fresh_user()
     pairs = [pkce_pair() for _ in range(4)]
@@ -318,25 +335,30 @@ async def concurrent_first_requests_make_one_account(ctx: ProviderContext) -> No
             bearers.append(bearer)
     if len(bearers) < 2:
         raise Skipped("fewer than two concurrent account requests gave tokens to compare")
-    # Resources are private to their account: one made with the first token must be visible
-    # to every other token if, and only if, they all reach the same account.
-    from conformance.packs.provider._helpers import provision, service_of
+    from conformance.packs.provider._helpers import service_of
 
     entry = await service_of(ctx, "free")
-    made, _ = await provision(ctx, str(entry["id"]), bearer=bearers[0])
+    body = {"service_id": str(entry["id"]), "project_id": "proj_" + secrets.token_hex(6)}
+    made, _ = await ctx.call("POST", "provisioning/resources", body=body, bearer=bearers[0])
     resource_id = (ctx.json(made) or {}).get("id")
     if made.status_code != 200 or not resource_id:
         raise Skipped("could not provision with the first token (see PRV-PRO-003)")
-    unseen = []
-    for bearer in bearers[1:]:
-        seen, exchange = await ctx.call(
-            "GET", f"provisioning/resources/{resource_id}", bearer=bearer
+    same, _ = await ctx.call("POST", "provisioning/resources", body=body, bearer=bearers[0])
+    if (ctx.json(same) or {}).get("id") != resource_id:
+        raise Skipped(
+            "blocked by PRV-PRO-005: the same project_id from the same token did not lead back "
+            "to its resource, so it cannot tell accounts apart"
         )
-        if seen.status_code != 200:
-            unseen.append(exchange)
+    apart = []
+    for bearer in bearers[1:]:
+        again, exchange = await ctx.call("POST", "provisioning/resources", body=body, bearer=bearer)
+        if (ctx.json(again) or {}).get("id") != resource_id:
+            apart.append(exchange)
     ctx.require(
         "PRV-ACC-012",
-        not unseen,
-        f"{len(bearers)} concurrent first requests for one identity made more than one account",
-        *unseen[:2],
+        not apart,
+        f"{len(bearers)} concurrent first requests for one identity made more than one "
+        f"account: the project_id of resource {resource_id!r} did not lead another of their "
+        "tokens to it",
+        *apart[:2],
     )

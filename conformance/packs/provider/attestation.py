@@ -13,9 +13,8 @@ from typing import Any
 from conformance import jose
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import check
+from conformance.client import ATTESTATION_TYP, stripe_signature, stripe_v1
 from conformance.packs.provider._helpers import attestation, error_code, no_traceback, unsigned
-from mocks._core import stripe_signature
-from mocks._core.attestation import ATTESTATION_TYP
 
 HEALTH = "provisioning/health"
 
@@ -52,7 +51,7 @@ async def unsigned_request_is_refused(ctx: ProviderContext) -> None:
 
 @check("PRV-ATT-002")
 async def wrong_hmac_is_refused(ctx: ProviderContext) -> None:
-    forged = stripe_signature.sign("whsec_provspec_wrong_secret", b"", int(time.time()))
+    forged = stripe_signature("whsec_provspec_wrong_secret", b"", int(time.time()))
     await refused(
         ctx,
         "PRV-ATT-002",
@@ -63,8 +62,7 @@ async def wrong_hmac_is_refused(ctx: ProviderContext) -> None:
 
 @check("PRV-ATT-003")
 async def stale_signature_is_refused(ctx: ProviderContext) -> None:
-    secret = ctx.provider.hmac_secret or ""
-    stale = stripe_signature.sign(secret, b"", int(time.time()) - 600)
+    stale = stripe_signature(ctx.client.hmac_secret, b"", int(time.time()) - 600)
     await refused(
         ctx,
         "PRV-ATT-003",
@@ -75,21 +73,37 @@ async def stale_signature_is_refused(ctx: ProviderContext) -> None:
 
 @check("PRV-ATT-004")
 async def altered_body_is_refused(ctx: ProviderContext) -> None:
-    secret = ctx.provider.hmac_secret or ""
-    signed_for = b'{"id":"acctreq_provspec","email":"a@example.com"}'
-    signature = stripe_signature.sign(secret, signed_for, int(time.time()))
-    response, exchange = await ctx.call(
-        "POST",
-        "provisioning/account_requests",
-        content=signed_for.replace(b"a@", b"b@"),
-        headers_override={ctx.params.signature_header: signature},
-    )
-    ctx.require(
-        "PRV-ATT-004",
-        response.status_code == 401,
-        f"a body altered after signing must get 401, got {response.status_code}",
-        exchange,
-    )
+    """A complete, valid account request is signed, then changed: one byte of its id, or the
+    whole body where the signature was made over an empty one (a verifier that leaves the
+    body out accepts that). Each altered body is still a valid request, so only the
+    signature can refuse it."""
+    from conformance.packs.provider.accounts import account_request
+
+    ctx.fresh_user()
+    body = json.dumps(account_request(ctx), separators=(",", ":")).encode()
+    now = int(time.time())
+    altered = body.replace(b'"id":"acctreq_', b'"id":"acctreQ_', 1)
+    assert altered != body
+    for why, sent, signed_for in (
+        ("one byte of the body changed after signing", altered, body),
+        ("a signature made over an empty body", body, b""),
+    ):
+        response, exchange = await ctx.call(
+            "POST",
+            "provisioning/account_requests",
+            content=sent,
+            headers_override={
+                ctx.params.signature_header: stripe_signature(
+                    ctx.client.hmac_secret, signed_for, now
+                )
+            },
+        )
+        ctx.require(
+            "PRV-ATT-004",
+            response.status_code == 401,
+            f"{why} must get 401, got {response.status_code}",
+            exchange,
+        )
 
 
 @check("PRV-ATT-005")
@@ -103,6 +117,27 @@ async def api_version_is_enforced(ctx: ProviderContext) -> None:
             "PRV-ATT-005",
             ok,
             f"API-Version {value or '(missing)'!r} must get 400 invalid_api_version",
+            exchange,
+        )
+
+
+@check("PRV-ATT-027")
+async def any_of_several_v1_signatures_may_match(ctx: ProviderContext) -> None:
+    """While its secret rotates, an orchestrator signs with the old secret and the new: the
+    header carries two v1 values and either may be the one the provider knows."""
+    now = int(time.time())
+    stranger = stripe_v1("whsec_provspec_retired_secret", now, b"")
+    genuine = stripe_v1(ctx.client.hmac_secret, now, b"")
+    for order, values in (("second", (stranger, genuine)), ("first", (genuine, stranger))):
+        header = f"t={now}," + ",".join(f"v1={value}" for value in values)
+        response, exchange = await ctx.call(
+            "GET", HEALTH, headers_override={ctx.params.signature_header: header}
+        )
+        ctx.require(
+            "PRV-ATT-027",
+            response.status_code == 200,
+            f"a Stripe-Signature whose {order} of two v1 values is valid must be accepted, "
+            f"got {response.status_code} {error_code(ctx.json(response)) or ''}",
             exchange,
         )
 

@@ -171,7 +171,7 @@ async def _probe(ctx: ProviderContext, feature: str) -> tuple[str, Exchange | No
     if feature == "refresh_tokens":
         ctx.fresh_user()
         connection = await ctx.connect()
-        if not connection.get("refresh_token"):
+        if not connection.refresh_token:
             return "the token response carries no refresh_token", ctx.recorder.exchanges[-1]
         return "", None
     if feature == "revocation":
@@ -187,7 +187,7 @@ async def _probe(ctx: ProviderContext, feature: str) -> tuple[str, Exchange | No
             "POST",
             "provisioning/deep_links",
             body={"purpose": "dashboard"},
-            bearer=connection["access_token"],
+            bearer=connection.access_token,
         )
         if response.status_code in (404, 405, 501):
             return f"provisioning/deep_links answers {response.status_code}", exchange
@@ -207,7 +207,7 @@ async def _allowed_update(ctx: ProviderContext) -> tuple[str, Exchange | None]:
     body: dict[str, Any] = {"service_id": target}
     if (entries[target].get("pricing") or {}).get("type") == "paid":
         body["payment_credentials"] = payment_credentials(ctx, target)
-    bearer = connection["access_token"]
+    bearer = connection.access_token
     response, exchange = await ctx.call(
         "POST", f"provisioning/resources/{resource['id']}/update_service", body=body, bearer=bearer
     )

@@ -9,13 +9,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 
 from conformance.adapters.provider import ProviderContext
-from conformance.checks import Skipped, check
+from conformance.checks import NotApplicable, Skipped, check
+from conformance.client import ConnectFailed, pkce_pair
 from conformance.packs.provider._helpers import error_code, free_resource
 from conformance.packs.provider.accounts import account_request
 from conformance.packs.provider.discovery import prm_url
 from conformance.www_authenticate import ChallengeError, parse
-from mocks._core.http import HTTPProblem
-from mocks.orchestrator.engine import pkce_pair
 
 
 def as_metadata_url(issuer: str) -> str:
@@ -38,19 +37,23 @@ async def as_metadata(ctx: ProviderContext) -> tuple[str, dict[str, Any], Any]:
 
 
 async def new_code(ctx: ProviderContext, challenge: str | None) -> str:
+    """A fresh user's authorization code, bound to `challenge` (None: a request without PKCE)."""
     ctx.fresh_user()
     change: dict[str, str | None] = (
-        {} if challenge else {"code_challenge": None, "code_challenge_method": None}
+        {"code_challenge": challenge}
+        if challenge
+        else {"code_challenge": None, "code_challenge_method": None}
     )
-    if challenge:
-        change["code_challenge"] = challenge
     response, _ = await ctx.call(
         "POST", "provisioning/account_requests", body=account_request(ctx, **change)
     )
     document = ctx.json(response)
     code = (document.get("oauth") or {}).get("code") if isinstance(document, dict) else None
     if response.status_code != 200 or not isinstance(code, str):
-        raise Skipped("could not obtain an authorization code (see PRV-ACC-001)")
+        raise Skipped(
+            f"could not obtain an authorization code: the account request was answered "
+            f"{response.status_code} {error_code(document) or ''} (see PRV-ACC-001)"
+        )
     return code
 
 
@@ -129,44 +132,73 @@ async def authorize_requires_pkce_s256(ctx: ProviderContext) -> None:
         )
 
 
-@check("PRV-CNS-005", "PRV-CNS-006", "PRV-CNS-007", "PRV-CNS-013", "PRV-CRD-006")
-async def token_endpoint_enforces_pkce_and_single_use(ctx: ProviderContext) -> None:
+def issued(response: httpx.Response) -> bool:
+    return response.status_code == 200 and "access_token" in response.text
+
+
+@check("PRV-CNS-005", "PRV-CNS-015")
+async def a_wrong_verifier_is_refused_and_leaves_the_code_usable(ctx: ProviderContext) -> None:
     verifier, challenge = pkce_pair()
     code = await new_code(ctx, challenge)
     wrong, _ = pkce_pair()
     response, exchange = await token(
         ctx, grant_type="authorization_code", code=code, code_verifier=wrong
     )
+    refused = response.status_code in (400, 401) and "access_token" not in response.text
     ctx.require(
         "PRV-CNS-005",
-        response.status_code in (400, 401) and "access_token" not in response.text,
-        "a wrong code_verifier must get invalid_grant and no token",
+        refused,
+        f"a wrong code_verifier must get invalid_grant and no token, got {response.status_code}",
         exchange,
     )
+    if not refused:
+        ctx.cannot_judge("PRV-CNS-015", "blocked by PRV-CNS-005: the wrong verifier was accepted")
+        return
+    again, again_exchange = await token(
+        ctx, grant_type="authorization_code", code=code, code_verifier=verifier
+    )
+    ctx.require(
+        "PRV-CNS-015",
+        issued(again),
+        "after a refused attempt with a wrong code_verifier, the code with the right one must "
+        f"still give tokens, got {again.status_code} {error_code(ctx.json(again)) or ''}",
+        exchange,
+        again_exchange,
+    )
+
+
+@check("PRV-CNS-006")
+async def a_pkce_code_needs_its_verifier_even_when_signed(ctx: ProviderContext) -> None:
+    """The request is signed like every other: a PKCE-bound code is not redeemed on the
+    orchestrator's signature alone."""
+    _, challenge = pkce_pair()
     code = await new_code(ctx, challenge)
     response, exchange = await token(ctx, grant_type="authorization_code", code=code)
     ctx.require(
         "PRV-CNS-006",
         response.status_code in (400, 401) and "access_token" not in response.text,
-        "a PKCE-bound code without code_verifier must get no token",
+        f"a PKCE-bound code without code_verifier must get no token, got {response.status_code}",
         exchange,
     )
+
+
+@check("PRV-CNS-007", "PRV-CNS-013", "PRV-CRD-006")
+async def codes_work_once_and_tokens_are_not_cached(ctx: ProviderContext) -> None:
+    verifier, challenge = pkce_pair()
     code = await new_code(ctx, challenge)
     first, first_exchange = await token(
         ctx, grant_type="authorization_code", code=code, code_verifier=verifier
     )
-    if first.status_code != 200:
-        ctx.require(
-            "PRV-CNS-007",
-            False,
-            "a correct code exchange failed; cannot test single use",
-            first_exchange,
+    if not issued(first):
+        raise Skipped(
+            f"a correct code exchange was answered {first.status_code} "
+            f"{error_code(ctx.json(first)) or ''}, so single use cannot be tested"
         )
-        return
     ctx.require(
         "PRV-CNS-013",
         "no-store" in first.headers.get("cache-control", ""),
-        "token responses must carry Cache-Control: no-store",
+        "token responses must carry Cache-Control: no-store (RFC 6749 §5.1), got "
+        f"{first.headers.get('cache-control')!r}",
         first_exchange,
     )
     tokens = ctx.json(first)
@@ -182,7 +214,8 @@ async def token_endpoint_enforces_pkce_and_single_use(ctx: ProviderContext) -> N
     ctx.require(
         "PRV-CNS-007",
         again.status_code == 400 and error_code(ctx.json(again)) == "invalid_grant",
-        "a second use of a code must get invalid_grant",
+        f"a second use of a code must get invalid_grant, got {again.status_code} "
+        f"{error_code(ctx.json(again)) or ''}",
         exchange,
     )
 
@@ -224,7 +257,7 @@ async def _narrower(ctx: ProviderContext) -> str:
 @check("PRV-CNS-011")
 async def a_token_without_the_scope_gets_403(ctx: ProviderContext) -> None:
     connection, resource = await free_resource(ctx)
-    refresh = connection.get("refresh_token")
+    refresh = connection.refresh_token
     if not refresh:
         raise Skipped("no refresh token to narrow the scope with")
     response, _ = await token(
@@ -325,23 +358,33 @@ async def authorization_response_carries_state_and_iss(ctx: ProviderContext) -> 
 
 @check("PRV-CNS-014")
 async def requires_auth_leads_to_tokens_through_consent(ctx: ProviderContext) -> None:
-    ctx.need_scripted_consent()
     ctx.existing_user()
-    probe, _ = await ctx.call("POST", "provisioning/account_requests", body=account_request(ctx))
-    answer = ctx.json(probe)
-    url = (answer.get("requires_auth") or {}).get("url") if isinstance(answer, dict) else None
-    if not isinstance(url, str) or not url:
-        raise Skipped("blocked by PRV-ACC-002: the provider gave no requires_auth url to follow")
+    answer = await ctx.client.request_account()
+    if answer.kind == "oauth":
+        raise NotApplicable(
+            "the provider links an existing account under the orchestrator's signature (type "
+            "oauth), so there is no consent step to follow (PRV-ACC-002 allows both)"
+        )
+    url = answer.consent_url
+    if answer.kind != "requires_auth" or url is None:
+        raise Skipped(
+            f"blocked by PRV-ACC-002: the existing account's request was answered "
+            f"{answer.describe()}, with no requires_auth url to follow"
+        )
+    ctx.need_scripted_consent()
     mark = ctx.recorder.mark
     try:
-        outcome: Any = await ctx.orchestrator.connect(ctx.provider)
-    except HTTPProblem as problem:
-        outcome = f"{problem.status} {problem.code}: {problem.message}"
+        code = await ctx.client.approve(url)
+        response = await ctx.client.exchange_code(code, answer.verifier)
+        outcome = f"{response.status_code} {error_code(ctx.json(response)) or ''}"
+        ok = issued(response)
+    except ConnectFailed as why:
+        outcome, ok = str(why), False
     trail = ctx.recorder.since(mark)
     ctx.require(
         "PRV-CNS-014",
-        isinstance(outcome, dict) and isinstance(outcome.get("access_token"), str),
+        ok,
         "requires_auth, consent and the code exchange with the account request's verifier "
-        f"must end in tokens (got {getattr(outcome, 'status', outcome)!r})",
+        f"must end in tokens (got {outcome})",
         *trail[-3:],
     )

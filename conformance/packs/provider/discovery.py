@@ -186,6 +186,12 @@ async def protected_resource_metadata(ctx: ProviderContext) -> None:
     )
 
 
+SERVICE_REF = "service_ref"
+"""Not a service id: PostHog's deployable lists it in allowed_updates because Stripe's CLI
+checks plan changes against allowed_updates before calling (services_catalog.py), and
+Stripe's own catalog carries it through unchanged."""
+
+
 @check("PRV-DSC-005")
 async def catalog_references_stay_inside_the_catalog(ctx: ProviderContext) -> None:
     response, exchange = await ctx.call("GET", "provisioning/services")
@@ -199,7 +205,11 @@ async def catalog_references_stay_inside_the_catalog(ctx: ProviderContext) -> No
     for entry in entries:
         if not isinstance(entry, dict):
             continue
-        named = list(entry.get("allowed_updates") or [])
+        named = [
+            ref
+            for ref in entry.get("allowed_updates") or []
+            if not (ref == SERVICE_REF and entry.get("kind") == "deployable")
+        ]
         pricing = entry.get("pricing")
         component = pricing.get("component") if isinstance(pricing, dict) else None
         options = component.get("options") if isinstance(component, dict) else None

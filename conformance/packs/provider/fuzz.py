@@ -20,7 +20,7 @@ async def generated_requests_never_break_the_provider(ctx: ProviderContext) -> N
             ctx.cannot_judge(requirement, "fuzzing is off; run with --fuzz-examples N (e.g. 25)")
         return
     connection, resource = await free_resource(ctx)
-    bearer = str(connection["access_token"])
+    bearer = str(connection.access_token)
     cases = generate_cases(ctx.profile, examples, seed=ctx.target.config.fuzz_seed)
     for index, case in enumerate(cases):
         path = case.path

@@ -11,8 +11,10 @@ import httpx
 from conformance import jose
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
+from conformance.client import ATTESTATION_TYP
 from conformance.packs.provider._helpers import (
     error_code,
+    failing_payment_credentials,
     payment_credentials,
     provision,
     service_of,
@@ -25,7 +27,7 @@ async def paid_setup(ctx: ProviderContext) -> tuple[str, str]:
     ctx.fresh_user()
     connection = await ctx.connect()
     entry = await service_of(ctx, "paid")
-    return str(connection["access_token"]), str(entry["id"])
+    return str(connection.access_token), str(entry["id"])
 
 
 def redemptions(ctx: ProviderContext, since: int) -> list[Exchange]:
@@ -144,8 +146,6 @@ async def a_token_below_the_price_is_refused_before_redeeming(ctx: ProviderConte
 
 @check("PRV-PAY-003", "PRV-PAY-004", "PRV-PAY-005", "PRV-PAY-006", "PRV-PAY-007")
 async def bad_payment_tokens_provision_nothing(ctx: ProviderContext) -> None:
-    from mocks._core.attestation import ATTESTATION_TYP
-
     bearer, service = await paid_setup(ctx)
     stranger = jose.generate_key("EdDSA", kid=ctx.core.signing_key.kid)
     good = payment_credentials(ctx, service)["app_payment_token"]
@@ -208,7 +208,7 @@ async def bad_payment_tokens_provision_nothing(ctx: ProviderContext) -> None:
 @check("PRV-CAP-001", "PRV-CAP-002", "PRV-CAP-003")
 async def a_cap_refusal_provisions_nothing_and_is_relayed(ctx: ProviderContext) -> None:
     bearer, service = await paid_setup(ctx)
-    user = ctx.orchestrator.user()
+    user = ctx.user
     ctx.core.ledger.set_limit(user.id, ctx.base_url, 1)
     mark = ctx.recorder.mark
     response, exchange = await provision(
@@ -258,7 +258,7 @@ def _provisioned(ctx: ProviderContext, response: httpx.Response) -> bool:
     )
 
 
-@check("PRV-PAY-002", "PRV-CAP-004")
+@check("PRV-PAY-002", "PRV-CAP-004", "PRV-PAY-010")
 async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) -> None:
     bearer, service = await paid_setup(ctx)
     for why, credentials in (
@@ -277,16 +277,41 @@ async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) ->
             f"{why} must be refused with 400 (got {response.status_code})",
             exchange,
         )
-    # Well-formed but never issued by Stripe, so activating it fails at any real provider.
-    unknown = {"type": "stripe_payment_token", "stripe_payment_token": "spt_provspec_unissued"}
-    response, exchange = await provision(ctx, service, bearer=bearer, payment_credentials=unknown)
+    # Well-formed, but never issued: activating it fails at any real provider.
+    response, exchange = await provision(
+        ctx, service, bearer=bearer, payment_credentials=failing_payment_credentials(ctx)
+    )
+    document = ctx.json(response)
+    code = error_code(document)
+    refused = (
+        response.status_code == 400
+        and isinstance(document, dict)
+        and document.get("status") == "error"
+        and code in ("billing_activation_failed", "requires_payment_credentials")
+    )
     ctx.require(
         "PRV-CAP-004",
-        response.status_code == 400
-        and error_code(ctx.json(response)) == "billing_activation_failed"
-        and not _provisioned(ctx, response),
-        "a shared payment token that cannot be activated must get 400 billing_activation_failed",
+        refused and not _provisioned(ctx, response),
+        "a shared payment token that cannot be activated must get 400 billing_activation_failed "
+        f"(or requires_payment_credentials) in the status envelope, got {response.status_code} "
+        f"{code or ''}".rstrip(),
         exchange,
+    )
+    if not refused:
+        ctx.cannot_judge("PRV-PAY-010", "blocked by PRV-CAP-004: the payment was not refused")
+        return
+    named = document.get("id") if isinstance(document, dict) else None
+    if not isinstance(named, str) or not named:
+        return  # the refusal names no resource: nothing was left to look for
+    after, after_exchange = await ctx.call("GET", f"provisioning/resources/{named}", bearer=bearer)
+    leftover = _provisioned(ctx, after) and "access_configuration" in after.text
+    ctx.require(
+        "PRV-PAY-010",
+        not leftover,
+        f"the refused paid provisioning left resource {named!r} behind, served complete with "
+        "credentials",
+        exchange,
+        after_exchange,
     )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
 
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
@@ -19,6 +22,8 @@ from conformance.packs.provider._helpers import (
     services,
 )
 from conformance.packs.provider.capabilities import require_offered
+from conformance.recorder import Exchange
+from conformance.ssrf import SSRFError
 
 BAD_BODIES = {
     "malformed JSON": b'{"service_id": ',
@@ -28,36 +33,53 @@ BAD_BODIES = {
 }
 
 
+def resource_calls(resource_id: str, service_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every bearer-authenticated call, aimed at a real resource: (method, path, body)."""
+    base = f"provisioning/resources/{resource_id}"
+    return [
+        ("POST", "provisioning/resources", {"service_id": service_id, "configuration": {}}),
+        ("GET", base, {}),
+        ("POST", f"{base}/rotate_credentials", {}),
+        ("POST", f"{base}/update_service", {"service_id": service_id}),
+        ("POST", f"{base}/remove", {}),
+        ("POST", "provisioning/deep_links", {"purpose": "dashboard"}),
+    ]
+
+
 @check("PRV-PRO-001")
 async def resources_need_a_bearer_token(ctx: ProviderContext) -> None:
-    ctx.fresh_user()
-    response, exchange = await ctx.call(
-        "POST", "provisioning/resources", body={"service_id": "free", "project_id": "p"}
-    )
-    ctx.require(
-        "PRV-PRO-001",
-        response.status_code == 401,
-        f"no bearer token must get 401, got {response.status_code}",
-        exchange,
-    )
+    """Signed calls, each about a real resource of the caller, with no Authorization."""
+    _, resource = await free_resource(ctx)
+    for method, path, body in resource_calls(str(resource["id"]), str(resource["service_id"])):
+        response, exchange = await ctx.call(method, path, body=None if method == "GET" else body)
+        ctx.require(
+            "PRV-PRO-001",
+            response.status_code == 401,
+            f"{method} {path} without a bearer token must get 401, got {response.status_code}",
+            exchange,
+        )
 
 
 @check("PRV-PRO-002")
 async def a_bearer_token_alone_is_not_enough(ctx: ProviderContext) -> None:
-    ctx.fresh_user()
-    connection = await ctx.connect()
-    response, exchange = await ctx.call(
-        "GET",
-        "provisioning/resources/res_provspec",
-        bearer=connection["access_token"],
-        headers_override={ctx.params.signature_header: ""},
-    )
-    ctx.require(
-        "PRV-PRO-002",
-        response.status_code == 401,
-        "a bearer token without Stripe-Signature must get 401",
-        exchange,
-    )
+    """A valid bearer token, no Stripe-Signature: a stolen token must not be enough."""
+    connection, resource = await free_resource(ctx)
+    calls = resource_calls(str(resource["id"]), str(resource["service_id"]))
+    for method, path, body in [calls[0], calls[1], calls[2], calls[5]]:
+        response, exchange = await ctx.call(
+            method,
+            path,
+            body=None if method == "GET" else body,
+            bearer=connection.access_token,
+            headers_override={ctx.params.signature_header: ""},
+        )
+        ctx.require(
+            "PRV-PRO-002",
+            response.status_code == 401,
+            f"{method} {path} with a bearer token and no Stripe-Signature must get 401, got "
+            f"{response.status_code}",
+            exchange,
+        )
 
 
 @check("PRV-PRO-003", "PRV-PRO-008")
@@ -65,7 +87,7 @@ async def a_free_service_is_provisioned(ctx: ProviderContext) -> None:
     ctx.fresh_user()
     connection = await ctx.connect()
     entry = await service_of(ctx, "free")
-    response, exchange = await provision(ctx, str(entry["id"]), bearer=connection["access_token"])
+    response, exchange = await provision(ctx, str(entry["id"]), bearer=connection.access_token)
     document = ctx.json(response)
     ok = (
         response.status_code == 200
@@ -90,74 +112,145 @@ async def unknown_service_is_refused(ctx: ProviderContext) -> None:
     ctx.fresh_user()
     connection = await ctx.connect()
     response, exchange = await provision(
-        ctx, "provspec-no-such-service", bearer=connection["access_token"]
+        ctx, "provspec-no-such-service", bearer=connection.access_token
     )
     ok = response.status_code == 400 and error_code(ctx.json(response)) == "unknown_service"
     ctx.require("PRV-PRO-004", ok, "an unknown service_id must get 400 unknown_service", exchange)
 
 
-@check("PRV-PRO-005", "PRV-PRO-006")
+def _id(response: httpx.Response) -> Any:
+    document = ProviderContext.json(response)
+    return document.get("id") if isinstance(document, dict) else None
+
+
+def _priced(entry: dict[str, Any]) -> str:
+    return str((entry.get("pricing") or {}).get("type"))
+
+
+@check("PRV-PRO-005")
 async def project_id_makes_creation_idempotent(ctx: ProviderContext) -> None:
     ctx.fresh_user()
     connection = await ctx.connect()
-    catalog_free = await service_of(ctx, "free")
-    body = {
-        "service_id": str(catalog_free["id"]),
-        "project_id": "proj_" + secrets.token_hex(6),
-        "configuration": {},
-    }
-    first, _ = await ctx.call(
-        "POST", "provisioning/resources", body=body, bearer=connection["access_token"]
-    )
-    second, exchange = await ctx.call(
-        "POST", "provisioning/resources", body=body, bearer=connection["access_token"]
-    )
-    first_id, second_id = (ctx.json(first) or {}).get("id"), (ctx.json(second) or {}).get("id")
+    bearer = connection.access_token
+    free = await service_of(ctx, "free")
+    body = {"service_id": str(free["id"]), "project_id": "proj_" + secrets.token_hex(6)}
+    first, _ = await ctx.call("POST", "provisioning/resources", body=body, bearer=bearer)
+    second, exchange = await ctx.call("POST", "provisioning/resources", body=body, bearer=bearer)
+    first_id, second_id = _id(first), _id(second)
+    if first.status_code != 200 or not first_id:
+        raise Skipped(f"the first creation was answered {first.status_code} (see PRV-PRO-003)")
     ctx.require(
         "PRV-PRO-005",
         second.status_code == 200 and first_id == second_id,
-        f"the same project_id and service_id must return the same resource ({first_id} vs {second_id})",
+        f"the same project_id and service_id must return the same resource ({first_id!r} "
+        f"then {second_id!r}, {second.status_code})",
         exchange,
     )
-    others = [entry for entry in await _all(ctx) if entry.get("id") != body["service_id"]]
-    if others:
-        other = {**body, "service_id": str(others[0]["id"])}
-        conflict, exchange = await ctx.call(
-            "POST", "provisioning/resources", body=other, bearer=connection["access_token"]
-        )
-        ctx.require(
-            "PRV-PRO-006",
-            conflict.status_code == 409 and error_code(ctx.json(conflict)) == "project_id_conflict",
-            "a project_id reused for another service must get 409 project_id_conflict",
-            exchange,
-        )
+    # Another service under the same project_id: the same resource, or a conflict; never a
+    # second resource. One that costs nothing, so no payment can be what decides.
+    others = [e for e in await services(ctx) if e.get("id") != free["id"] and _priced(e) != "paid"]
+    if not others:
+        return
+    other = {**body, "service_id": str(others[0]["id"])}
+    answer, exchange = await ctx.call("POST", "provisioning/resources", body=other, bearer=bearer)
+    conflict = answer.status_code == 409 and error_code(ctx.json(answer)) == "project_id_conflict"
+    ctx.require(
+        "PRV-PRO-005",
+        conflict or (answer.status_code == 200 and _id(answer) == first_id),
+        f"the project_id of resource {first_id!r} with service {other['service_id']!r} must "
+        f"answer that resource or 409 project_id_conflict, got {answer.status_code} for "
+        f"{_id(answer)!r}",
+        exchange,
+    )
 
 
-async def _all(ctx: ProviderContext) -> list[dict[str, object]]:
-    from conformance.packs.provider._helpers import services
+@check("PRV-PRO-006")
+async def a_project_id_of_another_account_conflicts(ctx: ProviderContext) -> None:
+    """Two accounts, one project_id: the second is refused and the first keeps its resource."""
+    ctx.fresh_user()
+    owner = (await ctx.connect()).access_token
+    free = await service_of(ctx, "free")
+    body = {"service_id": str(free["id"]), "project_id": "proj_" + secrets.token_hex(6)}
+    made, _ = await ctx.call("POST", "provisioning/resources", body=body, bearer=owner)
+    owned = _id(made)
+    if made.status_code != 200 or not owned:
+        raise Skipped(f"the owner's creation was answered {made.status_code} (see PRV-PRO-003)")
+    ctx.fresh_user()
+    stranger = (await ctx.connect()).access_token
+    answer, exchange = await ctx.call("POST", "provisioning/resources", body=body, bearer=stranger)
+    document = ctx.json(answer)
+    ctx.require(
+        "PRV-PRO-006",
+        answer.status_code == 409
+        and error_code(document) == "project_id_conflict"
+        and "access_configuration" not in answer.text,
+        f"another account's project_id must get 409 project_id_conflict, got "
+        f"{answer.status_code} {error_code(document) or ''}"
+        + (" with the owner's resource" if _id(answer) == owned else ""),
+        exchange,
+    )
+    seen, seen_exchange = await ctx.call("GET", f"provisioning/resources/{owned}", bearer=owner)
+    ctx.require(
+        "PRV-PRO-006",
+        seen.status_code == 200 and (ctx.json(seen) or {}).get("service_id") == free["id"],
+        f"after another account used its project_id, the owner's resource {owned!r} must be "
+        f"unchanged, got {seen.status_code}",
+        exchange,
+        seen_exchange,
+    )
 
-    return await services(ctx)
+
+async def _foreign_and_unknown(
+    ctx: ProviderContext,
+) -> tuple[tuple[httpx.Response, Exchange], tuple[httpx.Response, Exchange]]:
+    """Another account's resource and an id never issued, both asked for by one account."""
+    _, resource = await free_resource(ctx)
+    ctx.fresh_user()
+    stranger = (await ctx.connect()).access_token
+    foreign = await ctx.call("GET", f"provisioning/resources/{resource['id']}", bearer=stranger)
+    unknown = await ctx.call("GET", f"provisioning/resources/{resource['id']}9999", bearer=stranger)
+    return foreign, unknown
 
 
 @check("PRV-PRO-007", "PRV-CRD-005")
 async def resources_are_private_to_their_account(ctx: ProviderContext) -> None:
-    _, resource = await free_resource(ctx)
-    ctx.fresh_user()
-    stranger = await ctx.connect()
-    response, exchange = await ctx.call(
-        "GET", f"provisioning/resources/{resource['id']}", bearer=stranger["access_token"]
-    )
+    (foreign, exchange), (unknown, unknown_exchange) = await _foreign_and_unknown(ctx)
     ctx.require(
         "PRV-PRO-007",
-        response.status_code == 404,
-        "another account's resource must get 404",
+        foreign.status_code in (403, 404),
+        f"another account's resource must get 403 or 404, got {foreign.status_code}",
         exchange,
     )
     ctx.require(
         "PRV-CRD-005",
-        "access_configuration" not in response.text,
+        "access_configuration" not in foreign.text,
         "another account's token was shown the resource's credentials",
         exchange,
+    )
+    ctx.require(
+        "PRV-PRO-007",
+        unknown.status_code in (400, 403, 404) and "access_configuration" not in unknown.text,
+        f"an id the caller holds no resource under must get 400, 403 or 404, got "
+        f"{unknown.status_code}",
+        unknown_exchange,
+    )
+
+
+@check("PRV-PRO-018")
+async def foreign_resources_look_like_unknown_ones(ctx: ProviderContext) -> None:
+    (foreign, exchange), (unknown, unknown_exchange) = await _foreign_and_unknown(ctx)
+    same = (foreign.status_code, error_code(ctx.json(foreign))) == (
+        unknown.status_code,
+        error_code(ctx.json(unknown)),
+    )
+    ctx.require(
+        "PRV-PRO-018",
+        foreign.status_code == 404 and same,
+        f"another account's resource must be answered as an unknown id (404): got "
+        f"{foreign.status_code} {error_code(ctx.json(foreign)) or ''} for it and "
+        f"{unknown.status_code} {error_code(ctx.json(unknown)) or ''} for an unknown id",
+        exchange,
+        unknown_exchange,
     )
 
 
@@ -167,7 +260,7 @@ async def bad_bodies_get_400_without_a_traceback(ctx: ProviderContext) -> None:
     connection = await ctx.connect()
     for why, raw in BAD_BODIES.items():
         response, exchange = await ctx.call(
-            "POST", "provisioning/resources", content=raw, bearer=connection["access_token"]
+            "POST", "provisioning/resources", content=raw, bearer=connection.access_token
         )
         ctx.require(
             "PRV-PRO-011",
@@ -185,16 +278,36 @@ async def bad_bodies_get_400_without_a_traceback(ctx: ProviderContext) -> None:
 
 @check("PRV-PRO-012")
 async def oversized_bodies_are_refused(ctx: ProviderContext) -> None:
+    size = ctx.target.config.oversized_body_bytes
     ctx.fresh_user()
     connection = await ctx.connect()
-    raw = b'{"service_id": "free", "pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
-    response, exchange = await ctx.call(
-        "POST", "provisioning/resources", content=raw, bearer=connection["access_token"]
-    )
+    raw = b'{"service_id": "free", "pad": "' + b"x" * size + b'"}'
+    mark = ctx.recorder.mark
+    try:
+        response, exchange = await ctx.call(
+            "POST", "provisioning/resources", content=raw, bearer=connection.access_token
+        )
+    except httpx.WriteError:
+        return  # the provider closed the connection while the body was still coming: refused
+    except httpx.TransportError as error:
+        sent = ctx.recorder.since(mark)
+        ctx.cannot_judge(
+            "PRV-PRO-012",
+            f"sending {len(raw)} bytes ended in {type(error).__name__}"
+            + (f" (exchange {sent[-1].id})" if sent else ""),
+        )
+        return
+    if response.status_code < 300:
+        ctx.cannot_judge(
+            "PRV-PRO-012",
+            f"the provider accepted a {len(raw)}-byte body, so its size limit (if any) is "
+            "higher; set [provider] oversized_body_bytes above it to judge the refusal",
+        )
+        return
     ctx.require(
         "PRV-PRO-012",
         response.status_code in (400, 413),
-        f"a 2 MiB body must get 413 or 400, got {response.status_code}",
+        f"a {len(raw)}-byte body must get 413 or 400, got {response.status_code}",
         exchange,
     )
 
@@ -207,7 +320,7 @@ async def deep_links_expire_within_ten_minutes(ctx: ProviderContext) -> None:
         "POST",
         "provisioning/deep_links",
         body={"purpose": "dashboard"},
-        bearer=connection["access_token"],
+        bearer=connection.access_token,
     )
     document = ctx.json(response)
     expires = document.get("expires_at") if isinstance(document, dict) else None
@@ -228,6 +341,70 @@ async def deep_links_expire_within_ten_minutes(ctx: ProviderContext) -> None:
         f"a dashboard link must come with expires_at at most 600 s ahead ({expires!r})",
         exchange,
     )
+
+
+@check("PRV-PRO-017")
+async def deep_links_work_once(ctx: ProviderContext) -> None:
+    """The link is visited as a browser would, without following redirects. A second visit
+    signs in again when it sets every cookie the first one set (a session), or, for a link
+    that sets none and works by its redirect, when it is answered with the same status and
+    Location as the first."""
+    await require_offered(ctx, "deep_links")
+    connection, _ = await free_resource(ctx)
+    response, exchange = await ctx.call(
+        "POST",
+        "provisioning/deep_links",
+        body={"purpose": "dashboard"},
+        bearer=connection.access_token,
+    )
+    document = ctx.json(response)
+    url = document.get("url") if isinstance(document, dict) else None
+    if response.status_code != 200 or not isinstance(url, str) or not urlsplit(url).netloc:
+        raise Skipped(f"blocked by PRV-PRO-014: no deep link url ({response.status_code})")
+    try:
+        ctx.target.guard.check_url(url)
+    except SSRFError as refused:
+        raise Skipped(f"the deep link is not a URL the suite may fetch: {refused}") from None
+    first, first_exchange = await ctx.get(url, follow_redirects=False)
+    if first.status_code >= 400:
+        raise Skipped(
+            f"the deep link's first visit was answered {first.status_code}, so there is no "
+            "working visit to compare a second with"
+        )
+    second, second_exchange = await ctx.get(url, follow_redirects=False)
+    set_first, set_second = _cookies_set(first), _cookies_set(second)
+    if set_first:
+        reused = set_first <= set_second
+        how = f"set the session cookies {sorted(set_first)} again"
+    else:
+        reused = (second.status_code, second.headers.get("location")) == (
+            first.status_code,
+            first.headers.get("location"),
+        )
+        how = (
+            f"was answered like the first ({second.status_code}, Location "
+            f"{second.headers.get('location', '')[:80]!r})"
+        )
+    ctx.require(
+        "PRV-PRO-017",
+        not reused,
+        f"a second visit of the same deep link {how}: the link works twice",
+        exchange,
+        first_exchange,
+        second_exchange,
+    )
+
+
+def _cookies_set(response: httpx.Response) -> set[str]:
+    """Names of the cookies an answer sets (not those it clears)."""
+    names = set()
+    for line in response.headers.get_list("set-cookie"):
+        pair, _, attributes = line.partition(";")
+        name, _, value = pair.partition("=")
+        cleared = not value.strip() or "max-age=0" in attributes.lower().replace(" ", "")
+        if name.strip() and not cleared:
+            names.add(name.strip())
+    return names
 
 
 @check("PRV-PRO-010")
@@ -253,7 +430,7 @@ async def update_service_outside_allowed_updates_is_refused(ctx: ProviderContext
     body: dict[str, Any] = {"service_id": target}
     if pricing(target) == "paid":
         body["payment_credentials"] = payment_credentials(ctx, target)
-    bearer = connection["access_token"]
+    bearer = connection.access_token
     response, exchange = await ctx.call(
         "POST",
         f"provisioning/resources/{resource['id']}/update_service",
@@ -283,7 +460,7 @@ async def a_pending_resource_settles(ctx: ProviderContext) -> None:
 
     await require_offered(ctx, "pending")
     ctx.fresh_user()
-    bearer = str((await ctx.connect())["access_token"])
+    bearer = str((await ctx.connect()).access_token)
     free = [
         entry for entry in await services(ctx) if (entry.get("pricing") or {}).get("type") == "free"
     ][:4]

@@ -22,7 +22,7 @@ async def resource_status(
 async def revoked_tokens_stop_working_at_once(ctx: ProviderContext) -> None:
     await require_offered(ctx, "revocation")
     connection, resource = await free_resource(ctx)
-    access = connection["access_token"]
+    access = connection.access_token
     response, exchange = await ctx.call(
         "POST",
         "oauth/revoke",
@@ -61,7 +61,7 @@ async def revoked_tokens_stop_working_at_once(ctx: ProviderContext) -> None:
 async def refresh_rotates_both_tokens(ctx: ProviderContext) -> None:
     await require_offered(ctx, "refresh_tokens")
     connection, resource = await free_resource(ctx)
-    refresh = connection.get("refresh_token")
+    refresh = connection.refresh_token
     if not refresh:
         await feature_missing(ctx, "refresh_tokens", "no refresh token was issued")
     response, exchange = await ctx.call(
@@ -70,7 +70,7 @@ async def refresh_rotates_both_tokens(ctx: ProviderContext) -> None:
     if response.status_code != 200:
         ctx.require("PRV-REV-004", False, "the refresh_token grant failed", exchange)
         return
-    status, probe = await resource_status(ctx, resource["id"], connection["access_token"])
+    status, probe = await resource_status(ctx, resource["id"], connection.access_token)
     ctx.require(
         "PRV-REV-004",
         status == 401,
@@ -93,7 +93,7 @@ async def revoking_the_refresh_token_ends_its_access_token(ctx: ProviderContext)
     await require_offered(ctx, "revocation")
     await require_offered(ctx, "refresh_tokens")
     connection, resource = await free_resource(ctx)
-    refresh = connection.get("refresh_token")
+    refresh = connection.refresh_token
     if not refresh:
         await feature_missing(ctx, "refresh_tokens", "no refresh token was issued")
     response, exchange = await ctx.call(
@@ -101,7 +101,7 @@ async def revoking_the_refresh_token_ends_its_access_token(ctx: ProviderContext)
     )
     if response.status_code != 200:
         raise Skipped("the refresh token could not be revoked (see PRV-REV-001)")
-    status, probe = await resource_status(ctx, resource["id"], connection["access_token"])
+    status, probe = await resource_status(ctx, resource["id"], connection.access_token)
     ctx.require(
         "PRV-REV-003",
         status == 401,
