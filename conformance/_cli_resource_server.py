@@ -14,6 +14,7 @@ the profile a run of a role may use.
     limited_scope = "mcp:read"                # a scope that falls short (insufficient_scope probe)
     other_resource = "https://other.example.com/mcp"   # for the audience probe
     flows = true                              # run the authorization code flow (see the adapter)
+    probe = "mcp"                             # POST an MCP initialize (default under MCP) or "get"
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from conformance.adapters.resource_server import CONSENT_MODES, ResourceServerTargetConfig
+from conformance.adapters.resource_server import (
+    CONSENT_MODES,
+    PROBES,
+    ResourceServerTargetConfig,
+)
 from conformance.config import RunConfig, check_resource_url
 from conformance.errors import UsageError
 from conformance.registry import Role, default_registry
@@ -53,6 +58,8 @@ def problems(raw: Any) -> list[str]:
     timeout = raw.get("consent_timeout", 60)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         found.append("resource_server.consent_timeout must be a positive number of seconds")
+    if raw.get("probe", "mcp") not in PROBES:
+        found.append(f"resource_server.probe must be one of {', '.join(PROBES)}")
     if "flows" in raw and not isinstance(raw["flows"], bool):
         found.append("resource_server.flows must be true or false")
     if "client_secret" in raw:
@@ -106,4 +113,5 @@ def resource_server_config(
         limited_scope=section.get("limited_scope"),
         other_resource=section.get("other_resource"),
         flows=section.get("flows"),
+        probe=section.get("probe"),
     )

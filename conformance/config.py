@@ -115,6 +115,7 @@ orchestrator_cli = "stripe projects"
 # limited_scope = "mcp:read"                 # a scope that falls short, for insufficient_scope
 # other_resource = "https://other.staging.example/mcp"   # the audience probe's other resource
 # flows = true
+# probe = "mcp"                  # POST an MCP initialize (default under the MCP profiles), or "get"
 
 [timeouts]
 request = 10                 # seconds per HTTP exchange
@@ -177,6 +178,7 @@ _SECTIONS = {
         "limited_scope",
         "other_resource",
         "flows",
+        "probe",
     },
     "timeouts": {"request", "check", "agent"},
     "ssrf": {"allowed_hosts"},

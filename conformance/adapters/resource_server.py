@@ -48,6 +48,7 @@ from conformance.ssrf import SSRFError, SSRFGuard
 
 __all__ = [
     "CONSENT_MODES",
+    "PROBES",
     "DEFAULT_REDIRECT_URI",
     "EMBEDDED_ORIGIN",
     "ResourceServerContext",
@@ -64,6 +65,7 @@ the suite reads the code from the redirect itself, or from what `consent_command
 EMBEDDED_ORIGIN = "http://127.0.0.1:8975"
 """Where the embedded mock says it lives; reached in-process, no socket is opened."""
 CONSENT_MODES = ("scripted", "command")
+PROBES = ("mcp", "get")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _SECRET_PARAMS = ("code", "access_token", "refresh_token", "client_secret", "code_verifier")
 
@@ -130,6 +132,9 @@ class ResourceServerTargetConfig:
     """Another resource of the same authorization server (default: a made-up sibling URL)."""
     flows: bool | None = None
     """Run the authorization code flow: None decides by the host (see the module doc)."""
+    probe: str | None = None
+    """How the resource is requested: "mcp" (POST an MCP initialize request, as an MCP
+    client starts) or "get"; None: "mcp" under the MCP profiles, "get" otherwise."""
 
     def describe(self) -> str:
         return self.target or "embedded mock resource server"
@@ -315,6 +320,37 @@ class ResourceServerContext(CheckContext):
             (time.perf_counter() - started) * 1000,
         )
         return (printed if process.returncode == 0 else None), call
+
+    def probe(self) -> str:
+        if self.config.probe:
+            return self.config.probe
+        from conformance.profiles import profile_family
+
+        return "mcp" if profile_family(self.profile).startswith("mcp-") else "get"
+
+    async def request_resource(self, token: str | None = None) -> tuple[httpx.Response, Exchange]:
+        """Request the resource as a client of the profile does: an MCP client POSTs its
+        initialize request (an MCP server may answer GET with 405), any other client GETs."""
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        if self.probe() == "get":
+            return await self.get(self.url, from_message=False, headers=headers)
+        from conformance import __version__
+        from conformance.profiles import profile_family
+
+        family = profile_family(self.profile)
+        revision = family.removeprefix("mcp-") if family.startswith("mcp-") else "2025-11-25"
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": revision,
+                "capabilities": {},
+                "clientInfo": {"name": "provspec", "version": __version__},
+            },
+        }
+        headers |= {"Accept": "application/json, text/event-stream"}
+        return await self.post(self.url, from_message=False, json=initialize, headers=headers)
 
     @staticmethod
     def json(response: httpx.Response) -> Any:

@@ -87,6 +87,8 @@ def resource_server(**quirks: Any) -> Iterator[str]:
     issuer = origin + "/auth"
 
     async def protected(request: Request) -> Response:
+        if request.method == "GET" and quirks.get("get_405"):
+            return JSONResponse({}, 405)  # MCP: a server without an SSE stream for GET
         token = request.headers.get("authorization", "")
         params = [
             f'resource_metadata="{quirks.get("metadata_url", origin + "/.well-known/oauth-protected-resource/mcp")}"'
@@ -131,7 +133,11 @@ def resource_server(**quirks: Any) -> Iterator[str]:
         else "/.well-known/oauth-authorization-server/auth"
     )
     app = Starlette(
-        routes=[Route("/mcp", protected), Route(prm_path, prm), Route(as_path, as_metadata)]
+        routes=[
+            Route("/mcp", protected, methods=["GET", "POST"]),
+            Route(prm_path, prm),
+            Route(as_path, as_metadata),
+        ]
     )
     with listener.serving(app):
         yield resource
@@ -154,6 +160,14 @@ def test_an_independent_server_fails_exactly_what_it_breaks(
 ) -> None:
     with resource_server(**quirks) as url:
         assert failed(run(target=url)) == expected
+
+
+def test_the_probe_can_be_chosen() -> None:
+    with resource_server(scope=True, get_405=True) as url:
+        result = run("rfc9728", target=url, probe="mcp")
+    assert verdicts(result) == (set(), set())
+    assert result.recorder.exchanges[0].method == "POST"
+    assert '"method": "initialize"' in result.recorder.exchanges[0].request_body
 
 
 def verdicts(result: RunResult) -> tuple[set[str], set[str]]:
@@ -188,6 +202,10 @@ def verdicts(result: RunResult) -> tuple[set[str], set[str]]:
         ({"scope": True, "pkce": ["plain"]}, "rfc9728", (set(), {"RSV-DSC-010"})),
         ({"scope": True, "pkce": ["plain"]}, "mcp-2025-11-25", ({"RSV-DSC-013"}, set())),
         ({}, "mcp-2025-11-25", (set(), {"RSV-CNS-020"})),
+        # GET answered 405 before authentication, as an MCP server without SSE may: an MCP
+        # client POSTs initialize, and so does the suite under the MCP profiles
+        ({"scope": True, "get_405": True}, "mcp-2025-11-25", (set(), set())),
+        ({"scope": True, "get_405": True}, "rfc9728", ({"RSV-CNS-001"}, {"RSV-CNS-004"})),
     ],
 )  # fmt: skip
 def test_an_independent_server_is_judged_by_each_profiles_rule(

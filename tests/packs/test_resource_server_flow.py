@@ -234,7 +234,7 @@ def test_the_config_section_is_read_and_checked(
     good.write_text(
         '[resource_server]\ntarget = "https://mcp.test/mcp"\nclient_id = "c1"\n'
         'client_secret_env = "RS_SECRET"\nconsent = "command"\nconsent_command = "approve"\n'
-        'scope = "a b"\nflows = true\n'
+        'scope = "a b"\nflows = true\nprobe = "get"\n'
     )
     monkeypatch.setenv("RS_SECRET", "s3cret-value")
     config = resource_server_config(load_config(good), "mcp-2025-06-18", "https://mcp.test/mcp", ())
@@ -246,11 +246,20 @@ def test_the_config_section_is_read_and_checked(
     )
     assert config.profile == "mcp-2025-06-18"
     assert config.flows is True
+    assert config.probe == "get"
     bad = tmp_path / "bad.toml"
-    bad.write_text('[resource_server]\nconsent = "browser"\nflows = "yes"\nclient_secret = "x"\n')
+    bad.write_text(
+        '[resource_server]\nconsent = "browser"\nflows = "yes"\nclient_secret = "x"\n'
+        'probe = "head"\n'
+    )
     with pytest.raises(UsageError) as refused:
         load_config(bad)
-    for expected in ("consent must be one of", "flows must be true or false", "client_secret_env"):
+    for expected in (
+        "consent must be one of",
+        "flows must be true or false",
+        "client_secret_env",
+        "probe must be one of",
+    ):
         assert expected in str(refused.value)
 
 

@@ -204,9 +204,10 @@ def sdk_server(
         listener.sock.close()
 
 
-def judge(url: str, profile: str) -> RunResult:
-    config = ResourceServerTargetConfig(target=url, scope=NEEDED, limited_scope=OTHER, timeout=10)
-    return run_sync(RunPlan(Role.RESOURCE_SERVER, profile, resource_server=config))
+def judge(url: str, profile: str, **config: Any) -> RunResult:
+    """The suite as a user runs it: the URL and nothing else (no client, no scopes given)."""
+    target = ResourceServerTargetConfig(target=url, timeout=10, **config)
+    return run_sync(RunPlan(Role.RESOURCE_SERVER, profile, resource_server=target))
 
 
 def by_status(result: RunResult) -> dict[str, set[str]]:
@@ -284,6 +285,7 @@ def verdicts(result: RunResult) -> tuple[set[str], set[str]]:
 
 # One-bug variants of the SDK configuration or of the storage behind it: each fails the
 # requirement it breaks, at the level the profile gives it (on top of the SDK's deviations).
+# `scope` is told to the suite, not the server.
 @pytest.mark.parametrize(
     ("variant", "profile", "failed", "warned"),
     [
@@ -292,19 +294,26 @@ def verdicts(result: RunResult) -> tuple[set[str], set[str]]:
         ({"validate_token_resource": False}, "mcp-2025-06-18", {"RSV-CNS-009"}, set()),
         ({"codes_reusable": True}, "mcp-2025-11-25", {"RSV-CNS-013"}, set()),
         ({"refresh_not_rotated": True}, "rfc9728", {"RSV-CNS-014"}, set()),
-        # no scope required: a token without mcp:tools is served (MCP: 403 is a MUST)
-        ({"required_scopes": None}, "rfc9728", set(), {"RSV-CNS-016"}),
-        ({"required_scopes": None}, "mcp-2025-06-18", {"RSV-CNS-017"}, {"RSV-CNS-016"}),
-        # ... and said with an empty list, the SDK publishes scopes_supported: [] (RFC 9728
-        # §3.2: a zero-valued parameter MUST be omitted), a deviation of its own
-        ({"required_scopes": []}, "rfc9728", {"RSV-DSC-005"}, {"RSV-CNS-016"}),
+        # no scope required, although the team says mcp:tools is (`scope`): a token without it
+        # is served (MCP: 403 is a MUST). Said with an empty list, the SDK also publishes
+        # scopes_supported: [] (RFC 9728 §3.2: a zero-valued parameter MUST be omitted).
+        ({"required_scopes": None, "scope": NEEDED}, "rfc9728", set(), {"RSV-CNS-016"}),
+        (
+            {"required_scopes": None, "scope": NEEDED},
+            "mcp-2025-06-18",
+            {"RSV-CNS-017"},
+            {"RSV-CNS-016"},
+        ),
+        ({"required_scopes": [], "scope": NEEDED}, "rfc9728", {"RSV-DSC-005"}, {"RSV-CNS-016"}),
     ],
 )
 def test_a_one_bug_variant_of_the_sdk_fails_what_it_breaks(
     variant: dict[str, Any], profile: str, failed: set[str], warned: set[str]
 ) -> None:
+    variant = dict(variant)
+    suite = {key: variant.pop(key) for key in ("scope",) if key in variant}
     with sdk_server(**variant) as url:
-        result = judge(url, profile)
+        result = judge(url, profile, **suite)
     assert verdicts(result) == (DEVIATIONS["failed"] | failed, WARNINGS[profile] | warned)
 
 

@@ -93,9 +93,7 @@ async def the_challenge_names_the_scope(ctx: ResourceServerContext) -> None:
 
 async def _unknown_token(ctx: ResourceServerContext) -> tuple[int, str | None, str, Exchange]:
     forged = "provspec-" + secrets.token_urlsafe(24)
-    response, exchange = await ctx.get(
-        ctx.url, from_message=False, headers={"Authorization": f"Bearer {forged}"}
-    )
+    response, exchange = await ctx.request_resource(forged)
     challenge, problem = bearer_challenge(response)
     error = challenge.params.get("error") if challenge else None
     return response.status_code, error, problem, exchange

@@ -26,9 +26,9 @@ from conformance.packs.resource_server._oauth import (
     client,
     exchange_code,
     limited_scope,
-    needed_scopes,
     obtain,
     other_resource,
+    presumed_scopes,
     refresh,
     refused,
     registration,
@@ -308,6 +308,8 @@ class _Probe:
     """The Bearer challenge's parameters (None: no Bearer challenge)."""
     exchange: Exchange
     needed: tuple[str, ...]
+    known: bool
+    """The resource said (or the config says) it needs `needed`; else only presumed."""
 
 
 async def _insufficient(ctx: ResourceServerContext) -> _Probe:
@@ -315,11 +317,11 @@ async def _insufficient(ctx: ResourceServerContext) -> _Probe:
     auth, who = await _ready(ctx)
 
     async def probe() -> _Probe:
-        needed = needed_scopes(ctx, auth)
+        needed, known = presumed_scopes(ctx, auth)
         if not needed:
             raise Skipped(
-                "which scope the resource needs is unknown: its 401 challenge names none; set "
-                "[resource_server] scope (and limited_scope)"
+                "which scope the resource needs is unknown: neither its 401 challenge nor its "
+                "metadata names one; set [resource_server] scope (and limited_scope)"
             )
         limited = limited_scope(ctx, auth)
         if not limited:
@@ -335,7 +337,14 @@ async def _insufficient(ctx: ResourceServerContext) -> _Probe:
         response, exchange = await call_resource(ctx, tokens.access_token)
         challenge, _ = bearer_challenge(response)
         params = challenge.params if challenge else None
-        return _Probe(response.status_code, params, exchange, needed)
+        probe = _Probe(response.status_code, params, exchange, needed, known)
+        if not probe.known and probe.status not in (401, 403):
+            raise Skipped(
+                f"the resource served a token without {' '.join(needed)} "
+                f"({probe.status}); it names no scope it needs, so it may need none of them "
+                "(set [resource_server] scope to say which)"
+            )
+        return probe
 
     return await ctx.target.memo("insufficient", probe)
 
@@ -373,7 +382,7 @@ async def insufficient_scope_names_the_scope(ctx: ResourceServerContext) -> None
     named = scopes_of(params.get("scope"))
     ctx.require(
         "RSV-CNS-018",
-        bool(named) and set(probe.needed) <= set(named),
+        bool(named) and (not probe.known or set(probe.needed) <= set(named)),
         f"the insufficient_scope challenge names scope {params.get('scope')!r}; the request "
         f"needs {' '.join(probe.needed)}",
         probe.exchange,
