@@ -5,6 +5,12 @@ status, headers and body of each HTTP exchange and argv, exit code and output of
 call. Secrets never reach a report: credential headers keep their scheme and a short
 fingerprint, JSON members that carry secrets (tokens, keys, `access_configuration` values,
 payment tokens, PKCE verifiers) are replaced, and so are form fields of the same names.
+Credentials also travel inside URLs: a dashboard deep link's login token
+(`…/dashboard?login=…`, `…/login?token=…`), an OAuth authorization code in a redirect's
+`Location` and in the callback the browser follows (`?code=…`). Every query or fragment
+parameter with a credential-like name (`_SECRET_PARAM`) is masked wherever a URL appears: the
+exchange's own URL, every header value, JSON strings, form fields, free text and the verdicts
+the checks write.
 """
 
 from __future__ import annotations
@@ -62,6 +68,15 @@ SECRET_MEMBERS = {
     "hmac_secret",
     "d",
 }
+SECRET_PARAM_NAMES = (
+    r"(?:[a-z0-9.\-]*_)?"
+    r"(?:token|secret|password|passwd|pwd|code|key|apikey|signature|sig|session|sessionid|sid"
+    r"|ticket|otp|login|verifier|auth|jwt|assertion|credential|credentials)"
+)
+"""Parameter names whose values are credentials: `code`, `login`, `token`, `access_token`,
+`api_key`, `code_verifier`, … (`code_challenge`, `state` and `login_hint` are not)."""
+_SECRET_PARAM = re.compile(rf"(?i)(?<=[?&;#])({SECRET_PARAM_NAMES}=)(?!«)([^&#\s\"'<>\\]+)")
+_SECRET_PARAM_NAME = re.compile(rf"(?i){SECRET_PARAM_NAMES}")
 _TOKENISH = re.compile(r"\b(?:pm[akr]_|pha_|phr_|phc_|phx_|spt_|whsec_|sk_)[A-Za-z0-9_\-]{6,}")
 _JWS = re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*")
 
@@ -75,9 +90,15 @@ def _masked(value: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask token-shaped substrings in free text (error messages, CLI output)."""
+    """Mask token-shaped substrings in free text (error messages, CLI output, URLs): JWSs,
+    known credential prefixes, and the values of credential-named URL parameters."""
     text = _JWS.sub(lambda match: _masked(match.group(0)), text)
-    return _TOKENISH.sub(lambda match: _masked(match.group(0)), text)
+    text = _TOKENISH.sub(lambda match: _masked(match.group(0)), text)
+    return _SECRET_PARAM.sub(lambda match: match.group(1) + _masked(match.group(2)), text)
+
+
+def _secret_field(name: str) -> bool:
+    return name in SECRET_MEMBERS or _SECRET_PARAM_NAME.fullmatch(name) is not None
 
 
 def mask_values(text: str, values: Iterable[str]) -> str:
@@ -136,7 +157,7 @@ def mask_body(raw: bytes, content_type: str) -> str:
             return mask_text(text) + note
     if "x-www-form-urlencoded" in content_type:
         pairs = [
-            (k, _masked(v) if k in SECRET_MEMBERS else v)
+            (k, _masked(v) if _secret_field(k) else mask_text(v))
             for k, v in parse_qsl(text, keep_blank_values=True)
         ]
         return urlencode(pairs) + note
@@ -172,6 +193,8 @@ def mask_headers(headers: httpx.Headers) -> dict[str, str]:
         elif lower in SECRET_HEADERS:
             scheme = value.split(" ", 1)[0] if lower == "authorization" and " " in value else ""
             value = f"{scheme} {_masked(value)}".strip()
+        else:
+            value = mask_text(value)  # a Location carrying ?code=…, a Link, a Refresh
         shown[lower] = value if lower not in shown else f"{shown[lower]}, {value}"
     return shown
 
@@ -311,7 +334,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         exchange = Exchange(
             id=self._recorder.next_id(),
             method=request.method,
-            url=str(request.url),
+            url=mask_text(str(request.url)),
             request_headers=mask_headers(request.headers),
             request_body=mask_body(body, request.headers.get("content-type", "")),
             direction=self._direction,
@@ -322,7 +345,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             response = await self._inner.handle_async_request(request)
             content = await _read_capped(response, self._max_response)
         except httpx.HTTPError as error:
-            exchange.error = f"{type(error).__name__}: {error}"
+            exchange.error = mask_text(f"{type(error).__name__}: {error}")
             exchange.elapsed_ms = (time.perf_counter() - started) * 1000
             raise
         exchange.elapsed_ms = (time.perf_counter() - started) * 1000
@@ -371,7 +394,7 @@ class RecordingASGI:
         exchange = Exchange(
             self._recorder.next_id(),
             scope.get("method", "GET"),
-            url,
+            mask_text(url),
             mask_headers(headers),
             "",
             direction="received",

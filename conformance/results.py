@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from conformance.recorder import Recorder
+from conformance.recorder import Recorder, mask_text
 from conformance.registry import Level, Requirement
 
 __all__ = ["EXIT_ERROR", "Blame", "Finding", "RunResult", "Status"]
@@ -59,6 +59,13 @@ class Finding:
     """Set for every status in BLAMED (implementation unless the engine knows better)."""
     baseline: str | None = None
     """known, stale or expired when a baseline entry names this requirement."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A verdict may quote what the target sent (a deep link, a redirect): it reaches every
+        # report, so it is masked like the recorded exchanges, whoever sets it.
+        if name == "message" and isinstance(value, str):
+            value = mask_text(value)
+        super().__setattr__(name, value)
 
     def as_json(self) -> dict[str, Any]:
         requirement = self.requirement
