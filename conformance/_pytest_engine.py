@@ -39,7 +39,11 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--provspec-target", help="the role under test's base URL (default: the embedded mock)"
     )
-    group.addoption("--provspec-profile", help="app-0.1d or app-next (default: app-0.1d)")
+    group.addoption(
+        "--provspec-profile",
+        help="app-0.1d or app-next (default: app-0.1d); resource-server: rfc9728 (default), "
+        "mcp-2025-06-18 or mcp-2025-11-25",
+    )
     group.addoption("--provspec-config", help="provspec.toml")
     group.addoption("--provspec-strict", action="store_true", help="a failed SHOULD fails its test")
     group.addoption("--provspec-steps", help="comma-separated steps to run")

@@ -258,12 +258,16 @@ class ResourceServerContext(CheckContext):
         self.url = target.url
         self.http = target.http
 
+    def check_url(self, url: str) -> None:
+        """The SSRF guard on a URL taken from a message; Skipped (saying why) if refused."""
+        try:
+            self.target.guard.check_url(url)
+        except SSRFError as error:
+            raise Skipped(f"the suite will not fetch {url[:200]!r}: {error}") from None
+
     def _guarded(self, url: str, from_message: bool) -> None:
         if from_message:
-            try:
-                self.target.guard.check_url(url)
-            except SSRFError as error:
-                raise Skipped(f"the suite will not fetch {url[:200]!r}: {error}") from None
+            self.check_url(url)
 
     async def get(
         self, url: str, *, from_message: bool = True, **options: Any

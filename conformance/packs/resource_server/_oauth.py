@@ -482,6 +482,7 @@ async def authorize(
     targets = [params["redirect_uri"], who.redirect_uri]
     result = Authorization(params["state"], verifier, params["redirect_uri"], None)
     if ctx.config.consent == "command":
+        ctx.check_url(url)  # the command fetches a URL taken from metadata: the guard first
         printed, call = await ctx.run_consent_command(url)
         result.evidence.append(call)
         if printed and any(_same_endpoint(printed, target) for target in targets):
