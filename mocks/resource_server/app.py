@@ -468,8 +468,11 @@ class ResourceServerMock:
         itself with client_id."""
         header = request.headers.get("authorization", "")
         unauthorized = HTTPProblem(
-            401, "invalid_client", "client authentication failed", headers={"WWW-Authenticate": "Basic"}
-        )  # fmt: skip
+            401,
+            "invalid_client",
+            "client authentication failed",
+            headers={"WWW-Authenticate": "Basic"},
+        )
         if header[:6].lower() == "basic ":
             try:
                 decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
@@ -499,7 +502,9 @@ class ResourceServerMock:
             return self._issue(*self._redeem_code(client, form))
         if grant_type == "refresh_token":
             return self._issue(*self._redeem_refresh_token(client, form))
-        raise HTTPProblem(400, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token")  # fmt: skip
+        raise HTTPProblem(
+            400, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token"
+        )
 
     def _redeem_code(
         self, client: _Client, form: dict[str, str]
@@ -513,7 +518,9 @@ class ResourceServerMock:
             self._revoke_grant(record.grant)  # RFC 6749 §4.1.2: SHOULD revoke its tokens
             raise HTTPProblem(400, "invalid_grant", "the authorization code was already used")
         if record.redirect_given and form.get("redirect_uri") != record.redirect_uri:
-            raise HTTPProblem(400, "invalid_grant", "redirect_uri differs from the authorization request's")  # fmt: skip
+            raise HTTPProblem(
+                400, "invalid_grant", "redirect_uri differs from the authorization request's"
+            )
         verifier = form.get("code_verifier")
         if record.challenge is None:
             if verifier is not None:  # RFC 9700 §2.1.1: PKCE downgrade
@@ -526,7 +533,9 @@ class ResourceServerMock:
                 raise HTTPProblem(400, "invalid_grant", "code_verifier does not match")
         resource = form.get("resource")
         if resource is not None and record.resource is not None and resource != record.resource:
-            raise HTTPProblem(400, "invalid_target", "resource differs from the authorization request's")  # fmt: skip
+            raise HTTPProblem(
+                400, "invalid_target", "resource differs from the authorization request's"
+            )
         record.used = True
         audience = resource or record.resource or self.resource_url
         return client, record.scopes, audience, record.grant, None

@@ -65,7 +65,9 @@ async def _bare_challenge(ctx: ResourceServerContext) -> tuple[dict[str, str], E
     response, exchange = await bare(ctx)
     challenge, problem = bearer_challenge(response)
     if response.status_code != 401 or challenge is None:
-        raise Skipped(f"there is no Bearer challenge in a 401 to read ({problem or response.status_code}; see RSV-CNS-001)")  # fmt: skip
+        raise Skipped(
+            f"there is no Bearer challenge in a 401 to read ({problem or response.status_code}; see RSV-CNS-001)"
+        )
     return challenge.params, exchange
 
 
@@ -211,7 +213,7 @@ async def an_mcp_server_names_an_authorization_server(ctx: ResourceServerContext
         "an MCP server's metadata must list at least one authorization server in "
         f"authorization_servers: got {found.document.get('authorization_servers')!r}",
         found.exchange,
-    )  # fmt: skip
+    )
 
 
 # --- the authorization servers' metadata -------------------------------------------------
