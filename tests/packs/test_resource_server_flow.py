@@ -201,6 +201,44 @@ def test_an_authorization_server_without_public_clients_is_judged_with_a_confide
     assert found["RSV-CNS-014"] is Status.NOT_APPLICABLE
 
 
+async def _metadata_without_revocation_methods(request: Request, app: ASGIApp) -> JSONResponse:
+    """The mock's AS metadata, minus revocation_endpoint_auth_methods_supported."""
+    origin = f"{request.url.scheme}://{request.url.netloc}"
+    mock = ResourceServerMock(ResourceServerSettings(origin=origin))
+    document = json.loads(bytes((await mock._as_metadata(request)).body))
+    del document["revocation_endpoint_auth_methods_supported"]
+    return JSONResponse(document)
+
+
+async def _revocation_for_confidential_clients(
+    request: Request, app: ASGIApp
+) -> JSONResponse | None:
+    if request.headers.get("authorization", "").startswith("Basic "):
+        return None
+    return JSONResponse({"error": "invalid_client"}, 401, {"WWW-Authenticate": "Basic"})
+
+
+def test_revocation_falls_back_to_a_confidential_client_where_the_methods_are_unsaid() -> None:
+    """RFC 8414 §2: without revocation_endpoint_auth_methods_supported the method is
+    client_secret_basic, so turning a public client away is no failure."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        inner: ASGIApp = intercept("/revoke", _revocation_for_confidential_clients)(app)
+        outer: ASGIApp = intercept(
+            "/oauth-authorization-server/as", _metadata_without_revocation_methods
+        )(inner)
+        return outer
+
+    with served_mock(wrap) as url:
+        result = run(target=url)
+    found = statuses(result)
+    assert {found[rid] for rid in ("RSV-REV-001", "RSV-REV-002", "RSV-REV-003")} == {Status.PASSED}
+    refused = [
+        e for e in result.recorder.exchanges if e.url.endswith("/revoke") and e.status == 401
+    ]
+    assert refused  # the public client was turned away first
+
+
 # --- evidence ------------------------------------------------------------------------------
 
 

@@ -371,19 +371,25 @@ def _registered_client(done: Registration, redirect_uri: str) -> Client:
 
 async def revocation_client(ctx: ResourceServerContext, auth: Authority, who: Client) -> Client:
     """A client the revocation endpoint admits: `who`, unless the metadata's
-    revocation_endpoint_auth_methods_supported (default client_secret_basic, RFC 8414 §2)
-    leaves its method out; then a confidential client registered for the purpose."""
+    revocation_endpoint_auth_methods_supported leaves its method out; then a confidential
+    client registered for the purpose."""
     methods = auth.metadata.get("revocation_endpoint_auth_methods_supported")
-    if not isinstance(methods, list):
-        methods = ["client_secret_basic"]
-    if who.auth_method in methods:
+    if not isinstance(methods, list) or who.auth_method in methods:
         return who
+    return await confidential_client(ctx, auth, methods)
+
+
+async def confidential_client(
+    ctx: ResourceServerContext, auth: Authority, methods: list[Any]
+) -> Client:
+    """A confidential client registered with the first of client_secret_basic and
+    client_secret_post that `methods` names (once per run); NotApplicable if none can be."""
     choice = next((m for m in ("client_secret_basic", "client_secret_post") if m in methods), None)
     endpoint = auth.endpoint("registration_endpoint")
     if choice is None or endpoint is None or ctx.config.client_id:
         raise NotApplicable(
             f"the revocation endpoint admits clients authenticating with {methods}, and the "
-            f"suite's client uses {who.auth_method!r}"
+            "suite has no such client"
         )
 
     async def register() -> Client:

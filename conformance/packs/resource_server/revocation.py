@@ -8,17 +8,22 @@ from __future__ import annotations
 import httpx
 
 from conformance.adapters.resource_server import ResourceServerContext
-from conformance.checks import NotApplicable, check
+from conformance.checks import NotApplicable, Skipped, check
 from conformance.packs.resource_server._oauth import (
+    Authority,
+    Client,
+    Tokens,
     accepted_tokens,
     authority,
     call_resource,
     client,
     client_auth,
+    confidential_client,
     obtain,
     refresh,
     revocation_client,
 )
+from conformance.recorder import Exchange
 
 
 def _error(ctx: ResourceServerContext, answer: httpx.Response) -> str:
@@ -30,6 +35,25 @@ def _error(ctx: ResourceServerContext, answer: httpx.Response) -> str:
     return f" (error={document['error'][:60]!r}{detail})"
 
 
+def _refuses_client(ctx: ResourceServerContext, answer: httpx.Response) -> bool:
+    document = ctx.json(answer)
+    error = document.get("error") if isinstance(document, dict) else None
+    return answer.status_code in (400, 401) and error in ("invalid_client", "unauthorized_client")
+
+
+async def _revoke_access_token(
+    ctx: ResourceServerContext, auth: Authority, who: Client, endpoint: str
+) -> tuple[Tokens, httpx.Response, Exchange]:
+    """A token set the resource accepts at all, and the revocation of its access token."""
+    await accepted_tokens(ctx, auth, who)
+    tokens = await obtain(ctx, auth, who)
+    form, headers = client_auth(
+        who, {"token": tokens.access_token, "token_type_hint": "access_token"}
+    )
+    answer, exchange = await ctx.post(endpoint, data=form, headers=headers)
+    return tokens, answer, exchange
+
+
 @check("RSV-REV-001", "RSV-REV-002", "RSV-REV-003")
 async def revocation(ctx: ResourceServerContext) -> None:
     auth = await authority(ctx)
@@ -37,12 +61,17 @@ async def revocation(ctx: ResourceServerContext) -> None:
     if endpoint is None:
         raise NotApplicable("the authorization server's metadata names no revocation_endpoint")
     who = await revocation_client(ctx, auth, await client(ctx))
-    await accepted_tokens(ctx, auth, who)  # the resource accepts this server's tokens at all
-    tokens = await obtain(ctx, auth, who)
-    form, headers = client_auth(
-        who, {"token": tokens.access_token, "token_type_hint": "access_token"}
-    )
-    answer, exchange = await ctx.post(endpoint, data=form, headers=headers)
+    tokens, answer, exchange = await _revoke_access_token(ctx, auth, who, endpoint)
+    undeclared = "revocation_endpoint_auth_methods_supported" not in auth.metadata
+    if undeclared and who.public and _refuses_client(ctx, answer):
+        # RFC 8414 §2: without the member, client_secret_basic is the method; a server that
+        # says nothing and turns a public client away gets a confidential one.
+        try:
+            who = await confidential_client(ctx, auth, ["client_secret_basic"])
+        except (NotApplicable, Skipped):
+            pass
+        else:
+            tokens, answer, exchange = await _revoke_access_token(ctx, auth, who, endpoint)
     revoked = ctx.require(
         "RSV-REV-001",
         answer.status_code == 200,
