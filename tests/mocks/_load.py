@@ -66,7 +66,7 @@ class ChildOrchestrator:
         )
         self.fields = self._banner()
         self.issuer = self.fields["issuer"]
-        self.origin = self.fields["origin"]
+        self.origin = self.fields.get("origin", self.issuer)
         """Where it listens (its issuer too, unless one was given)."""
         self.port = int(self.origin.rsplit(":", 1)[1])
         self.redemption_endpoint = self.origin + "/redemptions"
@@ -219,30 +219,36 @@ async def send(
 async def burst_then_kill(
     box: Sandbox, child: ChildOrchestrator, jobs: list[Job], *, kill_after: int
 ) -> int:
-    """Send every job at once; `kill -9` the child as soon as `kill_after` answers arrived.
-    Returns how many answers arrived before the kill."""
+    """Send every job at once; `kill -9` the child the moment the `kill_after`-th answer
+    arrives (the signal is sent from that answer's own callback, not after a hand-off).
+    Returns how many requests were still unanswered when it died."""
     arrived = 0
-    enough = asyncio.Event()
+    still_open = -1
+    done = asyncio.Event()
+
+    def kill_now() -> None:
+        nonlocal still_open
+        if still_open < 0:
+            child.process.send_signal(signal.SIGKILL)
+            still_open = len(jobs) - arrived
+            done.set()
 
     async def one(client: httpx.AsyncClient, job: Job) -> None:
         nonlocal arrived
         if await send(client, box, child.redemption_endpoint, job) is not None:
             arrived += 1
             if arrived >= kill_after:
-                enough.set()
+                kill_now()
 
     limits = httpx.Limits(max_connections=len(jobs))
     async with httpx.AsyncClient(timeout=REQUEST_SECONDS, limits=limits) as client:
         tasks = [asyncio.create_task(one(client, job)) for job in jobs]
-        waiter = asyncio.create_task(enough.wait())
-        await asyncio.wait([waiter, *tasks], timeout=REQUEST_SECONDS, return_when="FIRST_COMPLETED")
-        if not enough.is_set():
-            await asyncio.wait([waiter], timeout=REQUEST_SECONDS)
-        before = arrived
-        await asyncio.to_thread(child.kill)
+        waiter = asyncio.create_task(done.wait())
+        await asyncio.wait([waiter], timeout=REQUEST_SECONDS)
+        kill_now()  # fewer answers than kill_after within the deadline: kill anyway
         await asyncio.gather(*tasks)
-        waiter.cancel()
-    return before
+    await asyncio.to_thread(child.kill)  # reap it
+    return still_open
 
 
 async def resend_all(
