@@ -14,6 +14,7 @@ problem documents with a `code` member (schemas/app-next/problem.schema.json).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -512,11 +513,12 @@ class OrchestratorMock:
                 status, answer = await anyio.to_thread.run_sync(process, caller, body)
                 return self._answer(status, answer)
             raise _in_flight()
-        if isinstance(outcome, Replay) and not replay_charges:
+        if isinstance(outcome, Replay):
+            if replay_charges:  # the original answer, replayed, and its amount charged again
+                await anyio.to_thread.run_sync(self._charge_again, outcome.body)
             return self._answer(outcome.status, outcome.body, replayed=True)
         if not isinstance(outcome, Begun):
-            # replay-double-charges (and idempotency-conflict-ignored): processed again,
-            # nothing recorded.
+            # idempotency-conflict-ignored: processed again, nothing recorded.
             status, answer = await anyio.to_thread.run_sync(process, caller, body)
             return self._answer(status, answer)
         try:
@@ -542,6 +544,13 @@ class OrchestratorMock:
         if isinstance(settled, InFlight):
             raise _in_flight()
         return self._answer(settled.status, settled.body, replayed=settled.replayed)
+
+    def _charge_again(self, answer: dict[str, Any]) -> None:
+        """The replay-double-charges fault: a replayed redemption charges its amount again."""
+        record = self.store.get(_REDEMPTIONS, str(answer.get("id")))
+        if record is not None:
+            with contextlib.suppress(CapExceeded):
+                self.ledger.charge(record["user"], record["provider"], int(record["amount"]))
 
     def _answer(self, status: int, body: dict[str, Any], *, replayed: bool = False) -> Response:
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
