@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from conformance import strictjson
-from conformance.drafts import check_directory, diff, find_examples, offset_line
+from conformance._resources import data_dir
+from conformance.drafts import builtin_at, check_directory, diff, find_examples, offset_line
 from conformance.errors import UsageError
 from conformance.profiles import PARAMETER_DOCS
 from conformance.schemas import default_store
@@ -139,15 +140,20 @@ def _new(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     path: Path = args.path
+    if not path.is_dir() and str(path) in default_store().profiles():
+        path = Path(str(data_dir("schemas"))) / str(path)  # a built-in, by name
     if not path.is_dir():
-        raise UsageError(f"{path} is not a directory")
+        raise UsageError(
+            f"{path} is neither a profile directory nor a built-in profile "
+            f"({', '.join(default_store().profiles())})"
+        )
     problems = check_directory(path)
     if problems:
         print(f"{path}: {len(problems)} problem(s)")
         for problem in problems:
             print(f"  {problem}")
         return 1
-    spec = default_store().profile(str(path))
+    spec = default_store().profile(builtin_at(path) or str(path))
     own = default_store().own_messages(spec.name)
     print(
         f"{path}: ok: profile {spec.name!r} (base {spec.base}, family {spec.family}), "

@@ -73,6 +73,16 @@ def pointer_line(text: str, path: Iterator[Any] | list[Any] | tuple[Any, ...]) -
 # --- static checks of a directory --------------------------------------------------------
 
 
+def builtin_at(path: Path, store: SchemaStore | None = None) -> str | None:
+    """The built-in profile whose directory `path` is, if any."""
+    store = store or default_store()
+    where = path.resolve()
+    for name in store.profiles():
+        if (Path(str(data_dir("schemas"))) / name).resolve() == where:
+            return name
+    return None
+
+
 def check_directory(path: Path, store: SchemaStore | None = None) -> list[str]:
     """Every problem of the draft profile in `path`, as `file:line: what` strings."""
     store = store or default_store()
@@ -80,8 +90,9 @@ def check_directory(path: Path, store: SchemaStore | None = None) -> list[str]:
     if not manifest.is_file():
         return [f"{manifest}: missing (a profile directory holds profile.toml)"]
     problems: list[str] = []
+    builtin = builtin_at(path, store)
     try:
-        spec = store.profile(str(path))
+        spec = store.profile(builtin or str(path))
     except ProvspecError as error:  # the manifest, a schema's $id, the base: first problem
         problems.append(str(error))
         spec = None
@@ -197,7 +208,10 @@ def consistency(profile: str, store: SchemaStore | None = None) -> list[str]:
                 f"{where}:{line}: error code {condition} = {error.code!r}: its envelope "
                 f"{error.envelope} allows only {sorted(map(str, allowed))}"
             )
-        statuses = _pinned(store.schema(profile, error.envelope), ("status",))
+        # A pinned integer `status` is the HTTP status (RFC 9457); the status envelope's
+        # `status` member is the string "error", which says nothing about it.
+        pinned = _pinned(store.schema(profile, error.envelope), ("status",))
+        statuses = {value for value in pinned or () if isinstance(value, int)} or None
         if statuses is not None and error.status not in statuses:
             problems.append(
                 f"{where}:{line}: error code {condition} has status {error.status}; its envelope "
@@ -226,7 +240,66 @@ def consistency(profile: str, store: SchemaStore | None = None) -> list[str]:
                 )
         problems += _claim_problems(store, profile)
     problems += _example_problems(store, profile)
+    problems += _citation_problems(store, profile)
     problems += unknown_requirement_ids(default_registry(), profile)
+    return problems
+
+
+_CITED = re.compile(r"\b(?:PRV|ORC|AGT|RSV)-[A-Z]{3}-\d{3}\b")
+_GENERIC_TERMS = frozenset(
+    {"id", "type", "status", "error", "code", "message", "description", "data", "object", "name"}
+)
+"""Member names too common to tie a requirement to one message."""
+
+
+def _terms(schema: Any) -> set[str]:
+    """What a message is made of, by name: its member names at any depth and its constant
+    and enumerated string values."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for name in (
+                (node.get("properties") or {}) if isinstance(node.get("properties"), dict) else {}
+            ):
+                found.add(str(name))
+            for key in ("const", "enum"):
+                value = node.get(key)
+                values = value if isinstance(value, list) else [value]
+                found.update(v for v in values if isinstance(v, str))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(schema)
+    return {term for term in found if term not in _GENERIC_TERMS and len(term) > 2}
+
+
+def _citation_problems(store: SchemaStore, profile: str) -> list[str]:
+    """A schema that cites a requirement for a rule it does not carry: the requirement's text
+    names none of the message's members or constants (a citation copied from a neighbour)."""
+    registry = default_registry()
+    known = {requirement.id: requirement for requirement in registry.select()}
+    problems: list[str] = []
+    for message in store.own_messages(profile):
+        schema = store.schema(profile, message)
+        terms = _terms(schema) | {message}
+        for cited in sorted(set(_CITED.findall(json.dumps(schema)))):
+            requirement = known.get(cited)
+            if requirement is None:
+                continue  # unknown IDs are reported on their own
+            text = requirement.text
+            if not any(
+                re.search(rf"(?<![A-Za-z0-9_]){re.escape(term)}(?![A-Za-z0-9_])", text)
+                for term in terms
+            ):
+                problems.append(
+                    f"{_schema_file(store, profile, message)}: cites {cited} for a rule it does "
+                    f"not carry: {cited} ('{text[:90]}…') names none of {message}'s members or "
+                    "constants"
+                )
     return problems
 
 

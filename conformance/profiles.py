@@ -56,6 +56,7 @@ __all__ = [
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 """An HTTP field name (RFC 9110 §5.1: a token)."""
 _CURRENCY = re.compile(r"[a-z]{3}")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 SUPPORTED_ALGORITHMS = ("EdDSA", "ES256")
 """What provspec's JOSE code can sign and verify; a draft may allow a subset."""
 SUPPORTED_INTERVALS = ("month",)
@@ -70,6 +71,7 @@ PARAMETER_DOCS: Mapping[str, str] = {
     "attestation_lifetime": "maximum seconds between an attestation's iat and exp",
     "payment_token_lifetime": "maximum seconds between a payment token's iat and exp",
     "algorithms": "JWS alg values a verifier accepts (subset of EdDSA, ES256)",
+    "provisioning_scope": "the OAuth scope a provider's access token needs for provisioning calls",
     "default_cap": "the spend cap per (user, provider): limit (minor units), currency, interval",
     "error_codes": "condition -> {code, status, envelope}: the wire code, HTTP status and the "
     "message schema that carries it",
@@ -108,6 +110,7 @@ class ProfileParameters:
     attestation_lifetime: int
     payment_token_lifetime: int
     algorithms: tuple[str, ...]
+    provisioning_scope: str
     default_cap: SpendCap
     error_codes: Mapping[str, ErrorCode]
 
@@ -206,6 +209,10 @@ def parse_parameters(raw: Any, file: str, text: str, problems: list[str]) -> dic
                     f"{where}: algorithms must be a non-empty list drawn from "
                     f"{list(SUPPORTED_ALGORITHMS)} (what provspec can sign), not {value!r}"
                 )
+        elif key == "provisioning_scope":
+            # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            if not isinstance(value, str) or not _SCOPE_TOKEN.fullmatch(value):
+                problems.append(f"{where}: provisioning_scope must be one RFC 6749 scope token")
         elif key == "default_cap":
             _check_cap(value, file, text, problems)
         elif key == "error_codes":
@@ -301,6 +308,7 @@ def build_parameters(
             attestation_lifetime=merged["attestation_lifetime"],
             payment_token_lifetime=merged["payment_token_lifetime"],
             algorithms=tuple(merged["algorithms"]),
+            provisioning_scope=merged["provisioning_scope"],
             default_cap=SpendCap(cap["limit"], cap["currency"], cap["interval"]),
             error_codes=MappingProxyType(
                 {

@@ -36,6 +36,7 @@ __all__ = [
     "RecordingTransport",
     "mask_text",
     "mask_values",
+    "shows",
 ]
 
 MAX_BODY = 16 * 1024
@@ -87,6 +88,11 @@ def fingerprint(value: str) -> str:
 
 def _masked(value: str) -> str:
     return f"«masked {fingerprint(value)}»"
+
+
+def shows(recorded: object, secret: str) -> bool:
+    """Whether a value read from a recorded exchange is `secret`, in the clear or masked."""
+    return recorded == secret or recorded == _masked(secret)
 
 
 def mask_text(text: str) -> str:

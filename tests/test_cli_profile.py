@@ -180,3 +180,38 @@ def test_a_ref_moved_to_the_base_file_is_not_a_type_change() -> None:
     service = text.split("~ message service", 1)[1].split("~ message", 1)[0]
     assert "pricing.paid.amount" in service
     assert "configuration_schema" not in service
+
+
+def test_profile_check_takes_a_built_in_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("app-0.1d", "app-next"):
+        code, out, _ = run(capsys, "profile", "check", name)
+        assert code == 0, out
+        assert f"ok: profile {name!r}" in out
+    code, _, err = run(capsys, "profile", "check", "app-nxt")
+    assert code == 2
+    assert "neither a profile directory nor a built-in profile" in err
+
+
+def test_a_schema_citing_a_requirement_for_another_rule_is_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The citation the independent app-next provider's author tripped on: consent_required
+    citing PRV-CNS-001 (AS metadata) for what PRV-ACC-009 requires."""
+    target = tmp_path / "cited"
+    run(capsys, "profile", "new", str(target), "--from", "app-next")
+    source = Path(__file__).resolve().parent.parent / "schemas" / "app-next"
+    schema = json.loads((source / "account_response_consent_required.schema.json").read_text())
+    schema["$id"] = "https://provspec.invalid/schemas/cited/account_response_consent_required.schema.json"
+    schema["description"] = schema["description"].replace("PRV-ACC-009", "PRV-CNS-001")
+    (target / "account_response_consent_required.schema.json").write_text(json.dumps(schema))
+    code, out, _ = run(capsys, "profile", "check", str(target))
+    assert code == 1
+    assert "cites PRV-CNS-001 for a rule it does not carry" in out
+    # The same schema citing the rule it carries is clean (a fresh draft: one is loaded once).
+    fixed = tmp_path / "fixed"
+    run(capsys, "profile", "new", str(fixed), "--from", "app-next")
+    schema["$id"] = schema["$id"].replace("/cited/", "/fixed/")
+    schema["description"] = schema["description"].replace("PRV-CNS-001", "PRV-ACC-009")
+    (fixed / "account_response_consent_required.schema.json").write_text(json.dumps(schema))
+    code, out, _ = run(capsys, "profile", "check", str(fixed))
+    assert code == 0, out

@@ -356,9 +356,11 @@ class ProviderContext(CheckContext):
         """A user the provider has never seen."""
         return self.client.new_user(email_verified=email_verified)
 
-    def existing_user(self, email: str | None = None) -> User:
+    def existing_user(self, email: str | None = None, *, email_verified: bool = True) -> User:
         """A user whose email already has an account at the provider."""
-        return self.client.new_user(email or self.target.config.existing_email)
+        return self.client.new_user(
+            email or self.target.config.existing_email, email_verified=email_verified
+        )
 
     def need_scripted_consent(self) -> None:
         if not self.target.scripted_consent:

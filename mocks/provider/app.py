@@ -79,9 +79,9 @@ __all__ = ["ProviderMock", "ProviderSettings"]
 
 log = logging.getLogger("provspec.mock.provider")
 
-SCOPE = "provisioning"
-GRANTED_SCOPE = "provisioning profile"
-"""What a code grants; a refresh may narrow it (RFC 6749 §6), e.g. to profile alone."""
+PROFILE_SCOPE = "profile"
+"""Granted with the profile's provisioning scope; a refresh may narrow a token to it alone
+(RFC 6749 §6), which then lacks what provisioning calls need."""
 CODE_LIFETIME = 300
 ACCESS_LIFETIME = 3600
 DEEP_LINK_LIFETIME = 600
@@ -97,6 +97,7 @@ SIGNATURE_FAULTS = (
     "typ-not-checked",
     "crit-ignored",
     "duplicate-claims-last-wins",
+    "typ-compared-exactly",
 )
 """Faults of the attestation signature step; any of them swaps in `_attestation_signature`."""
 
@@ -186,6 +187,10 @@ class ProviderMock:
                 "/.well-known/oauth-protected-resource", "/oauth-protected-resource"
             )
         self.as_metadata_url = _well_known(self.issuer, "oauth-authorization-server")
+        self.scope = self.params.provisioning_scope
+        self.granted_scope = f"{self.scope} {PROFILE_SCOPE}"
+        self.currency = self.params.default_cap.currency
+        """The currency of every price in the catalog (the profile's cap currency)."""
         self.signing_key = jose.generate_key("EdDSA")
         self._retired_key = jose.generate_key("EdDSA")
         self.tokens: list[str] = []
@@ -428,7 +433,9 @@ class ProviderMock:
             if str(header.get("alg", "")).lower() == "none":
                 return claims
         for attempt in range(2):
-            keys = await self._orchestrator_keys(refresh=attempt == 1)
+            keys = await self._keys_to_verify(
+                token, refresh=attempt == 1, fault="jku-header-honoured"
+            )
             try:
                 return verify_attestation(
                     token,
@@ -511,7 +518,9 @@ class ProviderMock:
             raise jose.JOSEError("crit_not_understood", "crit names unknown extensions")
         header_typ = header.get("typ")
         typ_ok = isinstance(header_typ, str) and (
-            header_typ.lower().removeprefix("application/") == typ.lower()
+            header_typ == typ
+            if self.faults.active("typ-compared-exactly")
+            else header_typ.lower().removeprefix("application/") == typ.lower()
         )
         if not typ_ok and not self.faults.active("typ-not-checked"):
             raise jose.JOSEError("wrong_typ", f"typ {header_typ!r} is not {typ!r}")
@@ -571,7 +580,9 @@ class ProviderMock:
         if self._orchestrator is None or refresh:
             issuer = self.settings.orchestrator_issuer
             async with self._client() as client:
-                metadata = await self._get_json(client, f"{issuer}/.well-known/app-orchestrator")
+                # OpenID Connect Discovery §4's rule: a terminating "/" goes before the suffix
+                url = f"{issuer.removesuffix('/')}/.well-known/app-orchestrator"
+                metadata = await self._get_json(client, url)
                 announced = metadata.get("issuer")
                 if self.faults.active("metadata-issuer-normalised"):
                     announced = str(announced).rstrip("/")
@@ -586,13 +597,55 @@ class ProviderMock:
                 # The metadata came from the trusted issuer's URL; what it names is not trusted
                 # by that, so jwks_uri passes the SSRF guard like any URL taken from a message.
                 guard = not self.faults.active("jwks-uri-unguarded")
-                keys = jose.parse_jwks(await self._get_json(client, jwks_uri, guard=guard))
+                try:
+                    keys = jose.parse_jwks(await self._get_json(client, jwks_uri, guard=guard))
+                except jose.JOSEError as error:
+                    raise HTTPProblem(
+                        502, "orchestrator_unreachable", f"the orchestrator's JWKS: {error}"
+                    ) from None
             self._orchestrator = {"metadata": metadata, "keys": keys}
         return self._orchestrator
 
     async def _orchestrator_keys(self, *, refresh: bool = False) -> dict[str, jose.PublicKey]:
         keys: dict[str, jose.PublicKey] = (await self._orchestrator_meta(refresh=refresh))["keys"]
         return keys
+
+    async def _keys_to_verify(
+        self, token: str | None, *, refresh: bool, fault: str
+    ) -> dict[str, jose.PublicKey]:
+        """The orchestrator's keys for an incoming token. Keys that cannot be had make the
+        token unverifiable: 503 (try again), never a 502 or a pass (PRV-ATT-029)."""
+        try:
+            keys = await self._orchestrator_keys(refresh=refresh)
+        except HTTPProblem as unavailable:
+            if self.faults.active("metadata-failure-500"):
+                raise HTTPProblem(500, "server_error", "internal server error") from None
+            raise HTTPProblem(
+                503,
+                "orchestrator_unavailable",
+                f"the orchestrator's keys cannot be had now: {unavailable.message}",
+                headers={"Retry-After": "30"},
+            ) from None
+        if self.faults.active(fault) and token:
+            keys = {**keys, **await self._keys_named_by(token)}
+        return keys
+
+    async def _keys_named_by(self, token: str) -> dict[str, jose.PublicKey]:
+        """The fault: keys a token names (jku) or carries (jwk) in its own header, trusted."""
+        try:
+            header = jose.unverified_parts(token)[0]
+        except jose.JOSEError:
+            return {}
+        named: dict[str, jose.PublicKey] = {}
+        if isinstance(header.get("jwk"), dict):
+            named |= jose.parse_jwks({"keys": [header["jwk"]]})
+        if isinstance(header.get("jku"), str):
+            try:
+                async with self._client() as client:
+                    named |= jose.parse_jwks(await self._get_json(client, header["jku"]))
+            except HTTPProblem:
+                pass
+        return named
 
     # --- discovery ------------------------------------------------------------------------------
     async def health(self, request: Request, raw: bytes, caller: _Caller) -> Response:
@@ -602,7 +655,10 @@ class ProviderMock:
         return json_response({"supported_versions": versions, "status": "ok"})
 
     async def services(self, request: Request, raw: bytes, caller: _Caller) -> Response:
-        entries = [entry.as_json(structured_price=self.next) for entry in catalog.SERVICES]
+        entries = [
+            entry.as_json(structured_price=self.next, currency=self.currency)
+            for entry in catalog.SERVICES
+        ]
         if self.faults.active("catalog-bad-pricing"):
             entries[1]["pricing"] = {"type": "expensive"}
         if self.faults.active("duplicate-service-ids"):
@@ -643,7 +699,7 @@ class ProviderMock:
         document: dict[str, Any] = {
             "resource": resource,
             "authorization_servers": [self.issuer],
-            "scopes_supported": GRANTED_SCOPE.split(),
+            "scopes_supported": self.granted_scope.split(),
             "bearer_methods_supported": ["header"],
             "jwks_uri": f"{self.base_url}jwks.json",
             "resource_name": self.settings.name,
@@ -668,8 +724,9 @@ class ProviderMock:
             "response_types_supported": ["code"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": methods,
-            "scopes_supported": GRANTED_SCOPE.split(),
-            "token_endpoint_auth_methods_supported": ["none"],
+            "scopes_supported": self.granted_scope.split(),
+            # the orchestrator's APP-Attestation; public PKCE clients need none
+            "token_endpoint_auth_methods_supported": ["app_attestation", "none"],
         }
         if self.faults.active("as-metadata-no-revocation-endpoint"):
             del document["revocation_endpoint"]
@@ -750,6 +807,8 @@ class ProviderMock:
         if self.faults.active("accounts-keyed-by-email"):
             identity = f"email\x1f{email.casefold()}"  # the email is taken as the stable key
         compare = not self.faults.active("attested-email-not-compared")
+        if compare and caller.email is None:
+            raise HTTPProblem(400, "invalid_request", "the attestation carries no email")
         if compare and caller.email is not None and caller.email.casefold() != email.casefold():
             raise HTTPProblem(
                 400, "invalid_request", "the body's email differs from the attested email"
@@ -776,7 +835,7 @@ class ProviderMock:
         params = []
         if metadata:
             params.append(f'resource_metadata="{self.prm_url}"')
-        params.append(f'scope="{SCOPE}"')
+        params.append(f'scope="{self.scope}"')
         if error:
             params.append(f'error="{error}"')
         if description:
@@ -963,7 +1022,7 @@ class ProviderMock:
             self.state.link(f"{caller.issuer}\x1f{caller.subject}", str(record["account"]))
         tokens = self.state.issue_tokens(
             str(record["account"]),
-            GRANTED_SCOPE,
+            self.granted_scope,
             expires_at=self.clock.timestamp() + ACCESS_LIFETIME,
         )
         return json_response(
@@ -971,7 +1030,7 @@ class ProviderMock:
                 "token_type": "bearer",
                 **tokens,
                 "expires_in": ACCESS_LIFETIME,
-                "scope": GRANTED_SCOPE,
+                "scope": self.granted_scope,
                 "account": {"id": record["account"], "payment_credentials": "orchestrator"},
             },
             headers=self._token_headers(),
@@ -1041,7 +1100,7 @@ class ProviderMock:
         record = self.state.access_token(token.strip())
         if record is None or int(record["exp"]) <= self.clock.timestamp():
             raise self._unauthorized("invalid_token", token.strip())
-        if SCOPE not in str(record["scope"]).split():
+        if self.scope not in str(record["scope"]).split():
             status = 401 if self.faults.active("insufficient-scope-401") else 403
             raise HTTPProblem(
                 status,
@@ -1186,15 +1245,19 @@ class ProviderMock:
             raise HTTPProblem(
                 400, "requires_payment_credentials", "an app_payment_token is required"
             )
-        claims = await self._verify_payment_token(token, entry)
+        claims = await self._verify_payment_token(token, entry, project)
         self.tokens.append(token)
         if self.faults.active("skip-redemption") or not self.settings.redeem:
             return
         await self._redeem(token, claims, entry, resource_id, project)
 
-    async def _verify_payment_token(self, token: str, entry: catalog.Service) -> dict[str, Any]:
+    async def _verify_payment_token(
+        self, token: str, entry: catalog.Service, project: Any
+    ) -> dict[str, Any]:
         for attempt in range(2):
-            keys = await self._orchestrator_keys(refresh=attempt == 1)
+            keys = await self._keys_to_verify(
+                token, refresh=attempt == 1, fault="payment-token-header-key-honoured"
+            )
             try:
                 claims = self._payment_token_signature(token, keys)
                 audience = self.resource_id
@@ -1239,9 +1302,21 @@ class ProviderMock:
             raise HTTPProblem(
                 400, "billing_activation_failed", "the payment token is for another service"
             )
-        if claims.get("currency") != "usd":
+        if claims.get("currency") != self.currency and not self.faults.active(
+            "payment-token-currency-unchecked"
+        ):
             raise HTTPProblem(
-                400, "billing_activation_failed", "the payment token's currency is not usd"
+                400,
+                "billing_activation_failed",
+                f"the payment token's currency is not the price's ({self.currency})",
+            )
+        if (
+            project is not None
+            and claims.get("project_id") != project
+            and not self.faults.active("payment-token-project-unchecked")
+        ):
+            raise HTTPProblem(
+                400, "billing_activation_failed", "the payment token is for another project"
             )
         if amount < entry.price and not self.faults.active("redeem-over-max-amount"):
             raise HTTPProblem(
@@ -1287,8 +1362,11 @@ class ProviderMock:
             )
         body = {
             "payment_token": token,
-            "amount": entry.price,
-            "currency": "usd",
+            # the fault: a rounding that charges one minor unit less than the price
+            "amount": entry.price - 1
+            if self.faults.active("redeems-less-than-price")
+            else entry.price,
+            "currency": claims.get("currency", self.currency),
             "description": f"{self.settings.name} {entry.id}",
             "resource_id": resource_id,
         }
@@ -1297,7 +1375,11 @@ class ProviderMock:
             "Content-Type": "application/json",
             "Accept": "application/json, application/problem+json",
         }
-        if not self.faults.active("redeem-without-idempotency-key"):
+        if self.faults.active("idempotency-key-per-service"):
+            # the key names the user and the service, not the payment: a second purchase
+            # of the same service reuses the first one's key
+            headers["Idempotency-Key"] = f"{claims.get('sub')}:{entry.id}"
+        elif not self.faults.active("redeem-without-idempotency-key"):
             headers["Idempotency-Key"] = f"{claims['jti']}"
         if not self.faults.active("redeem-unsigned"):
             headers[self.params.attestation_header] = mint_attestation(

@@ -26,18 +26,18 @@ class Service:
     """What provisioning charges, in minor units; 0 for free services."""
     configuration_schema: dict[str, Any] | None = None
     asynchronous: bool = False
-    currency: str = "usd"
 
     @property
     def paid(self) -> bool:
         return self.price > 0
 
-    def as_json(self, *, structured_price: bool = False) -> dict[str, Any]:
+    def as_json(self, *, structured_price: bool = False, currency: str = "usd") -> dict[str, Any]:
         """The catalog entry; `structured_price` (app-next) adds the amount in minor units
-        and the currency to a fixed paid price, next to its text."""
+        and `currency` (the profile's: a price has no currency of its own here) to a fixed
+        paid price, next to its text."""
         pricing = self.pricing
         if structured_price and self.paid and isinstance(pricing.get("paid"), dict):
-            paid = {**pricing["paid"], "amount": self.price, "currency": self.currency}
+            paid = {**pricing["paid"], "amount": self.price, "currency": currency}
             pricing = {**pricing, "paid": paid}
         entry: dict[str, Any] = {
             "id": self.id,

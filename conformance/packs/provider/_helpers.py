@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -100,14 +101,50 @@ def attestation(
     for name in drop:
         payload.pop(name, None)
     signing_key = key or ctx.core.signing_key
-    return jose.sign(payload, signing_key, typ=ATTESTATION_TYP, **(header or {}))
+    extra = dict(header or {})
+    return jose.sign(payload, signing_key, typ=extra.pop("typ", ATTESTATION_TYP), **extra)
 
 
 def unsigned(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
     return jose.compact(header, claims, signature)
 
 
-def payment_token(ctx: ProviderContext, service_id: str, **overrides: Any) -> str:
+@dataclass(frozen=True)
+class Price:
+    """What a catalog entry says a service costs: an amount in minor units and a currency
+    where the price is structured (app-next `pricing.paid.amount`), else neither."""
+
+    amount: int | None
+    currency: str | None
+
+    @staticmethod
+    def of(entry: dict[str, Any]) -> Price:
+        pricing = entry.get("pricing")
+        paid = (
+            pricing.get("paid")
+            if isinstance(pricing, dict) and pricing.get("type") == "paid"
+            else None
+        )
+        amount = paid.get("amount") if isinstance(paid, dict) else None
+        currency = paid.get("currency") if isinstance(paid, dict) else None
+        return Price(
+            amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
+            currency if isinstance(currency, str) else None,
+        )
+
+
+def payment_token(
+    ctx: ProviderContext,
+    service_id: str,
+    project_id: str,
+    /,
+    *,
+    price: Price | None = None,
+    **overrides: Any,
+) -> str:
+    """A payment token bound to exactly the request it goes with: this provider, the
+    request's service and project, the price's currency, and the price as max_amount (the
+    default cap where the catalog states no amount). `overrides` change claims for attacks."""
     now = int(time.time())
     claims = {
         "iss": ctx.core.issuer,
@@ -116,19 +153,28 @@ def payment_token(ctx: ProviderContext, service_id: str, **overrides: Any) -> st
         "jti": "pt_" + secrets.token_hex(8),
         "iat": now,
         "exp": now + 600,
-        "max_amount": ctx.params.default_cap.limit,
-        "currency": ctx.params.default_cap.currency,
+        "max_amount": (price.amount if price and price.amount else None)
+        or ctx.params.default_cap.limit,
+        "currency": (price.currency if price else None) or ctx.params.default_cap.currency,
         "service_id": service_id,
-        "project_id": "proj_" + secrets.token_hex(4),
+        "project_id": project_id,
     }
     claims.update(overrides)
     return jose.sign(claims, ctx.core.signing_key, typ=PAYMENT_TOKEN_TYP)
 
 
-def payment_credentials(ctx: ProviderContext, service_id: str, **overrides: Any) -> dict[str, Any]:
+def payment_credentials(
+    ctx: ProviderContext,
+    service_id: str,
+    project_id: str | None = None,
+    /,
+    *,
+    price: Price | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Payment credentials that pay: 0.1d, the shared payment token the target's test mode
     activates ([provider] test_payment_token; without one, the check cannot pay and is
-    skipped); app-next, a payment token the suite mints for this service."""
+    skipped); app-next, a payment token the suite mints for this service and project."""
     if ctx.family == "app-0.1d":
         token = ctx.target.test_payment_token
         if not token:
@@ -137,10 +183,35 @@ def payment_credentials(ctx: ProviderContext, service_id: str, **overrides: Any)
                 "activates: set [provider] test_payment_token in provspec.toml"
             )
         return {"type": "stripe_payment_token", "stripe_payment_token": token}
+    project = project_id or "proj_" + secrets.token_hex(6)
     return {
         "type": "app_payment_token",
-        "app_payment_token": payment_token(ctx, service_id, **overrides),
+        "app_payment_token": payment_token(ctx, service_id, project, price=price, **overrides),
     }
+
+
+async def paid_provision(
+    ctx: ProviderContext,
+    entry: dict[str, Any],
+    *,
+    bearer: str,
+    credentials: dict[str, Any] | None = None,
+    **token_claims: Any,
+) -> tuple[httpx.Response, Exchange, dict[str, Any]]:
+    """A paid provisioning as the orchestrator sends it: a fresh project_id and a payment
+    token bound to this very request (`token_claims` change its claims for an attack;
+    `credentials` replace it altogether). Returns the answer, its exchange and the body."""
+    service_id = str(entry["id"])
+    body: dict[str, Any] = {
+        "service_id": service_id,
+        "project_id": "proj_" + secrets.token_hex(6),
+        "configuration": {},
+    }
+    body["payment_credentials"] = credentials or payment_credentials(
+        ctx, service_id, body["project_id"], price=Price.of(entry), **token_claims
+    )
+    response, exchange = await ctx.call("POST", "provisioning/resources", body=body, bearer=bearer)
+    return response, exchange, body
 
 
 def failing_payment_credentials(ctx: ProviderContext) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -176,7 +177,7 @@ async def existing_email_goes_to_the_consent_path(ctx: ProviderContext) -> None:
 async def unverified_email_creates_no_account(ctx: ProviderContext) -> None:
     ctx.fresh_user()
     body = account_request(ctx)
-    raw = __import__("json").dumps(body).encode()
+    raw = json.dumps(body).encode()
     token = attestation(ctx, raw, email_verified=False)
     response, exchange = await ctx.call(
         "POST",
@@ -195,6 +196,28 @@ async def unverified_email_creates_no_account(ctx: ProviderContext) -> None:
     )
 
 
+@check("PRV-ACC-015")
+async def an_unverified_email_never_reaches_an_existing_account(ctx: ProviderContext) -> None:
+    ctx.existing_user(email_verified=False)
+    response, exchange = await ctx.call(
+        "POST", "provisioning/account_requests", body=account_request(ctx)
+    )
+    document = ctx.json(response)
+    reached = (
+        response.status_code == 200
+        and isinstance(document, dict)
+        and document.get("type") == "oauth"
+    )
+    ctx.require(
+        "PRV-ACC-015",
+        not reached and response.status_code in (400, 401),
+        f"an attestation with email_verified false for the existing {ctx.user.email} must get "
+        f"401 consent_required or 400, got {response.status_code}"
+        + (" and a code for the existing account" if reached else ""),
+        exchange,
+    )
+
+
 @check("PRV-ACC-013")
 async def body_email_must_match_the_attested_email(ctx: ProviderContext) -> None:
     ctx.fresh_user()
@@ -207,6 +230,22 @@ async def body_email_must_match_the_attested_email(ctx: ProviderContext) -> None
         "PRV-ACC-013",
         response.status_code == 400,
         f"an email differing from the attested one must get 400, got {response.status_code}",
+        exchange,
+    )
+    ctx.fresh_user()
+    body = account_request(ctx)
+    raw = json.dumps(body).encode()
+    response, exchange = await ctx.call(
+        "POST",
+        "provisioning/account_requests",
+        content=raw,
+        headers_override={ctx.params.attestation_header: attestation(ctx, raw, drop=("email",))},
+    )
+    ctx.require(
+        "PRV-ACC-013",
+        response.status_code == 400,
+        f"an account request whose attestation carries no email must get 400, got "
+        f"{response.status_code}",
         exchange,
     )
 
@@ -228,8 +267,6 @@ async def the_same_identity_reaches_the_same_account(ctx: ProviderContext) -> No
 async def _reaches_resource(
     ctx: ProviderContext, resource: dict[str, Any], why: str, email: str
 ) -> None:
-    import json
-
     verifier, challenge = pkce_pair()
     raw = json.dumps(account_request(ctx, email=email, code_challenge=challenge)).encode()
     response, exchange = await ctx.call(

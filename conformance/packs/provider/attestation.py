@@ -7,6 +7,7 @@ but changes nothing, so a refusal and an acceptance are both safe to provoke.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
@@ -228,13 +229,32 @@ async def zero_ecdsa_signature_is_refused(ctx: ProviderContext) -> None:
 
 @check("PRV-ATT-014")
 async def keys_in_the_header_are_ignored(ctx: ProviderContext) -> None:
+    """Tokens signed by a key the orchestrator never published, which each token embeds
+    (jwk) or names at a URL the suite itself serves (jku, x5u), so a provider that follows
+    the header reaches the key: refused, and no such URL is ever fetched."""
     attacker = jose.generate_key("EdDSA", kid="provspec-attacker")
-    token = attestation(ctx, key=attacker, header={"jwk": attacker.public_jwk()})
-    await refused_attestation(
-        ctx, "PRV-ATT-014", "a token signed by the key embedded in its jwk header", token
-    )
-    token = attestation(ctx, key=attacker, header={"jku": "https://attacker.invalid/jwks.json"})
-    await refused_attestation(ctx, "PRV-ATT-014", "a token pointing at an attacker's jku", token)
+    base = f"{ctx.core.issuer}/provspec-{secrets.token_hex(6)}"
+    jku, x5u = f"{base}/jwks.json", f"{base}/cert.pem"
+    with ctx.serving({jku: jose.jwks([attacker]), x5u: {"not": "a certificate"}}):
+        for why, header in (
+            ("the key embedded in its jwk header", {"jwk": attacker.public_jwk()}),
+            ("a key its jku header names", {"jku": jku}),
+            ("a key its x5u header names", {"x5u": x5u}),
+        ):
+            mark = ctx.recorder.mark
+            token = attestation(ctx, key=attacker, header=header)
+            response, exchange = await ctx.call(
+                "GET", HEALTH, headers_override={ctx.params.attestation_header: token}
+            )
+            fetched = [e for e in ctx.received(mark) if e.url.split("?")[0] in (jku, x5u)]
+            ctx.require(
+                "PRV-ATT-014",
+                response.status_code == 401 and not fetched,
+                f"a token signed by {why}: expected 401 and the URL never fetched, got "
+                f"{response.status_code}" + (" and the provider fetched it" if fetched else ""),
+                exchange,
+                *fetched[:1],
+            )
 
 
 @check("PRV-ATT-015", "PRV-ATT-016", "PRV-ATT-017")
@@ -267,7 +287,7 @@ async def issuer_and_audience_compare_exactly(ctx: ProviderContext) -> None:
 
 @check("PRV-ATT-020", "PRV-ATT-021")
 async def typ_and_crit_are_enforced(ctx: ProviderContext) -> None:
-    header, claims, _ = jose.unverified_parts(attestation(ctx))
+    _, claims, _ = jose.unverified_parts(attestation(ctx))
     key = ctx.core.signing_key
     for typ in ("JWT", "app-payment+jwt"):
         await refused_attestation(
@@ -279,7 +299,61 @@ async def typ_and_crit_are_enforced(ctx: ProviderContext) -> None:
         "crit naming an unknown extension",
         jose.sign(claims, key, typ=ATTESTATION_TYP, crit=["x-provspec"], **{"x-provspec": 1}),
     )
-    del header
+
+
+@check("PRV-ATT-028")
+async def typ_compares_as_a_media_type(ctx: ProviderContext) -> None:
+    """RFC 7515 §4.1.9: media types compare case-insensitively and "application/" is implied,
+    so these name the same type as app-attestation+jwt."""
+    for typ in ("APP-Attestation+JWT", "application/app-attestation+jwt"):
+        token = attestation(ctx, header={"typ": typ})
+        response, exchange = await ctx.call(
+            "GET", HEALTH, headers_override={ctx.params.attestation_header: token}
+        )
+        ctx.require(
+            "PRV-ATT-028",
+            response.status_code == 200,
+            f"an attestation typed {typ!r} should be accepted, got {response.status_code}",
+            exchange,
+        )
+
+
+@check("PRV-ATT-029")
+async def unavailable_orchestrator_keys_fail_closed(ctx: ProviderContext) -> None:
+    """An attestation signed with a key the provider has not seen, so that only a fresh look
+    at the orchestrator's keys could verify it, while the suite serves a metadata document
+    that is not one, then a JWKS that is not one: the request is refused, 401 or 503."""
+    genuine, _ = await ctx.get(ctx.core.metadata_url)
+    document = ctx.json(genuine)
+    broken_jwks = f"{ctx.core.issuer}/provspec-{secrets.token_hex(6)}/jwks.json"
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("metadata that is not an object", {ctx.core.metadata_url: ["not", "metadata"]}),
+    ]
+    if isinstance(document, dict):
+        cases.append(
+            (
+                "a JWKS that is not one",
+                {
+                    ctx.core.metadata_url: {**document, "jwks_uri": broken_jwks},
+                    broken_jwks: {"keys": "none here"},
+                },
+            )
+        )
+    for why, served in cases:
+        rotated = jose.generate_key("EdDSA")
+        with ctx.serving(served):
+            response, exchange = await ctx.call(
+                "GET",
+                HEALTH,
+                headers_override={ctx.params.attestation_header: attestation(ctx, key=rotated)},
+            )
+        ctx.require(
+            "PRV-ATT-029",
+            response.status_code in (401, 503),
+            f"with {why} at the orchestrator, an attestation the provider cannot verify must "
+            f"be refused with 401 or 503, got {response.status_code}",
+            exchange,
+        )
 
 
 @check("PRV-ATT-022")

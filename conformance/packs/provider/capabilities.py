@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.packs.provider._helpers import (
+    Price,
     error_code,
     free_resource,
     payment_credentials,
@@ -206,7 +207,9 @@ async def _allowed_update(ctx: ProviderContext) -> tuple[str, Exchange | None]:
     target = allowed[0]
     body: dict[str, Any] = {"service_id": target}
     if (entries[target].get("pricing") or {}).get("type") == "paid":
-        body["payment_credentials"] = payment_credentials(ctx, target)
+        body["payment_credentials"] = payment_credentials(
+            ctx, target, price=Price.of(entries[target])
+        )
     bearer = connection.access_token
     response, exchange = await ctx.call(
         "POST", f"provisioning/resources/{resource['id']}/update_service", body=body, bearer=bearer

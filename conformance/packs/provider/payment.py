@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from typing import Any
 
 import httpx
 
@@ -13,21 +14,32 @@ from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
 from conformance.client import ATTESTATION_TYP
 from conformance.packs.provider._helpers import (
+    Price,
     error_code,
     failing_payment_credentials,
+    paid_provision,
     payment_credentials,
     provision,
-    service_of,
+    services,
 )
-from conformance.recorder import Exchange
+from conformance.recorder import Exchange, shows
 from mocks._core.http import HTTPProblem
 
 
-async def paid_setup(ctx: ProviderContext) -> tuple[str, str]:
+async def paid_entry(ctx: ProviderContext) -> dict[str, Any]:
+    """A paid service of the catalog, one whose price states its amount where there is one
+    (only then can the amount redeemed be compared with the price)."""
+    paid = [e for e in await services(ctx) if (e.get("pricing") or {}).get("type") == "paid"]
+    if not paid:
+        raise Skipped("the catalog offers no paid service")
+    return next((e for e in paid if Price.of(e).amount is not None), paid[0])
+
+
+async def paid_setup(ctx: ProviderContext) -> tuple[str, dict[str, Any]]:
+    """A fresh, connected user and a paid catalog entry: (bearer, entry)."""
     ctx.fresh_user()
     connection = await ctx.connect()
-    entry = await service_of(ctx, "paid")
-    return str(connection.access_token), str(entry["id"])
+    return connection.access_token, await paid_entry(ctx)
 
 
 def redemptions(ctx: ProviderContext, since: int) -> list[Exchange]:
@@ -40,8 +52,8 @@ def redemptions(ctx: ProviderContext, since: int) -> list[Exchange]:
 
 @check("PRV-PAY-001")
 async def paid_service_needs_payment_credentials(ctx: ProviderContext) -> None:
-    bearer, service = await paid_setup(ctx)
-    response, exchange = await provision(ctx, service, bearer=bearer)
+    bearer, entry = await paid_setup(ctx)
+    response, exchange = await provision(ctx, str(entry["id"]), bearer=bearer)
     ok = (
         response.status_code == 400
         and error_code(ctx.json(response)) == "requires_payment_credentials"
@@ -54,18 +66,33 @@ async def paid_service_needs_payment_credentials(ctx: ProviderContext) -> None:
     )
 
 
-@check("PRV-PAY-008", "PRV-RED-001", "PRV-RED-002", "PRV-RED-003", "PRV-RED-004")
+def _sent_amount(call: Exchange) -> tuple[Any, Any, Any]:
+    """(amount, currency, payment_token) of a redemption request's body."""
+    try:
+        body = json.loads(call.request_body)
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    return body.get("amount"), body.get("currency"), body.get("payment_token")
+
+
+@check(
+    "PRV-PAY-008",
+    "PRV-RED-001",
+    "PRV-RED-002",
+    "PRV-RED-003",
+    "PRV-RED-004",
+    "PRV-RED-008",
+)
 async def paid_service_is_provisioned_only_after_a_valid_redemption(ctx: ProviderContext) -> None:
-    bearer, service = await paid_setup(ctx)
+    bearer, entry = await paid_setup(ctx)
     mark = ctx.recorder.mark
-    response, exchange = await provision(
-        ctx, service, bearer=bearer, payment_credentials=payment_credentials(ctx, service)
-    )
+    response, exchange, body = await paid_provision(ctx, entry, bearer=bearer)
+    token = str(body["payment_credentials"]["app_payment_token"])
+    _, claims, _ = jose.unverified_parts(token)
     calls = redemptions(ctx, mark)
-    complete = response.status_code == 200 and (ctx.json(response) or {}).get("status") in (
-        "complete",
-        "pending",
-    )
+    complete = _provisioned(ctx, response)
     succeeded = [call for call in calls if call.status == 201]
     ctx.require(
         "PRV-PAY-008",
@@ -76,10 +103,18 @@ async def paid_service_is_provisioned_only_after_a_valid_redemption(ctx: Provide
     ctx.require(
         "PRV-RED-001",
         bool(calls),
-        "no redemption reached the orchestrator's redemption_endpoint",
+        f"no redemption reached the orchestrator's redemption_endpoint (the provisioning was "
+        f"answered {response.status_code} {error_code(ctx.json(response)) or ''})",
         exchange,
     )
     for call in calls:
+        amount, currency, sent = _sent_amount(call)
+        ctx.require(
+            "PRV-RED-001",
+            shows(sent, token),
+            "the redemption does not carry the payment token the provisioning request carried",
+            call,
+        )
         ctx.require(
             "PRV-RED-002",
             "idempotency-key" in call.request_headers,
@@ -95,30 +130,79 @@ async def paid_service_is_provisioned_only_after_a_valid_redemption(ctx: Provide
             f"the redemption is not signed with a valid {ctx.params.attestation_header}",
             call,
         )
-        try:
-            body = json.loads(call.request_body)
-        except ValueError:
-            body = {}
         ctx.require(
             "PRV-RED-004",
-            isinstance(body.get("amount"), int)
-            and body.get("amount") <= ctx.params.default_cap.limit
-            and body.get("currency") == ctx.params.default_cap.currency,
-            "the redemption amount exceeds max_amount or changes currency",
+            isinstance(amount, int)
+            and not isinstance(amount, bool)
+            and amount <= claims["max_amount"]
+            and currency == claims["currency"],
+            f"the redemption asks {amount!r} {currency!r} on a token of at most "
+            f"{claims['max_amount']} {claims['currency']}",
             call,
         )
+    if not complete:
+        ctx.cannot_judge(
+            "PRV-RED-008",
+            f"the paid provisioning was answered {response.status_code} "
+            f"{error_code(ctx.json(response)) or ''}, so there is no payment to count",
+        )
+        return
+    if not succeeded:
+        ctx.cannot_judge(
+            "PRV-RED-008",
+            "blocked by PRV-PAY-008: the provisioning succeeded with no successful redemption",
+        )
+        return
+    keys = {call.request_headers.get("idempotency-key") for call in calls}
+    price = Price.of(entry)
+    amounts = {_sent_amount(call)[:2] for call in succeeded}
+    expected = {(price.amount, claims["currency"])} if price.amount is not None else None
+    ctx.require(
+        "PRV-RED-008",
+        len(keys) == 1 and bool(succeeded) and (expected is None or amounts == expected),
+        f"the paid provisioning was redeemed {len(keys)} time(s) (distinct Idempotency-Keys), "
+        f"{len(succeeded)} successfully, for {sorted(map(str, amounts))}"
+        + (f"; the price is {price.amount} {claims['currency']}" if expected else ""),
+        exchange,
+        *calls[:2],
+    )
+
+
+@check("PRV-RED-009")
+async def every_payment_has_an_idempotency_key_of_its_own(ctx: ProviderContext) -> None:
+    """Two purchases of one service by one user, each with its own token and project."""
+    bearer, entry = await paid_setup(ctx)
+    mark = ctx.recorder.mark
+    for _ in range(2):
+        await paid_provision(ctx, entry, bearer=bearer)
+    calls = redemptions(ctx, mark)
+    by_token: dict[Any, set[Any]] = {}
+    for call in calls:
+        by_token.setdefault(_sent_amount(call)[2], set()).add(
+            call.request_headers.get("idempotency-key")
+        )
+    if len(by_token) < 2:
+        raise Skipped(
+            f"the provider redeemed {len(by_token)} of the two payments (see PRV-RED-001), so "
+            "there are not two payments to compare"
+        )
+    first, second = (keys - {None} for keys in list(by_token.values())[:2])
+    if not first or not second:
+        raise Skipped("blocked by PRV-RED-002: a redemption carried no Idempotency-Key")
+    ctx.require(
+        "PRV-RED-009",
+        not (first & second),
+        f"two different payments were redeemed under the same Idempotency-Key "
+        f"{sorted(map(str, first & second))}",
+        *calls[:2],
+    )
 
 
 @check("PRV-PAY-009", "PRV-RED-004")
 async def a_token_below_the_price_is_refused_before_redeeming(ctx: ProviderContext) -> None:
-    bearer, service = await paid_setup(ctx)
+    bearer, entry = await paid_setup(ctx)
     mark = ctx.recorder.mark
-    response, exchange = await provision(
-        ctx,
-        service,
-        bearer=bearer,
-        payment_credentials=payment_credentials(ctx, service, max_amount=1),
-    )
+    response, exchange, _ = await paid_provision(ctx, entry, bearer=bearer, max_amount=1)
     calls = redemptions(ctx, mark)
     ok = (
         response.status_code == 402
@@ -128,14 +212,13 @@ async def a_token_below_the_price_is_refused_before_redeeming(ctx: ProviderConte
     ctx.require(
         "PRV-PAY-009",
         ok,
-        "a token whose max_amount (1) is below the price must get 402 amount_exceeds_token, unredeemed",
+        "a token whose max_amount (1) is below the price must get 402 amount_exceeds_token, "
+        f"unredeemed (got {response.status_code} {error_code(ctx.json(response)) or ''}, "
+        f"{len(calls)} redemption(s))",
         exchange,
     )
     for call in calls:
-        try:
-            amount = json.loads(call.request_body).get("amount")
-        except ValueError:
-            amount = None
+        amount = _sent_amount(call)[0]
         ctx.require(
             "PRV-RED-004",
             isinstance(amount, int) and amount <= 1,
@@ -144,56 +227,68 @@ async def a_token_below_the_price_is_refused_before_redeeming(ctx: ProviderConte
         )
 
 
+async def _refused_without_redeeming(
+    ctx: ProviderContext,
+    requirement: str,
+    why: str,
+    bearer: str,
+    entry: dict[str, Any],
+    *,
+    credentials: dict[str, Any] | None = None,
+    **claims: Any,
+) -> None:
+    """ "The provider rejects" a token: it refuses it itself and never forwards it for
+    redemption, which would lean on the orchestrator to catch what it let through."""
+    mark = ctx.recorder.mark
+    response, exchange, _ = await paid_provision(
+        ctx, entry, bearer=bearer, credentials=credentials, **claims
+    )
+    forwarded = redemptions(ctx, mark)
+    ctx.require(
+        requirement,
+        400 <= response.status_code < 500 and not forwarded,
+        f"a payment token {why} was not refused by the provider itself: "
+        f"{response.status_code}, {len(forwarded)} redemption(s) sent",
+        exchange,
+        *forwarded[:1],
+    )
+
+
 @check("PRV-PAY-003", "PRV-PAY-004", "PRV-PAY-005", "PRV-PAY-006", "PRV-PAY-007")
 async def bad_payment_tokens_provision_nothing(ctx: ProviderContext) -> None:
-    bearer, service = await paid_setup(ctx)
+    bearer, entry = await paid_setup(ctx)
     stranger = jose.generate_key("EdDSA", kid=ctx.core.signing_key.kid)
-    good = payment_credentials(ctx, service)["app_payment_token"]
-    _, claims, _ = jose.unverified_parts(good)
-    cases = [
-        (
-            "PRV-PAY-003",
-            jose.sign(claims, stranger, typ="app-payment+jwt"),
-            "signed by a key not in the JWKS",
-        ),
-        (
-            "PRV-PAY-004",
-            payment_credentials(ctx, service, aud="https://other-provider.invalid/api/")[
-                "app_payment_token"
-            ],
-            "for another provider",
-        ),
-        (
-            "PRV-PAY-005",
-            payment_credentials(ctx, service, iat=claims["iat"] - 1200, exp=claims["iat"] - 300)[
-                "app_payment_token"
-            ],
-            "expired",
-        ),
-        (
-            "PRV-PAY-005",
-            payment_credentials(ctx, service, exp=claims["iat"] + 3600)["app_payment_token"],
-            "valid for an hour",
-        ),
-        (
-            "PRV-PAY-006",
-            jose.sign(claims, ctx.core.signing_key, typ=ATTESTATION_TYP),
-            "typed as an attestation",
-        ),
-        (
-            "PRV-PAY-007",
-            payment_credentials(ctx, "provspec-other-service")["app_payment_token"],
-            "for another service",
-        ),
-    ]
-    for requirement, token, why in cases:
-        credentials = {"type": "app_payment_token", "app_payment_token": token}
+    good = payment_credentials(ctx, str(entry["id"]), price=Price.of(entry))
+    _, claims, _ = jose.unverified_parts(good["app_payment_token"])
+    now = int(claims["iat"])
+
+    def raw(token: str) -> dict[str, Any]:
+        return {"type": "app_payment_token", "app_payment_token": token}
+
+    for requirement, why, change in (
+        ("PRV-PAY-004", "for another provider", {"aud": "https://other-provider.invalid/api/"}),
+        ("PRV-PAY-005", "expired", {"iat": now - 1200, "exp": now - 300}),
+        ("PRV-PAY-005", "valid for an hour", {"exp": now + 3600}),
+        ("PRV-PAY-007", "for another service", {"service_id": "provspec-other-service"}),
+    ):
+        await _refused_without_redeeming(ctx, requirement, why, bearer, entry, **change)
+    # Signed wrongly: the request's own claims, re-signed (the project_id must still match).
+    for requirement, why, key, typ in (
+        ("PRV-PAY-003", "signed by a key not in the JWKS", stranger, "app-payment+jwt"),
+        ("PRV-PAY-006", "typed as an attestation", ctx.core.signing_key, ATTESTATION_TYP),
+    ):
         mark = ctx.recorder.mark
-        response, exchange = await provision(
-            ctx, service, bearer=bearer, payment_credentials=credentials
+        project = "proj_" + secrets.token_hex(6)
+        token = jose.sign({**claims, "project_id": project}, key, typ=typ)
+        body = {
+            "service_id": str(entry["id"]),
+            "project_id": project,
+            "configuration": {},
+            "payment_credentials": raw(token),
+        }
+        response, exchange = await ctx.call(
+            "POST", "provisioning/resources", body=body, bearer=bearer
         )
-        # "The provider rejects" the token: it verifies it itself and never forwards it for
-        # redemption, which would lean on the orchestrator to catch what it let through.
         forwarded = redemptions(ctx, mark)
         ctx.require(
             requirement,
@@ -205,42 +300,105 @@ async def bad_payment_tokens_provision_nothing(ctx: ProviderContext) -> None:
         )
 
 
+@check("PRV-PAY-011", "PRV-PAY-012")
+async def payment_tokens_bind_the_request_they_pay_for(ctx: ProviderContext) -> None:
+    bearer, entry = await paid_setup(ctx)
+    price = Price.of(entry)
+    currency = price.currency or ctx.params.default_cap.currency
+    other = "eur" if currency != "eur" else "usd"
+    await _refused_without_redeeming(
+        ctx,
+        "PRV-PAY-011",
+        "minted for another project",
+        bearer,
+        entry,
+        project_id="proj_" + secrets.token_hex(6),
+    )
+    await _refused_without_redeeming(
+        ctx, "PRV-PAY-012", f"in {other} for a price in {currency}", bearer, entry, currency=other
+    )
+
+
+@check("PRV-PAY-013")
+async def payment_tokens_never_name_their_own_key(ctx: ProviderContext) -> None:
+    """Signed by a key the orchestrator never published, which the token embeds (jwk) or
+    names at a URL the suite serves (jku): refused, unredeemed, the URL never fetched."""
+    bearer, entry = await paid_setup(ctx)
+    attacker = jose.generate_key("EdDSA", kid="provspec-attacker")
+    jku = f"{ctx.core.issuer}/provspec-keys-{secrets.token_hex(6)}/jwks.json"
+    with ctx.serving({jku: jose.jwks([attacker])}):
+        for why, header in (
+            ("signed by the key its jwk header embeds", {"jwk": attacker.public_jwk()}),
+            ("signed by a key its jku header names", {"jku": jku}),
+        ):
+            mark = ctx.recorder.mark
+            project = "proj_" + secrets.token_hex(6)
+            good = payment_credentials(ctx, str(entry["id"]), project, price=Price.of(entry))
+            _, claims, _ = jose.unverified_parts(good["app_payment_token"])
+            token = jose.sign(claims, attacker, typ="app-payment+jwt", **header)
+            body = {
+                "service_id": str(entry["id"]),
+                "project_id": project,
+                "configuration": {},
+                "payment_credentials": {"type": "app_payment_token", "app_payment_token": token},
+            }
+            response, exchange = await ctx.call(
+                "POST", "provisioning/resources", body=body, bearer=bearer
+            )
+            fetched = [e for e in ctx.received(mark) if e.url.split("?")[0] == jku]
+            forwarded = redemptions(ctx, mark)
+            ctx.require(
+                "PRV-PAY-013",
+                400 <= response.status_code < 500 and not forwarded and not fetched,
+                f"a payment token {why} was not refused by the provider itself: "
+                f"{response.status_code}, {len(forwarded)} redemption(s) sent"
+                + (", and the provider fetched the jku" if fetched else ""),
+                exchange,
+                *fetched[:1],
+                *forwarded[:1],
+            )
+
+
 @check("PRV-CAP-001", "PRV-CAP-002", "PRV-CAP-003")
 async def a_cap_refusal_provisions_nothing_and_is_relayed(ctx: ProviderContext) -> None:
-    bearer, service = await paid_setup(ctx)
-    user = ctx.user
-    ctx.core.ledger.set_limit(user.id, ctx.base_url, 1)
+    bearer, entry = await paid_setup(ctx)
+    ctx.core.ledger.set_limit(ctx.user.id, ctx.base_url, 1)
     mark = ctx.recorder.mark
-    response, exchange = await provision(
-        ctx, service, bearer=bearer, payment_credentials=payment_credentials(ctx, service)
-    )
+    response, exchange, _ = await paid_provision(ctx, entry, bearer=bearer)
     refused = [
         call
         for call in redemptions(ctx, mark)
         if call.status == 402 and "spend_cap_exceeded" in call.response_body
     ]
     document = ctx.json(response)
-    provisioned = (
-        response.status_code == 200
-        and isinstance(document, dict)
-        and document.get("status") in ("complete", "pending")
-    )
     if not refused:
-        # No cap refusal reached the provider (it did not redeem): PAY-008 and RED-001 judge that.
+        why = (
+            "blocked by PRV-RED-001: the provider sent no redemption, so the orchestrator "
+            f"had nothing to refuse (the provisioning was answered {response.status_code})"
+        )
+        for requirement in ("PRV-CAP-001", "PRV-CAP-002", "PRV-CAP-003"):
+            ctx.cannot_judge(requirement, why)
         return
     ctx.require(
         "PRV-CAP-001",
-        not provisioned,
+        not _provisioned(ctx, response),
         "the provider provisioned although the orchestrator refused the charge",
         exchange,
+        refused[0],
+    )
+    relayed = (
+        response.status_code == 402
+        and isinstance(document, dict)
+        and document.get("status") == "error"
+        and error_code(document) == "spend_cap_exceeded"
     )
     ctx.require(
         "PRV-CAP-002",
-        response.status_code == 402 and error_code(document) == "spend_cap_exceeded",
-        "the provider must answer 402 spend_cap_exceeded after a cap refusal",
+        relayed,
+        "the provider must answer 402 spend_cap_exceeded in the status envelope after a cap "
+        f"refusal, got {response.status_code} {error_code(document) or ''}",
         exchange,
     )
-    relayed = response.status_code == 402 and error_code(document) == "spend_cap_exceeded"
     ctx.require(
         "PRV-CAP-003",
         not relayed or (isinstance(document, dict) and isinstance(document.get("cap"), dict)),
@@ -260,7 +418,8 @@ def _provisioned(ctx: ProviderContext, response: httpx.Response) -> bool:
 
 @check("PRV-PAY-002", "PRV-CAP-004", "PRV-PAY-010")
 async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) -> None:
-    bearer, service = await paid_setup(ctx)
+    bearer, entry = await paid_setup(ctx)
+    service = str(entry["id"])
     for why, credentials in (
         ("a card instead of a shared payment token", {"type": "card", "card": "tok_visa"}),
         (
@@ -317,7 +476,7 @@ async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) ->
 
 @check("PRV-RED-005")
 async def a_failed_redemption_provisions_nothing(ctx: ProviderContext) -> None:
-    bearer, service = await paid_setup(ctx)
+    bearer, entry = await paid_setup(ctx)
 
     async def unavailable() -> None:
         raise HTTPProblem(503, "temporarily_unavailable", "provspec: the ledger is down")
@@ -326,9 +485,7 @@ async def a_failed_redemption_provisions_nothing(ctx: ProviderContext) -> None:
     ctx.core.settings.before_charge = unavailable
     try:
         mark = ctx.recorder.mark
-        response, exchange = await provision(
-            ctx, service, bearer=bearer, payment_credentials=payment_credentials(ctx, service)
-        )
+        response, exchange, _ = await paid_provision(ctx, entry, bearer=bearer)
     finally:
         ctx.core.settings.before_charge = previous
     if not [call for call in redemptions(ctx, mark) if call.status == 503]:
@@ -359,7 +516,8 @@ async def orchestrator_metadata_is_fetched_safely_and_compared_exactly(
 
     Each half is judged only when the provider fetched the metadata during its probe; one it
     cached earlier and did not refetch says nothing, and the check says so."""
-    bearer, service = await paid_setup(ctx)
+    bearer, entry = await paid_setup(ctx)
+    service = str(entry["id"])
     metadata_url = ctx.core.metadata_url
     genuine, genuine_exchange = await ctx.get(metadata_url)
     document = ctx.json(genuine)
@@ -447,11 +605,12 @@ async def _paid_probe(
     suite meanwhile, and the provisioning call."""
     from conformance.packs.provider._helpers import attestation
 
+    project = "proj_" + secrets.token_hex(6)
     body = {
         "service_id": service,
-        "project_id": "proj_" + secrets.token_hex(6),
+        "project_id": project,
         "configuration": {},
-        "payment_credentials": payment_credentials(ctx, service),
+        "payment_credentials": payment_credentials(ctx, service, project),
     }
     raw = json.dumps(body, separators=(",", ":")).encode()
     mark = ctx.recorder.mark
@@ -474,7 +633,7 @@ def _bare(url: str) -> str:
 async def a_retried_redemption_keeps_its_idempotency_key(ctx: ProviderContext) -> None:
     """A transient failure (503) is the one the suite can cause without outwaiting the
     provider's own timeout; whatever the provider retries must reuse the key it sent."""
-    bearer, service = await paid_setup(ctx)
+    bearer, entry = await paid_setup(ctx)
 
     async def unavailable() -> None:
         raise HTTPProblem(503, "temporarily_unavailable", "provspec: try again")
@@ -483,9 +642,7 @@ async def a_retried_redemption_keeps_its_idempotency_key(ctx: ProviderContext) -
     ctx.core.settings.before_charge = unavailable
     try:
         mark = ctx.recorder.mark
-        await provision(
-            ctx, service, bearer=bearer, payment_credentials=payment_credentials(ctx, service)
-        )
+        await paid_provision(ctx, entry, bearer=bearer)
     finally:
         ctx.core.settings.before_charge = previous
     sent = redemptions(ctx, mark)

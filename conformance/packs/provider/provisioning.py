@@ -12,6 +12,7 @@ import httpx
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
 from conformance.packs.provider._helpers import (
+    Price,
     error_code,
     free_resource,
     issues,
@@ -437,7 +438,9 @@ async def update_service_outside_allowed_updates_is_refused(ctx: ProviderContext
     target = outside[0]
     body: dict[str, Any] = {"service_id": target}
     if pricing(target) == "paid":
-        body["payment_credentials"] = payment_credentials(ctx, target)
+        body["payment_credentials"] = payment_credentials(
+            ctx, target, price=Price.of(entries[target])
+        )
     bearer = connection.access_token
     response, exchange = await ctx.call(
         "POST",
