@@ -201,7 +201,9 @@ def test_a_schema_citing_a_requirement_for_another_rule_is_reported(
     run(capsys, "profile", "new", str(target), "--from", "app-next")
     source = Path(__file__).resolve().parent.parent / "schemas" / "app-next"
     schema = json.loads((source / "account_response_consent_required.schema.json").read_text())
-    schema["$id"] = "https://provspec.invalid/schemas/cited/account_response_consent_required.schema.json"
+    schema["$id"] = (
+        "https://provspec.invalid/schemas/cited/account_response_consent_required.schema.json"
+    )
     schema["description"] = schema["description"].replace("PRV-ACC-009", "PRV-CNS-001")
     (target / "account_response_consent_required.schema.json").write_text(json.dumps(schema))
     code, out, _ = run(capsys, "profile", "check", str(target))
