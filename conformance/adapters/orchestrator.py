@@ -63,6 +63,10 @@ class OrchestratorTargetConfig:
     """ORC-CAP-002: redemptions sent at once per round, and rounds (races are caught by
     repetition; negative-test-catalog ORC-PAY-02)."""
 
+    mock_options: tuple[str, ...] = ()
+    """Extra `init` options for the embedded mock orchestrator: a variant that follows the
+    profile another way (e.g. `--token-amount remaining`); ignored for a configured command."""
+
     def describe(self) -> str:
         return self.command or f"embedded mock orchestrator ({self.profile})"
 
@@ -81,6 +85,8 @@ class RawRequest:
     query: str = ""
     status: int | None = None
     response: bytes = b""
+    at: float = field(default_factory=time.monotonic)
+    """When the request arrived (time.monotonic): how far apart two requests came."""
 
 
 class _RawCapture:
@@ -293,6 +299,7 @@ class OrchestratorTarget:
                     "--provider",
                     f"{OTHER_PROVIDER_NAME}={self.other_provider.base_url}#{self.config.hmac_secret}",
                     *faults,
+                    *self.config.mock_options,
                 )
                 if not init[1].get("ok"):
                     raise RuntimeError(f"the embedded orchestrator would not initialise: {init[1]}")

@@ -84,6 +84,12 @@ def add_orchestrator_parser(commands: Any) -> None:
     )
     init.add_argument("--issuer", help="the served mock orchestrator's issuer URL (app-next)")
     init.add_argument("--fault", action="append", default=[], metavar="NAME")
+    init.add_argument(
+        "--token-amount",
+        choices=("price", "remaining"),
+        help="what a payment token for a price the catalog states allows: that price (the "
+        "default) or the whole remaining cap; both follow ORC-PAY-001 and ORC-PAY-015",
+    )
     catalog = command("catalog", "list every provider's services")
     catalog.add_argument("provider", nargs="?")
     add = command("add", "provision PROVIDER/SERVICE")
@@ -195,6 +201,7 @@ async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             config["profile"] = default_store().profile(profile).spec  # a draft: its path
             config["issuer"] = args.issuer or config.get("issuer") or "http://127.0.0.1:8401"
             config["faults"] = args.fault or config.get("faults") or []
+            config["token_amount"] = args.token_amount or config.get("token_amount") or "price"
             for key, value in config.items():
                 store.put("config", key, value)
         if "profile" not in config:

@@ -34,7 +34,7 @@ from mocks._core.http import HTTPProblem
 from mocks.orchestrator.app import OrchestratorMock
 from mocks.orchestrator.ledger import CapExceeded
 
-__all__ = ["AddOutcome", "Orchestrator", "ProviderRecord", "User"]
+__all__ = ["AddOutcome", "Orchestrator", "ProviderRecord", "User", "stated_price"]
 
 _PROVIDERS = "providers"
 _CONNECTIONS = "connections"
@@ -718,10 +718,18 @@ class Orchestrator:
         if name:
             body["label_prefix"] = name
         unpaid: CapExceeded | None = None
+        price = stated_price(entry) if self.family == "app-next" else None
+        if self.faults.active("cap-checked-only-when-empty"):
+            price = None  # the price is read but not held against what is left
         if paid:
             try:
                 body["payment_credentials"] = self._payment_credentials(
-                    provider, service_id, project_id, max_amount, plan=entry.get("kind") == "plan"
+                    provider,
+                    service_id,
+                    project_id,
+                    max_amount,
+                    plan=entry.get("kind") == "plan",
+                    price=price,
                 )
             except CapExceeded as refused:
                 if not self.faults.active("cap-refusal-after-creation"):
@@ -745,7 +753,9 @@ class Orchestrator:
             return self._capped(provider, unpaid.state.as_json())
         document = _json(answer, lenient=self.faults.active("lenient-resource-json"))
         error: dict[str, Any] = document["error"] if isinstance(document.get("error"), dict) else {}
-        capped = paid and max_amount is None and self.family == "app-next"
+        # Without a stated price the token's max_amount was the whole remaining cap: the
+        # provider's amount_exceeds_token then says the price is above what is left.
+        capped = paid and max_amount is None and price is None and self.family == "app-next"
         cap_refusal = self.params.error_codes.get("spend_cap_exceeded")  # app-next family only
         if (cap_refusal is not None and error.get("code") == cap_refusal.code) or (
             capped and error.get("code") == "amount_exceeds_token"
@@ -831,7 +841,11 @@ class Orchestrator:
         max_amount: int | None,
         *,
         plan: bool = False,
+        price: int | None = None,
     ) -> dict[str, Any]:
+        """The payment credentials of one paid call. app-next (ORC-PAY-015, ORC-CAP-010):
+        a price the catalog states in minor units is the token's max_amount, and a remaining
+        cap below it mints nothing; a price stated only as text gets the remaining cap."""
         if self.family == "app-0.1d":
             # 0.1d charges through Stripe's shared payment token, whose usage limit the
             # orchestrator holds: a month with nothing left under the cap mints no token.
@@ -847,6 +861,13 @@ class Orchestrator:
             return {"type": "stripe_payment_token", "stripe_payment_token": shared}
         state = self.core.ledger.state(self.user().id, provider.base_url)
         amount = max_amount if max_amount is not None else state.remaining
+        if max_amount is None and price is not None:
+            if price > state.remaining:
+                raise CapExceeded(state, price)
+            if self.store.get("config", "token_amount") != "remaining":
+                amount = price  # least authority; "remaining" keeps the whole remaining cap
+            if self.faults.active("payment-token-below-price"):
+                amount = price - 1
         if max_amount is None and self.faults.active("token-over-cap"):
             amount = state.limit  # the whole cap, as if nothing had been spent this month
         if amount <= 0:
@@ -961,6 +982,20 @@ class Orchestrator:
             for record in self.providers()
             if self.connection(record) is not None
         ]
+
+
+def stated_price(entry: dict[str, Any]) -> int | None:
+    """The price a provider's catalog entry states in integer minor units (app-next
+    `pricing.paid.amount`, service.schema.json), or None: free, a price in text only
+    (freeform), or a component price, whose amount depends on the parent plan."""
+    pricing = entry.get("pricing")
+    paid = pricing.get("paid") if isinstance(pricing, dict) else None
+    if not isinstance(pricing, dict) or pricing.get("type") != "paid" or not isinstance(paid, dict):
+        return None
+    amount = paid.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        return None
+    return amount
 
 
 def _consent_outcome(provider: ProviderRecord, url: str) -> AddOutcome:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from conformance import jose
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import Skipped
+
+
+def fresh_user(ctx: OrchestratorContext) -> None:
+    """A new signed-in user with terms accepted and a payment method: a whole spend cap at
+    every provider, and no connection, limit or spending left over from another check."""
+    ctx.cli(
+        "init",
+        "--new-user",
+        "--email",
+        f"provspec+{secrets.token_hex(4)}@example.com",
+        "--accept-tos",
+    )
 
 
 async def metadata(ctx: OrchestratorContext) -> dict[str, Any]:

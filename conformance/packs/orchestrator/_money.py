@@ -28,6 +28,7 @@ from conformance.recorder import CliCall, Exchange, mask_headers
 from conformance.schemas import default_store
 from mocks._core.attestation import mint_attestation
 from mocks._core.http import HTTPProblem, tls_context
+from mocks.provider import catalog as provider_catalog
 from mocks.provider.app import ProviderMock
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "max_amount",
     "mint",
     "minted_token",
+    "minted_tokens",
     "next_month",
     "nothing_charged",
     "redeem",
@@ -47,6 +49,7 @@ __all__ = [
     "shifted_mint",
     "shifted_token",
     "signer_of",
+    "stated_price",
     "usable",
 ]
 
@@ -281,8 +284,11 @@ async def nothing_charged(
     before: int,
     answers: Sequence[Answer],
     payment: str | None = None,
-) -> None:
-    """Show that the refused ones among `answers` charged nothing.
+    *,
+    what: str = "a refused request",
+) -> Answer | None:
+    """Show that the refused ones among `answers` charged nothing; the follow-up redemption
+    (None when it could not be made with cap figures).
 
     `before` is the month's spend before those requests. A follow-up redemption of
     FOLLOW_UP (with `payment`, or a new token once that one is used up) must leave the spend
@@ -300,7 +306,7 @@ async def nothing_charged(
                 f"the follow-up redemption that would show the refused requests charged "
                 f"nothing got {follow_up.shown()} without cap figures (see ORC-RED-011)",
             )
-        return
+        return None
     accepted = sum(
         a.document["amount"]
         for a in answers
@@ -311,11 +317,12 @@ async def nothing_charged(
         ctx.require(
             requirement,
             follow_up.spent == expected,
-            f"a refused request was charged: after it and a follow-up of {FOLLOW_UP}, the "
+            f"{what} was charged: after it and a follow-up of {FOLLOW_UP}, the "
             f"month's spend is {follow_up.spent}, not {expected}",
             *(a.exchange for a in answers if a.status != 201),
             follow_up.exchange,
         )
+    return follow_up
 
 
 # --- payment tokens ----------------------------------------------------------------------------
@@ -368,7 +375,27 @@ def _token_sent(ctx: OrchestratorContext, mark: int, provider: str) -> str | Non
     return token if isinstance(token, str) else None
 
 
+def stated_price(ctx: OrchestratorContext, service_id: Any) -> int | None:
+    """The price the suite's providers state for `service_id` in integer minor units, or None.
+
+    In app-next a fixed paid price carries `amount` and `currency` next to its text
+    (service.schema.json); a price in text only (freeform), a component price and every 0.1d
+    price state no amount, and then the orchestrator cannot know the price before the
+    provider charges it (ORC-PAY-015, ORC-CAP-010)."""
+    if ctx.family != "app-next" or not isinstance(service_id, str):
+        return None
+    entry = provider_catalog.service(service_id)
+    if entry is None:
+        return None
+    pricing = entry.as_json(structured_price=True)["pricing"]
+    paid = pricing.get("paid") if pricing.get("type") == "paid" else None
+    amount = paid.get("amount") if isinstance(paid, dict) else None
+    return amount if isinstance(amount, int) and amount > 0 else None
+
+
 def usable(ctx: OrchestratorContext, token: str, provider: str) -> str:
+    """`token` when the suite can redeem it soundly; Skipped naming the payment requirement
+    it breaks otherwise (that requirement's check fails it; the others are blocked)."""
     from conformance.packs.orchestrator.calls import token_defects
 
     try:
@@ -376,7 +403,10 @@ def usable(ctx: OrchestratorContext, token: str, provider: str) -> str:
     except jose.JOSEError:
         raise Skipped("blocked by ORC-PAY-002: the minted payment token is not a JWS") from None
     defects = token_defects(
-        claims, signer_of(ctx, provider).base_url, ctx.params.payment_token_lifetime
+        claims,
+        signer_of(ctx, provider).base_url,
+        ctx.params.payment_token_lifetime,
+        price=stated_price(ctx, claims.get("service_id")),
     )
     if defects:
         blocked = ", ".join(sorted(defects))
@@ -393,6 +423,17 @@ async def minted_token(
         why = made.envelope.get("error") or "no resource creation reached the provider"
         raise Skipped(f"no payment token reached {provider} for a paid add ({why})")
     return usable(ctx, made.token, provider)
+
+
+async def minted_tokens(
+    ctx: OrchestratorContext, count: int, service: str = "gpu", provider: str = PROVIDER_NAME
+) -> list[str]:
+    """`count` sound payment tokens for `provider`, minted one after another.
+
+    Call it while the month's cap is whole (right after `fresh_user`) for every token a check
+    will spend: an orchestrator that follows ORC-CAP-010 mints nothing once what is left is
+    below the price, and a minted, unredeemed token lowers no cap (ORC-CAP-011)."""
+    return [await minted_token(ctx, service, provider) for _ in range(count)]
 
 
 def max_amount(token: str) -> int | None:

@@ -11,7 +11,7 @@ from typing import Any
 from conformance import jose
 from conformance.adapters.orchestrator import OrchestratorContext, RawRequest
 from conformance.checks import Skipped, check
-from conformance.packs.orchestrator._helpers import keys, metadata
+from conformance.packs.orchestrator._helpers import fresh_user, keys, metadata
 from mocks._core import stripe_signature
 
 
@@ -227,11 +227,14 @@ async def paid_token(ctx: OrchestratorContext, service: str = "pro") -> tuple[st
     return token, creates[-1]
 
 
-def token_defects(claims: dict[str, Any], audience: str, lifetime: int) -> dict[str, str]:
+def token_defects(
+    claims: dict[str, Any], audience: str, lifetime: int, *, price: int | None = None
+) -> dict[str, str]:
     """What is wrong with a payment token's binding claims, by requirement ID.
 
     Shared by the payment-token check and by the redemption checks, which cannot judge the
-    redemption endpoint with a token the orchestrator should never have minted."""
+    redemption endpoint with a token the orchestrator should never have minted. `price`: the
+    amount the catalog states for the token's service (minor units), where it states one."""
     defects: dict[str, str] = {}
     if claims.get("aud") != audience:
         defects["ORC-PAY-003"] = f"aud {claims.get('aud')!r} is not {audience!r}"
@@ -248,12 +251,16 @@ def token_defects(claims: dict[str, Any], audience: str, lifetime: int) -> dict[
         and currency.islower()
     ):
         defects["ORC-PAY-005"] = f"max_amount {amount!r} / currency {currency!r}"
+    elif price is not None and amount < price:
+        defects["ORC-PAY-015"] = f"max_amount {amount} is below the stated price {price}"
     return defects
 
 
 @check("ORC-PAY-002", "ORC-PAY-003", "ORC-PAY-004", "ORC-PAY-005", "ORC-PAY-006")
 async def payment_tokens_are_sound(ctx: OrchestratorContext) -> None:
+    """A paid add by a new user, whose whole cap covers the price."""
     trusted = await keys(ctx)
+    fresh_user(ctx)
     token, raw = await paid_token(ctx)
     evidence = ctx.exchange(raw)
     try:
@@ -284,18 +291,24 @@ async def payment_tokens_are_sound(ctx: OrchestratorContext) -> None:
 
 @check("ORC-PAY-001")
 async def no_token_above_the_remaining_cap(ctx: OrchestratorContext) -> None:
-    from conformance.packs.orchestrator.redemption import redeem
+    """A new user spends part of the cap, leaving more than the price of the service but less
+    than the whole cap; the next token must allow no more than what is left. (Left below the
+    price, an orchestrator mints nothing: ORC-CAP-010's matter.)"""
+    from conformance.packs.orchestrator._money import max_amount, minted_tokens, redeem
 
-    ctx.cli("billing", "--provider", "provspecmock", "--limit", "3000")
-    first, _ = await paid_token(ctx)
-    status, _, _ = await redeem(ctx, first, 1000)
-    if status != 201:
-        raise Skipped("could not spend part of the cap (see the redemption checks)")
-    second, raw = await paid_token(ctx)
-    amount = jose.unverified_parts(second)[1].get("max_amount")
+    fresh_user(ctx)
+    first = (await minted_tokens(ctx, 1))[0]
+    spend = ctx.params.default_cap.limit * 3 // 10  # 3000 of 10000: 7000 left, gpu is 6000
+    spent = await redeem(ctx, first, spend)
+    left = spent.cap.get("remaining")
+    if spent.status != 201 or not isinstance(left, int):
+        raise Skipped(f"could not spend part of the cap ({spent.shown()}; see ORC-RED-011)")
+    second, raw = await paid_token(ctx, "gpu")
+    amount = max_amount(second)
     ctx.require(
         "ORC-PAY-001",
-        isinstance(amount, int) and amount <= 2000,
-        f"with 2000 of 3000 left this month, a token allows {amount}",
+        isinstance(amount, int) and amount <= left,
+        f"with {left} of {spent.cap.get('limit')} left this month, a token allows {amount}",
+        spent.exchange,
         ctx.exchange(raw),
     )

@@ -19,6 +19,7 @@ from conformance.adapters.orchestrator import (
     OrchestratorContext,
 )
 from conformance.checks import Skipped, check
+from conformance.packs.orchestrator._helpers import fresh_user
 from conformance.packs.orchestrator._money import (
     Answer,
     cap_figures,
@@ -26,6 +27,7 @@ from conformance.packs.orchestrator._money import (
     max_amount,
     mint,
     minted_token,
+    minted_tokens,
     next_month,
     redeem,
     refund,
@@ -34,7 +36,6 @@ from conformance.packs.orchestrator._money import (
     signer_of,
     usable,
 )
-from conformance.packs.orchestrator.redemption import fresh_user
 from conformance.recorder import CliCall, Exchange
 
 
@@ -78,7 +79,9 @@ async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -
     """Rounds of N concurrent redemptions, each bigger than half of what is left: exactly one
     may succeed, and the refused ones charge nothing. Between rounds the winner is refunded,
     so every round starts from the whole cap; an orchestrator whose refunds do not restore it
-    gets smaller amounts, then a new user. Tokens the cap refused serve the next round."""
+    gets smaller amounts, then a new user. Tokens the cap refused serve the next round; once
+    what is left is below the price no new token is minted (ORC-CAP-010), and the round runs
+    with the tokens at hand, or as a new user when fewer than two are left."""
     charge = charge_of(ctx)
     limit0 = default_limit(ctx)
     width = max(2, ctx.target.config.concurrent_redemptions)
@@ -93,14 +96,18 @@ async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -
         left = limit - spent
         amount = charge if left == limit0 else left // 2 + 1
         tokens = [t for t in pool if (max_amount(t) or 0) >= amount][:width]
-        while len(tokens) < width:
-            tokens.append(await minted_token(ctx))
+        tokens += await _mint_while_it_fits(ctx, width - len(tokens))
+        if len(tokens) < 2:  # no race left to run with what is left under the cap
+            fresh_user(ctx)
+            pool, limit, spent = [], limit0, 0
+            left, amount = limit0, charge
+            tokens = await minted_tokens(ctx, width)
         answers = await asyncio.gather(*(redeem(ctx, t, amount) for t in tokens))
         won = [a for a in answers if a.status == 201]
         if not ctx.require(
             "ORC-CAP-002",
             len(won) == 1,
-            f"round {number}: {len(won)} of {width} concurrent redemptions of {amount} with "
+            f"round {number}: {len(won)} of {len(tokens)} concurrent redemptions of {amount} with "
             f"{left} left under the cap succeeded; exactly one may",
             *(a.exchange for a in (won or answers)[:3]),
         ):
@@ -130,6 +137,20 @@ async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -
                 back.exchange,
             )
             spent = back.spent
+
+
+async def _mint_while_it_fits(ctx: OrchestratorContext, count: int) -> list[str]:
+    """Up to `count` more tokens: fewer once the orchestrator refuses to mint because what is
+    left of the cap is below the price (as ORC-CAP-010 requires)."""
+    tokens: list[str] = []
+    for _ in range(count):
+        made = await mint(ctx)
+        if made.cap_refused:
+            break
+        if made.token is None:
+            raise Skipped(f"no payment token reached {PROVIDER_NAME} ({made.error_code})")
+        tokens.append(usable(ctx, made.token, PROVIDER_NAME))
+    return tokens
 
 
 # --- ORC-CAP-003, -004, -015: whose cap, how big ---------------------------------------------
@@ -176,10 +197,11 @@ async def spending_the_cap_at_one_provider_leaves_another_untouched(
 ) -> None:
     charge = charge_of(ctx)
     fresh_user(ctx)
+    spare = (await minted_tokens(ctx, 1))[0]  # while the whole cap is left (ORC-CAP-010)
     first = await _charge(ctx, charge)
     rest = first.cap.get("remaining")
     if isinstance(rest, int) and rest > 0:  # the rest of the cap too, where it can be had
-        await redeem(ctx, await minted_token(ctx), rest)
+        await redeem(ctx, spare, min(rest, max_amount(spare) or rest))
     made = await mint(ctx, "gpu", OTHER_PROVIDER_NAME)
     if made.cap_refused:
         ctx.require(
@@ -244,16 +266,18 @@ async def the_cap_can_be_spent_exactly_and_not_by_one_unit_more(
 ) -> None:
     charge = charge_of(ctx)
     fresh_user(ctx)
-    # Minted while the whole cap is left: the orchestrator mints nothing once it is spent.
-    spares = [await minted_token(ctx), await minted_token(ctx)]
+    # Every token minted while the whole cap is left: an orchestrator mints nothing once
+    # what is left is below the price (ORC-CAP-010). Two spares for the end, the rest to
+    # spend toward the cap.
+    spares = await minted_tokens(ctx, 2)
+    spending = await minted_tokens(ctx, 3)
     answer = await _charge(ctx, charge)
-    for _ in range(8):
+    for payment in spending:
         limit, left = answer.cap.get("limit"), answer.cap.get("remaining")
         if not isinstance(limit, int) or not isinstance(left, int):
             raise Skipped("the redemption answer carries no cap figures (see ORC-RED-011)")
         if left == 0:
             break
-        payment = await minted_token(ctx)
         amount = min(max_amount(payment) or left, left)
         answer = await redeem(ctx, payment, amount)
         if amount == left:
@@ -267,8 +291,8 @@ async def the_cap_can_be_spent_exactly_and_not_by_one_unit_more(
                 return
         elif answer.status != 201:
             raise Skipped(f"could not spend toward the cap ({answer.shown()})")
-    else:
-        raise Skipped("could not spend the cap in eight redemptions")
+    if answer.cap.get("remaining") != 0:
+        raise Skipped(f"could not spend the cap in {len(spending) + 1} redemptions")
     limit = answer.cap["limit"]
     over = await redeem(ctx, spares[0], 1)
     ctx.require(

@@ -10,6 +10,7 @@ import secrets
 
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import NotApplicable, Skipped, check
+from conformance.packs.orchestrator._helpers import fresh_user
 from conformance.packs.orchestrator._money import (
     _post,
     endpoint_missing,
@@ -17,7 +18,6 @@ from conformance.packs.orchestrator._money import (
     minted_token,
     redeem,
 )
-from conformance.packs.orchestrator.redemption import fresh_user
 
 PROBE_CHARGE = 500
 

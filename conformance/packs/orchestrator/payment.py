@@ -339,3 +339,37 @@ async def payment_tokens_are_in_the_catalog_currency(ctx: OrchestratorContext) -
         f"{expected!r}",
         ctx.exchange(raw),
     )
+
+
+@check("ORC-PAY-015")
+async def payment_tokens_cover_the_stated_price(ctx: OrchestratorContext) -> None:
+    """Each paid service whose catalog price states an amount, at both providers, as a new
+    user whose whole cap covers every price: the token must let the provider charge it."""
+    from conformance.packs.orchestrator._money import max_amount, stated_price
+
+    with as_a_new_user(ctx):
+        sent: list[RawRequest] = []
+        for provider, service in (
+            (PROVIDER_NAME, "pro"),
+            (PROVIDER_NAME, "gpu"),
+            (OTHER_PROVIDER_NAME, "pro"),
+        ):
+            sent += (await paid_add(ctx, provider, service))[2]
+    judged = 0
+    for raw in sent:
+        token = token_of(credentials_of(ctx, raw))
+        service_id = (ctx.body(raw) or {}).get("service_id")
+        price = stated_price(ctx, service_id)
+        allowed = max_amount(token) if token is not None else None
+        if price is None or allowed is None:
+            continue  # no stated price, or no integer max_amount (ORC-PAY-005's finding)
+        judged += 1
+        ctx.require(
+            "ORC-PAY-015",
+            allowed >= price,
+            f"the payment token for {service_id!r} at {raw.provider} allows {allowed}, below the "
+            f"price of {price} the catalog states: the provider cannot charge it",
+            ctx.exchange(raw),
+        )
+    if not judged:
+        raise Skipped("no paid creation carried a payment token for a service with a stated price")

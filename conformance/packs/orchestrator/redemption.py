@@ -10,19 +10,10 @@ from conformance import jose
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator import _money
+from conformance.packs.orchestrator._helpers import fresh_user
 from conformance.recorder import Exchange
 from conformance.schemas import default_store
 from mocks.provider.app import ProviderMock
-
-
-def fresh_user(ctx: OrchestratorContext) -> None:
-    ctx.cli(
-        "init",
-        "--new-user",
-        "--email",
-        f"provspec+{secrets.token_hex(4)}@example.com",
-        "--accept-tos",
-    )
 
 
 async def redeem(
@@ -45,18 +36,9 @@ async def redeem(
 
 
 async def token(ctx: OrchestratorContext, service: str = "pro") -> str:
-    from conformance.packs.orchestrator.calls import paid_token, token_defects
-
-    payment = (await paid_token(ctx, service))[0]
-    try:
-        claims = jose.unverified_parts(payment)[1]
-    except jose.JOSEError:
-        raise Skipped("blocked by ORC-PAY-002: the minted payment token is not a JWS") from None
-    defects = token_defects(claims, ctx.provider.base_url, ctx.params.payment_token_lifetime)
-    if defects:
-        blocked = ", ".join(sorted(defects))
-        raise Skipped(f"blocked by {blocked}: the minted payment token cannot be redeemed soundly")
-    return payment
+    """A sound payment token for the suite's first provider (Skipped, naming the blocking
+    requirement, when the orchestrator minted none or an unsound one)."""
+    return await _money.minted_token(ctx, service)
 
 
 @check("ORC-RED-001", "ORC-RED-005", "ORC-RED-011", "ORC-RED-012")
@@ -99,6 +81,10 @@ async def redemption_needs_a_key_and_a_signature(ctx: OrchestratorContext) -> No
 
 @check("ORC-RED-002", "ORC-RED-003", "ORC-RED-006")
 async def idempotency_and_single_use(ctx: OrchestratorContext) -> None:
+    """A redemption, its replay, the key with another body, the token again with a new key.
+    What each one charged is measured right after it (`_money.nothing_charged`), so a charge
+    is blamed on the request that made it: a replay that charges again breaks ORC-RED-002,
+    not the conflict or single-use rules probed after it."""
     fresh_user(ctx)
     payment = await token(ctx)
     key = secrets.token_hex(8)
@@ -116,6 +102,17 @@ async def idempotency_and_single_use(ctx: OrchestratorContext) -> None:
     ctx.require(
         "ORC-RED-002", again.spent == first.spent, "the replay charged again", again.exchange
     )
+    if first.status != 201 or not isinstance(first.spent, int):
+        return
+    # A replay answered as such must have charged nothing; one that was not is counted as the
+    # charge it claims to be (the require above has failed it already).
+    followed = await _money.nothing_charged(
+        ctx,
+        ["ORC-RED-002"],
+        first.spent,
+        [] if again.replayed else [again],
+        what="the replay answered with Idempotent-Replayed: true",
+    )
     conflict = await _money.redeem(ctx, payment, 101, key=key)
     ctx.require(
         "ORC-RED-003",
@@ -130,11 +127,10 @@ async def idempotency_and_single_use(ctx: OrchestratorContext) -> None:
         "a second redemption of one token must get 402 payment_token_used",
         used.exchange,
     )
-    if first.status == 201 and isinstance(first.spent, int):
-        # A replay answered as such charged nothing (ORC-RED-002 judges it); one that was not
-        # is counted as the charge it claims to be.
-        counted = [conflict, used] + ([] if again.replayed else [again])
-        await _money.nothing_charged(ctx, ["ORC-RED-003", "ORC-RED-006"], first.spent, counted)
+    if followed is not None and isinstance(followed.spent, int):
+        await _money.nothing_charged(
+            ctx, ["ORC-RED-003", "ORC-RED-006"], followed.spent, [conflict, used]
+        )
 
 
 @check("ORC-RED-009", "ORC-RED-010")

@@ -18,7 +18,7 @@ from typing import Any
 from conformance import jose
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import check
-from conformance.packs.orchestrator._helpers import metadata
+from conformance.packs.orchestrator._helpers import fresh_user, metadata
 from conformance.packs.orchestrator._money import (
     FOLLOW_UP,
     Answer,
@@ -27,7 +27,6 @@ from conformance.packs.orchestrator._money import (
     redeem,
     token_currency,
 )
-from conformance.packs.orchestrator.redemption import fresh_user
 
 Probe = tuple[str, Callable[[str], Awaitable[Answer]]]
 """A label and a request sent with the sound token."""

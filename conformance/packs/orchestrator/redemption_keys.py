@@ -14,6 +14,7 @@ import anyio.to_thread
 
 from conformance.adapters.orchestrator import OTHER_PROVIDER_NAME, OrchestratorContext
 from conformance.checks import Skipped, check
+from conformance.packs.orchestrator._helpers import fresh_user
 from conformance.packs.orchestrator._money import (
     Answer,
     minted_token,
@@ -21,7 +22,6 @@ from conformance.packs.orchestrator._money import (
     redeem,
     signer_of,
 )
-from conformance.packs.orchestrator.redemption import fresh_user
 
 BURST = 8
 """Identical requests sent at once when the suite cannot hold the first one in flight."""
@@ -119,6 +119,11 @@ async def _first_charge_held(ctx: OrchestratorContext) -> AsyncIterator[_Hold | 
 
 @check("ORC-RED-017")
 async def one_providers_key_never_answers_another(ctx: OrchestratorContext) -> None:
+    """Provider A redeems under key K. Provider B then redeems its own token under K (a new
+    redemption: K is B's first use of it), and afterwards sends A's very bytes under K (no
+    replay of A's answer; K is now B's, with another body). The order keeps the check free of
+    any assumption about whether a refused request uses up its key: the draft leaves that
+    open (draft-ietf-httpapi-idempotency-key-header §2.6)."""
     other = signer_of(ctx, OTHER_PROVIDER_NAME)
     fresh_user(ctx)
     mine = await minted_token(ctx)
@@ -131,6 +136,15 @@ async def one_providers_key_never_answers_another(ctx: OrchestratorContext) -> N
     def replays(answer: Answer) -> bool:
         return answer.replayed or answer.document.get("id") == first.document.get("id")
 
+    own = await redeem(ctx, theirs, 100, key=key, signer=other)
+    ctx.require(
+        "ORC-RED-017",
+        own.status == 201 and not replays(own),
+        f"another provider's own redemption under a key the first provider used got "
+        f"{own.shown()} (Idempotent-Replayed {own.replayed}), not a new 201",
+        first.exchange,
+        own.exchange,
+    )
     # The other provider sends the very same bytes with the same key: no replay of the first
     # provider's answer (it is not the token's audience either, so no charge).
     copied = await redeem(ctx, mine, 100, key=key, signer=other)
@@ -142,16 +156,6 @@ async def one_providers_key_never_answers_another(ctx: OrchestratorContext) -> N
         first.exchange,
         copied.exchange,
     )
-    if isinstance(first.spent, int):  # the refused copy charged nothing
+    if isinstance(first.spent, int):  # the refused copy charged nothing at the first provider
         counted = [] if copied.replayed else [copied]
         await nothing_charged(ctx, ["ORC-RED-017"], first.spent, counted)
-    # ... and its own redemption under that key is processed as new.
-    own = await redeem(ctx, theirs, 100, key=key, signer=other)
-    ctx.require(
-        "ORC-RED-017",
-        own.status == 201 and not replays(own),
-        f"another provider's own redemption under a key the first provider used got "
-        f"{own.shown()} (Idempotent-Replayed {own.replayed}), not a new 201",
-        first.exchange,
-        own.exchange,
-    )

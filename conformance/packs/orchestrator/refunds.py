@@ -5,23 +5,26 @@ from __future__ import annotations
 
 from conformance.adapters.orchestrator import OTHER_PROVIDER_NAME, OrchestratorContext
 from conformance.checks import NotApplicable, Skipped, check
-from conformance.packs.orchestrator._money import Answer, minted_token, redeem, refund, signer_of
-from conformance.packs.orchestrator.redemption import fresh_user
+from conformance.packs.orchestrator._helpers import fresh_user
+from conformance.packs.orchestrator._money import Answer, minted_tokens, redeem, refund, signer_of
 
 CHARGE = 6000
 
 
-async def _charged(ctx: OrchestratorContext) -> Answer:
+async def _charged(ctx: OrchestratorContext, spares: int = 0) -> tuple[Answer, list[str]]:
+    """A new user's first charge of CHARGE, and `spares` more tokens minted before it, while
+    the whole cap was left (an orchestrator mints none once less than the price is left)."""
     fresh_user(ctx)
-    done = await redeem(ctx, await minted_token(ctx), CHARGE)
+    tokens = await minted_tokens(ctx, 1 + spares)
+    done = await redeem(ctx, tokens[0], CHARGE)
     if done.status != 201 or not done.document.get("id"):
         raise Skipped(f"could not redeem a first charge ({done.shown()}; see ORC-RED-011)")
-    return done
+    return done, tokens[1:]
 
 
 @check("ORC-RED-014")
 async def refunds_never_exceed_what_remains(ctx: OrchestratorContext) -> None:
-    done = await _charged(ctx)
+    done, _ = await _charged(ctx)
     redemption = done.document["id"]
     steps = [
         (CHARGE + 1, False, f"a refund of {CHARGE + 1} on a redemption of {CHARGE}"),
@@ -48,7 +51,7 @@ async def refunds_never_exceed_what_remains(ctx: OrchestratorContext) -> None:
 @check("ORC-RED-023")
 async def only_the_redeeming_provider_can_refund(ctx: OrchestratorContext) -> None:
     other = signer_of(ctx, OTHER_PROVIDER_NAME)
-    done = await _charged(ctx)
+    done, (spare,) = await _charged(ctx, spares=1)
     foreign = await refund(ctx, done.document["id"], CHARGE, signer=other)
     if foreign is None:
         raise NotApplicable("the orchestrator offers no refunds (no refund_endpoint)")
@@ -66,7 +69,7 @@ async def only_the_redeeming_provider_can_refund(ctx: OrchestratorContext) -> No
         ctx.cannot_judge("ORC-RED-023", "the redemption carries no cap figures (ORC-RED-011)")
         return
     rest = limit - CHARGE - 1
-    after = await redeem(ctx, await minted_token(ctx), rest)
+    after = await redeem(ctx, spare, rest)
     ctx.require(
         "ORC-RED-023",
         after.status == 201 and after.spent == CHARGE + rest,

@@ -4,23 +4,26 @@ the human moves the limit, and the billing command's figures.
 
 The limit is set the way the human would, with `billing --provider P --limit N` (wire-facts
 §1.1: `billing update --limit N --provider P`); an orchestrator whose CLI cannot set it
-gives these checks nothing to work with, and they skip. Catalog prices are freeform text
-(wire-facts §1.2), so an orchestrator cannot know a price is above what is left until the
-provider says so; only a cap with nothing left is certain to cover no paid service, and
-that is where ORC-CAP-010's "no resource creation" is judged.
+gives these checks nothing to work with, and they skip. A 0.1d catalog price is text
+(wire-facts §1.2); an app-next catalog may state a fixed price in minor units
+(service.schema.json). Only a stated price lets an orchestrator know before provisioning
+that what is left does not cover it, so ORC-CAP-010 is judged with a remainder below the
+price only there, and with nothing left everywhere.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from conformance import jose
 from conformance.adapters.orchestrator import (
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
     OrchestratorContext,
+    RawRequest,
 )
 from conformance.checks import Skipped, check
+from conformance.packs.orchestrator._money import max_amount as max_amount_of
+from conformance.packs.orchestrator._money import redeem, stated_price, usable
 from conformance.packs.orchestrator.payment import (
     add_at,
     as_a_new_user,
@@ -100,21 +103,6 @@ def limit_of(ctx: OrchestratorContext, provider: str = PROVIDER_NAME) -> tuple[A
     return member(cap or {}, LIMIT_MEMBERS), call
 
 
-def blocked_by(token: str, audience: str, lifetime: int) -> None:
-    """Skip, naming the requirement, when a minted token cannot be redeemed soundly: its
-    defect is the payment checks' finding (the redemption checks skip the same way)."""
-    from conformance.packs.orchestrator.calls import token_defects
-
-    try:
-        claims = jose.unverified_parts(token)[1]
-    except jose.JOSEError:
-        raise Skipped("blocked by ORC-PAY-002: the minted payment token is not a JWS") from None
-    defects = token_defects(claims, audience, lifetime)
-    if defects:
-        blocked = ", ".join(sorted(defects))
-        raise Skipped(f"blocked by {blocked}: the minted payment token cannot be redeemed soundly")
-
-
 @check("ORC-CAP-007")
 async def a_cap_refusal_tells_the_human_what_to_do(ctx: OrchestratorContext) -> None:
     """The human has set the month's limit to 0; a paid add must come back refused, with the
@@ -164,32 +152,44 @@ async def only_the_human_raises_the_cap(ctx: OrchestratorContext) -> None:
 
 
 @check("ORC-CAP-010")
-async def no_creation_when_nothing_is_left(ctx: OrchestratorContext) -> None:
-    """The human sets the limit to the price of a service, the provider redeems the whole of
-    it: a paid add must now be refused before any resource creation goes out."""
-    from conformance.packs.orchestrator.redemption import redeem
-
-    price = service("pro")
-    assert price is not None
+async def no_creation_when_less_than_the_price_is_left(ctx: OrchestratorContext) -> None:
+    """Two remainders, each as a new user. Less than the price the catalog states (the human
+    sets the limit to 3000 against pro's 5000): judged where the catalog states the price in
+    minor units (app-next); a price in text only cannot be known before the provider charges.
+    Nothing left (the human sets the limit to the price and the provider redeems all of it):
+    no paid service fits, whatever its price."""
+    price = stated_price(ctx, "pro")
+    if price is not None:
+        with as_a_new_user(ctx):
+            left = price * 3 // 5
+            set_limit(ctx, left)
+            call, envelope, creations = await paid_add(ctx)
+        if not _blocked_by_pay_001(ctx, creations, left):
+            ctx.require(
+                "ORC-CAP-010",
+                outcome_of(envelope) == "spend_cap_exceeded" and not creations,
+                f"with {left} left under the cap and a stated price of {price}, the add "
+                f"answered {outcome_of(envelope) or 'ok'!r} and sent {len(creations)} resource "
+                "creation(s) (must be spend_cap_exceeded and none)",
+                call,
+                *(ctx.exchange(raw) for raw in creations[:1]),
+            )
+    pro = service("pro")
+    assert pro is not None
+    whole = price if price is not None else pro.price  # what the suite's provider charges
     with as_a_new_user(ctx):
         # Spend the whole cap, as the provider does when it redeems: nothing is left.
-        set_limit(ctx, price.price)
+        set_limit(ctx, whole)
         _, _, creations = await paid_add(ctx)
         token = token_of(credentials_of(ctx, creations[-1])) if creations else None
         if token is None:
             raise Skipped("the paid add carried no payment token to spend the cap with")
-        blocked_by(token, ctx.provider.base_url, ctx.params.payment_token_lifetime)
-        status, _, _ = await redeem(ctx, token, price.price)
-        if status != 201:
-            raise Skipped(f"could not spend the cap: redemption answered {status}")
+        spent = await redeem(ctx, usable(ctx, token, PROVIDER_NAME), whole)
+        if spent.status != 201:
+            raise Skipped(f"could not spend the cap: the redemption got {spent.shown()}")
         call, envelope, creations = await paid_add(ctx)
-    minted = [
-        token for raw in creations if (token := token_of(credentials_of(ctx, raw))) is not None
-    ]
-    if minted:
-        # A token minted with nothing left is ORC-PAY-001's finding; the creation it rode
-        # on follows from it.
-        raise Skipped("blocked by ORC-PAY-001: with nothing left a payment token was minted")
+    if _blocked_by_pay_001(ctx, creations, 0):
+        return
     ctx.require(
         "ORC-CAP-010",
         outcome_of(envelope) == "spend_cap_exceeded" and not creations,
@@ -198,6 +198,23 @@ async def no_creation_when_nothing_is_left(ctx: OrchestratorContext) -> None:
         call,
         *(ctx.exchange(raw) for raw in creations[:1]),
     )
+
+
+def _blocked_by_pay_001(ctx: OrchestratorContext, creations: list[RawRequest], left: int) -> bool:
+    """A token minted above what was left is ORC-PAY-001's finding; the creation it rode on
+    follows from it, so ORC-CAP-010 is not judged on it. A token within what was left (but
+    below the price) is ORC-CAP-010's own finding."""
+    for raw in creations:
+        token = token_of(credentials_of(ctx, raw))
+        allowed = max_amount_of(token) if token is not None else None
+        if allowed is not None and allowed > left:
+            ctx.cannot_judge(
+                "ORC-CAP-010",
+                f"blocked by ORC-PAY-001: with {left} left a payment token allowing {allowed} "
+                "was minted",
+            )
+            return True
+    return False
 
 
 @check("ORC-CAP-014")
