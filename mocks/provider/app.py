@@ -295,7 +295,15 @@ class ProviderMock:
                         status_code=500,
                     )
                 caller = _Caller()
-                if precheck is not None and not self.faults.active("signature-before-body"):
+                if (
+                    precheck is not None
+                    and self.settings.verify_requests
+                    and not self.faults.active("signature-before-body")
+                ):
+                    try:
+                        self._check_version(request)
+                    except HTTPProblem as problem:
+                        return self._render(problem, "flat", resource_id)
                     precheck(raw)
                 if signed:
                     try:
@@ -343,13 +351,7 @@ class ProviderMock:
     async def _authenticate(self, request: Request, raw: bytes) -> _Caller:
         if not self.settings.verify_requests:
             return self._unverified_caller(request.headers.get(self.params.attestation_header))
-        expected = self.params.api_version
-        version = request.headers.get(self.params.version_header)
-        if version != expected and not self.faults.active("ignore-api-version"):
-            error = self.params.error("invalid_api_version")
-            raise HTTPProblem(
-                error.status, error.code, f"Supported {self.params.version_header}s: {expected}"
-            )
+        self._check_version(request)
         if not self.next:
             signature = request.headers.get(self.params.signature_header)
             if signature is None and self.faults.active("signature-optional"):
@@ -368,6 +370,15 @@ class ProviderMock:
             email=claims.get("email") if isinstance(claims.get("email"), str) else None,
             email_verified=claims.get("email_verified") is True,
         )
+
+    def _check_version(self, request: Request) -> None:
+        expected = self.params.api_version
+        version = request.headers.get(self.params.version_header)
+        if version != expected and not self.faults.active("ignore-api-version"):
+            error = self.params.error("invalid_api_version")
+            raise HTTPProblem(
+                error.status, error.code, f"Supported {self.params.version_header}s: {expected}"
+            )
 
     @staticmethod
     def _unverified_caller(token: str | None) -> _Caller:

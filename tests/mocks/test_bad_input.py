@@ -113,7 +113,13 @@ def test_provider_refuses_bad_headers_with_the_flat_envelope(
         sandbox = Sandbox(profile=profile)
         provider = sandbox.orchestrator.provider("mockbase")
         before = snapshot(sandbox.provider.state.store)
-        body = {"id": "acctreq_1", "email": "new@example.com"}
+        body = {
+            "id": "acctreq_1",
+            "email": "new@example.com",
+            "orchestrator": {"type": "stripe", "stripe": {"account": "acct_1PrvspecTest0001"}},
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
         answer = await sandbox.orchestrator.call(
             provider, "POST", "provisioning/account_requests", body=body, headers_override=override
         )
