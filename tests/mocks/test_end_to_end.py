@@ -81,7 +81,13 @@ def test_app_next_unlinked_existing_account_gets_401_with_resource_metadata() ->
             provider,
             "POST",
             "provisioning/account_requests",
-            body={"id": "acctreq_1", "object": "account_request", "email": "existing@example.com"},
+            body={
+                "id": "acctreq_1",
+                "object": "account_request",
+                "email": "existing@example.com",
+                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                "code_challenge_method": "S256",
+            },
         )
         assert answer.status_code == 401
         assert answer.headers["www-authenticate"].startswith(
