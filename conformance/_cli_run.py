@@ -250,6 +250,7 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         # checked by load_config (at least 2 and 1)
         concurrent_redemptions=int(config.get("orchestrator", "concurrent_redemptions", 50)),
         concurrency_rounds=int(config.get("orchestrator", "concurrency_rounds", 20)),
+        clock_command=config.get("orchestrator", "clock_command"),
     )
     agent_command = getattr(args, "agent_cmd", None) or config.get("agent", "command")
     if args.fault and agent_command and role is Role.AGENT:

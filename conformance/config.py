@@ -88,6 +88,11 @@ other_provider_port = 8412
 # only now and then, so the round is repeated).
 concurrent_redemptions = 50
 concurrency_rounds = 20
+# The month-boundary rules (ORC-CAP-005, -006, -011, -012, -013) need the orchestrator's
+# clock moved: a command that sets its test clock to real time + {offset} seconds ({timestamp}:
+# the Unix time it should read now), run again with {offset} 0 to restore. Without it those
+# probes are not judged, saying so.
+# clock_command = "stripe projects test-clock --offset {offset}"
 
 [agent]
 # The agent under test, run once per scripted task in a fresh temporary directory with a
@@ -163,6 +168,7 @@ _SECTIONS = {
         "other_provider_port",
         "concurrent_redemptions",
         "concurrency_rounds",
+        "clock_command",
     },
     "agent": {"command", "orchestrator_cli"},
     "resource_server": {
@@ -318,6 +324,11 @@ def load_config(path: Path | None) -> RunConfig:
         value = served.get(key, least)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             problems.append(f"orchestrator.{key} must be an integer of at least {least}")
+    clock = served.get("clock_command")
+    if clock is not None and (not isinstance(clock, str) or "{" not in clock):
+        problems.append(
+            "orchestrator.clock_command must be a command naming {offset} or {timestamp}"
+        )
     for key in ("request", "check"):
         value = raw.get("timeouts", {}).get(key, 1) if isinstance(raw.get("timeouts"), dict) else 1
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

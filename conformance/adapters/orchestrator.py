@@ -17,10 +17,11 @@ import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -37,12 +38,61 @@ from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
 
-__all__ = ["OrchestratorContext", "OrchestratorTarget", "OrchestratorTargetConfig", "RawRequest"]
+__all__ = [
+    "CLI_DATA",
+    "OrchestratorContext",
+    "OrchestratorTarget",
+    "OrchestratorTargetConfig",
+    "RawRequest",
+    "contract_issues",
+]
 
 PROVIDER_NAME = "provspecmock"
 OTHER_PROVIDER_NAME = "provspecmock2"
 """A second registered provider: per-provider caps, aggregation, and tokens that must not
 cross from one provider to the other."""
+
+
+CLI_DATA: Mapping[str, str] = MappingProxyType(
+    {
+        "init": "cli_init_data",
+        "catalog": "cli_catalog",
+        "add": "cli_add_data",
+        "status": "cli_status_data",
+        "env": "cli_env_data",
+        "billing": "cli_billing_data",
+        "revoke": "cli_revoke_data",
+        "remove": "cli_remove_data",
+    }
+)
+"""The agent-facing CLI contract the suite drives (docs/orchestrator-cli.md): for each
+command, the schema of its answer's `data` (cli_catalog: the whole catalog envelope)."""
+
+
+def contract_issues(profile: str, command: str, envelope: dict[str, Any]) -> list[str]:
+    """Where an answer of `command` breaks the CLI contract (ORC-PRO-015): a success whose
+    data is not valid against the command's schema, or an add failure whose data (when it
+    has one) is not. An empty or unparsable answer is ORC-PRO-004's and -013's matter."""
+    message = CLI_DATA.get(command)
+    if message is None or not envelope:
+        return []
+    store = default_store()
+    if message == "cli_catalog":
+        if envelope.get("ok") is not True:
+            return []
+        issues = store.validate(profile, message, envelope)
+        return [
+            f"{issue.path or '/'}: {_short(issue.message)} [{issue.keyword}]" for issue in issues
+        ][:3]
+    data = envelope.get("data")
+    if envelope.get("ok") is not True and not (command == "add" and isinstance(data, dict)):
+        return []
+    issues = store.validate(profile, message, data)
+    return [f"data{issue.path}: {_short(issue.message)} [{issue.keyword}]" for issue in issues][:3]
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass
@@ -63,6 +113,11 @@ class OrchestratorTargetConfig:
     """ORC-CAP-002: redemptions sent at once per round, and rounds (races are caught by
     repetition; negative-test-catalog ORC-PAY-02)."""
 
+    clock_command: str | None = None
+    """The orchestrator's test clock: a command run with `{offset}` (seconds added to real
+    time; 0 restores it) and `{timestamp}` (the Unix time the clock should read now) replaced.
+    Without it, and for any orchestrator but the embedded mock, the probes that need another
+    month are not judged, saying so."""
     mock_options: tuple[str, ...] = ()
     """Extra `init` options for the embedded mock orchestrator: a variant that follows the
     profile another way (e.g. `--token-amount remaining`); ignored for a configured command."""
@@ -211,6 +266,8 @@ class OrchestratorTarget:
         self.other_provider: ProviderMock | None = None
         self.outputs: dict[int, tuple[str, str]] = {}
         """Raw (stdout, stderr) of each CLI call, by the recorded call's id."""
+        self.contract: dict[int, list[str]] = {}
+        """Where each CLI answer breaks the CLI contract (`contract_issues`), by call id."""
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[OrchestratorTarget]:
@@ -237,6 +294,9 @@ class OrchestratorTarget:
                     )
                 )
                 stack.enter_context(listener.serving(self.core.app))
+            elif self.config.clock_command:
+                self.clock = OffsetClock()  # what the suite told the orchestrator's test clock
+                stack.callback(self._restore_clock)
             self.provider = ProviderMock(
                 ProviderSettings(
                     profile=self.spec,
@@ -305,6 +365,57 @@ class OrchestratorTarget:
                     raise RuntimeError(f"the embedded orchestrator would not initialise: {init[1]}")
             yield self
 
+    @property
+    def clock_movable(self) -> bool:
+        """Whether the suite can move the orchestrator's clock: the embedded mock's, or the
+        test clock `clock_command` drives."""
+        return self.clock is not None
+
+    def move_clock(self, seconds: float) -> None:
+        """Move the orchestrator's clock by `seconds` (and back with a negative value)."""
+        if self.clock is None:
+            raise RuntimeError("this orchestrator's clock cannot be moved")
+        self.clock.advance(seconds)
+        if self.config.command is not None and self.config.clock_command:
+            self._set_test_clock(self.clock.offset)
+
+    def _restore_clock(self) -> None:
+        if self.clock is not None and self.clock.offset:
+            self.clock.offset = 0.0
+            self._set_test_clock(0.0)
+
+    def _set_test_clock(self, offset: float) -> None:
+        """Run `clock_command` for `offset`; a command that fails is a harness error."""
+        template = self.config.clock_command or ""
+        argv = [
+            part.replace("{offset}", str(int(offset))).replace(
+                "{timestamp}", str(int(time.time() + offset))
+            )
+            for part in shlex.split(template)
+        ]
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=max(self.config.timeout * 3, 30),
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            self.recorder.record_cli(
+                argv, None, "", str(error), (time.perf_counter() - started) * 1000
+            )
+            raise RuntimeError(f"clock_command could not run: {error}") from None
+        call = self.recorder.record_cli(
+            argv, done.returncode, done.stdout, done.stderr, (time.perf_counter() - started) * 1000
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"clock_command exited {done.returncode} (CLI call {call.id}): "
+                f"{done.stderr.strip()[:200]}"
+            )
+
     def cli(self, *arguments: str, cwd: Path | None = None) -> tuple[CliCall, dict[str, Any]]:
         """Run one orchestrator CLI command with --json; the recorded call and its envelope.
 
@@ -359,7 +470,10 @@ class OrchestratorTarget:
             shown, code, stdout, stderr, (time.perf_counter() - started) * 1000
         )
         self.outputs[call.id] = (stdout, stderr)
-        return call, envelope_of(stdout)
+        envelope = envelope_of(stdout)
+        if arguments:
+            self.contract[call.id] = contract_issues(self.profile, arguments[0], envelope)
+        return call, envelope
 
 
 def envelope_of(stdout: str) -> dict[str, Any]:
@@ -405,6 +519,20 @@ class OrchestratorContext(CheckContext):
 
     def cli(self, *arguments: str, cwd: Path | None = None) -> tuple[CliCall, dict[str, Any]]:
         return self.target.cli(*arguments, cwd=cwd)
+
+    def data_of(self, call: CliCall, envelope: dict[str, Any]) -> dict[str, Any]:
+        """The `data` of a CLI answer as its command's contract schema describes it (`{}`
+        when the answer has none); Skipped, blocked by ORC-PRO-015, when the answer breaks the
+        contract: a list where an object is due is that requirement's failure, and a check
+        that reads the answer cannot judge its own rule on it."""
+        issues = self.target.contract.get(call.id) or []
+        if issues:
+            raise Skipped(
+                f"blocked by ORC-PRO-015: `{' '.join(call.argv[-4:])}` answered outside the "
+                f"CLI contract ({issues[0]})"
+            )
+        data = envelope.get("data")
+        return data if isinstance(data, dict) else {}
 
     def output(self, call: CliCall) -> tuple[str, str]:
         """The raw (stdout, stderr) of a CLI call (the recorded call is masked)."""
@@ -484,17 +612,19 @@ class OrchestratorContext(CheckContext):
 
     @contextlib.contextmanager
     def shifted_clock(self, seconds: float) -> Iterator[None]:
-        """Move the embedded orchestrator's clock for one probe; other targets can't be."""
-        clock = self.target.clock
-        if clock is None:
+        """Move the orchestrator's clock for one probe: the embedded mock's, or the test
+        clock `[orchestrator] clock_command` drives; otherwise the probe is not judged."""
+        if not self.target.clock_movable:
             raise Skipped(
-                f"the suite cannot move this orchestrator's clock; the probe would wait {seconds:g} s"
+                f"not judged: the suite cannot move this orchestrator's clock (the probe needs "
+                f"it {seconds:+.0f} s away); set [orchestrator] clock_command to the command "
+                "that moves its test clock"
             )
-        clock.advance(seconds)
+        self.target.move_clock(seconds)
         try:
             yield
         finally:
-            clock.advance(-seconds)
+            self.target.move_clock(-seconds)
 
     @contextlib.contextmanager
     def tampered(

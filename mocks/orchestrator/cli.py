@@ -125,7 +125,7 @@ def _envelope(
     *,
     warnings: list[str] | None = None,
     next_steps: list[str] | None = None,
-    error: dict[str, str] | None = None,
+    error: dict[str, Any] | None = None,
     authenticated: bool = True,
 ) -> dict[str, Any]:
     document: dict[str, Any] = {
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                 command,
                 False,
                 None,
-                error={"code": problem.code, "message": problem.message},
+                error={"code": problem.code, "message": problem.message, **_details(problem)},
                 authenticated=problem.code != "JSON_REQUIRES_AUTH",
             ),
             1,
@@ -177,6 +177,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         _human(document)
     return code
+
+
+def _details(problem: HTTPProblem) -> dict[str, Any]:
+    details = problem.extra.get("details")
+    return {"details": details} if isinstance(details, dict) else {}
 
 
 def _human(document: dict[str, Any]) -> None:
@@ -408,7 +413,10 @@ async def _env(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[di
     warnings = (
         ["Secret values are shown: do not paste them into logs or chats."] if args.reveal else []
     )
-    data: dict[str, Any] = {"variables": custody.variables(orchestrator, reveal=args.reveal)}
+    variables: Any = custody.variables(orchestrator, reveal=args.reveal)
+    if orchestrator.faults.active("env-variables-as-list"):
+        variables = [{"name": name, "value": value} for name, value in variables.items()]
+    data: dict[str, Any] = {"variables": variables}
     if args.pull:
         data["path"] = str(custody.write_env_file(orchestrator, Path.cwd()))
     return _envelope("env", True, data, warnings=warnings), 0

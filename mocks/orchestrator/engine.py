@@ -436,13 +436,14 @@ class Orchestrator:
                 self.store.put(_PENDING, pending["state"], pending)
                 return _consent_outcome(provider, authorize_url)
             return await self._authorize_as_scripted_user(provider, authorize_url, pending)
-        refusal = _error_text(document)
+        refusal, code = _error_text(document), _provider_code(document)
         if self.faults.active("account-error-code-dropped"):
-            refusal = "the account request was refused"
+            refusal, code = "the account request was refused", None
         raise HTTPProblem(
             502,
             "PROVIDER_ERROR",
             f"{provider.name} answered {answer.status_code}: {refusal}",
+            extra=_details(code),
         )
 
     async def _exchange(
@@ -770,10 +771,12 @@ class Orchestrator:
             "pending",
             "needs_information",
         ):
-            refusal = _error_text(document)
+            refusal, code = _error_text(document), _provider_code(document)
             if self.faults.active("resource-error-code-dropped"):
-                refusal = "the provider could not create the resource"
-            raise HTTPProblem(502, "PROVIDER_ERROR", f"{provider.name} refused: {refusal}")
+                refusal, code = "the provider could not create the resource", None
+            raise HTTPProblem(
+                502, "PROVIDER_ERROR", f"{provider.name} refused: {refusal}", extra=_details(code)
+            )
         if (
             "service_id" in document
             and document["service_id"] != service_id
@@ -1039,6 +1042,18 @@ def _json(answer: httpx.Response, *, lenient: bool = False) -> dict[str, Any]:
     except (strictjson.StrictJSONError, ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _provider_code(document: dict[str, Any]) -> str | None:
+    """The provider's error code as it spelled it (typed, status or flat envelope)."""
+    error = document.get("error")
+    code = error.get("code") if isinstance(error, dict) else error
+    return code[:128] if isinstance(code, str) and code else None
+
+
+def _details(code: str | None) -> dict[str, Any]:
+    """The CLI error's details: the provider's code verbatim (ORC-ACC-007, ORC-PRO-010)."""
+    return {"details": {"provider_code": code}} if code else {}
 
 
 def _error_text(document: dict[str, Any]) -> str:

@@ -6,20 +6,41 @@ import secrets
 from typing import Any
 
 from conformance import jose
-from conformance.adapters.orchestrator import OrchestratorContext
+from conformance.adapters.orchestrator import (
+    OTHER_PROVIDER_NAME,
+    PROVIDER_NAME,
+    OrchestratorContext,
+)
 from conformance.checks import Skipped
 
+PROBE_LIMIT = 10000
+"""The monthly limit the money probes are laid out for: a charge of 6000 (gpu's price, the
+most one token of the suite's providers allows where the price is stated) fits once and not
+twice. Under a profile whose default cap differs, each new user gets this limit the way the
+human sets one (`billing --provider P --limit N`), so the probes fit the draft's cap too."""
 
-def fresh_user(ctx: OrchestratorContext) -> None:
-    """A new signed-in user with terms accepted and a payment method: a whole spend cap at
-    every provider, and no connection, limit or spending left over from another check."""
-    ctx.cli(
-        "init",
-        "--new-user",
-        "--email",
-        f"provspec+{secrets.token_hex(4)}@example.com",
-        "--accept-tos",
-    )
+
+def fresh_user(
+    ctx: OrchestratorContext, *, probe_limit: bool = True, payment_method: bool = True
+) -> None:
+    """A new signed-in user with terms accepted and a payment method (unless told): a whole
+    spend cap at every provider, and no connection, limit or spending left over from another
+    check. `probe_limit`: a cap of PROBE_LIMIT at both providers (else the profile's)."""
+    arguments = ["init", "--new-user", "--email", f"provspec+{secrets.token_hex(4)}@example.com"]
+    arguments.append("--accept-tos")
+    if not payment_method:
+        arguments.append("--no-payment-method")
+    ctx.cli(*arguments)
+    if not probe_limit or ctx.params.default_cap.limit == PROBE_LIMIT:
+        return
+    for provider in (PROVIDER_NAME, OTHER_PROVIDER_NAME):
+        call, envelope = ctx.cli("billing", "--provider", provider, "--limit", str(PROBE_LIMIT))
+        if envelope.get("ok") is not True:
+            raise Skipped(
+                f"the profile's default cap is {ctx.params.default_cap.limit} and the "
+                f"orchestrator's CLI would not set the probes' limit of {PROBE_LIMIT} at "
+                f"{provider} (billing --provider P --limit N; CLI call {call.id})"
+            )
 
 
 async def metadata(ctx: OrchestratorContext) -> dict[str, Any]:

@@ -446,8 +446,9 @@ def max_amount(token: str) -> int | None:
 
 @contextlib.contextmanager
 def living_at(ctx: OrchestratorContext, moment: datetime) -> Iterator[None]:
-    """The embedded orchestrator lives at `moment` (UTC) for the block, and so do the suite's
-    own providers, which check the tokens it sends them against their clocks; others Skip."""
+    """The orchestrator lives at `moment` (UTC) for the block, and so do the suite's own
+    providers, which check the tokens it sends them against their clocks; an orchestrator
+    whose clock the suite cannot move is not judged (Skipped, saying so)."""
     with ctx.shifted_clock(moment.timestamp() - time.time()):
         clock = ctx.target.clock
         providers = [p for p in (ctx.provider, ctx.target.other_provider) if p is not None]
@@ -466,10 +467,16 @@ async def shifted_mint(ctx: OrchestratorContext, service: str = "gpu") -> Mint:
 
     The embedded orchestrator's CLI keeps wall time, so a token it mints is not valid a month
     later; its engine, on the shifted clock, runs the same paid `add` (catalog, account,
-    resource creation with the payment token) that the CLI would have run then."""
+    resource creation with the payment token) that the CLI would have run then. Another
+    orchestrator whose test clock the suite moved (`clock_command`) mints through its CLI."""
     core = ctx.target.core
     if core is None:
-        raise Skipped("the suite can only move the embedded orchestrator's clock")
+        if not ctx.target.clock_movable:
+            raise Skipped(
+                "not judged: the suite cannot move this orchestrator's clock; set "
+                "[orchestrator] clock_command to the command that moves its test clock"
+            )
+        return await mint(ctx, service)
     from mocks.orchestrator.engine import Orchestrator
 
     mark = ctx.recorder.mark

@@ -11,7 +11,7 @@ from typing import Any
 from conformance import jose
 from conformance.adapters.orchestrator import OrchestratorContext, RawRequest
 from conformance.checks import Skipped, check
-from conformance.packs.orchestrator._helpers import fresh_user, keys, metadata
+from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user, keys, metadata
 from mocks._core import stripe_signature
 
 
@@ -298,7 +298,7 @@ async def no_token_above_the_remaining_cap(ctx: OrchestratorContext) -> None:
 
     fresh_user(ctx)
     first = (await minted_tokens(ctx, 1))[0]
-    spend = ctx.params.default_cap.limit * 3 // 10  # 3000 of 10000: 7000 left, gpu is 6000
+    spend = PROBE_LIMIT * 3 // 10  # 3000 of 10000: 7000 left, gpu is 6000
     spent = await redeem(ctx, first, spend)
     left = spent.cap.get("remaining")
     if spent.status != 201 or not isinstance(left, int):

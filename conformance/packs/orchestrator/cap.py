@@ -2,9 +2,10 @@
 reports it: DESIGN.md §2 app-next item 5 (10000 minor units USD per user and provider per
 calendar month UTC, succeeded redemptions minus refunds, refused atomically).
 
-Checks that need another month move the embedded orchestrator's clock and get their payment
-tokens minted at that time (`_money.shifted_mint`); against an orchestrator whose clock the
-suite cannot move they are skipped, saying so.
+Checks that need another month move the orchestrator's clock (the embedded mock's, or the
+test clock `[orchestrator] clock_command` drives) and get their payment tokens minted at that
+time (`_money.shifted_mint`); against an orchestrator whose clock the suite cannot move they
+are not judged, saying so.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from conformance.adapters.orchestrator import (
     OrchestratorContext,
 )
 from conformance.checks import Skipped, check
-from conformance.packs.orchestrator._helpers import fresh_user
+from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user
 from conformance.packs.orchestrator._money import (
     Answer,
     cap_figures,
@@ -40,12 +41,12 @@ from conformance.recorder import CliCall, Exchange
 
 
 def default_limit(ctx: OrchestratorContext) -> int:
-    """The profile's default cap ([parameters.default_cap] limit, minor units)."""
-    return ctx.params.default_cap.limit
+    """The cap a new user of the money probes has (`fresh_user`: PROBE_LIMIT)."""
+    return PROBE_LIMIT
 
 
 def charge_of(ctx: OrchestratorContext) -> int:
-    """Three fifths of the default cap: two such charges never fit in one month."""
+    """Three fifths of the probes' cap: two such charges never fit in one month."""
     return default_limit(ctx) * 3 // 5
 
 
@@ -167,8 +168,8 @@ async def _charge(ctx: OrchestratorContext, amount: int, provider: str = PROVIDE
 
 @check("ORC-CAP-003")
 async def the_default_cap_is_the_profiles_per_user(ctx: OrchestratorContext) -> None:
-    limit0 = default_limit(ctx)
-    fresh_user(ctx)
+    limit0 = ctx.params.default_cap.limit
+    fresh_user(ctx, probe_limit=False)
     first = await _charge(ctx, 100)
     cap = first.cap
     ctx.require(
@@ -179,7 +180,7 @@ async def the_default_cap_is_the_profiles_per_user(ctx: OrchestratorContext) -> 
         f"{cap.get('interval')!r}, not {ctx.params.default_cap}",
         first.exchange,
     )
-    fresh_user(ctx)
+    fresh_user(ctx, probe_limit=False)
     second = await _charge(ctx, 200)
     ctx.require(
         "ORC-CAP-003",

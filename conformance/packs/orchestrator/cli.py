@@ -4,14 +4,16 @@ provisioning outcomes, credential redaction, revocation."""
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from conformance.adapters.orchestrator import (
+    CLI_DATA,
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
     OrchestratorContext,
 )
-from conformance.checks import check
+from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import metadata
 from conformance.packs.orchestrator._probes import contains, listed
 from conformance.schemas import default_store
@@ -199,19 +201,25 @@ async def env_redacts_secrets(ctx: OrchestratorContext) -> None:
         )
         return
     call, env = ctx.cli("env")
-    values = (env.get("data") or {}).get("variables") or {}
     handed = {
         value: kind for value, kind in ctx.handed_out().items() if "authorization code" not in kind
     }
-    secrets_shown = [
-        name for name, value in values.items() if isinstance(value, str) and value in handed
-    ]
-    ctx.require(
-        "ORC-CRD-001",
-        bool(values) and not secrets_shown,
-        f"env shows secret values for {secrets_shown}",
-        call,
-    )
+    try:
+        values = ctx.data_of(call, env).get("variables") or {}
+    except Skipped as blocked:  # env's answer breaks the contract: ORC-PRO-015 fails it
+        ctx.cannot_judge("ORC-CRD-001", str(blocked))
+    else:
+        secrets_shown = [
+            name for name, value in values.items() if isinstance(value, str) and value in handed
+        ]
+        ctx.require(
+            "ORC-CRD-001",
+            bool(values) and not secrets_shown,
+            f"env shows secret values for {secrets_shown}"
+            if values
+            else "env shows no variables after a free service was provisioned",
+            call,
+        )
     payment_tokens = {
         value: kind for value, kind in ctx.sent_secrets().items() if kind.startswith("payment")
     }
@@ -246,3 +254,41 @@ async def revoke_calls_the_provider(ctx: OrchestratorContext) -> None:
         "revoke did not call the provider's revocation endpoint",
         call,
     )
+
+
+@check("ORC-PRO-015")
+async def every_command_answers_its_contract(ctx: OrchestratorContext) -> None:
+    """Every command of the CLI contract (docs/orchestrator-cli.md), as a new user holding a
+    free and a paid resource: each success's data, and add's data on a refusal, must be
+    valid against the command's schema (CLI_DATA)."""
+    email = f"provspec+{secrets.token_hex(4)}@example.com"
+    name = f"contract-{secrets.token_hex(3)}"
+    steps: list[tuple[str, ...]] = [
+        ("init", "--new-user", "--email", email, "--accept-tos"),
+        ("catalog",),
+        ("add", f"{PROVIDER_NAME}/free", "--name", name),
+        ("add", f"{PROVIDER_NAME}/pro", "--name", f"{name}-paid", "--confirm-paid-service"),
+        ("add", f"{PROVIDER_NAME}/pro", "--name", f"{name}-unconfirmed"),
+        ("status",),
+        ("env",),
+        ("billing",),
+        ("billing", "--provider", PROVIDER_NAME, "--limit", str(ctx.params.default_cap.limit)),
+        ("remove", name, "--yes"),
+        ("revoke", PROVIDER_NAME),
+    ]
+    judged = 0
+    for step in steps:
+        call, envelope = ctx.cli(*step)
+        if not envelope:
+            continue  # no envelope at all: ORC-PRO-004 and ORC-PRO-013 judge that
+        judged += 1
+        issues = ctx.target.contract.get(call.id) or []
+        ctx.require(
+            "ORC-PRO-015",
+            not issues,
+            f"`{' '.join(step[:2])}` answered outside the CLI contract ({CLI_DATA[step[0]]}): "
+            f"{'; '.join(issues)}",
+            call,
+        )
+    if not judged:
+        raise Skipped("no command of the CLI contract answered with an envelope")

@@ -78,7 +78,7 @@ async def env_names_follow_the_resource_name(ctx: OrchestratorContext) -> None:
         ctx.require("ORC-CRD-003", False, "could not provision a free service to name", add)
         return
     call, env = ctx.cli("env")
-    variables = (env.get("data") or {}).get("variables") or {}
+    variables = ctx.data_of(call, env).get("variables") or {}
     prefix = name.upper().replace("-", "_")
     expected = sorted(f"{prefix}_{key.upper()}" for key in access)
     missing = [variable for variable in expected if variable not in variables]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from conformance.adapters.orchestrator import (
     RawRequest,
 )
 from conformance.checks import Skipped, check
+from conformance.packs.orchestrator._helpers import fresh_user
 from conformance.recorder import CliCall
 
 CARD_MEMBER = re.compile(
@@ -33,11 +33,7 @@ Card numbers themselves are found by value, whatever their member is called."""
 
 
 def sign_in(ctx: OrchestratorContext, *, payment_method: bool = True) -> None:
-    arguments = ["init", "--new-user", "--email", f"provspec+{secrets.token_hex(5)}@example.com"]
-    arguments.append("--accept-tos")
-    if not payment_method:
-        arguments.append("--no-payment-method")
-    ctx.cli(*arguments)
+    fresh_user(ctx, payment_method=payment_method)
 
 
 @contextlib.contextmanager

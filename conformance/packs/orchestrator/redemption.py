@@ -10,7 +10,7 @@ from conformance import jose
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator import _money
-from conformance.packs.orchestrator._helpers import fresh_user
+from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user
 from conformance.recorder import Exchange
 from conformance.schemas import default_store
 from mocks.provider.app import ProviderMock
@@ -161,8 +161,7 @@ async def amount_and_currency_are_bound_to_the_token(ctx: OrchestratorContext) -
 
 @check("ORC-CAP-001", "ORC-CAP-005")
 async def the_cap_refuses_with_figures_and_refunds_restore_it(ctx: OrchestratorContext) -> None:
-    limit = ctx.params.default_cap.limit
-    charge, part = limit * 3 // 5, limit // 4  # 6000 and 2500 of the built-in 10000
+    charge, part = PROBE_LIMIT * 3 // 5, PROBE_LIMIT // 4  # 6000 and 2500 of 10000
     refusal = ctx.params.error("spend_cap_exceeded")
     fresh_user(ctx)
     first, second = await token(ctx, "gpu"), await token(ctx, "gpu")
