@@ -23,6 +23,7 @@ from conformance.adapters.provider import (
 from conformance.client import ClientSettings
 from conformance.config import (
     STARTER,
+    consent_options,
     load_config,
     normalise_target,
     orchestrator_identity,
@@ -230,6 +231,8 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
             provider_table.get("failing_payment_token", DEFAULT_FAILING_PAYMENT_TOKEN)
         ),
         credential_probes=probes,
+        consent=consent_options(provider_table),
+        orchestrator_public_url=provider_table.get("orchestrator_public_url"),
         oversized_body_bytes=int(
             provider_table.get("oversized_body_bytes", DEFAULT_OVERSIZED_BODY)
         ),
@@ -443,9 +446,14 @@ def _keys(args: argparse.Namespace) -> int:
             "  give it to the run: --hmac-secret or $PROVSPEC_HMAC_SECRET (never in the config file)"
         )
         return 0
-    issuer = f"http://{host}:{port}"
+    public = config.get("provider", "orchestrator_public_url")
+    issuer = str(public).rstrip("/") if public else f"http://{host}:{port}"
     print(f"{args.profile}: configure the provider to trust this orchestrator for the run:")
     print(f"  orchestrator issuer   {issuer}")
+    if public:
+        print(
+            f"  served on             http://{host}:{port} (reached at {issuer}: forward it there)"
+        )
     print(f"  metadata              {issuer}/.well-known/app-orchestrator")
     print(f"  JWKS                  {issuer}/jwks.json  (keys are made fresh for every run)")
     print(f"  redemption endpoint   {issuer}/redemptions")

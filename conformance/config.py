@@ -14,10 +14,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from conformance.client import OrchestratorIdentity
+from conformance.consent import CONSENT_MODES, ConsentOptions, parse_steps
 from conformance.credentials import parse_probes
 from conformance.errors import UsageError
 
-__all__ = ["STARTER", "RunConfig", "load_config", "normalise_target", "orchestrator_identity"]
+__all__ = [
+    "STARTER",
+    "RunConfig",
+    "consent_options",
+    "load_config",
+    "normalise_target",
+    "orchestrator_identity",
+]
 
 STARTER = """\
 # provspec.toml: how `provspec run` reaches the role under test. Every key is optional;
@@ -62,6 +70,29 @@ orchestrator_port = 8401
 # [provider.orchestrator]
 # type = "stripe"
 # account = "acct_1PrvspecTest0001"
+
+# app-next against a provider outside this machine: the origin it reaches the suite's
+# orchestrator side at (a tunnel to orchestrator_host:orchestrator_port); `provspec keys`
+# prints what the provider must trust.
+# orchestrator_public_url = "https://provspec.example-tunnel.dev"
+# Consent on a real provider (the consent checks): "interactive" (the default in a terminal:
+# you open the URL and paste the redirect), "command" (consent_command gets the URL, prints the
+# redirect) or "browser" (headless Chromium follows the steps below; pip install
+# "provspec[browser]"). Passwords come from the environment (value_env), never from here.
+# consent = "browser"
+# consent_command = "./approve.sh"
+# consent_timeout = 300
+# [[provider.consent_step]]
+# action = "fill"
+# selector = "#email"
+# value = "{email}"
+# [[provider.consent_step]]
+# action = "fill"
+# selector = "#password"
+# value_env = "STAGING_PASSWORD"
+# [[provider.consent_step]]
+# action = "click"
+# selector = "button[type=submit]"
 
 # How the credentials you issue are used at your API, one table per credential
 # (README: Credential probes). Without any, only provspec's mock provider can be probed.
@@ -160,6 +191,12 @@ _SECTIONS = {
         "failing_payment_token",
         "oversized_body_bytes",
         "credential_probe",
+        "consent",
+        "consent_command",
+        "consent_timeout",
+        "consent_step",
+        "chromium",
+        "orchestrator_public_url",
     },
     "orchestrator": {
         "command",
@@ -268,7 +305,43 @@ def _provider_problems(provider: dict[str, Any]) -> list[str]:
         except ValueError as error:
             problems.append(f"[provider.orchestrator]: {error}")
     _, probe_problems = parse_probes(provider.get("credential_probe"), "provider.credential_probe")
-    return problems + probe_problems
+    problems += probe_problems
+    mode = provider.get("consent")
+    if mode is not None and mode not in CONSENT_MODES:
+        problems.append(f"provider.consent must be one of {list(CONSENT_MODES)}, not {mode!r}")
+    if mode == "command" and not isinstance(provider.get("consent_command"), str):
+        problems.append('provider.consent = "command" needs provider.consent_command')
+    if mode == "browser" and not provider.get("consent_step"):
+        problems.append('provider.consent = "browser" needs [[provider.consent_step]] tables')
+    timeout = provider.get("consent_timeout", 1)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        problems.append("provider.consent_timeout must be a positive number of seconds")
+    _, step_problems = parse_steps(provider.get("consent_step"), "provider.consent_step")
+    problems += step_problems
+    public = provider.get("orchestrator_public_url")
+    if public is not None:
+        parts = urlsplit(str(public))
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            problems.append(
+                "provider.orchestrator_public_url must be the absolute http(s) origin a "
+                f"provider reaches the suite at, not {public!r}"
+            )
+    return problems
+
+
+def consent_options(provider: dict[str, Any]) -> ConsentOptions | None:
+    """[provider] consent settings (already checked), or None when none are given."""
+    mode = provider.get("consent")
+    if mode is None:
+        return None
+    steps, _ = parse_steps(provider.get("consent_step"), "provider.consent_step")
+    return ConsentOptions(
+        mode=str(mode),
+        command=provider.get("consent_command"),
+        timeout=float(provider.get("consent_timeout", 300)),
+        steps=steps,
+        chromium=provider.get("chromium"),
+    )
 
 
 def orchestrator_identity(provider: dict[str, Any]) -> OrchestratorIdentity:

@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import secrets
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,12 +34,13 @@ from conformance.client import (
     OrchestratorIdentity,
     User,
 )
+from conformance.consent import ConsentOptions, ConsentOutcome, obtain_consent
 from conformance.credentials import CredentialProbe
 from conformance.errors import UsageError
 from conformance.harness import HarnessMonitor
 from conformance.recorder import Exchange, Recorder, RecordingASGI, RecordingTransport
 from conformance.schemas import default_store
-from conformance.ssrf import SSRFGuard
+from conformance.ssrf import SSRFError, SSRFGuard
 from mocks._core.clock import SystemClock
 from mocks._core.http import flat_error, json_response
 from mocks._core.network import LoopbackNetwork
@@ -108,7 +110,14 @@ class ProviderTargetConfig:
     existing_email: str = "existing@example.com"
     """An email that already has an account at the provider (the consent path)."""
     scripted_consent: bool | None = None
-    """Whether the provider's consent page can be approved by the suite (mocks: yes)."""
+    """Whether the provider's consent page can be approved by the suite (mocks: yes); the
+    same as `consent` mode "scripted"."""
+    consent: ConsentOptions | None = None
+    """How a human's consent is had on a real provider (interactive, command, browser);
+    None: scripted on the embedded mock, otherwise interactive when this is a terminal."""
+    orchestrator_public_url: str | None = None
+    """app-next: the origin a provider outside this machine reaches the suite's orchestrator
+    side at (a tunnel, a host); it becomes the issuer. None: where it binds."""
     orchestrator_host: str = "127.0.0.1"
     orchestrator_port: int = 8401
     timeout: float = 10.0
@@ -210,7 +219,8 @@ class ProviderTarget:
                     listener = ServedInThread(
                         host=self.config.orchestrator_host, port=self.config.orchestrator_port
                     )
-                    issuer = listener.origin
+                    public = self.config.orchestrator_public_url
+                    issuer = public.rstrip("/") if public else listener.origin
                 hmac_secret = self.config.hmac_secret or ""
                 inner = self.config.transport or httpx.AsyncHTTPTransport()
             self.core = OrchestratorMock(
@@ -303,9 +313,19 @@ class ProviderTarget:
 
     @property
     def scripted_consent(self) -> bool:
-        return (
-            self.embedded if self.config.scripted_consent is None else self.config.scripted_consent
-        )
+        return self.consent_options.mode == "scripted"
+
+    @property
+    def consent_options(self) -> ConsentOptions:
+        """How consent is had: the configured options; scripted_consent = true; the mocks'
+        scripted consent when embedded; else a human at this terminal, when there is one."""
+        if self.config.scripted_consent:
+            return ConsentOptions(mode="scripted")
+        if self.config.consent is not None:
+            return self.config.consent
+        if self.embedded and self.config.scripted_consent is None:
+            return ConsentOptions(mode="scripted")
+        return ConsentOptions(mode="interactive" if sys.stdin.isatty() else "none")
 
     @property
     def hmac_secret(self) -> str:
@@ -362,11 +382,29 @@ class ProviderContext(CheckContext):
             email or self.target.config.existing_email, email_verified=email_verified
         )
 
-    def need_scripted_consent(self) -> None:
-        if not self.target.scripted_consent:
+    def need_consent(self) -> None:
+        """Skipped, saying how to enable it, when no one can give consent in this run."""
+        if not self.target.consent_options.available:
             raise Skipped(
-                "the consent step needs a human; set scripted_consent = true if the target can approve it"
+                "the consent step needs a human and this run has none: in a terminal the suite "
+                'asks you; for CI set [provider] consent = "command" (consent_command) or '
+                '"browser" (consent_step), or scripted_consent = true for a test provider '
+                "that approves by itself"
             )
+
+    async def consent(self, url: str) -> ConsentOutcome:
+        """The human's consent at `url` (a consent page or an authorization request): where
+        the browser was sent back. The URL passes the SSRF guard first: a command or a
+        browser is about to fetch it."""
+        try:
+            self.target.guard.check_url(url)
+        except SSRFError as refused:
+            return ConsentOutcome(why=f"the consent URL is not one the suite may open: {refused}")
+        return await obtain_consent(
+            self.target.consent_options,
+            url,
+            context={"email": self.user.email, "login_hint": self.user.email},
+        )
 
     # --- calls ---------------------------------------------------------------------------------
     async def call(

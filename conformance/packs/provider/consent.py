@@ -14,6 +14,7 @@ from conformance.client import ConnectFailed, pkce_pair
 from conformance.packs.provider._helpers import error_code, free_resource
 from conformance.packs.provider.accounts import account_request
 from conformance.packs.provider.discovery import prm_url
+from conformance.recorder import mask_text
 from conformance.www_authenticate import ChallengeError, parse
 
 
@@ -338,9 +339,32 @@ async def token_endpoint_refuses_a_foreign_resource(ctx: ProviderContext) -> Non
     )
 
 
+async def consented_redirect(ctx: ProviderContext, url: str) -> tuple[dict[str, str], Any]:
+    """The query of where the human's consent at `url` sent the browser back, and the
+    evidence of it; Skipped with the reason when no consent was had. Scripted (the mocks), the
+    authorization endpoint answers the redirect itself."""
+    if ctx.target.scripted_consent:
+        response, exchange = await ctx.get(url)
+        query = parse_qs(urlsplit(response.headers.get("location", "")).query)
+        if "code" not in query:
+            raise Skipped(f"the scripted consent gave no code ({response.status_code})")
+        return {name: values[0] for name, values in query.items()}, exchange
+    outcome = await ctx.consent(url)
+    call = ctx.recorder.record_cli(
+        [f"consent ({ctx.target.consent_options.mode})", url],
+        0 if outcome.redirect else 1,
+        mask_text(outcome.redirect or ""),
+        outcome.why,
+        0.0,
+    )
+    if outcome.code is None:
+        raise Skipped(f"consent was not had: {outcome.why or 'the redirect carried no code'}")
+    return outcome.params, call
+
+
 @check("PRV-CNS-009")
 async def authorization_response_carries_state_and_iss(ctx: ProviderContext) -> None:
-    ctx.need_scripted_consent()
+    ctx.need_consent()
     issuer, metadata, _ = await as_metadata(ctx)
     endpoint = metadata.get("authorization_endpoint")
     if not isinstance(endpoint, str):
@@ -356,18 +380,15 @@ async def authorization_response_carries_state_and_iss(ctx: ProviderContext) -> 
         "login_hint": ctx.target.config.existing_email,
         "code_challenge": challenge,
         "code_challenge_method": "S256",
-        "scope": "provisioning",
+        "scope": ctx.params.provisioning_scope,
     }
-    response, exchange = await ctx.get(endpoint + "?" + urlencode(params))
-    query = parse_qs(urlsplit(response.headers.get("location", "")).query)
-    if "code" not in query:
-        raise Skipped(f"the scripted consent gave no code ({response.status_code})")
+    query, evidence = await consented_redirect(ctx, endpoint + "?" + urlencode(params))
     ctx.require(
         "PRV-CNS-009",
-        query.get("state") == [state] and query.get("iss") == [issuer],
+        query.get("state") == state and query.get("iss") == issuer,
         f"the redirect must return state {state!r} unchanged and iss {issuer!r} (RFC 9207): "
-        f"state {query.get('state')}, iss {query.get('iss')}",
-        exchange,
+        f"state {query.get('state')!r}, iss {query.get('iss')!r}",
+        evidence,
     )
 
 
@@ -386,10 +407,14 @@ async def requires_auth_leads_to_tokens_through_consent(ctx: ProviderContext) ->
             f"blocked by PRV-ACC-002: the existing account's request was answered "
             f"{answer.describe()}, with no requires_auth url to follow"
         )
-    ctx.need_scripted_consent()
+    ctx.need_consent()
     mark = ctx.recorder.mark
     try:
-        code = await ctx.client.approve(url)
+        if ctx.target.scripted_consent:
+            code = await ctx.client.approve(url)
+        else:
+            query, _ = await consented_redirect(ctx, url)
+            code = query["code"]
         response = await ctx.client.exchange_code(code, answer.verifier)
         outcome = f"{response.status_code} {error_code(ctx.json(response)) or ''}"
         ok = issued(response)
