@@ -265,18 +265,20 @@ def _rerun_wanted(outcome: CheckOutcome) -> bool:
 
 
 async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     target, described = make_target(plan)
     checks = checks_for(plan.role, plan.profile, plan.steps)
     if plan.only_checks is not None:
         checks = [item for item in checks if item.name in plan.only_checks]
     outcomes: list[CheckOutcome] = []
     spans: dict[str, tuple[int, int]] = {}
+    began: dict[str, float] = {}
     recorder = target.recorder
     async with _set_up(target, described):
         for item in sorted(checks, key=lambda c: (list(Step).index(c.step), c.name)):
             before = recorder.last_id
             context = make_context(target, item)
+            began[item.name] = time.time()
             outcome = await run_check(item, context, plan.check_timeout)
             spans[item.name] = (before, recorder.last_id)
             outcomes.append(outcome)
@@ -301,6 +303,8 @@ async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
         plan.strict,
         harness_problems=list(recorder.harness_problems),
         check_spans=spans,
+        check_times={o.check.name: (began[o.check.name], o.duration_s) for o in outcomes},
+        started_at=started_at,
     )
 
 

@@ -1,18 +1,31 @@
-"""What a run found: one finding per requirement, with its evidence, and the exit code."""
+"""What a run found: one finding per requirement, with its evidence, the verdict and the
+exit code.
+
+The verdict is honest about what was judged: `pass` only when every MUST of the run was
+judged and none failed; `incomplete` when none failed but some MUST was not judged (skipped,
+untested); `error` when the suite or the environment kept something from being judged;
+`fail` when a requirement failed. `certified` holds only for a `--certify` run that passed.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from conformance.errors import ProvspecError
 from conformance.recorder import Recorder, mask_text
 from conformance.registry import Level, Requirement
 
-__all__ = ["EXIT_ERROR", "Blame", "Finding", "RunResult", "Status"]
+__all__ = ["EXIT_ERROR", "VERDICTS", "Blame", "Finding", "RunResult", "Status"]
 
 EXIT_ERROR = 3
 """No requirement failed, but some could not be judged: the suite or the environment failed."""
+
+VERDICTS = {0: "PASS", 1: "FAIL", EXIT_ERROR: "ERROR"}
+"""The verdict word of each exit code, where `RunResult.verdict_kind` does not say otherwise."""
 
 
 class Status(StrEnum):
@@ -59,6 +72,9 @@ class Finding:
     """Set for every status in BLAMED (implementation unless the engine knows better)."""
     baseline: str | None = None
     """known, stale or expired when a baseline entry names this requirement."""
+    reproduction: str | None = None
+    """For a failure: a shell command that sends the request that broke the rule again
+    (`curl`, the secret as an environment variable, the signature by `provspec sign`)."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A verdict may quote what the target sent (a deep link, a redirect): it reaches every
@@ -84,6 +100,7 @@ class Finding:
             "evidence": self.evidence,
             "blame": blame.value if blame is not None else None,
             "baseline": self.baseline,
+            "reproduction": self.reproduction,
         }
 
 
@@ -102,6 +119,75 @@ class RunResult:
     """Stale or expired baseline entries; each fails the run."""
     check_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per check: the recorder ids (after, up to) of what it sent and received (replay)."""
+    certify: bool = False
+    """Whether the run was made with --certify (everything a certification needs on)."""
+    stopped: str | None = None
+    """Why the run stopped before its last check (--max-failures), if it did."""
+    check_times: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per check: when it started (Unix time, s) and how long it ran, re-runs included."""
+    started_at: float | None = None
+    """When the run started (Unix time, s); None: taken as now less `duration_s`."""
+    command: list[str] | None = None
+    """The command line that made the run, program name first, secrets masked; None when
+    the run was not started from the command line."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The configuration the run used, secrets masked: the file, its values, the
+    command-line options and the role's effective settings (`provspec run` fills it)."""
+    verdict_kind: str | None = None
+    """The verdict word (PASS, FAIL, ERROR, INCOMPLETE, …) when the engine decides one the
+    exit code alone does not name; None: `VERDICTS[exit_code]`."""
+
+    def __post_init__(self) -> None:
+        if self.started_at is None:
+            self.started_at = time.time() - self.duration_s
+
+    @property
+    def verdict(self) -> str:
+        """PASS, FAIL, ERROR (or a verdict the engine set, such as INCOMPLETE)."""
+        return self.verdict_kind or VERDICTS.get(self.exit_code, "FAIL")
+
+    @property
+    def started(self) -> dt.datetime:
+        """When the run started, in UTC."""
+        return dt.datetime.fromtimestamp(self.started_at or 0.0, dt.UTC)
+
+    def timing(self, finding: Finding) -> tuple[float, float]:
+        """When the checks that judged `finding` started (Unix time, s) and how long they ran
+        together; the run's start and 0 for a requirement no check judged."""
+        times = [self.check_times[name] for name in finding.checks if name in self.check_times]
+        if not times:
+            return (self.started_at or 0.0, 0.0)
+        return (min(start for start, _ in times), sum(duration for _, duration in times))
+
+    def provenance(self) -> dict[str, Any]:
+        """Where this result came from: enough to date it, reproduce it and tell whether two
+        results judged the same rules (see conformance/report/_provenance.py)."""
+        import platform
+        import shlex
+
+        from conformance import __version__
+        from conformance.report._provenance import profile_digest, registry_digest
+
+        digests: dict[str, str | None] = {"registry_digest": None, "profile_digest": None}
+        try:
+            digests["registry_digest"] = registry_digest(self.role, self.profile)
+            digests["profile_digest"] = profile_digest(self.profile)
+        except (ValueError, KeyError, ProvspecError):
+            pass  # a profile or role this install does not know: no digest, not a crash
+        return {
+            "provspec_version": __version__,
+            **digests,
+            "timestamp": self.started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "command": self.command,
+            "command_line": shlex.join(self.command) if self.command is not None else None,
+            "config": self.config,
+            "target": self.target,
+            "role": self.role,
+            "profile": self.profile,
+            "strict": self.strict,
+            "python": platform.python_version(),
+            "platform": platform.platform(terse=True),
+        }
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Counts by level, then status."""
@@ -124,32 +210,83 @@ class RunResult:
         """Requirements not judged because the harness or the environment failed."""
         return [finding for finding in self.findings if finding.status is Status.ERROR]
 
+    def unjudged(self) -> list[Finding]:
+        """The MUSTs of the run that were not judged (skipped, untested or error), each with
+        the reason in its message: what would enable it."""
+        return [
+            finding
+            for finding in self.findings
+            if finding.requirement.level is Level.MUST
+            and finding.status in (Status.SKIPPED, Status.UNTESTED, Status.ERROR)
+        ]
+
+    @property
+    def verdict(self) -> Verdict:
+        """fail beats error beats incomplete beats pass."""
+        if self.failed() or self.baseline_problems:
+            return Verdict.FAIL
+        if self.errors() or self.harness_problems:
+            return Verdict.ERROR
+        if self.unjudged():
+            return Verdict.INCOMPLETE
+        return Verdict.PASS
+
+    @property
+    def certified(self) -> bool:
+        """A --certify run that passed with no MUST failure excused: none known to the
+        baseline, none flaky."""
+        excused = any(
+            finding.requirement.level is Level.MUST
+            and finding.status in (Status.KNOWN, Status.FLAKY)
+            for finding in self.findings
+        )
+        return self.certify and self.verdict is Verdict.PASS and not excused
+
     @property
     def exit_code(self) -> int:
-        """1: a requirement failed or the baseline is stale or expired (even when errors
-        occurred too); 3: nothing failed but the harness or the environment did; else 0."""
-        if self.failed() or self.baseline_problems:
-            return 1
-        if self.errors() or self.harness_problems:
-            return EXIT_ERROR
-        return 0
+        """1 fail (even when errors occurred too), 3 error, 4 incomplete, 0 pass."""
+        return {
+            Verdict.FAIL: EXIT_FAILED,
+            Verdict.ERROR: EXIT_ERROR,
+            Verdict.INCOMPLETE: EXIT_INCOMPLETE,
+            Verdict.PASS: EXIT_OK,
+        }[self.verdict]
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        """The results.json document (schemas/results/run.schema.json), sealed with its
+        integrity digests (`provspec report --verify` checks them)."""
+        from conformance.report._provenance import seal
+
+        document = {
             "provspec": "results/1",
             "role": self.role,
             "profile": self.profile,
             "target": self.target,
             "strict": self.strict,
             "duration_s": round(self.duration_s, 3),
+            "verdict": self.verdict.value,
+            "certify": self.certify,
+            "certified": self.certified,
+            "unjudged": [
+                {"id": f.requirement.id, "status": f.status.value, "message": f.message}
+                for f in self.unjudged()
+            ],
+            "stopped": self.stopped,
             "exit_code": self.exit_code,
+            "verdict": self.verdict,
             "counts": self.counts(),
             "harness_problems": self.harness_problems,
             "baseline_problems": self.baseline_problems,
-            "requirements": [finding.as_json() for finding in self.findings],
+            "requirements": [
+                {**finding.as_json(), "duration_s": round(self.timing(finding)[1], 6)}
+                for finding in self.findings
+            ],
             "exchanges": [exchange.as_json() for exchange in self.recorder.exchanges],
             "cli_calls": [call.as_json() for call in self.recorder.cli_calls],
+            "provenance": self.provenance(),
         }
+        document["integrity"] = seal(document)
+        return document
 
 
 def downgrade(status: Status, level: Level) -> Status:
