@@ -241,7 +241,167 @@ def consistency(profile: str, store: SchemaStore | None = None) -> list[str]:
         problems += _claim_problems(store, profile)
     problems += _example_problems(store, profile)
     problems += _citation_problems(store, profile)
+    problems += _error_map_problems(store, profile)
     problems += unknown_requirement_ids(default_registry(), profile)
+    return problems
+
+
+# --- OpenAPI answers against the profile's error map ---------------------------------------
+
+
+def _openapi_documents(store: SchemaStore, profile: str) -> list[tuple[Path, str, Any]]:
+    """The OpenAPI documents `profile` is served by: its own directory's, then each ancestor's
+    that no nearer profile overrides by file name."""
+    files: dict[str, Path] = {}
+    for member in store.lineage(profile):
+        folder = store.profile(member).directory or Path(str(data_dir("schemas"))) / member
+        for file in sorted(folder.glob("*.openapi.json")):
+            files.setdefault(file.name, file)
+    documents = []
+    for file in files.values():
+        text = file.read_text(encoding="utf-8", errors="replace")
+        try:
+            documents.append((file, text, strictjson.loads(file.read_bytes())))
+        except strictjson.StrictJSONError:
+            continue  # not JSON: nothing to compare here
+    return documents
+
+
+def _referenced_message(node: Any) -> str | None:
+    """The message a `$ref` to a whole schema file names (`../app-0.1d/error_flat.schema.json`
+    is error_flat); None for anything else."""
+    ref = node.get("$ref") if isinstance(node, dict) else None
+    if not isinstance(ref, str) or "#" in ref:
+        return None
+    name = ref.rsplit("/", 1)[-1]
+    return name[: -len(SCHEMA_SUFFIX)] if name.endswith(SCHEMA_SUFFIX) else None
+
+
+def _status_pins(schema: Mapping[str, Any]) -> tuple[set[Any] | None, dict[Any, set[Any]]]:
+    """The statuses a message pins: for every code (its top-level `status` const or enum), and
+    per code (an `allOf` rule `if code is C then status is S`)."""
+    status = (schema.get("properties") or {}).get("status")
+    everywhere: set[Any] | None = None
+    if isinstance(status, dict) and "const" in status:
+        everywhere = {status["const"]}
+    elif isinstance(status, dict) and isinstance(status.get("enum"), list):
+        everywhere = set(status["enum"])
+    if everywhere is not None and not all(_http_status(value) for value in everywhere):
+        everywhere = None  # a status member that is not the HTTP status (0.1d: "error")
+    per_code: dict[Any, set[Any]] = {}
+    for rule in schema.get("allOf") or []:
+        if not isinstance(rule, dict):
+            continue
+        when = ((rule.get("if") or {}).get("properties") or {}).get("code")
+        then = ((rule.get("then") or {}).get("properties") or {}).get("status")
+        if (
+            isinstance(when, dict)
+            and "const" in when
+            and isinstance(then, dict)
+            and "const" in then
+        ):
+            per_code.setdefault(when["const"], set()).add(then["const"])
+    return everywhere, per_code
+
+
+def _http_status(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599
+
+
+def _error_map_problems(store: SchemaStore, profile: str) -> list[str]:
+    """Where the profile's OpenAPI documents contradict its `[parameters.error_codes]` map.
+
+    For every documented answer (operation, HTTP status, schema) and every code of the map,
+    the messages of that answer that can carry the code at that status (the message pins its
+    code to a set holding it, and pins no other status for it) must be answered with a
+    status and an envelope the map gives that code; a `oneOf` with two such messages is
+    ambiguous (an answer carrying the code matches both, so it is valid against neither); and
+    a message that pins the code to a status the map does not give contradicts the map."""
+    params = store.profile(profile).parameters
+    if params is None:
+        return []
+    by_code: dict[str, tuple[set[int], set[str]]] = {}
+    for error in params.error_codes.values():
+        statuses, envelopes = by_code.setdefault(error.code, (set(), set()))
+        statuses.add(error.status)
+        envelopes.add(error.envelope)
+    known = set(store.messages(profile))
+    problems: list[str] = []
+    for file, text, document in _openapi_documents(store, profile):
+        paths = document.get("paths") if isinstance(document, dict) else None
+        for path, operations in (paths or {}).items():
+            for method, operation in (operations or {}).items():
+                responses = operation.get("responses") if isinstance(operation, dict) else None
+                for status_key, response in (responses or {}).items():
+                    if not str(status_key).isdigit() or not isinstance(response, dict):
+                        continue
+                    line = pointer_line(text, ["paths", path, method, "responses", status_key])
+                    where = f"{file}:{line}: {method.upper()} {path} {status_key}"
+                    for content in (response.get("content") or {}).values():
+                        schema = content.get("schema") if isinstance(content, dict) else None
+                        if not isinstance(schema, dict):
+                            continue
+                        problems += _answer_problems(
+                            store, profile, where, int(status_key), schema, by_code, known
+                        )
+    return list(dict.fromkeys(problems))
+
+
+def _answer_problems(
+    store: SchemaStore,
+    profile: str,
+    where: str,
+    status: int,
+    schema: Mapping[str, Any],
+    by_code: Mapping[str, tuple[set[int], set[str]]],
+    known: set[str],
+) -> list[str]:
+    combinator = next((k for k in ("oneOf", "anyOf") if isinstance(schema.get(k), list)), "")
+    alternatives = schema[combinator] if combinator else [schema]
+    messages = [m for m in map(_referenced_message, alternatives) if m is not None and m in known]
+    problems: list[str] = []
+    for code, (statuses, envelopes) in sorted(by_code.items()):
+        carriers = []
+        for message in messages:
+            message_schema = store.schema(profile, message)
+            codes = _pinned(message_schema, ("code",))
+            if codes is None or code not in codes:
+                continue
+            everywhere, per_code = _status_pins(message_schema)
+            pinned = per_code.get(code, everywhere)
+            if pinned is not None and not pinned & statuses:
+                problems.append(
+                    f"{where}: the {message} schema pins {code} to status "
+                    f"{sorted(pinned)}; [parameters.error_codes] gives {code} status "
+                    f"{sorted(statuses)}"
+                )
+            if pinned is not None and status not in pinned:
+                allowed = everywhere
+                if allowed is None and codes and all(c in per_code for c in codes):
+                    allowed = set().union(*(per_code[c] for c in codes))
+                if allowed is not None and status not in allowed:
+                    problems.append(
+                        f"{where}: {message}, which carries {code}, is documented with status "
+                        f"{status}; its schema allows only {sorted(allowed)} and "
+                        f"[parameters.error_codes] gives {code} status {sorted(statuses)}"
+                    )
+                continue  # the message cannot carry the code at this status
+            carriers.append(message)
+            if status not in statuses:
+                problems.append(
+                    f"{where}: {message} may carry {code} with status {status}; "
+                    f"[parameters.error_codes] gives {code} status {sorted(statuses)}"
+                )
+            elif message not in envelopes:
+                problems.append(
+                    f"{where}: {code} is answered in {message}; [parameters.error_codes] "
+                    f"carries it in {sorted(envelopes)}"
+                )
+        if combinator == "oneOf" and len(carriers) > 1:
+            problems.append(
+                f"{where}: an answer with {code} matches {' and '.join(carriers)} of its oneOf, "
+                "so it is valid against neither: make them exclusive (or use anyOf)"
+            )
     return problems
 
 

@@ -491,9 +491,24 @@ async def a_refund_goes_back_to_the_month_of_its_charge(ctx: OrchestratorContext
             over.exchange,
             rest.exchange,
         )
-    # The refund went back to the month of the charge: that month has its whole cap again.
+    # The refund went back to the month of the charge: that month has its whole cap again,
+    # so a token for the charge is minted there (one that would not fit is not, ORC-CAP-010).
     with living_at(ctx, month + timedelta(days=1)):
-        again = await redeem(ctx, await shifted_token(ctx), charge)
+        made = await shifted_mint(ctx)
+        if made.cap_refused:
+            ctx.require(
+                "ORC-CAP-005",
+                False,
+                f"back in the month of the refunded charge ({_stamp(month + timedelta(days=1))}) "
+                f"the orchestrator refused to mint a token for {charge} "
+                f"({made.error_code}): the refund did not go back to that month",
+                back.exchange,
+                made.call,
+            )
+            return
+        if made.token is None:
+            raise Skipped(f"no payment token at the shifted time ({made.error_code})")
+        again = await redeem(ctx, usable(ctx, made.token, PROVIDER_NAME), charge)
     ctx.require(
         "ORC-CAP-005",
         again.status == 201 and again.spent == charge,

@@ -212,11 +212,12 @@ async def only_the_tokens_audience_can_redeem_it(ctx: OrchestratorContext) -> No
         raise Skipped("the run serves no second provider")
     fresh_user(ctx)
     payment = await token(ctx)
-    status, _, foreign = await redeem(ctx, payment, 100, signer=other)
+    status, refused, foreign = await redeem(ctx, payment, 100, signer=other)
     ctx.require(
         "ORC-RED-007",
-        status == 402,
-        f"a provider that is not the token's aud redeemed it ({status}, not 402)",
+        status == 402 and refused.get("code") == "payment_token_invalid",
+        f"a redemption by a provider that is not the token's aud must get 402 "
+        f"payment_token_invalid, got {status} {refused.get('code')!r}",
         foreign,
     )
     status, document, exchange = await redeem(ctx, payment, 100)

@@ -79,6 +79,11 @@ def _status(*wanted: int) -> Callable[[Answer], bool]:
     return lambda answer: answer.status in wanted
 
 
+def _refusal(*wanted: tuple[int, str]) -> Callable[[Answer], bool]:
+    """One of the (status, code) pairs redemption_error pairs up."""
+    return lambda answer: (answer.status, answer.code) in wanted
+
+
 @check("ORC-RED-013")
 async def malformed_redemption_bodies_are_refused(ctx: OrchestratorContext) -> None:
     def body(amount: str, extra: str = "") -> Callable[[str], Awaitable[Answer]]:
@@ -157,8 +162,9 @@ async def oversized_and_deeply_nested_bodies_are_refused(ctx: OrchestratorContex
         ctx,
         "ORC-RED-019",
         probes,
-        _status(400, 413),
-        "must be refused with 413 or 400, never a 5xx",
+        _refusal((413, "body_too_large"), (400, "body_not_decodable"), (400, "invalid_request")),
+        "must be refused with 413 body_too_large or 400 body_not_decodable or invalid_request, "
+        "never a 5xx",
     )
 
 
@@ -177,7 +183,13 @@ async def redemptions_that_are_not_json_are_refused_with_415(ctx: OrchestratorCo
         (f"Content-Type {media}", _redeeming(ctx, content_type=media))
         for media in ("text/plain", "application/x-www-form-urlencoded")
     ]
-    await _refused_and_free(ctx, "ORC-RED-018", probes, _status(415), "must be refused with 415")
+    await _refused_and_free(
+        ctx,
+        "ORC-RED-018",
+        probes,
+        _refusal((415, "unsupported_media_type")),
+        "must be refused with 415 unsupported_media_type",
+    )
 
 
 @check("ORC-RED-022")

@@ -57,9 +57,9 @@ async def only_the_redeeming_provider_can_refund(ctx: OrchestratorContext) -> No
         raise NotApplicable("the orchestrator offers no refunds (no refund_endpoint)")
     ctx.require(
         "ORC-RED-023",
-        400 <= foreign.status < 500,
-        f"another provider refunding this provider's redemption must be refused, got "
-        f"{foreign.shown()}",
+        foreign.status == 404 and foreign.code == "redemption_not_found",
+        f"another provider refunding this provider's redemption must get 404 "
+        f"redemption_not_found, got {foreign.shown()}",
         done.exchange,
         foreign.exchange,
     )
