@@ -412,6 +412,19 @@ class RecordingASGI:
         started = time.perf_counter()
         response_body: list[bytes] = []
         response_headers = httpx.Headers()
+        finished = False
+
+        def finish() -> None:
+            nonlocal finished
+            if finished:
+                return
+            finished = True
+            exchange.request_body = mask_body(b"".join(chunks), headers.get("content-type", ""))
+            exchange.response_headers = mask_headers(response_headers)
+            exchange.response_body = mask_body(
+                b"".join(response_body), response_headers.get("content-type", "")
+            )
+            exchange.elapsed_ms = (time.perf_counter() - started) * 1000
 
         async def send_and_keep(message: Message) -> None:
             nonlocal response_headers
@@ -425,14 +438,14 @@ class RecordingASGI:
                 )
             elif message["type"] == "http.response.body":
                 response_body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Recorded before the last byte leaves: the caller (a provider redeeming)
+                    # may answer the suite as soon as it has the answer, and the check that
+                    # then reads this exchange must find it whole.
+                    finish()
             await send(message)
 
         try:
             await self._app(scope, receive_and_keep, send_and_keep)
         finally:
-            exchange.request_body = mask_body(b"".join(chunks), headers.get("content-type", ""))
-            exchange.response_headers = mask_headers(response_headers)
-            exchange.response_body = mask_body(
-                b"".join(response_body), response_headers.get("content-type", "")
-            )
-            exchange.elapsed_ms = (time.perf_counter() - started) * 1000
+            finish()

@@ -101,6 +101,19 @@ def private_address(exclude: tuple[str, ...] = ()) -> str | None:
     return None if address in exclude else address
 
 
+def stateless_client(**options: Any) -> httpx.AsyncClient:
+    """A client that keeps no cookies: an orchestrator calls a provider's API with its
+    signature and a bearer token only, and a cookie one check picked up (a deep link's
+    session) must not authenticate the next check's calls."""
+    client = httpx.AsyncClient(**options)
+
+    async def forget_cookies(_: httpx.Response) -> None:
+        client.cookies.clear()
+
+    client.event_hooks["response"].append(forget_cookies)
+    return client
+
+
 @dataclass
 class ProviderTargetConfig:
     profile: str = "app-0.1d"
@@ -248,7 +261,7 @@ class ProviderTarget:
             elif listener is not None:
                 stack.enter_context(listener.serving(recorded_app))
             self.http = await stack.enter_async_context(
-                httpx.AsyncClient(
+                stateless_client(
                     transport=RecordingTransport(inner, self.recorder), timeout=self.config.timeout
                 )
             )

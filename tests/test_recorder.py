@@ -1,0 +1,68 @@
+"""The recorder: what a served suite mock received is recorded before its caller has the
+answer, and the suite's provider client carries no cookie from one call to the next."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from conformance.adapters.provider import stateless_client
+from conformance.recorder import Recorder, RecordingASGI
+from mocks._serve import ServedInThread
+
+
+async def _redeem(request: Request) -> JSONResponse:
+    body = await request.json()
+    return JSONResponse({"id": "red_1", "amount": body["amount"]}, status_code=201)
+
+
+def test_a_received_exchange_is_whole_before_its_caller_has_the_answer() -> None:
+    """A provider answers the suite as soon as the redemption answer reaches it; the check
+    then reads what the suite's side recorded, which must already hold the answer — even
+    while the app is still busy after answering (middleware, background tasks)."""
+    recorder = Recorder()
+    inner = Starlette(routes=[Route("/redemptions", _redeem, methods=["POST"])])
+    read = threading.Event()
+
+    async def busy_after_answering(scope: Scope, receive: Receive, send: Send) -> None:
+        await inner(scope, receive, send)
+        # Still running until the caller has looked at the record.
+        await asyncio.get_running_loop().run_in_executor(None, read.wait, 5)
+        read.clear()
+
+    async def call(origin: str) -> tuple[int | None, str]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.post(f"{origin}/redemptions", json={"amount": 7})
+            assert answer.status_code == 201
+            last = recorder.exchanges[-1]
+            seen = (last.status, last.response_body)
+            read.set()
+            return seen
+
+    with ServedInThread().serving(RecordingASGI(busy_after_answering, recorder)) as origin:
+        status, body = asyncio.run(call(origin))
+    assert status == 201
+    assert '"red_1"' in body
+
+
+def test_the_provider_client_keeps_no_cookie() -> None:
+    sent: list[str | None] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.get("cookie"))
+        return httpx.Response(302, headers={"set-cookie": "sessionid=abc; Path=/"})
+
+    async def two_calls() -> None:
+        async with stateless_client(transport=httpx.MockTransport(provider)) as client:
+            await client.get("https://provider.example/login?token=t")
+            await client.get("https://provider.example/provisioning/resources/1")
+
+    asyncio.run(two_calls())
+    assert sent == [None, None]
