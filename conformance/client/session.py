@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -254,9 +254,14 @@ class OrchestratorClient:
         body.update(changes)
         return {name: value for name, value in body.items() if value is not None}
 
-    async def request_account(self, *, pkce: bool = True, **changes: Any) -> AccountAnswer:
-        """POST provisioning/account_requests for the current user."""
+    async def request_account(
+        self, *, pkce: bool = True, scopes: Sequence[str] | None = None, **changes: Any
+    ) -> AccountAnswer:
+        """POST provisioning/account_requests for the current user (`scopes` replaces the
+        configured ones)."""
         verifier, challenge = pkce_pair() if pkce else (None, None)
+        if scopes is not None:
+            changes["scopes"] = list(scopes)
         body = self.account_request(challenge=challenge, **changes)
         response = await self.send("POST", "provisioning/account_requests", body=body)
         return AccountAnswer(body, verifier, response, _json(response))
@@ -275,13 +280,15 @@ class OrchestratorClient:
             form={"grant_type": "refresh_token", "refresh_token": refresh_token},
         )
 
-    async def connect(self, *, scripted_consent: bool = False) -> Connection:
+    async def connect(
+        self, *, scripted_consent: bool = False, scopes: Sequence[str] | None = None
+    ) -> Connection:
         """An account and tokens for the current user, or `ConnectFailed` saying why not.
 
         A `requires_auth` answer is consent: with `scripted_consent` the client approves it
         the way provspec's mock provider and test providers that copy it allow (POST to the
         url with `approve=1`, answered `{"code": …}`); otherwise `ConsentNeeded`."""
-        answer = await self.request_account()
+        answer = await self.request_account(scopes=scopes)
         kind = answer.kind
         if kind == "oauth" and answer.code:
             return await self._tokens(answer.code, answer.verifier, "the account request's code")

@@ -1174,7 +1174,9 @@ class ProviderMock:
         unpaid_allowed = self.faults.active("provision-without-payment")
         if entry.paid and not (unpaid_allowed and body.get("payment_credentials") is None):
             try:
-                await self._charge(body.get("payment_credentials"), entry, resource_id, project)
+                await self._charge(
+                    body.get("payment_credentials"), entry, resource_id, project, caller.subject
+                )
             except HTTPProblem as refused:
                 if self.faults.active("refused-payment-leaves-resource"):
                     # the resource was written before billing ran, and stays
@@ -1225,7 +1227,12 @@ class ProviderMock:
         refused.extra["id"] = resource_id
 
     async def _charge(
-        self, credentials: Any, entry: catalog.Service, resource_id: str, project: Any
+        self,
+        credentials: Any,
+        entry: catalog.Service,
+        resource_id: str,
+        project: Any,
+        subject: str | None = None,
     ) -> None:
         if not isinstance(credentials, dict):
             raise HTTPProblem(400, "requires_payment_credentials", f"{entry.id} is a paid service")
@@ -1256,14 +1263,14 @@ class ProviderMock:
             raise HTTPProblem(
                 400, "requires_payment_credentials", "an app_payment_token is required"
             )
-        claims = await self._verify_payment_token(token, entry, project)
+        claims = await self._verify_payment_token(token, entry, project, subject)
         self.tokens.append(token)
         if self.faults.active("skip-redemption") or not self.settings.redeem:
             return
         await self._redeem(token, claims, entry, resource_id, project)
 
     async def _verify_payment_token(
-        self, token: str, entry: catalog.Service, project: Any
+        self, token: str, entry: catalog.Service, project: Any, subject: str | None = None
     ) -> dict[str, Any]:
         for attempt in range(2):
             keys = await self._keys_to_verify(
@@ -1320,6 +1327,14 @@ class ProviderMock:
                 400,
                 "billing_activation_failed",
                 f"the payment token's currency is not the price's ({self.currency})",
+            )
+        if (
+            subject is not None
+            and claims.get("sub") != subject
+            and not self.faults.active("payment-token-sub-unchecked")
+        ):
+            raise HTTPProblem(
+                400, "billing_activation_failed", "the payment token pays for another user"
             )
         if (
             project is not None
@@ -1525,7 +1540,9 @@ class ProviderMock:
                     400, "invalid_request", f"{current.id} cannot change to {target.id}"
                 )
             if target.paid and not self.faults.active("provision-without-payment"):
-                await self._charge(body.get("payment_credentials"), target, resource["id"], None)
+                await self._charge(
+                    body.get("payment_credentials"), target, resource["id"], None, caller.subject
+                )
             resource["service_id"] = target.id
         else:
             if self.faults.active("removed-resource-still-served"):

@@ -97,7 +97,6 @@ FAULTS: dict[str, str] = {
     "no-resource-metadata": "PRV-CNS-010",
     "refresh-reuse": "PRV-REV-005",
     "revoke-unauthenticated": "PRV-REV-006",
-    "session-cookie-authenticates": "PRV-PRO-001",
 }
 
 SERVICES: list[dict[str, Any]] = [
@@ -366,10 +365,6 @@ class AppNextProvider:
 
     def _bearer(self, request: Request) -> Grant | Response:
         authorization = request.headers.get("authorization", "")
-        session = self.state.sessions.get(request.cookies.get("session", ""))
-        if not authorization and session and self.fault == "session-cookie-authenticates":
-            # The variant: the dashboard's session cookie stands in for the bearer token.
-            return Grant(session, frozenset({SCOPE}), "session", self.trust.issuer, _now() + 60)
         if not authorization:
             return status_error(
                 401, "unauthorized", "a bearer token is required", headers=self._challenge()
@@ -731,7 +726,7 @@ class AppNextProvider:
         gate = await self._resource_gate(request)
         if isinstance(gate, Response):
             return gate
-        data, _, grant = gate
+        data, claims, grant = gate
         service = _BY_ID.get(data.get("service_id"))
         if service is None:
             return status_error(400, "unknown_service", "no such service")
@@ -748,7 +743,7 @@ class AppNextProvider:
                     )
                 return self._answer(existing)  # PRV-PRO-005: the same resource, no new charge
             rid = "res_" + secrets.token_hex(8)
-            refusal = await self._pay(data, service, project_id, rid)
+            refusal = await self._pay(data, service, project_id, rid, claims.get("sub"))
             if refusal is not None:
                 return refusal
             resource = Resource(
@@ -778,7 +773,7 @@ class AppNextProvider:
         gate = await self._resource_gate(request)
         if isinstance(gate, Response):
             return gate
-        data, _, grant = gate
+        data, claims, grant = gate
         action = request.path_params["action"]
         resource = self._owned(request.path_params["rid"], grant)
         if resource is None or action not in ("rotate_credentials", "update_service", "remove"):
@@ -801,7 +796,9 @@ class AppNextProvider:
             if target["id"] not in _BY_ID[resource.service_id].get("allowed_updates", []):
                 return status_error(400, "invalid_request", "not an allowed update", resource.id)
             # draft: update_service carries no project_id; the token binds the resource's.
-            refusal = await self._pay(data, target, resource.project_id, resource.id)
+            refusal = await self._pay(
+                data, target, resource.project_id, resource.id, claims.get("sub")
+            )
             if refusal is not None:
                 return refusal
             resource.service_id = target["id"]
@@ -843,7 +840,12 @@ class AppNextProvider:
     # ------------------------------------------------------------------ payment
 
     async def _pay(
-        self, data: dict[str, Any], service: dict[str, Any], project_id: str | None, rid: str
+        self,
+        data: dict[str, Any],
+        service: dict[str, Any],
+        project_id: str | None,
+        rid: str,
+        attested_sub: Any,
     ) -> Response | None:
         """None when the service is free or its price was redeemed; else the refusal."""
         price = _price(service)
@@ -886,6 +888,11 @@ class AppNextProvider:
         if not isinstance(max_amount, int) or isinstance(max_amount, bool) or max_amount < 1:
             return status_error(
                 400, "invalid_payment_token", "max_amount is not a positive integer"
+            )
+        # decisions#token-bindings: the token pays for the attested caller only.
+        if claims["sub"] != attested_sub:
+            return status_error(
+                400, "invalid_payment_token", "the token was minted for another user"
             )
         if self.fault != "no-service-check" and claims["service_id"] != service["id"]:
             return status_error(

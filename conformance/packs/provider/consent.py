@@ -11,7 +11,7 @@ import httpx
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.client import ConnectFailed, pkce_pair
-from conformance.packs.provider._helpers import error_code, free_resource
+from conformance.packs.provider._helpers import error_code, provision, service_of
 from conformance.packs.provider.accounts import account_request
 from conformance.packs.provider.discovery import prm_url
 from conformance.recorder import mask_text
@@ -261,7 +261,18 @@ async def _narrower(ctx: ProviderContext) -> str:
 async def a_token_without_the_scope_gets_403(ctx: ProviderContext) -> None:
     needed = ctx.params.provisioning_scope
     narrower = await _narrower(ctx)
-    connection, resource = await free_resource(ctx)
+    # The grant must hold the other scope too before a refresh may narrow to it (RFC 6749
+    # §6): the account is asked for both.
+    ctx.fresh_user()
+    try:
+        connection = await ctx.client.connect(scopes=(needed, narrower))
+    except ConnectFailed as why:
+        raise Skipped(f"could not obtain a token for {needed!r} and {narrower!r}: {why}") from None
+    entry = await service_of(ctx, "free")
+    made, _ = await provision(ctx, str(entry["id"]), bearer=connection.access_token)
+    resource = ctx.json(made)
+    if made.status_code != 200 or not isinstance(resource, dict) or not resource.get("id"):
+        raise Skipped("could not provision a free service (see the provisioning checks)")
     refresh = connection.refresh_token
     if not refresh:
         raise Skipped("no refresh token to narrow the scope with")

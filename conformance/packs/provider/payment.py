@@ -300,7 +300,7 @@ async def bad_payment_tokens_provision_nothing(ctx: ProviderContext) -> None:
         )
 
 
-@check("PRV-PAY-011", "PRV-PAY-012")
+@check("PRV-PAY-011", "PRV-PAY-012", "PRV-PAY-014")
 async def payment_tokens_bind_the_request_they_pay_for(ctx: ProviderContext) -> None:
     bearer, entry = await paid_setup(ctx)
     price = Price.of(entry)
@@ -316,6 +316,14 @@ async def payment_tokens_bind_the_request_they_pay_for(ctx: ProviderContext) -> 
     )
     await _refused_without_redeeming(
         ctx, "PRV-PAY-012", f"in {other} for a price in {currency}", bearer, entry, currency=other
+    )
+    await _refused_without_redeeming(
+        ctx,
+        "PRV-PAY-014",
+        "minted for another user",
+        bearer,
+        entry,
+        sub="usr_" + secrets.token_hex(8),
     )
 
 
