@@ -40,6 +40,7 @@ from mocks.provider.app import ProviderMock, ProviderSettings
 
 __all__ = [
     "CLI_DATA",
+    "CONTRACT_RULE",
     "OrchestratorContext",
     "OrchestratorTarget",
     "OrchestratorTargetConfig",
@@ -67,6 +68,12 @@ CLI_DATA: Mapping[str, str] = MappingProxyType(
 )
 """The agent-facing CLI contract the suite drives (docs/orchestrator-cli.md): for each
 command, the schema of its answer's `data` (cli_catalog: the whole catalog envelope)."""
+
+CONTRACT_RULE: Mapping[str, str] = MappingProxyType(
+    {"catalog": "ORC-DSC-006", "add": "ORC-PRO-002"}
+)
+"""The requirement an answer outside the contract breaks: the catalog's and add's own, every
+other command's ORC-PRO-015."""
 
 
 def contract_issues(profile: str, command: str, envelope: dict[str, Any]) -> list[str]:
@@ -527,9 +534,10 @@ class OrchestratorContext(CheckContext):
         that reads the answer cannot judge its own rule on it."""
         issues = self.target.contract.get(call.id) or []
         if issues:
+            command = next((a for a in call.argv if a in CLI_DATA), "")
             raise Skipped(
-                f"blocked by ORC-PRO-015: `{' '.join(call.argv[-4:])}` answered outside the "
-                f"CLI contract ({issues[0]})"
+                f"blocked by {CONTRACT_RULE.get(command, 'ORC-PRO-015')}: "
+                f"`{' '.join(call.argv[-4:])}` answered outside the CLI contract ({issues[0]})"
             )
         data = envelope.get("data")
         return data if isinstance(data, dict) else {}
