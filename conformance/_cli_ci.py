@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conformance.errors import UsageError
+from conformance.errors import ProvspecError, UsageError
 from conformance.registry import Role
 from conformance.results import EXIT_ERROR, RunResult, Status
 
@@ -84,12 +84,20 @@ def add_ci_parsers(commands: Any) -> None:
 
     report = commands.add_parser(
         "report",
-        help="sum up a results.json: the matrix and the top failures with evidence",
+        help="sum up a results.json (the matrix and the top failures), or --verify it",
         description="Print the level x status matrix and the top failures of a results.json "
         "with their evidence; --format markdown for a pull-request comment. Exit 0 whatever "
-        "the run's verdict (it is in the text), 2 when the file is unusable.",
+        "the run's verdict (it is in the text), 2 when the file is unusable. With --verify: "
+        "check the file against the integrity digests stored in it and print its provenance; "
+        "exit 0 intact, 1 changed since the run wrote it (saying what changed), 2 unusable "
+        "or without digests. Digests written under $PROVSPEC_RESULTS_KEY (HMAC) need it set.",
     )
     report.add_argument("results", type=Path)
+    report.add_argument(
+        "--verify",
+        action="store_true",
+        help="check RESULTS.json against its integrity digests instead of summing it up",
+    )
     report.add_argument("--format", choices=("text", "markdown"), default="text", dest="fmt")
     report.add_argument("--top", type=int, default=10, help="how many failures (default 10)")
     report.add_argument("--output", type=Path, help="write to this file instead of stdout")
@@ -151,9 +159,11 @@ def before_run(args: argparse.Namespace, plan: Any) -> None:
 
 
 def after_run(args: argparse.Namespace, plan: Any, result: RunResult, report_dir: Path) -> Path:
-    """Apply the baseline to the result; write the cassette. Returns the cassette's path."""
+    """Apply the baseline to the result, record its provenance; write the cassette.
+    Returns the cassette's path."""
     from conformance.replay import write_cassette
 
+    record_provenance(args, plan, result)
     if getattr(args, "baseline", None) is not None:
         from conformance.baseline import apply_baseline, load_baseline
 
@@ -258,6 +268,8 @@ def _replay(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from conformance.report._summary import render_summary
 
+    if args.verify:
+        return _verify(args.results)
     if args.top < 1:
         raise UsageError("--top wants a positive number")
     text = render_summary(_read_results(args.results), args.fmt, args.top)
@@ -267,3 +279,76 @@ def _report(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _verify(path: Path) -> int:
+    from conformance.report._provenance import profile_digest, registry_digest, verify
+
+    results = _read_results(path)
+    try:
+        changes = verify(results)
+    except ValueError as error:
+        raise UsageError(f"{path} cannot be verified: {error}") from None
+    provenance: dict[str, Any] = results.get("provenance") or {}
+    if changes:
+        print(f"{path}: CHANGED since the run wrote it (integrity digest does not match)")
+        for change in changes:
+            print(f"  {change}")
+        return 1
+    print(f"{path}: intact ({results['integrity']['digest']})")
+    print(
+        f"  {results.get('verdict', '?')} · provspec {provenance.get('provspec_version')} · "
+        f"{results.get('role')} · {results.get('profile')} · {results.get('target')}"
+    )
+    print(f"  started {provenance.get('timestamp')}")
+    print(f"  command {provenance.get('command_line') or '(not run from the command line)'}")
+    role, profile = str(results.get("role")), str(results.get("profile"))
+    current: dict[str, str | None] = {"registry_digest": None, "profile_digest": None}
+    try:
+        current["registry_digest"] = registry_digest(role, profile)
+        current["profile_digest"] = profile_digest(profile)
+    except (ValueError, KeyError, ProvspecError):
+        pass  # a role or profile this install does not know
+    for name, member in (("requirement set", "registry_digest"), ("profile", "profile_digest")):
+        stored = provenance.get(member)
+        same = "same as this install" if current[member] == stored else "differs from this install"
+        print(f"  {name} {stored} ({same})")
+    return 0
+
+
+def record_provenance(args: argparse.Namespace, plan: Any, result: RunResult) -> None:
+    """The command line and the configuration into the result, secrets masked."""
+    from conformance.config import load_config
+    from conformance.report._provenance import mask_command, mask_settings, secret_values
+
+    role_settings = {
+        Role.PROVIDER: plan.provider,
+        Role.ORCHESTRATOR: plan.orchestrator,
+        Role.AGENT: plan.agent,
+        Role.RESOURCE_SERVER: plan.resource_server,
+    }[plan.role]
+    secrets = secret_values(role_settings)
+    argv = getattr(args, "argv", None)
+    if argv is not None:
+        result.command = ["provspec", *mask_command(argv, secrets)]
+    options = {
+        name: value
+        for name, value in vars(args).items()
+        if name not in ("handler", "argv") and value not in (None, [], False)
+    }
+    config_path = getattr(args, "config", None)
+    result.config = {
+        "file": str(config_path) if config_path is not None else None,
+        "values": mask_settings(load_config(config_path).values, secrets),
+        "options": mask_settings(options, secrets),
+        "settings": mask_settings(
+            {
+                "steps": [step.value for step in plan.steps] if plan.steps else None,
+                "strict": plan.strict,
+                "check_timeout": plan.check_timeout,
+                "rerun_failures": plan.rerun_failures,
+                plan.role.value: role_settings,
+            },
+            secrets,
+        ),
+    }

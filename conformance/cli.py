@@ -29,6 +29,7 @@ EXIT_USAGE = 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # provenance: the command line
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

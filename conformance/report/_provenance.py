@@ -39,6 +39,7 @@ __all__ = [
     "profile_digest",
     "registry_digest",
     "seal",
+    "secret_values",
     "verify",
 ]
 
@@ -250,3 +251,23 @@ def mask_settings(value: Any, secrets: Iterable[str] = (), *, name: str = "") ->
     if isinstance(value, str | PurePath):
         return mask_values(str(value), known)
     return mask_text(mask_values(type(value).__name__, known))
+
+
+def secret_values(value: Any, *, name: str = "") -> list[str]:
+    """The values of secret-named settings in a configuration (dataclasses, mappings and
+    lists walked), to be masked wherever else they occur (a command line, a URL)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [
+            found
+            for item in dataclasses.fields(value)
+            for found in secret_values(getattr(value, item.name), name=item.name)
+        ]
+    if isinstance(value, Mapping):
+        return [
+            found for key, item in value.items() for found in secret_values(item, name=str(key))
+        ]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [found for item in value for found in secret_values(item, name=name)]
+    if isinstance(value, str) and value and name and _secret_name(name):
+        return [value]
+    return []

@@ -22,7 +22,13 @@ STATUS_ORDER = (
     "not_applicable",
     "untested",
 )
-_VERDICTS = {0: "PASS", 1: "FAIL", 3: "ERROR (harness or environment)"}
+_VERDICTS = {0: "PASS", 1: "FAIL", 3: "ERROR (harness or environment)", 4: "INCOMPLETE"}
+_WORDS = {
+    "pass": "PASS",
+    "fail": "FAIL",
+    "error": _VERDICTS[3],
+    "incomplete": "INCOMPLETE (some MUST not judged)",
+}
 _EVIDENCE_CHARS = 600
 
 
@@ -77,7 +83,9 @@ def _matrix(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def render_summary(results: dict[str, Any], output_format: str = "text", top: int = 10) -> str:
-    verdict = _VERDICTS.get(int(results.get("exit_code", 0)), "FAIL")
+    verdict = _WORDS.get(str(results.get("verdict")), "") or _VERDICTS.get(
+        int(results.get("exit_code", 0)), "FAIL"
+    )
     head = (
         f"provspec {results.get('role')} · {results.get('profile')} · {results.get('target')}: "
         f"{verdict}"
