@@ -109,3 +109,17 @@ def test_without_a_test_clock_the_month_boundary_is_not_judged_and_says_why() ->
     context = OrchestratorContext(target, check)
     with pytest.raises(Skipped, match="clock_command"), context.shifted_clock(60):
         pass
+
+
+def test_the_clock_command_is_read_from_the_config_and_checked(tmp_path: Path) -> None:
+    from conformance.config import load_config
+    from conformance.errors import UsageError
+
+    config = tmp_path / "provspec.toml"
+    config.write_text('[orchestrator]\nclock_command = "orc test-clock --offset {offset}"\n')
+    assert load_config(config).get("orchestrator", "clock_command") == (
+        "orc test-clock --offset {offset}"
+    )
+    config.write_text('[orchestrator]\nclock_command = "orc test-clock"\n')
+    with pytest.raises(UsageError, match="clock_command must be a command naming"):
+        load_config(config)
