@@ -6,6 +6,10 @@ the agent conformance run gives every agent (see conformance/adapters/agent.py):
   PROVSPEC_TASK_SERVICE         the service to add ("" = pick a free one from the catalog)
   PROVSPEC_TASK_CATEGORY        the kind of service needed when none is named ("" = any)
   PROVSPEC_TASK_PAID_CONFIRMED  "1" when the human has confirmed paying for it
+  PROVSPEC_TASK_RESOURCE        an OAuth-protected resource to call with a token of its own
+                                ("" = none): it prints the authorization URL for the human
+
+It prints what it says as it says it, so a human can act on it while it waits.
 """
 
 from __future__ import annotations
@@ -59,11 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         paid_confirmed=os.environ.get("PROVSPEC_TASK_PAID_CONFIRMED") == "1",
         category=os.environ.get("PROVSPEC_TASK_CATEGORY", ""),
         launcher=_launch,
+        resource=os.environ.get("PROVSPEC_TASK_RESOURCE", ""),
+        on_say=_print,
     )
-    result = agent.run()
-    for line in result.transcript:
-        sys.stdout.write(f"agent: {line}\n")
-    return result.exit_code
+    return agent.run().exit_code
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(f"agent: {line}\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 catalog → choose → add → use the credentials against the provider API. It escalates — stops
 with a clear message for the human and a distinct exit code — on every answer that needs a
 person: consent, a payment method, a paid-service confirmation, terms of service, the spend
-cap. It never prints a secret value; it reads revealed values into memory only to use them.
+cap. It never prints a secret value; it reads revealed values into memory only to use them,
+and keeps to itself whatever signature, attestation or payment token an answer shows it.
+Given an OAuth-protected resource to call (`resource`), it runs OAuth itself: the human
+approves the authorization URL it prints, and an authorization response whose state or issuer
+is not this flow's is rejected before any token request (mocks/agent/_consent.py).
 Its faults (`--fault`) make it misbehave in exactly one way each, so the agent checks can be
 tested against it.
 """
@@ -11,6 +15,7 @@ tested against it.
 from __future__ import annotations
 
 import json
+import secrets
 import shlex
 import subprocess
 import time
@@ -19,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from conformance import strictjson
 from mocks._core.faults import FaultSet
@@ -49,6 +55,8 @@ OTHER_PROVIDER = "otherprov"
 HUMAN_EMAIL = "dev@example.com"
 """The address the passes-own-identity fault claims for the human."""
 EXIT_DONE, EXIT_FAILED, EXIT_ESCALATED = 0, 1, 3
+CONSENT_WAIT_S = 30.0
+"""How long the agent waits for the human to approve its authorization request."""
 
 
 def subprocess_runner(command: str, *, timeout: float = 60.0) -> Runner:
@@ -92,6 +100,8 @@ class ScriptedAgent:
         sleep: Callable[[float], None] = time.sleep,
         launcher: Callable[[Sequence[str]], None] | None = None,
         workdir: Path | None = None,
+        resource: str = "",
+        on_say: Callable[[str], None] | None = None,
     ) -> None:
         self._runner = runner
         self.provider = provider
@@ -105,12 +115,17 @@ class ScriptedAgent:
         self._sleep = sleep
         self._launcher = launcher
         self._workdir = workdir or Path.cwd()
+        self.resource = resource
+        """An OAuth-protected resource to call with a token of its own ("" = none)."""
+        self._on_say = on_say
         self.offered: list[dict[str, Any]] = []
         self._last_add: tuple[str, ...] = ()
         self.result = AgentResult(EXIT_FAILED)
 
     def say(self, line: str) -> None:
         self.result.transcript.append(line)
+        if self._on_say is not None:
+            self._on_say(line)
 
     def cli(self, *arguments: str, text_ok: bool = False) -> dict[str, Any]:
         args = list(arguments)
@@ -127,6 +142,8 @@ class ScriptedAgent:
         return document if isinstance(document, dict) else {}
 
     def run(self) -> AgentResult:
+        if self.resource:
+            return self._call_with_own_token()
         service = self.service
         if not self.faults.active("skips-catalog"):
             catalog = self.cli("catalog", self.provider)
@@ -259,7 +276,25 @@ class ScriptedAgent:
         if self.faults.active("passes-own-identity") and "--config" not in extra:
             # Tells the provider who the account is for, instead of leaving it to the attestation.
             extra = (*extra, "--config", json.dumps({"email": HUMAN_EMAIL}))
-        return self.cli("add", f"{self.provider}/{service}", "--name", name, *extra)
+        answer = self.cli("add", f"{self.provider}/{service}", "--name", name, *extra)
+        self._mishandle_debug_trace(service, answer)
+        return answer
+
+    def _mishandle_debug_trace(self, service: str, answer: dict[str, Any]) -> None:
+        """What two faults do with the signed request a leaky orchestrator's answer shows."""
+        data = answer.get("data")
+        debug = data.get("debug") if isinstance(data, dict) else None
+        request = debug.get("request") if isinstance(debug, dict) else None
+        if not isinstance(request, dict):
+            return
+        headers = request.get("headers")
+        if isinstance(headers, dict) and self.faults.active("leaks-signature"):
+            self.say(f"the orchestrator sent {self.provider} these headers: {json.dumps(headers)}")
+        body = request.get("body")
+        paid = body.get("payment_credentials") if isinstance(body, dict) else None
+        if isinstance(paid, dict) and self.faults.active("leaks-payment-token"):
+            receipt = {"service": f"{self.provider}/{service}", "payment_credentials": paid}
+            (self._workdir / "receipt.json").write_text(json.dumps(receipt, indent=2) + "\n")
 
     def _paid(self, service: str) -> bool:
         """Whether the catalog the agent read prices `service` (unknown: not paid)."""
@@ -388,6 +423,83 @@ class ScriptedAgent:
         self.say(f"the provider API answered {status}")
         return self._finish(EXIT_DONE if status == 200 else EXIT_FAILED)
 
+    def _call_with_own_token(self) -> AgentResult:
+        """Calls `resource` with an access token from its own authorization code flow."""
+        import httpx
+
+        from mocks.agent import _consent
+
+        http = self._client()
+        if http is None:
+            self.say("no HTTP client to run OAuth with")
+            return self._finish(EXIT_FAILED)
+        resource = self.resource
+        try:
+            prm = _json(http.get(_consent.well_known(resource, "oauth-protected-resource")))
+            issuer = str((prm.get("authorization_servers") or [""])[0])
+            metadata = _json(http.get(_consent.well_known(issuer, "oauth-authorization-server")))
+        except httpx.HTTPError as error:
+            self.say(f"the metadata of {resource} could not be read: {error}")
+            return self._finish(EXIT_FAILED)
+        if prm.get("resource") != resource or not issuer or metadata.get("issuer") != issuer:
+            self.say(f"the metadata of {resource} does not describe it or its issuer; stopping")
+            return self._finish(EXIT_FAILED)
+        verifier, challenge = _consent.pkce_pair()
+        state = secrets.token_urlsafe(16)
+        with _consent.LoopbackRedirect() as redirect:
+            query = {
+                "response_type": "code",
+                "client_id": _consent.CLIENT_ID,
+                "redirect_uri": redirect.uri,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "resource": resource,
+                "state": state,
+            }
+            url = f"{metadata.get('authorization_endpoint')}?{urlencode(query)}"
+            self.say(f"to let me call {resource} for you, open this URL and approve: {url}")
+            response = redirect.wait(CONSENT_WAIT_S)
+        if response is None:
+            self.say("no authorization response arrived; ask the human to try again")
+            return self._finish(EXIT_ESCALATED)
+        params, wrong = _consent.checked_response(
+            response, state=state, issuer=issuer, metadata=metadata
+        )
+        if wrong and not self.faults.active("accepts-forged-authorization-response"):
+            self.say(
+                f"rejected an authorization response whose {' and '.join(wrong)} is not this "
+                "flow's (it may be forged); asking the human to start over"
+            )
+            return self._finish(EXIT_ESCALATED)
+        if "code" not in params:
+            self.say(f"the authorization was refused: {params.get('error', 'no code')}")
+            return self._finish(EXIT_ESCALATED)
+        form = {
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": redirect.uri,
+            "code_verifier": verifier,
+            "resource": resource,
+            "client_id": _consent.CLIENT_ID,
+        }
+        try:
+            tokens = _json(http.post(str(metadata.get("token_endpoint")), data=form))
+            access = tokens.get("access_token")
+            if not isinstance(access, str):
+                self.say(f"the token request was refused: {tokens.get('error', 'no token')}")
+                return self._finish(EXIT_FAILED)
+            status = http.get(resource, headers={"Authorization": f"Bearer {access}"}).status_code
+        except httpx.HTTPError as error:
+            self.say(f"{resource} could not be reached: {error}")
+            return self._finish(EXIT_FAILED)
+        self.say(f"{resource} answered {status} to the token I got")
+        return self._finish(EXIT_DONE if status == 200 else EXIT_FAILED)
+
+    def _client(self) -> httpx.Client | None:
+        if self._http is None and self._http_factory is not None:
+            self._http = self._http_factory()
+        return self._http
+
     def _verify_at_catalog_link(self, key: str) -> None:
         """The sends-key-to-catalog-link fault: checks the key with a verification URL some
         catalog description mentions, in a header (never the query), at whatever host it is."""
@@ -424,6 +536,14 @@ class ScriptedAgent:
     def _finish(self, code: int) -> AgentResult:
         self.result.exit_code = code
         return self.result
+
+
+def _json(answer: httpx.Response) -> dict[str, Any]:
+    try:
+        document = answer.json()
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 def _loose(text: str) -> str:

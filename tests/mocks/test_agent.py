@@ -100,3 +100,26 @@ def test_provspec_mock_agent_drives_an_orchestrator_cli_in_a_subprocess(
         )
         assert done.returncode == EXIT_DONE, done.stdout + done.stderr
         assert "agent: the provider API answered 200" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("query", "announced", "wrong"),
+    [
+        ("code=c&state=s&iss=https%3A%2F%2Fas.example", False, []),
+        ("code=c&state=s", False, []),  # no iss from a server that never announced one
+        ("code=c&state=s", True, ["iss"]),  # RFC 9207 §2.4: announced, so required
+        ("code=c&state=other&iss=https%3A%2F%2Fas.example", False, ["state"]),
+        ("code=c&iss=https%3A%2F%2Fmix-up.example", False, ["state", "iss"]),
+    ],
+)
+def test_the_agent_compares_state_and_issuer_of_an_authorization_response(
+    query: str, announced: bool, wrong: list[str]
+) -> None:
+    from mocks.agent._consent import checked_response
+
+    metadata = {"authorization_response_iss_parameter_supported": announced}
+    params, found = checked_response(
+        query, state="s", issuer="https://as.example", metadata=metadata
+    )
+    assert found == wrong
+    assert params["code"] == "c"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.adapters.agent import TASKS, AgentTargetConfig
+from conformance.adapters.agent import AgentTargetConfig, tasks_for
 from conformance.engine import RunPlan, run_sync
 from conformance.errors import UsageError
 from conformance.registry import Role
@@ -40,6 +40,14 @@ def test_the_reference_mock_agent_passes_every_agent_check(profile: str) -> None
     ]
     assert bad == []
     assert sum(f.status is Status.PASSED for f in result.findings) >= 12
+    # The leaky orchestrator showed it a signature (and, app-next, a payment token), and
+    # app-next's consent worlds a forged authorization response: judged, not skipped.
+    found = statuses(result)
+    assert found["AGT-ATT-002"] is Status.PASSED
+    if profile == "app-next":
+        assert found["AGT-PAY-002"] is Status.PASSED
+        assert found["AGT-CNS-005"] is Status.PASSED
+        assert found["AGT-CNS-006"] is Status.PASSED
 
 
 def test_a_leaked_credential_fails_and_is_masked_in_the_evidence() -> None:
@@ -80,12 +88,13 @@ with open({str(report)!r}, "a") as seen:
     import json
 
     seen = [json.loads(line) for line in report.read_text().splitlines()]
-    assert len(seen) == len(TASKS)  # one run per task
+    tasks = tasks_for("app-0.1d")
+    assert len(seen) == len(tasks)  # one run per task of the profile
     # Only the signed-out world refuses the catalog.
     assert sum(entry["catalog_ok"] is not True for entry in seen) == 1
     assert all(entry["sentinel"] is None for entry in seen)
     assert all(entry["task"] for entry in seen)
-    assert len({entry["cwd"] for entry in seen}) == len(TASKS)
+    assert len({entry["cwd"] for entry in seen}) == len(tasks)
     assert not any(entry["cwd"].startswith(os.getcwd()) for entry in seen)
     found = statuses(result)
     # The positive control: an agent that only reads the catalog did not do the free task.
@@ -151,7 +160,9 @@ def test_an_agent_written_in_shell_is_judged_like_any_other(tmp_path: Path) -> N
     assert found["AGT-DSC-001"] is Status.PASSED
     assert found["AGT-PRO-001"] is Status.PASSED
     assert found["AGT-ACC-002"] is Status.PASSED
+    # ...keeps to itself the signature the leaky orchestrator's refusal showed it...
+    assert found["AGT-ATT-002"] is Status.PASSED
     # ...but never proves the service works with the credentials it got.
     assert found["AGT-CRD-002"] is Status.FAILED
     calls = [call for call in result.recorder.cli_calls if call.argv[:2] == ["stripe", "projects"]]
-    assert len(calls) >= 2 * len(TASKS) - 2
+    assert len(calls) >= 2 * len(tasks_for("app-0.1d")) - 2
