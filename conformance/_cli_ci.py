@@ -18,14 +18,6 @@ from conformance.results import EXIT_ERROR, RunResult, Status
 
 __all__ = ["add_ci_parsers", "after_run", "before_run", "today_utc"]
 
-RUN_EXIT_CODES = (
-    "Exit codes: 0 no MUST failed (--strict: no SHOULD and no flaky result either); 1 a "
-    "requirement failed, or a baseline entry is stale or expired; 2 usage or configuration "
-    "error (including a target that looks live); 3 no requirement failed but some could not "
-    "be judged: a harness error (the suite or its own mock misbehaved) or an environment error "
-    "(the target could not be reached: connection refused, DNS, TLS, connect timeout)."
-)
-
 Today = Callable[[], dt.date]
 
 
@@ -39,7 +31,6 @@ today: Today = today_utc
 
 def add_ci_parsers(commands: Any) -> None:
     run = commands.choices["run"]
-    run.description = (run.description or "").split(" Exit 0 ")[0] + " " + RUN_EXIT_CODES
     _add_run_options(run)
 
     baseline = commands.add_parser(
@@ -201,8 +192,6 @@ def print_ci_summary(result: RunResult) -> None:
     flaky = [f.requirement.id for f in result.findings if f.status is Status.FLAKY]
     if flaky:
         print(f"  flaky (failed, then passed alone): {', '.join(flaky)}")
-    if result.exit_code == EXIT_ERROR:
-        print("ERROR: the run could not judge everything; see the harness/environment errors")
 
 
 def _baseline_write(args: argparse.Namespace) -> int:

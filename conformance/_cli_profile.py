@@ -12,7 +12,7 @@ from conformance import strictjson
 from conformance._resources import data_dir
 from conformance.drafts import builtin_at, check_directory, diff, find_examples, offset_line
 from conformance.errors import UsageError
-from conformance.profiles import PARAMETER_DOCS
+from conformance.profiles import DEFAULT_PROFILE, PARAMETER_DOCS
 from conformance.schemas import default_store
 
 __all__ = ["add_profile_parsers"]
@@ -29,7 +29,10 @@ def add_profile_parsers(commands: Any) -> None:
     new = actions.add_parser("new", help="scaffold a draft profile directory")
     new.add_argument("path", type=Path, help="the directory to create, e.g. ./my-draft")
     new.add_argument(
-        "--from", dest="base", default="app-next", help="base profile (default app-next)"
+        "--from",
+        dest="base",
+        default=DEFAULT_PROFILE,
+        help=f"base profile (default: {DEFAULT_PROFILE})",
     )
     new.set_defaults(handler=_new)
     check = actions.add_parser("check", help="validate a draft's manifest, schemas and consistency")
@@ -51,7 +54,9 @@ def add_profile_parsers(commands: Any) -> None:
     )
     examples.add_argument("file", type=Path, help="the Markdown draft")
     examples.add_argument(
-        "--profile", default="app-next", help="profile name or directory (default app-next)"
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help=f"profile name or directory (default: {DEFAULT_PROFILE})",
     )
     examples.add_argument("--strict", action="store_true", help="report unmodelled members too")
     examples.set_defaults(handler=_examples)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import fnmatch
 import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from conformance._cli_resource_server import (
     check_profile_has_role,
@@ -29,11 +36,12 @@ from conformance.config import (
     orchestrator_identity,
 )
 from conformance.credentials import parse_probes
-from conformance.engine import CheckOutcome, RunPlan, run_sync
+from conformance.engine import CheckOutcome, RunPlan, run_sync, selected_checks
 from conformance.errors import UsageError
-from conformance.registry import Role, Step
+from conformance.profiles import DEFAULT_PROFILE
+from conformance.registry import Role, Step, default_registry
 from conformance.report import write_allure, write_html, write_json, write_junit
-from conformance.results import RunResult, Status
+from conformance.results import EXIT_CODES, RunResult, Status
 from conformance.schemas import default_store
 
 __all__ = ["add_run_parsers"]
@@ -51,16 +59,46 @@ MARKS = {
 }
 
 
+CERTIFY_FUZZ_EXAMPLES = 25
+"""--certify: generated requests per operation, unless the config asks for more."""
+
+ROLE_OPTIONS: dict[str, tuple[Role, ...]] = {
+    "target": (Role.PROVIDER, Role.RESOURCE_SERVER),
+    "orchestrator_cli": (Role.ORCHESTRATOR,),
+    "agent_cmd": (Role.AGENT,),
+    "fuzz_examples": (Role.PROVIDER,),
+    "fuzz_seed": (Role.PROVIDER,),
+    "hmac_secret": (Role.PROVIDER, Role.ORCHESTRATOR),
+    "existing_email": (Role.PROVIDER,),
+    "orchestrator_port": (Role.PROVIDER,),
+}
+"""The run options that mean something for some roles only; given with another, refused."""
+
+
+def exit_codes_text() -> str:
+    """The exit codes of `provspec run`, as its help says them."""
+    return (
+        "Exit codes: "
+        + "; ".join(
+            f"{code} {word + ': ' if word != '-' else ''}{meaning}"
+            for code, word, meaning in EXIT_CODES
+        )
+        + "."
+    )
+
+
 def add_run_parsers(commands: Any) -> None:
     run = commands.add_parser(
         "run",
-        help="check one role under test (today: a provider) against the requirement registry",
-        description="Run the conformance checks of one role. Without --target the embedded mock "
-        "is tested. Writes results.json, junit.xml, report.html and allure-results/ under "
-        "--report-dir. Exit 0 when no MUST failed (--strict: no SHOULD either), 1 otherwise, "
-        "2 on a usage or configuration error.",
+        help="check a provider, orchestrator, agent or resource server against the registry",
+        description="Run the conformance checks of one role: a preflight first (is the "
+        "target reachable, the protocol, accepting the suite's credentials), then every "
+        "check. Without --target (--orchestrator-cli, --agent-cmd) the embedded mock is "
+        "tested. Writes results.json, junit.xml, report.html and allure-results/ under "
+        f"--report-dir. The default profile is {DEFAULT_PROFILE} (resource-server: rfc9728). "
+        + exit_codes_text(),
     )
-    run.add_argument("--role", choices=[role.value for role in Role])
+    run.add_argument("--role", choices=[role.value for role in Role], help="default: provider")
     run.add_argument(
         "--target",
         help="the provider's APP base URL, or with --role resource-server the protected "
@@ -83,8 +121,8 @@ def add_run_parsers(commands: Any) -> None:
     )
     run.add_argument(
         "--profile",
-        help="app-0.1d or app-next; with --role resource-server rfc9728 (default), "
-        "mcp-2025-06-18 or mcp-2025-11-25",
+        help=f"app-0.1d or app-next (default: {DEFAULT_PROFILE}) or a draft's directory; with "
+        "--role resource-server rfc9728 (default), mcp-2025-06-18 or mcp-2025-11-25",
     )
     run.add_argument("--config", type=Path, help="provspec.toml (see `provspec init`)")
     run.add_argument(
@@ -118,6 +156,30 @@ def add_run_parsers(commands: Any) -> None:
         "--fault", action="append", default=[], help="embedded mock only: inject a named fault"
     )
     run.add_argument("--quiet", action="store_true", help="no per-check progress")
+    run.add_argument(
+        "--certify",
+        action="store_true",
+        help="everything a certification needs: fuzzing (at least "
+        f"{CERTIFY_FUZZ_EXAMPLES} requests per operation), every advertised optional feature, "
+        "consent; refused when something it needs is not configured; the verdict says "
+        "CERTIFIED only when every MUST was judged and passed",
+    )
+    run.add_argument(
+        "--requirement",
+        metavar="ID[,ID]",
+        help="re-run only the checks of these requirements, live; the results list only them",
+    )
+    run.add_argument(
+        "--max-failures",
+        type=int,
+        metavar="N",
+        help="stop after N failed requirements (the rest are skipped, saying so)",
+    )
+    run.add_argument(
+        "--list-checks",
+        action="store_true",
+        help="list the checks the run would make, with their requirements, and exit",
+    )
     run.set_defaults(handler=_run)
 
     selftest = commands.add_parser(
@@ -157,20 +219,25 @@ def add_run_parsers(commands: Any) -> None:
     keys = commands.add_parser(
         "keys", help="what a provider must be configured with to trust the suite"
     )
-    keys.add_argument("--profile", default="app-next")
+    keys.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help=f"profile (default: {DEFAULT_PROFILE})"
+    )
     keys.add_argument("--config", type=Path)
     keys.add_argument("--orchestrator-port", type=int)
     keys.set_defaults(handler=_keys)
 
 
-def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
-    config = load_config(args.config)
+def _selection(
+    args: argparse.Namespace, config: Any
+) -> tuple[Role, str, tuple[Step, ...] | None, tuple[str, ...] | None]:
+    """Role, profile, steps and requirements of a run, checked (no target needed)."""
     role = Role(args.role or config.get("run", "role", "provider"))
-    fallback = "rfc9728" if role is Role.RESOURCE_SERVER else "app-0.1d"
+    fallback = "rfc9728" if role is Role.RESOURCE_SERVER else DEFAULT_PROFILE
     profile = args.profile or config.get("run", "profile", fallback)
-    # unknown profile -> a message with suggestions; a draft is judged as its family
-    family = default_store().profile(profile).family
+    # unknown profile -> a message with suggestions
+    default_store().profile(profile)
     check_profile_has_role(role, profile)
+    _refuse_other_roles_options(args, role)
     steps = args.steps or config.get("run", "steps")
     step_list: tuple[Step, ...] | None = None
     if steps:
@@ -181,6 +248,51 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
             raise UsageError(
                 f"--steps: {error}; known steps: {', '.join(s.value for s in Step)}"
             ) from None
+    requirements = _requirements_option(getattr(args, "requirement", None), role, profile)
+    return role, profile, step_list, requirements
+
+
+def _refuse_other_roles_options(args: argparse.Namespace, role: Role) -> None:
+    """An option another role uses, given with this one, is a mistake: say which role it is for."""
+    for name, roles in ROLE_OPTIONS.items():
+        value = getattr(args, name, None)
+        if value is None or role in roles:
+            continue
+        option = "--" + name.replace("_", "-")
+        meant = " or ".join(f"--role {r.value}" for r in roles)
+        raise UsageError(f"{option} is for {meant}, not --role {role.value}: leave it out")
+
+
+def _requirements_option(value: str | None, role: Role, profile: str) -> tuple[str, ...] | None:
+    """--requirement ID[,ID]: each a requirement of this role and profile (with suggestions)."""
+    if value is None:
+        return None
+    known = {r.id for r in default_registry().select(role=role, profile=profile)}
+    everything = {r.id for r in default_registry().select()}
+    chosen: list[str] = []
+    for raw in value.split(","):
+        name = raw.strip().upper()
+        if not name:
+            continue
+        if name not in known:
+            where = (
+                f"not a {role.value} requirement of {profile}"
+                if name in everything
+                else "not a requirement"
+            )
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UsageError(f"--requirement {name}: {where}{hint}")
+        chosen.append(name)
+    if not chosen:
+        raise UsageError("--requirement wants at least one requirement ID, e.g. PRV-ACC-001")
+    return tuple(dict.fromkeys(chosen))
+
+
+def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
+    config = load_config(args.config)
+    role, profile, step_list, requirements = _selection(args, config)
+    family = default_store().profile(profile).family  # a draft is judged as its family
     target = args.target or config.get("provider", "target")
     resource_url: str | None = None
     if role is Role.RESOURCE_SERVER:
@@ -214,7 +326,8 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         scripted_consent=config.get("provider", "scripted_consent"),
         orchestrator_host=config.get("provider", "orchestrator_host", "127.0.0.1"),
         orchestrator_port=args.orchestrator_port
-        or config.get("provider", "orchestrator_port", 8401),
+        if args.orchestrator_port is not None
+        else config.get("provider", "orchestrator_port", 8401),
         timeout=float(config.get("timeouts", "request", 10)),
         faults=tuple(args.fault) if role is Role.PROVIDER else (),
         allowed_hosts=tuple(config.get("ssrf", "allowed_hosts", ())),
@@ -281,9 +394,72 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         steps=step_list,
         strict=strict,
         check_timeout=float(config.get("timeouts", "check", 60)),
+        only_requirements=requirements,
+        max_failures=_max_failures(getattr(args, "max_failures", None)),
     )
+    if getattr(args, "certify", False):
+        _certify(plan, config)
     report_dir = args.report_dir or Path(config.get("run", "report_dir", "reports"))
     return plan, report_dir
+
+
+def _max_failures(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UsageError(f"--max-failures wants a whole number of at least 1, not {value}")
+    return value
+
+
+def _certify(plan: RunPlan, config: Any) -> None:
+    """Turn on what a certification needs, or refuse, listing every missing piece at once:
+    a certified run judges every MUST, so nothing may be left off or unconfigured."""
+    missing: list[str] = []
+    if plan.steps is not None or plan.only_requirements is not None:
+        missing.append("the whole suite: leave out --steps and --requirement")
+    if plan.max_failures is not None:
+        missing.append("every check: leave out --max-failures")
+    if plan.role is Role.PROVIDER:
+        provider = plan.provider
+        provider.fuzz_examples = max(provider.fuzz_examples, CERTIFY_FUZZ_EXAMPLES)
+        hidden = sorted(name for name, on in provider.capabilities.items() if on is False)
+        if hidden:
+            missing.append(
+                "every advertised optional feature: remove "
+                + ", ".join(f"[capabilities] {name} = false" for name in hidden)
+            )
+        if provider.base_url is not None:
+            from conformance.adapters.provider import ProviderTarget
+
+            consent = ProviderTarget(provider).consent_options
+            if not consent.available:
+                missing.append(
+                    "the consent MUSTs: this run has no way to give consent (no terminal); set "
+                    "[provider] consent (command or browser) or scripted_consent = true"
+                )
+            if provider.test_payment_token is None:
+                missing.append(
+                    "the payment MUSTs: set [provider] test_payment_token to a token your test "
+                    "mode activates"
+                )
+            if not provider.credential_probes:
+                missing.append(
+                    "the credential MUSTs: add a [[provider.credential_probe]] per credential"
+                )
+    elif plan.role is Role.ORCHESTRATOR and plan.orchestrator.command is not None:
+        if not plan.orchestrator.clock_command:
+            missing.append(
+                "the month-boundary MUSTs: set [orchestrator] clock_command to move the "
+                "orchestrator's test clock"
+            )
+        family = default_store().profile(plan.profile).family
+        if family == "app-next" and not plan.orchestrator.issuer:
+            missing.append("the app-next orchestrator MUSTs: set [orchestrator] issuer")
+    if missing:
+        raise UsageError(
+            "--certify cannot certify this run; it needs "
+            + "; ".join(missing)
+            + " (or run without --certify)"
+        )
+    plan.certify = True
 
 
 def _non_negative(option: str, value: object) -> int:
@@ -305,25 +481,31 @@ def _described(plan: RunPlan) -> str:
 def _run(args: argparse.Namespace) -> int:
     from conformance._cli_ci import after_run, before_run, print_ci_summary
 
+    if args.list_checks:
+        return _list_checks(args)
     plan, report_dir = _plan(args)
     before_run(args, plan)
     print(f"provspec run: {plan.role.value} · {plan.profile} · {_described(plan)}", flush=True)
     current: list[str] = []
+    heartbeat = Heartbeat(sys.stdout, enabled=not args.quiet)
 
     def progress(outcome: CheckOutcome) -> None:
         if args.quiet:
             return
         step = outcome.check.step.value
+        lines = []
         if not current or current[0] != step:
             current[:] = [step]
-            print(f"\n{step}", flush=True)
+            lines.append(f"\n{step}")
         for requirement_id, (status, message, _) in outcome.statuses.items():
             line = f"  {MARKS[status]}  {requirement_id}  {outcome.check.name}"
-            if status in (Status.FAILED, Status.WARNING, Status.SKIPPED):
-                line += f"\n          {message[:300]}"
-            print(line, flush=True)
+            if status in (Status.FAILED, Status.WARNING, Status.SKIPPED, Status.ERROR):
+                line += f"\n          {clip(message, 300)}"
+            lines.append(line)
+        heartbeat.say("\n".join(lines))
 
-    result = run_sync(plan, progress)
+    with heartbeat.running():
+        result = run_sync(plan, progress, heartbeat.doing)
     cassette = after_run(args, plan, result, report_dir)
     paths = {
         "json": args.json or report_dir / "results.json",
@@ -340,6 +522,88 @@ def _run(args: argparse.Namespace) -> int:
     for name, path in {**paths, "replay": cassette}.items():
         print(f"  {name:<6} {path}")
     return result.exit_code
+
+
+class Heartbeat:
+    """Says what the run is doing whenever it has been silent for `every` seconds (setting
+    up an orchestrator's world, a fuzzing check), so no step is silent for longer.
+
+    It writes to the stream it was given, never to `sys.stdout` at the time: the embedded
+    orchestrator CLI redirects `sys.stdout` while it runs, and a line written there would
+    land inside the envelope the checks read."""
+
+    def __init__(self, stream: TextIO, *, enabled: bool = True, every: float = 2.0) -> None:
+        self._stream = stream
+        self._enabled = enabled
+        self._every = every
+        self._lock = threading.Lock()
+        self._activity = ""
+        self._since = time.monotonic()
+        self._last = time.monotonic()
+        self._stop = threading.Event()
+
+    def doing(self, activity: str) -> None:
+        with self._lock:
+            self._activity, self._since = activity, time.monotonic()
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+            self._last = time.monotonic()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        if not self._enabled:
+            yield
+            return
+        thread = threading.Thread(target=self._beat, name="provspec-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(0.25, self._every / 4)):
+            with self._lock:
+                now = time.monotonic()
+                if now - self._last < self._every or not self._activity:
+                    continue
+                self._stream.write(f"  …  {self._activity} ({now - self._since:.0f} s)\n")
+                self._stream.flush()
+                self._last = now
+
+
+def clip(text: str, width: int) -> str:
+    """`text` cut to at most `width` characters at a word boundary, with … when cut."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    if space > 0:  # one word longer than the width (a URL) is the only thing ever split
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def _list_checks(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    role, profile, steps, requirements = _selection(args, config)
+    plan = RunPlan(role, profile, steps=steps, only_requirements=requirements)
+    checks = sorted(selected_checks(plan), key=lambda c: (list(Step).index(c.step), c.name))
+    registry = default_registry()
+    width = max((len(item.name) for item in checks), default=10) + 2
+    print(f"{len(checks)} check(s) for {role.value} · {profile}\n")
+    print(f"{'step':<14}{'check':<{width}}requirements")
+    for item in checks:
+        judged = [
+            f"{rid} ({registry[rid].level.value})"
+            for rid in item.requirements
+            if requirements is None or rid in requirements
+        ]
+        print(f"{item.step.value:<14}{item.name:<{width}}{', '.join(judged)}")
+    return 0
 
 
 def _summary(result: RunResult) -> None:
@@ -359,12 +623,30 @@ def _summary(result: RunResult) -> None:
         row = counts.get(level, {})
         if row:
             print(f"{level:<8}" + "".join(f"{row.get(s.value, 0):>16}" for s in statuses))
-    verdict = {0: "PASS", 1: "FAIL"}.get(result.exit_code, "ERROR")
-    failed = ", ".join(f.requirement.id for f in result.failed()) or "none"
+    if result.stopped:
+        print(f"\nstopped early: {result.stopped.removeprefix('not run: ')}")
+    failed = result.failed()
+    for finding in failed[:10]:
+        print(f"\n  FAIL  {finding.requirement.id}  {clip(finding.message, 300)}")
+        if finding.reproduction:
+            print("\n".join(f"        {line}" for line in finding.reproduction.splitlines()))
+    if len(failed) > 10:
+        print(
+            f"\n  … {len(failed) - 10} more failure(s), each with its reproduction in results.json"
+        )
+    word = "CERTIFIED" if result.certified else result.verdict.value.upper()
+    if result.certify and not result.certified:
+        word += " (not certified)"
+    names = ", ".join(f.requirement.id for f in failed) or "none"
     print(
-        f"\n{verdict}: {len(result.failed())} failing requirement(s): {failed}  ({result.duration_s:.2f} s, "
-        f"{len(result.recorder.exchanges)} exchanges)"
+        f"\n{word}: {len(failed)} failing requirement(s): {names}  "
+        f"({result.duration_s:.2f} s, {len(result.recorder.exchanges)} exchanges)"
     )
+    unjudged = result.unjudged()
+    if unjudged and not failed:
+        print(f"  {len(unjudged)} MUST(s) not judged, each with what would enable it:")
+        for finding in unjudged:
+            print(f"    {finding.requirement.id}  {clip(finding.message, 200)}")
 
 
 def _selftest(args: argparse.Namespace) -> int:
@@ -384,9 +666,8 @@ def _selftest(args: argparse.Namespace) -> int:
         f"provspec selftest: reference mocks, then every named fault ({', '.join(profiles)})\n",
         flush=True,
     )
-    # as wide as the longest fault name, so long names never run into the profile column
-    width = max((len(name) for name in catalogue()), default=30) + 2
-    print(f"  {'mock':<16}{'fault':<{width}}{'profile':<16}{'expected':<28}result", flush=True)
+    columns = SelftestColumns.fitting(profiles, catalogue().values())
+    print(columns.line("mock", "fault", "profile", "expected", "result"), flush=True)
 
     def progress(row: FaultRow) -> None:
         expected = ", ".join(row.fault.breaks)
@@ -402,8 +683,7 @@ def _selftest(args: argparse.Namespace) -> int:
                 parts.append(f"also failed {', '.join(sorted(row.extra))}")
             result = "; ".join(parts)
         print(
-            f"  {row.fault.mock:<16}{row.fault.name:<{width}}{row.profile:<16}{expected:<28}"
-            f"{result}",
+            columns.line(row.fault.mock, row.fault.name, row.profile, expected, result),
             flush=True,
         )
 
@@ -421,6 +701,34 @@ def _selftest(args: argparse.Namespace) -> int:
         f"{len(outcome.rows) - len(run_rows)} fault runs not yet covered, {outcome.duration_s:.1f} s"
     )
     return outcome.exit_code
+
+
+@dataclass(frozen=True)
+class SelftestColumns:
+    """The selftest matrix's column widths: each as wide as its longest entry (a draft's
+    profile directory, a long fault name), so no two columns ever run together."""
+
+    mock: int
+    fault: int
+    profile: int
+    expected: int
+
+    @staticmethod
+    def fitting(profiles: Iterable[str], faults: Iterable[Any]) -> SelftestColumns:
+        faults = list(faults)
+        return SelftestColumns(
+            mock=max([len("mock"), *(len(f.mock) for f in faults)]),
+            fault=max([len("fault"), *(len(f.name) for f in faults)]),
+            profile=max([len("profile"), *(len(p) for p in profiles)]),
+            expected=min(max([len("expected"), *(len(", ".join(f.breaks)) for f in faults)]), 40),
+        )
+
+    def line(self, mock: str, fault: str, profile: str, expected: str, result: str) -> str:
+        """One row; two spaces at least between columns, whatever a cell holds."""
+        return (
+            f"  {mock:<{self.mock}}  {fault:<{self.fault}}  {profile:<{self.profile}}  "
+            f"{expected:<{self.expected}}  {result}"
+        )
 
 
 def _init(args: argparse.Namespace) -> int:

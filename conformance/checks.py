@@ -5,6 +5,15 @@ it enforces; here, to requirement IDs of the registry. A check drives the target
 context (`ctx`), then calls `ctx.require(ID, condition, message, *evidence)` for every rule it
 judges. Registration validates the IDs against the registry at import time, so a check can
 never name a requirement that does not exist.
+
+A requirement passes only when its check judged it: called `ctx.require` on it (or
+`ctx.judged`, for a prohibition nothing in the run broke). One the check ended without
+judging is skipped, saying so, never passed: a check with nothing to judge proves nothing.
+When the target answers something a check cannot go on from (an HTML page, a 401, a body
+without the member the next step needs), the check raises `Unexpected`, naming the
+requirement whose rule the answer broke: that requirement fails (when the check judges it)
+and the check's other requirements are skipped as *blocked by* it. Any other exception in
+a check is the suite's own bug (blame `harness`).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ __all__ = [
     "CheckContext",
     "NotApplicable",
     "Skipped",
+    "Unexpected",
     "all_checks",
     "check",
     "checks_for",
@@ -35,6 +45,32 @@ class NotApplicable(Exception):
 
 class Skipped(Exception):
     """The check could not run here (e.g. the config lacks what it needs); says why."""
+
+
+class Unexpected(Exception):
+    """The target answered something the check cannot go on from: the target's failure of
+    `requirement` (the rule the answer broke), never a suite crash.
+
+    When the check judges `requirement`, that requirement fails with `message` and
+    `evidence`; every other requirement of the check it had not judged yet is skipped as
+    "blocked by" it. `blocked=True` only blocks (the rule is judged elsewhere and would
+    otherwise fail twice)::
+
+        raise Unexpected("PRV-DSC-002", "the catalog is an HTML page, not JSON", exchange)
+    """
+
+    def __init__(
+        self,
+        requirement: str,
+        message: str,
+        *evidence: Exchange | CliCall | None,
+        blocked: bool = False,
+    ) -> None:
+        super().__init__(f"{requirement}: {message}")
+        self.requirement = requirement
+        self.message = message
+        self.evidence = evidence
+        self.blocked = blocked
 
 
 @dataclass(frozen=True)
@@ -133,6 +169,8 @@ class CheckContext:
         self.check = check
         self.failures: dict[str, list[Verdict]] = {}
         self.skips: dict[str, str] = {}
+        self.judged_ids: set[str] = set()
+        """The requirements this check judged (a `require` or `judged` call)."""
 
     def require(
         self,
@@ -144,10 +182,19 @@ class CheckContext:
         """Record a failure of `requirement_id` unless `condition` holds; returns `condition`."""
         if requirement_id not in self.check.requirements:
             raise ValueError(f"{self.check.name} does not declare {requirement_id}")
+        self.judged_ids.add(requirement_id)
         if not condition:
             ids = [item.id for item in evidence if item is not None]
             self.failures.setdefault(requirement_id, []).append(Verdict(message, ids))
         return condition
+
+    def judged(self, requirement_id: str) -> None:
+        """Mark a prohibition judged: the check looked at everything the rule covers (every
+        task ran, every request arrived), so no failure recorded means the rule holds. Only
+        for rules a run can keep by doing nothing; anything else judges with `require`."""
+        if requirement_id not in self.check.requirements:
+            raise ValueError(f"{self.check.name} does not declare {requirement_id}")
+        self.judged_ids.add(requirement_id)
 
     def cannot_judge(self, requirement_id: str, why: str) -> None:
         """Mark one requirement as skipped (with why) when this run gives nothing to judge it on."""

@@ -2,7 +2,9 @@
 
 Every subcommand runs on the same library the pytest plugin uses. Exit codes: 0 success,
 1 the checked thing is not conformant (e.g. an invalid message), 2 a usage or configuration
-error, with a message that says what to fix and never a traceback.
+error, with a message that says what to fix and never a traceback; `provspec run` adds 3
+(environment or harness error) and 4 (incomplete: a MUST was not judged). Every command that
+takes --profile defaults to the same one (`DEFAULT_PROFILE`, app-0.1d).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from conformance import __version__, strictjson
 from conformance._render import requirements_json, requirements_markdown, requirements_table
 from conformance.errors import ProvspecError
+from conformance.profiles import DEFAULT_PROFILE
 from conformance.registry import Level, Role, Step, default_registry
 from conformance.schemas import default_store
 
@@ -37,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
     except ProvspecError as exc:
         print(f"provspec: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except BrokenPipeError:  # e.g. `provspec requirements | head`
         return EXIT_OK
     return result
@@ -50,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     # (with its help texts) cost more than the command itself.
     parser = argparse.ArgumentParser(
         prog="provspec",
-        description="Conformance suite and mocks for the Agentic Provisioning Protocol (APP).",
+        description="Conformance suite and mocks for the Agentic Provisioning Protocol (APP). "
+        f"Every command that takes --profile defaults to {DEFAULT_PROFILE}.",
     )
     parser.add_argument("--version", action="version", version=f"provspec {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -62,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         "or level.",
     )
     requirements.add_argument("--role", choices=[role.value for role in Role])
-    requirements.add_argument("--profile", help="e.g. app-0.1d, app-next or a draft's directory")
+    requirements.add_argument(
+        "--profile", help="e.g. app-0.1d, app-next or a draft's directory (default: every profile)"
+    )
     requirements.add_argument("--step", choices=[step.value for step in Step])
     requirements.add_argument("--level", choices=[level.value for level in Level])
     requirements.add_argument(
@@ -90,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", help="JSON file to validate, or - for standard input")
     validate.add_argument("--message", required=True, help="message name, e.g. account_request")
     validate.add_argument(
-        "--profile", default="app-0.1d", help="profile name or directory (default: app-0.1d)"
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help=f"profile name or directory (default: {DEFAULT_PROFILE})",
     )
     validate.add_argument("--strict", action="store_true", help="report unmodelled members too")
     validate.set_defaults(handler=_validate)
@@ -104,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     from conformance._cli_ci import add_ci_parsers
 
     add_ci_parsers(commands)
+    from conformance._cli_sign import add_sign_parser
+
+    add_sign_parser(commands)
     from mocks._cli import add_mock_parser
 
     add_mock_parser(commands)

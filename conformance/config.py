@@ -1,11 +1,14 @@
 """provspec.toml: what a run needs to know about its target, validated up front.
 
-Every problem is reported at once, with the key that is wrong and what it should be, before
-any network call is made.
+Every problem is reported at once, with the key that is wrong and what it should be (a
+misspelt section, key or role gets the closest known one: "did you mean provider?"),
+before any network call is made. Secrets are refused in the file: it is shared and
+committed, so a secret key there names the environment variable to use instead.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -177,7 +180,6 @@ _SECTIONS = {
     "run": {"role", "profile", "strict", "report_dir", "steps", "fuzz_examples"},
     "provider": {
         "target",
-        "hmac_secret",
         "hmac_secret_env",
         "existing_email",
         "scripted_consent",
@@ -238,9 +240,6 @@ class RunConfig:
         return self.values.get(section, {}).get(key, default)
 
     def hmac_secret(self) -> str | None:
-        explicit = self.get("provider", "hmac_secret")
-        if explicit:
-            return str(explicit)
         variable = self.get("provider", "hmac_secret_env", "PROVSPEC_HMAC_SECRET")
         return os.environ.get(str(variable)) or None
 
@@ -344,6 +343,50 @@ def consent_options(provider: dict[str, Any]) -> ConsentOptions | None:
     )
 
 
+_SECRETS = {
+    ("provider", "hmac_secret"): "export it as $PROVSPEC_HMAC_SECRET, or name the variable "
+    "that holds it with provider.hmac_secret_env",
+    ("resource_server", "client_secret"): "export it in an environment variable and name that "
+    "variable with resource_server.client_secret_env",
+}
+"""Secret keys people write into the file, and where the secret goes instead."""
+
+
+def _did_you_mean(word: str, known: Any) -> str:
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _run_problems(run: Any) -> list[str]:
+    """[run]: a role that exists, a profile and report_dir that are text, strict a boolean."""
+    if not isinstance(run, dict):
+        return []
+    from conformance.registry import Role
+
+    problems: list[str] = []
+    roles = [role.value for role in Role]
+    role = run.get("role")
+    if role is not None and role not in roles:
+        hint = _did_you_mean(str(role), roles)
+        problems.append(f"run.role {role!r} is not a role{hint} (roles: {', '.join(roles)})")
+    for key in ("profile", "report_dir"):
+        value = run.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            problems.append(f"run.{key} must be a non-empty string")
+    if "strict" in run and not isinstance(run["strict"], bool):
+        problems.append("run.strict must be true or false")
+    fuzz = run.get("fuzz_examples", 0)
+    if isinstance(fuzz, bool) or not isinstance(fuzz, int) or fuzz < 0:
+        problems.append("run.fuzz_examples must be a whole number of at least 0")
+    steps = run.get("steps")
+    if steps is not None and not (
+        isinstance(steps, str)
+        or (isinstance(steps, list) and all(isinstance(step, str) for step in steps))
+    ):
+        problems.append("run.steps must be a list of step names (or one comma-separated string)")
+    return problems
+
+
 def orchestrator_identity(provider: dict[str, Any]) -> OrchestratorIdentity:
     """[provider.orchestrator] as the identity the suite's account requests carry."""
     table = provider.get("orchestrator") or {}
@@ -367,16 +410,27 @@ def load_config(path: Path | None) -> RunConfig:
     problems: list[str] = []
     for section, values in raw.items():
         if section not in _SECTIONS:
-            problems.append(f"unknown section [{section}] (known: {', '.join(sorted(_SECTIONS))})")
+            problems.append(
+                f"unknown section [{section}]{_did_you_mean(section, _SECTIONS)} "
+                f"(known: {', '.join(sorted(_SECTIONS))})"
+            )
             continue
         if not isinstance(values, dict):
             problems.append(f"[{section}] must be a table")
             continue
         for key in values:
-            if key not in _SECTIONS[section]:
+            secret = _SECRETS.get((section, key))
+            if secret is not None:
                 problems.append(
-                    f"unknown key {section}.{key} (known: {', '.join(sorted(_SECTIONS[section]))})"
+                    f"{section}.{key}: a secret does not belong in the config file (it is shared "
+                    f"and committed); {secret}"
                 )
+            elif key not in _SECTIONS[section]:
+                problems.append(
+                    f"unknown key {section}.{key}{_did_you_mean(key, _SECTIONS[section])} "
+                    f"(known: {', '.join(sorted(_SECTIONS[section]))})"
+                )
+    problems += _run_problems(raw.get("run"))
     provider = raw.get("provider")
     problems += _provider_problems(provider if isinstance(provider, dict) else {})
     port = (
@@ -415,5 +469,7 @@ def load_config(path: Path | None) -> RunConfig:
 
     problems += resource_server_problems(raw.get("resource_server"))
     if problems:
-        raise UsageError(f"config {path}: " + "; ".join(problems))
+        raise UsageError(
+            f"config {path} has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems)
+        )
     return RunConfig(raw, path)

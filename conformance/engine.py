@@ -5,6 +5,10 @@ context on the target, runs it with a time limit, and folds the verdicts into on
 requirement of that role and profile: failed (with the evidence), warning (a SHOULD or MAY
 that failed), passed, skipped (with why), or untested (no check covers it yet).
 
+Before the first check, a preflight (`conformance.preflight`) proves the run can judge
+anything at all: the target is reachable, answers the protocol, accepts the suite's
+credentials. A failed preflight stops the run with one message naming the root cause.
+
 Every result that is not a pass carries a blame: `implementation` (the target broke a rule),
 `environment` (the target could not be reached at all: connection refused, DNS, TLS, a
 connect timeout) or `harness` (a check crashed, or one of the suite's own mocks sent a
@@ -12,7 +16,10 @@ message that fails its schema). Only implementation failures count against confo
 other two become `error` results, which fail the run with exit code 3.
 
 A target that was reached and then misbehaved (hung after connecting, reset the connection,
-flooded the suite, answered garbage) is an implementation failure, as before.
+flooded the suite, answered garbage) is an implementation failure, as before. A check that
+cannot go on from what the target answered raises `Unexpected`: the rule the answer broke
+fails, the check's other requirements are skipped as blocked by it. A requirement a check
+ended without judging is skipped, never passed.
 """
 
 from __future__ import annotations
@@ -20,8 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,9 +45,17 @@ from conformance.adapters.resource_server import (
     ResourceServerTarget,
     ResourceServerTargetConfig,
 )
-from conformance.checks import Check, CheckContext, NotApplicable, Skipped, checks_for
+from conformance.checks import (
+    Check,
+    CheckContext,
+    NotApplicable,
+    Skipped,
+    Unexpected,
+    checks_for,
+)
 from conformance.errors import ProvspecError, SetupError
-from conformance.registry import Role, Step, default_registry
+from conformance.preflight import environment_error
+from conformance.registry import Level, Role, Step, default_registry
 from conformance.results import Blame, Finding, RunResult, Status, downgrade
 
 __all__ = [
@@ -82,6 +95,15 @@ class RunPlan:
     """Re-run a check that failed up to this many times alone; a pass then makes it flaky."""
     only_checks: tuple[str, ...] | None = None
     """Run just these checks (by name), e.g. to replay one requirement."""
+    only_requirements: tuple[str, ...] | None = None
+    """Judge just these requirements (`--requirement`): the checks that judge them run, and
+    the results list only them."""
+    max_failures: int | None = None
+    """Stop after this many failed requirements (`--max-failures`); the rest are skipped."""
+    certify: bool = False
+    """`--certify`: the CLI has turned on what a certification needs; the result says so."""
+    preflight: bool = True
+    """Prove the target can be judged before the first check (a real target only)."""
 
 
 @dataclass
@@ -97,22 +119,9 @@ class HarnessError(Exception):
     """The suite itself cannot go on (e.g. a replay cassette holds no answer for a request)."""
 
 
-def environment_error(error: BaseException) -> bool:
-    """Whether an HTTP error means the target was never reached (connection refused, DNS,
-    TLS, a connect or pool timeout), as opposed to reached and misbehaving."""
-    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return True
-    seen: BaseException | None = error
-    for _ in range(10):
-        if seen is None:
-            break
-        if isinstance(seen, ssl.SSLError | socket.gaierror | ConnectionRefusedError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 Progress = Callable[[CheckOutcome], None]
+Activity = Callable[[str], None]
+"""Told what the run is doing now (setting up, preflight, a check's name)."""
 
 
 async def run_check(check: Check, context: CheckContext, timeout: float) -> CheckOutcome:
@@ -120,9 +129,17 @@ async def run_check(check: Check, context: CheckContext, timeout: float) -> Chec
     started = time.perf_counter()
     outcome: tuple[Status, str] | None = None
     blame = Blame.IMPLEMENTATION
+    blocked: str | None = None
     harness_before = len(context.recorder.harness_problems)
     try:
         await asyncio.wait_for(check.func(context), timeout)
+    except Unexpected as answer:
+        # The target's answer, not the suite, stopped the check: fail the rule it broke (when
+        # this check judges it) and block the rest on it.
+        if answer.requirement in check.requirements and not answer.blocked:
+            context.require(answer.requirement, False, answer.message, *answer.evidence)
+        blocked = f"blocked by {answer.requirement}: {answer.message}"
+        outcome = (Status.SKIPPED, blocked)
     except NotApplicable as reason:
         outcome = (Status.NOT_APPLICABLE, str(reason))
     except Skipped as reason:
@@ -180,10 +197,25 @@ async def run_check(check: Check, context: CheckContext, timeout: float) -> Chec
             )
             if status is Status.ERROR:
                 blames[requirement_id] = blame
-        else:
+        elif requirement_id in context.judged_ids:
             statuses[requirement_id] = (Status.PASSED, "", [])
+        else:
+            statuses[requirement_id] = (Status.SKIPPED, _not_judged(context), [])
     _withhold_after_harness_problems(context, statuses, blames, harness_before)
     return CheckOutcome(check, statuses, time.perf_counter() - started, blames)
+
+
+def _not_judged(context: CheckContext) -> str:
+    """Why a requirement the check ended without judging is skipped: blocked by a sibling
+    that failed, or nothing on the target to judge it on."""
+    for requirement_id in context.check.requirements:
+        failures = context.failures.get(requirement_id)
+        if failures:
+            return f"blocked by {requirement_id}: {failures[0].message}"
+    return (
+        "not judged: the check found nothing on this target to judge it on (e.g. no entry, "
+        "request or answer the rule is about)"
+    )
 
 
 def _withhold_after_harness_problems(
@@ -210,16 +242,26 @@ def _withhold_after_harness_problems(
             blames[requirement_id] = Blame.HARNESS
 
 
+UNTESTED = (
+    "no check covers this requirement yet: provspec cannot judge it (a gap in the suite, "
+    "not in your setup)"
+)
+
+
 def fold(
-    role: Role, profile: str, outcomes: Iterable[CheckOutcome], steps: Iterable[Step] | None
+    role: Role,
+    profile: str,
+    outcomes: Iterable[CheckOutcome],
+    steps: Iterable[Step] | None,
+    only: Iterable[str] | None = None,
 ) -> list[Finding]:
     wanted = set(steps) if steps is not None else None
+    chosen = set(only) if only is not None else None
     findings: dict[str, Finding] = {
-        requirement.id: Finding(
-            requirement, Status.UNTESTED, "no check covers this requirement yet"
-        )
+        requirement.id: Finding(requirement, Status.UNTESTED, UNTESTED)
         for requirement in default_registry().select(role=role, profile=profile)
-        if wanted is None or requirement.step in wanted
+        if (wanted is None or requirement.step in wanted)
+        and (chosen is None or requirement.id in chosen)
     }
     for outcome in outcomes:
         for requirement_id, (status, message, evidence) in outcome.statuses.items():
@@ -264,35 +306,62 @@ def _rerun_wanted(outcome: CheckOutcome) -> bool:
     )
 
 
-async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
+async def run(
+    plan: RunPlan, progress: Progress | None = None, activity: Activity | None = None
+) -> RunResult:
+    """Run the plan's checks; `progress` hears each check's outcome, `activity` what the
+    run is doing now (so a caller can say so while a long step is silent)."""
     started, started_at = time.perf_counter(), time.time()
     target, described = make_target(plan)
-    checks = checks_for(plan.role, plan.profile, plan.steps)
-    if plan.only_checks is not None:
-        checks = [item for item in checks if item.name in plan.only_checks]
+    checks = selected_checks(plan)
     outcomes: list[CheckOutcome] = []
     spans: dict[str, tuple[int, int]] = {}
     began: dict[str, float] = {}
     recorder = target.recorder
+    stopped: str | None = None
+    tell = activity or (lambda _: None)
+    tell(f"setting up {described}")
     async with _set_up(target, described):
-        for item in sorted(checks, key=lambda c: (list(Step).index(c.step), c.name)):
+        if plan.preflight:
+            from conformance.preflight import preflight
+
+            tell("preflight: can the target be judged at all")
+            await preflight(target, plan)
+        ordered = sorted(checks, key=lambda c: (list(Step).index(c.step), c.name))
+        for position, item in enumerate(ordered):
+            if stopped is not None:
+                outcomes.append(_not_run(item, stopped))
+                continue
             before = recorder.last_id
             context = make_context(target, item)
             began[item.name] = time.time()
+            tell(f"{item.step.value}: {item.name}")
             outcome = await run_check(item, context, plan.check_timeout)
             spans[item.name] = (before, recorder.last_id)
             outcomes.append(outcome)
             if progress is not None:
                 progress(outcome)
+            failed = _failed_so_far(outcomes, plan)
+            if plan.max_failures is not None and failed >= plan.max_failures:
+                left = len(ordered) - position - 1
+                if left:
+                    stopped = (
+                        f"not run: the run stopped after {failed} failed requirement(s) "
+                        f"(--max-failures {plan.max_failures}); {left} check(s) left"
+                    )
         for index, outcome in enumerate(outcomes):
             for attempt in range(1, plan.rerun_failures + 1):
                 if not _rerun_wanted(outcome):
                     break
+                tell(f"re-running {outcome.check.name} alone (attempt {attempt})")
                 again = await run_check(
                     outcome.check, make_context(target, outcome.check), plan.check_timeout
                 )
                 outcome = outcomes[index] = merge_rerun(outcome, again, attempt)
-    findings = fold(plan.role, plan.profile, outcomes, plan.steps)
+    findings = fold(plan.role, plan.profile, outcomes, plan.steps, _judged_here(plan, checks))
+    from conformance.reproduce import attach_reproductions
+
+    attach_reproductions(findings, target)
     return RunResult(
         plan.role.value,
         plan.profile,
@@ -303,9 +372,59 @@ async def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
         plan.strict,
         harness_problems=list(recorder.harness_problems),
         check_spans=spans,
-        check_times={o.check.name: (began[o.check.name], o.duration_s) for o in outcomes},
+        check_times={
+            o.check.name: (began[o.check.name], o.duration_s)
+            for o in outcomes
+            if o.check.name in began
+        },
         started_at=started_at,
+        certify=plan.certify,
+        stopped=stopped,
     )
+
+
+def selected_checks(plan: RunPlan) -> list[Check]:
+    """The checks a plan runs: its role and profile, its steps, and (`--requirement`) only
+    those judging a chosen requirement."""
+    checks = checks_for(plan.role, plan.profile, plan.steps)
+    if plan.only_checks is not None:
+        checks = [item for item in checks if item.name in plan.only_checks]
+    if plan.only_requirements is not None:
+        chosen = set(plan.only_requirements)
+        checks = [item for item in checks if chosen & set(item.requirements)]
+    return checks
+
+
+def _judged_here(plan: RunPlan, checks: list[Check]) -> set[str] | None:
+    """The requirements a run chosen by requirement or by check reports on (None: every one
+    of its role, profile and steps): the rest were never meant to run, so are not untested."""
+    if plan.only_requirements is None and plan.only_checks is None:
+        return None
+    chosen = {rid for item in checks for rid in item.requirements}
+    if plan.only_requirements is not None:
+        chosen &= set(plan.only_requirements)
+    return chosen
+
+
+def _failed_so_far(outcomes: list[CheckOutcome], plan: RunPlan) -> int:
+    """Distinct requirements failed so far, as the verdict counts them (a SHOULD and a flaky
+    result only under --strict), at the level the registry gives them."""
+    registry = default_registry()
+    failing = {Status.FAILED, Status.WARNING} if plan.strict else {Status.FAILED}
+    return len(
+        {
+            requirement_id
+            for outcome in outcomes
+            for requirement_id, (status, _, _) in outcome.statuses.items()
+            if status in failing
+            and (plan.strict or registry[requirement_id].level is Level.MUST)
+            and requirement_id not in outcome.blames
+        }
+    )
+
+
+def _not_run(item: Check, why: str) -> CheckOutcome:
+    return CheckOutcome(item, {rid: (Status.SKIPPED, why, []) for rid in item.requirements}, 0.0)
 
 
 Target = ProviderTarget | OrchestratorTarget | AgentTarget | ResourceServerTarget
@@ -353,8 +472,10 @@ async def _set_up(target: Target, described: str) -> AsyncIterator[None]:
         ) from error
 
 
-def run_sync(plan: RunPlan, progress: Progress | None = None) -> RunResult:
-    return asyncio.run(run(plan, progress))
+def run_sync(
+    plan: RunPlan, progress: Progress | None = None, activity: Activity | None = None
+) -> RunResult:
+    return asyncio.run(run(plan, progress, activity))
 
 
 Runner = Callable[[RunPlan], Awaitable[RunResult]]

@@ -36,6 +36,7 @@ from typing import Any
 from conformance.errors import ProvspecError, UsageError
 
 __all__ = [
+    "DEFAULT_PROFILE",
     "PARAMETER_DOCS",
     "ErrorCode",
     "ManifestError",
@@ -52,6 +53,10 @@ __all__ = [
     "profile_parameters",
     "resolve_profile",
 ]
+
+DEFAULT_PROFILE = "app-0.1d"
+"""The profile every command uses when none is given: the wire deployed today (the
+resource-server role has its own profiles and defaults to rfc9728)."""
 
 _HEADER = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 """An HTTP field name (RFC 9110 §5.1: a token)."""

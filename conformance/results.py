@@ -1,4 +1,11 @@
-"""What a run found: one finding per requirement, with its evidence, and the exit code."""
+"""What a run found: one finding per requirement, with its evidence, the verdict and the
+exit code.
+
+The verdict is honest about what was judged: `pass` only when every MUST of the run was
+judged and none failed; `incomplete` when none failed but some MUST was not judged (skipped,
+untested); `error` when the suite or the environment kept something from being judged;
+`fail` when a requirement failed. `certified` holds only for a `--certify` run that passed.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +19,58 @@ from conformance.errors import ProvspecError
 from conformance.recorder import Recorder, mask_text
 from conformance.registry import Level, Requirement
 
-__all__ = ["EXIT_ERROR", "VERDICTS", "Blame", "Finding", "RunResult", "Status"]
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_ERROR",
+    "EXIT_FAILED",
+    "EXIT_INCOMPLETE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "VERDICTS",
+    "Blame",
+    "Finding",
+    "RunResult",
+    "Status",
+    "Verdict",
+]
 
+EXIT_OK = 0
+"""Every MUST of the run was judged, and none failed."""
+EXIT_FAILED = 1
+"""A requirement failed, or a baseline entry is stale or expired."""
+EXIT_USAGE = 2
+"""A usage or configuration error (a failed preflight that the configuration explains)."""
 EXIT_ERROR = 3
-"""No requirement failed, but some could not be judged: the suite or the environment failed."""
+"""No requirement failed, but the suite or the environment kept some from being judged
+(a failed preflight that the environment explains: DNS, TLS, connection refused)."""
+EXIT_INCOMPLETE = 4
+"""No requirement failed and nothing went wrong, but some MUST was not judged."""
 
-VERDICTS = {0: "PASS", 1: "FAIL", EXIT_ERROR: "ERROR"}
-"""The verdict word of each exit code, where `RunResult.verdict_kind` does not say otherwise."""
+EXIT_CODES = (
+    (EXIT_OK, "PASS", "every MUST of the run was judged and none failed"),
+    (EXIT_FAILED, "FAIL", "a requirement failed, or a baseline entry is stale or expired"),
+    (EXIT_USAGE, "-", "usage or configuration error, or a preflight the configuration fails"),
+    (
+        EXIT_ERROR,
+        "ERROR",
+        "nothing failed, but the environment (unreachable, DNS, TLS) or the suite kept "
+        "something from being judged, or a preflight the environment fails",
+    ),
+    (EXIT_INCOMPLETE, "INCOMPLETE", "nothing failed, but some MUST was not judged"),
+)
+"""The exit codes of `provspec run`: (code, verdict word, meaning); README and help agree."""
+
+VERDICTS = {code: word for code, word, _ in EXIT_CODES if word != "-"}
+"""The verdict word of each exit code a run can end with."""
+
+
+class Verdict(StrEnum):
+    """A run's verdict (results.json `verdict`); fail beats error beats incomplete beats pass."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCOMPLETE = "incomplete"
+    ERROR = "error"
 
 
 class Status(StrEnum):
@@ -65,6 +117,9 @@ class Finding:
     """Set for every status in BLAMED (implementation unless the engine knows better)."""
     baseline: str | None = None
     """known, stale or expired when a baseline entry names this requirement."""
+    reproduction: str | None = None
+    """For a failure: a shell command that sends the request that broke the rule again
+    (`curl`, the secret as an environment variable, the signature by `provspec sign`)."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A verdict may quote what the target sent (a deep link, a redirect): it reaches every
@@ -90,6 +145,7 @@ class Finding:
             "evidence": self.evidence,
             "blame": blame.value if blame is not None else None,
             "baseline": self.baseline,
+            "reproduction": self.reproduction,
         }
 
 
@@ -108,6 +164,10 @@ class RunResult:
     """Stale or expired baseline entries; each fails the run."""
     check_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per check: the recorder ids (after, up to) of what it sent and received (replay)."""
+    certify: bool = False
+    """Whether the run was made with --certify (everything a certification needs on)."""
+    stopped: str | None = None
+    """Why the run stopped before its last check (--max-failures), if it did."""
     check_times: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per check: when it started (Unix time, s) and how long it ran, re-runs included."""
     started_at: float | None = None
@@ -118,18 +178,10 @@ class RunResult:
     config: dict[str, Any] = field(default_factory=dict)
     """The configuration the run used, secrets masked: the file, its values, the
     command-line options and the role's effective settings (`provspec run` fills it)."""
-    verdict_kind: str | None = None
-    """The verdict word (PASS, FAIL, ERROR, INCOMPLETE, …) when the engine decides one the
-    exit code alone does not name; None: `VERDICTS[exit_code]`."""
 
     def __post_init__(self) -> None:
         if self.started_at is None:
             self.started_at = time.time() - self.duration_s
-
-    @property
-    def verdict(self) -> str:
-        """PASS, FAIL, ERROR (or a verdict the engine set, such as INCOMPLETE)."""
-        return self.verdict_kind or VERDICTS.get(self.exit_code, "FAIL")
 
     @property
     def started(self) -> dt.datetime:
@@ -195,15 +247,47 @@ class RunResult:
         """Requirements not judged because the harness or the environment failed."""
         return [finding for finding in self.findings if finding.status is Status.ERROR]
 
+    def unjudged(self) -> list[Finding]:
+        """The MUSTs of the run that were not judged (skipped, untested or error), each with
+        the reason in its message: what would enable it."""
+        return [
+            finding
+            for finding in self.findings
+            if finding.requirement.level is Level.MUST
+            and finding.status in (Status.SKIPPED, Status.UNTESTED, Status.ERROR)
+        ]
+
+    @property
+    def verdict(self) -> Verdict:
+        """fail beats error beats incomplete beats pass."""
+        if self.failed() or self.baseline_problems:
+            return Verdict.FAIL
+        if self.errors() or self.harness_problems:
+            return Verdict.ERROR
+        if self.unjudged():
+            return Verdict.INCOMPLETE
+        return Verdict.PASS
+
+    @property
+    def certified(self) -> bool:
+        """A --certify run that passed with no MUST failure excused: none known to the
+        baseline, none flaky."""
+        excused = any(
+            finding.requirement.level is Level.MUST
+            and finding.status in (Status.KNOWN, Status.FLAKY)
+            for finding in self.findings
+        )
+        return self.certify and self.verdict is Verdict.PASS and not excused
+
     @property
     def exit_code(self) -> int:
-        """1: a requirement failed or the baseline is stale or expired (even when errors
-        occurred too); 3: nothing failed but the harness or the environment did; else 0."""
-        if self.failed() or self.baseline_problems:
-            return 1
-        if self.errors() or self.harness_problems:
-            return EXIT_ERROR
-        return 0
+        """1 fail (even when errors occurred too), 3 error, 4 incomplete, 0 pass."""
+        return {
+            Verdict.FAIL: EXIT_FAILED,
+            Verdict.ERROR: EXIT_ERROR,
+            Verdict.INCOMPLETE: EXIT_INCOMPLETE,
+            Verdict.PASS: EXIT_OK,
+        }[self.verdict]
 
     def as_json(self) -> dict[str, Any]:
         """The results.json document (schemas/results/run.schema.json), sealed with its
@@ -217,8 +301,15 @@ class RunResult:
             "target": self.target,
             "strict": self.strict,
             "duration_s": round(self.duration_s, 3),
+            "verdict": self.verdict.value,
+            "certify": self.certify,
+            "certified": self.certified,
+            "unjudged": [
+                {"id": f.requirement.id, "status": f.status.value, "message": f.message}
+                for f in self.unjudged()
+            ],
+            "stopped": self.stopped,
             "exit_code": self.exit_code,
-            "verdict": self.verdict,
             "counts": self.counts(),
             "harness_problems": self.harness_problems,
             "baseline_problems": self.baseline_problems,

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from conformance.errors import UsageError
+from conformance.profiles import DEFAULT_PROFILE
 from conformance.schemas import default_store
 from mocks._core.faults import catalogue
 from mocks._core.store import MemoryStore, SQLiteStore, Store
@@ -33,7 +34,10 @@ def add_mock_parser(commands: Any) -> None:
     mock.add_argument("--list-faults", action="store_true", help="print every named fault and exit")
     mock.add_argument("--format", choices=("table", "json"), default="table", dest="output_format")
     mock.add_argument(
-        "--profile", default="app-0.1d", help="app-0.1d, app-next or a draft profile's directory"
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help=f"app-0.1d, app-next or a draft profile's directory (default: {DEFAULT_PROFILE}); "
+        "resource-server: rfc9728 (default) or an MCP profile",
     )
     mock.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
@@ -157,7 +161,7 @@ def _resource_server(args: argparse.Namespace, origin: str) -> tuple[Any, str]:
     from conformance.registry import Role
     from mocks.resource_server import ResourceServerMock, ResourceServerSettings
 
-    profile = "rfc9728" if args.profile == "app-0.1d" else args.profile  # the option's default
+    profile = "rfc9728" if args.profile == DEFAULT_PROFILE else args.profile  # the default
     check_profile_has_role(Role.RESOURCE_SERVER, profile)
     mock = ResourceServerMock(
         ResourceServerSettings(origin=origin, profile=profile, faults=tuple(args.fault))

@@ -16,7 +16,17 @@ from conformance.cli import main
 from conformance.report import results_schema
 
 TODAY = dt.date(2026, 6, 1)
-FAULT_RUN = ["--fault", "deep-link-long-lived", "--steps", "provisioning", "--quiet"]
+# Fuzzing on (one request per operation), so every MUST of the step is judged: a run whose
+# only failure the baseline knows is a pass, not incomplete.
+FAULT_RUN = [
+    "--fault",
+    "deep-link-long-lived",
+    "--steps",
+    "provisioning",
+    "--fuzz-examples",
+    "1",
+    "--quiet",
+]
 """A provider run whose only failure is PRV-PRO-014."""
 
 
@@ -160,7 +170,7 @@ def test_dates_come_from_the_caller() -> None:
         RunPlan(
             Role.PROVIDER,
             "app-0.1d",
-            ProviderTargetConfig(faults=("deep-link-long-lived",)),
+            ProviderTargetConfig(faults=("deep-link-long-lived",), fuzz_examples=1),
             steps=(Step.PROVISIONING,),
         )
     )

@@ -32,7 +32,7 @@ def unused_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_an_unreachable_target_gives_environment_errors_and_exit_3(
+def test_an_unreachable_target_stops_at_preflight_with_one_environment_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = f"http://127.0.0.1:{unused_port()}/api/app/"  # nothing listens: refused
@@ -43,25 +43,37 @@ def test_an_unreachable_target_gives_environment_errors_and_exit_3(
             target,
             "--hmac-secret",
             "whsec_test_x",
-            "--steps",
-            "discovery",
             "--report-dir",
             str(tmp_path),
-            "--quiet",
         ]
     )
     assert code == EXIT_ERROR
-    out = capsys.readouterr().out
-    assert "ERROR" in out
-    assert "environment error" in out
-    results = json.loads((tmp_path / "results.json").read_text())
-    Draft202012Validator(results_schema()).validate(results)
-    judged = [r for r in results["requirements"] if r["status"] != "untested"]
+    captured = capsys.readouterr()
+    assert "connection refused" in captured.err
+    assert "to fix: start it there" in captured.err
+    assert "ERR" not in captured.out  # one root cause, not a line per requirement
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_a_target_lost_mid_run_gives_environment_errors_and_exit_3(tmp_path: Path) -> None:
+    # Past preflight (here: none), a refused connection is still no verdict on the target.
+    target = f"http://127.0.0.1:{unused_port()}/api/app/"
+    plan = RunPlan(
+        Role.PROVIDER,
+        "app-0.1d",
+        ProviderTargetConfig(base_url=target, hmac_secret="whsec_test_x"),
+        steps=(Step.DISCOVERY,),
+        preflight=False,
+    )
+    result = run_sync(plan)
+    judged = [f for f in result.findings if f.status is not Status.UNTESTED]
     assert judged
-    assert all(r["status"] == "error" for r in judged)
-    assert {r["blame"] for r in judged} == {"environment"}
-    assert results["exit_code"] == EXIT_ERROR
-    assert '<error message="environment error' in (tmp_path / "junit.xml").read_text()
+    assert all(f.status is Status.ERROR for f in judged)
+    assert {f.blame for f in judged} == {Blame.ENVIRONMENT}
+    assert result.exit_code == EXIT_ERROR
+    results = result.as_json()
+    Draft202012Validator(results_schema()).validate(results)
+    assert results["verdict"] == "error"
 
 
 def test_what_counts_as_environment() -> None:

@@ -113,7 +113,7 @@ def test_profile_diff_of_a_draft_shows_its_changes(
 def test_examples_validates_a_markdown_draft_and_reports_the_broken_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, _ = run(capsys, "examples", str(SAMPLE))
+    code, out, _ = run(capsys, "examples", str(SAMPLE), "--profile", "app-next")
     assert code == 1
     assert f"{SAMPLE}:11: ok redemption_request" in out
     assert f"{SAMPLE}:23: ok cap_state" in out
@@ -130,7 +130,7 @@ def test_examples_reports_bad_json_and_unknown_messages_by_line(
         '# t\n\n```json app:cap_state\n{\n  "limit": 1,\n  "limit": 2\n}\n```\n\n'
         "```json app:no_such_message\n{}\n```\n"
     )
-    code, out, _ = run(capsys, "examples", str(doc))
+    code, out, _ = run(capsys, "examples", str(doc), "--profile", "app-next")
     assert code == 1
     assert f"{doc}:4: FAIL cap_state: not strict JSON" in out
     assert f"{doc}:10: FAIL unknown message 'no_such_message'" in out

@@ -13,18 +13,23 @@ from jsonschema import Draft202012Validator
 
 from conformance.cli import main
 from conformance.report import results_schema
+from conformance.results import EXIT_INCOMPLETE
 
 
 def test_run_against_the_embedded_mock_is_green_and_writes_every_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["run", "--profile", "app-next", "--report-dir", str(tmp_path)]) == 0
+    # Fuzzing on (two requests per operation): every MUST judged, so the verdict is PASS.
+    argv = ["run", "--profile", "app-next", "--fuzz-examples", "2", "--report-dir", str(tmp_path)]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "PASS: 0 failing requirement(s)" in out
     assert "\nattestation\n" in out  # live progress, per step
     results = json.loads((tmp_path / "results.json").read_text())
     Draft202012Validator(results_schema()).validate(results)
     assert results["exit_code"] == 0
+    assert results["verdict"] == "pass"
+    assert results["unjudged"] == []
     assert (tmp_path / "junit.xml").read_text().startswith("<?xml")
     assert '<table id="matrix">' in (tmp_path / "report.html").read_text()
     assert list((tmp_path / "allure-results").glob("*-result.json"))
@@ -81,7 +86,9 @@ def test_init_writes_a_config_that_loads_and_refuses_to_overwrite(
 ) -> None:
     path = tmp_path / "provspec.toml"
     assert main(["init", str(path)]) == 0
-    assert main(["run", "--config", str(path), "--report-dir", str(tmp_path / "r"), "--quiet"]) == 0
+    # The starter leaves fuzzing off: nothing fails, but PRV-PRO-016 is not judged.
+    argv = ["run", "--config", str(path), "--report-dir", str(tmp_path / "r"), "--quiet"]
+    assert main(argv) == EXIT_INCOMPLETE
     assert main(["init", str(path)]) == 2
     assert "--force" in capsys.readouterr().err
 

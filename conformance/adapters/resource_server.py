@@ -43,6 +43,7 @@ import httpx
 
 from conformance import strictjson
 from conformance.checks import Check, CheckContext, Skipped
+from conformance.preflight import environment_error
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingTransport, mask_values
 from conformance.ssrf import SSRFError, SSRFGuard
 
@@ -277,6 +278,8 @@ class ResourceServerContext(CheckContext):
         try:
             response = await self.http.get(url, **options)
         except httpx.HTTPError as error:
+            if environment_error(error):
+                raise  # never reached: an environment error, not a skip (engine)
             raise Skipped(f"GET {url[:200]} failed: {type(error).__name__}: {error}") from None
         return response, self.recorder.exchanges[-1]
 
@@ -288,6 +291,8 @@ class ResourceServerContext(CheckContext):
         try:
             response = await self.http.post(url, **options)
         except httpx.HTTPError as error:
+            if environment_error(error):
+                raise  # never reached: an environment error, not a skip (engine)
             raise Skipped(f"POST {url[:200]} failed: {type(error).__name__}: {error}") from None
         return response, self.recorder.exchanges[-1]
 

@@ -79,7 +79,17 @@ def test_the_run_command_passes_the_capabilities_on(
     config = tmp_path / "provspec.toml"
     config.write_text("[capabilities]\ndeep_links = false\n")
     code = main(
-        ["run", "--config", str(config), "--steps", "provisioning", "--report-dir", str(tmp_path)]
+        [
+            "run",
+            "--config",
+            str(config),
+            "--steps",
+            "provisioning",
+            "--fuzz-examples",
+            "1",
+            "--report-dir",
+            str(tmp_path),
+        ]
     )
     assert code == 0
     assert "n/a   PRV-PRO-014" in capsys.readouterr().out

@@ -108,6 +108,8 @@ async def no_token_in_a_url(ctx: OrchestratorContext) -> None:
         for value, kind in ctx.sent_secrets().items()
         if kind.startswith(("payment", "authorization"))
     }
+    if ctx.target.raw:
+        ctx.judged("ORC-CRD-004")  # requests arrived; only one with a query can break it
     for raw in ctx.target.raw:
         if not raw.query:
             continue

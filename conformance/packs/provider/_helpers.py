@@ -11,7 +11,7 @@ import httpx
 
 from conformance import jose
 from conformance.adapters.provider import ProviderContext
-from conformance.checks import Skipped
+from conformance.checks import Skipped, Unexpected
 from conformance.client import ATTESTATION_TYP, Connection
 from conformance.recorder import Exchange
 from conformance.schemas import default_store
@@ -27,6 +27,13 @@ def issues(ctx: ProviderContext, message: str, document: Any) -> str:
     return "; ".join(str(issue) for issue in found[:3])
 
 
+def oauth_code(document: Any) -> str | None:
+    """The authorization code of an account answer (`oauth.code`), whatever shape it has."""
+    oauth = document.get("oauth") if isinstance(document, dict) else None
+    code = oauth.get("code") if isinstance(oauth, dict) else None
+    return code if isinstance(code, str) else None
+
+
 def error_code(document: Any) -> str | None:
     if not isinstance(document, dict):
         return None
@@ -40,7 +47,9 @@ def error_code(document: Any) -> str | None:
 
 
 async def services(ctx: ProviderContext) -> list[dict[str, Any]]:
-    response, _ = await ctx.call("GET", "provisioning/services")
+    """The catalog's entries; a check that needs them is blocked by PRV-DSC-002 when the
+    catalog is missing or its entries lack what every check reads (an id, a pricing object)."""
+    response, exchange = await ctx.call("GET", "provisioning/services")
     document = ctx.json(response)
     if (
         response.status_code != 200
@@ -48,7 +57,20 @@ async def services(ctx: ProviderContext) -> list[dict[str, Any]]:
         or not isinstance(document.get("data"), list)
     ):
         raise Skipped("the provider's catalog is unavailable (see the discovery checks)")
-    return [entry for entry in document["data"] if isinstance(entry, dict)]
+    entries = [entry for entry in document["data"] if isinstance(entry, dict)]
+    broken = [
+        entry.get("id")
+        for entry in entries
+        if not isinstance(entry.get("id"), str) or not isinstance(entry.get("pricing"), dict)
+    ]
+    if broken:
+        raise Unexpected(
+            "PRV-DSC-002",
+            f"catalog entries {broken[:3]} lack a string id or a pricing object",
+            exchange,
+            blocked=True,
+        )
+    return entries
 
 
 async def service_of(ctx: ProviderContext, pricing: str) -> dict[str, Any]:
@@ -75,7 +97,7 @@ async def free_resource(ctx: ProviderContext) -> tuple[Connection, dict[str, Any
     ctx.fresh_user()
     connection = await ctx.connect()
     entry = await service_of(ctx, "free")
-    response, _ = await provision(ctx, str(entry["id"]), bearer=connection.access_token)
+    response, exchange = await provision(ctx, str(entry["id"]), bearer=connection.access_token)
     document = ctx.json(response)
     if (
         response.status_code != 200
@@ -83,6 +105,13 @@ async def free_resource(ctx: ProviderContext) -> tuple[Connection, dict[str, Any
         or document.get("status") != "complete"
     ):
         raise Skipped("could not provision a free service (see the provisioning checks)")
+    if not isinstance(document.get("id"), str) or not isinstance(document.get("service_id"), str):
+        raise Unexpected(
+            "PRV-PRO-003",
+            "the complete resource names no id or service_id",
+            exchange,
+            blocked=True,
+        )
     return connection, document
 
 

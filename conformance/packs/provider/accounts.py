@@ -9,7 +9,7 @@ from typing import Any
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
 from conformance.client import pkce_pair
-from conformance.packs.provider._helpers import attestation, error_code, issues
+from conformance.packs.provider._helpers import attestation, error_code, issues, oauth_code
 from conformance.www_authenticate import ChallengeError, parse
 
 
@@ -276,7 +276,7 @@ async def _reaches_resource(
         headers_override={ctx.params.attestation_header: attestation(ctx, raw, email=email)},
     )
     document = ctx.json(response)
-    code = (document.get("oauth") or {}).get("code") if isinstance(document, dict) else None
+    code = oauth_code(document)
     if response.status_code != 200 or not isinstance(code, str):
         ctx.require(
             "PRV-ACC-006",
@@ -359,7 +359,7 @@ async def concurrent_first_requests_make_one_account(ctx: ProviderContext) -> No
     bearers: list[str] = []
     for (verifier, _), (response, _) in zip(pairs, answers, strict=True):
         document = ctx.json(response)
-        code = (document.get("oauth") or {}).get("code") if isinstance(document, dict) else None
+        code = oauth_code(document)
         if response.status_code != 200 or not isinstance(code, str):
             continue
         tokens, _ = await ctx.call(

@@ -11,7 +11,7 @@ import httpx
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.client import ConnectFailed, pkce_pair
-from conformance.packs.provider._helpers import error_code, provision, service_of
+from conformance.packs.provider._helpers import error_code, oauth_code, provision, service_of
 from conformance.packs.provider.accounts import account_request
 from conformance.packs.provider.discovery import prm_url
 from conformance.recorder import mask_text
@@ -49,7 +49,7 @@ async def new_code(ctx: ProviderContext, challenge: str | None) -> str:
         "POST", "provisioning/account_requests", body=account_request(ctx, **change)
     )
     document = ctx.json(response)
-    code = (document.get("oauth") or {}).get("code") if isinstance(document, dict) else None
+    code = oauth_code(document)
     if response.status_code != 200 or not isinstance(code, str):
         raise Skipped(
             f"could not obtain an authorization code: the account request was answered "

@@ -46,6 +46,8 @@ async def catalog_shape(ctx: ProviderContext) -> None:
     """GET provisioning/services answers a valid catalog with known pricing types and unique ids."""
     response, exchange = await ctx.call("GET", "provisioning/services")
     document = ctx.json(response)
+    if document is not None:
+        ctx.judged("PRV-DSC-007")  # strict JSON: one reading for every parser
     if document is None and response.status_code == 200:
         # Not strict JSON. If a lenient parser reads it, the defect is exactly DSC-007 (two
         # parsers may read different values); the shape checks below judge what it says.

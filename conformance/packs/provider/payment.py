@@ -217,6 +217,7 @@ async def a_token_below_the_price_is_refused_before_redeeming(ctx: ProviderConte
         f"{len(calls)} redemption(s))",
         exchange,
     )
+    ctx.judged("PRV-RED-004")  # every redemption it sent is below; none at all keeps the rule
     for call in calls:
         amount = _sent_amount(call)[0]
         ctx.require(
@@ -469,7 +470,8 @@ async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) ->
         return
     named = document.get("id") if isinstance(document, dict) else None
     if not isinstance(named, str) or not named:
-        return  # the refusal names no resource: nothing was left to look for
+        ctx.judged("PRV-PAY-010")  # the refusal names no resource: none was left to find
+        return
     after, after_exchange = await ctx.call("GET", f"provisioning/resources/{named}", bearer=bearer)
     leftover = _provisioned(ctx, after) and "access_configuration" in after.text
     ctx.require(
@@ -604,6 +606,8 @@ async def orchestrator_metadata_is_fetched_safely_and_compared_exactly(
                 "for an attestation signed with a key it had not seen (see PRV-ATT-026)"
             )
         ctx.cannot_judge("PRV-RED-007", why)
+    else:
+        ctx.judged("PRV-RED-007")  # both metadata were fetched, and neither was used
 
 
 async def _paid_probe(

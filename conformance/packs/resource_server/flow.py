@@ -168,7 +168,8 @@ async def _no_code_or_token(
     done = await authorize(ctx, auth, who, pkce=pkce)
     last = done.evidence[-1] if done.evidence else None
     if not done.code:
-        return  # refused at the authorization endpoint, as it should be
+        ctx.judged(requirement)  # refused at the authorization endpoint, as it should be
+        return
     # A code may still come to nothing at the token endpoint (one that reads every challenge
     # as S256, say); what must never happen is a token.
     answer = await exchange_code(ctx, auth, who, done)
