@@ -86,8 +86,16 @@ class ProvspecSession:
 
     def ensure_started(self) -> Target:
         if self._running is None:
+            from conformance.preflight import PreflightError, preflight
+
             self._running = self.target.running()
             self.loop.run_until_complete(self._running.__aenter__())
+            try:
+                self.loop.run_until_complete(preflight(self.target, self.plan))
+            except PreflightError as error:
+                # One message naming the root cause, as `provspec run` gives, not a failure
+                # per check for the same reason.
+                pytest.exit(f"provspec: {error}", returncode=error.exit_code)
         return self.target
 
     def close(self) -> None:

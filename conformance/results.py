@@ -10,6 +10,7 @@ untested); `error` when the suite or the environment kept something from being j
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -62,6 +63,9 @@ EXIT_CODES = (
 
 VERDICTS = {code: word for code, word, _ in EXIT_CODES if word != "-"}
 """The verdict word of each exit code a run can end with."""
+
+
+_REQUIREMENT_ID = re.compile(r"\b(?:PRV|ORC|AGT|RSV)-[A-Z]{3}-\d{3}\b")
 
 
 class Verdict(StrEnum):
@@ -249,12 +253,16 @@ class RunResult:
 
     def unjudged(self) -> list[Finding]:
         """The MUSTs of the run that were not judged (skipped, untested or error), each with
-        the reason in its message: what would enable it."""
+        the reason in its message: what would enable it. A MUST skipped because of a failure
+        the baseline knows (its reason names that requirement) is left out: the team has
+        accepted the cause, and it is judged again once the known failure is fixed."""
+        known = {f.requirement.id for f in self.findings if f.status is Status.KNOWN}
         return [
             finding
             for finding in self.findings
             if finding.requirement.level is Level.MUST
             and finding.status in (Status.SKIPPED, Status.UNTESTED, Status.ERROR)
+            and not (finding.status is Status.SKIPPED and _blocked_by(finding, known))
         ]
 
     @property
@@ -323,6 +331,12 @@ class RunResult:
         }
         document["integrity"] = seal(document)
         return document
+
+
+def _blocked_by(finding: Finding, known: set[str]) -> bool:
+    """Whether a skip's reason names requirements, all of them known failures."""
+    named = set(_REQUIREMENT_ID.findall(finding.message)) - {finding.requirement.id}
+    return bool(named) and named <= known
 
 
 def downgrade(status: Status, level: Level) -> Status:

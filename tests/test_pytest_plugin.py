@@ -144,3 +144,23 @@ def test_provspec_role_with_a_bad_target_is_a_usage_error(pytester: pytest.Pytes
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*not a usable base URL*"])
+
+
+def test_provspec_role_stops_at_preflight_with_one_message(pytester: pytest.Pytester) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = pytester.runpytest(
+        "--provspec-role",
+        "provider",
+        "--provspec-target",
+        f"http://127.0.0.1:{port}/api/app/",
+        "--provspec-hmac-secret",
+        "whsec_x",
+    )
+    assert result.ret == 3  # the environment: nothing accepts connections there
+    output = result.stdout.str() + result.stderr.str()
+    assert output.count("preflight failed") == 1
+    assert "connection refused" in output

@@ -398,3 +398,24 @@ def test_list_checks_lists_checks_with_their_requirements(
     lines = [line for line in capsys.readouterr().out.splitlines() if "PRV-CNS-007" in line]
     assert lines
     assert all("consent" in line for line in lines)
+
+
+def test_a_must_blocked_by_a_known_failure_does_not_make_the_run_incomplete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datetime as dt
+
+    from conformance.baseline import apply_baseline, parse_baseline
+
+    async def html_catalog(ctx: Any) -> None:
+        raise Unexpected("PRV-DSC-002", "the catalog is an HTML page, not JSON")
+
+    replace_check(monkeypatch, CATALOG, html_catalog)
+    result = run_one(CATALOG)
+    assert result.verdict is Verdict.FAIL
+    known = parse_baseline({"known": [{"id": "PRV-DSC-002", "reason": "until v2"}]}, "test")
+    apply_baseline(result, known, dt.date(2026, 1, 1))
+    # PRV-DSC-003 and -004 are blocked by the known failure: accepted with it, not unjudged.
+    assert result.unjudged() == []
+    assert result.verdict is Verdict.PASS
+    assert not result.certified
