@@ -504,19 +504,20 @@ def _run(args: argparse.Namespace) -> int:
             lines.append(line)
         heartbeat.say("\n".join(lines))
 
-    with heartbeat.running():
-        result = run_sync(plan, progress, heartbeat.doing)
-    cassette = after_run(args, plan, result, report_dir)
     paths = {
         "json": args.json or report_dir / "results.json",
         "junit": args.junit or report_dir / "junit.xml",
         "html": args.html or report_dir / "report.html",
         "allure": args.allure or report_dir / "allure-results",
     }
-    write_json(result, paths["json"])
-    write_junit(result, paths["junit"])
-    write_html(result, paths["html"])
-    write_allure(result, paths["allure"])
+    with heartbeat.running():
+        result = run_sync(plan, progress, heartbeat.doing)
+        heartbeat.doing("writing the reports")
+        cassette = after_run(args, plan, result, report_dir)
+        write_json(result, paths["json"])
+        write_junit(result, paths["junit"])
+        write_html(result, paths["html"])
+        write_allure(result, paths["allure"])
     _summary(result)
     print_ci_summary(result)
     for name, path in {**paths, "replay": cassette}.items():
@@ -526,13 +527,13 @@ def _run(args: argparse.Namespace) -> int:
 
 class Heartbeat:
     """Says what the run is doing whenever it has been silent for `every` seconds (setting
-    up an orchestrator's world, a fuzzing check), so no step is silent for longer.
+    up an orchestrator's world, a fuzzing check), so no step is silent for 2 s or more.
 
     It writes to the stream it was given, never to `sys.stdout` at the time: the embedded
     orchestrator CLI redirects `sys.stdout` while it runs, and a line written there would
     land inside the envelope the checks read."""
 
-    def __init__(self, stream: TextIO, *, enabled: bool = True, every: float = 2.0) -> None:
+    def __init__(self, stream: TextIO, *, enabled: bool = True, every: float = 1.5) -> None:
         self._stream = stream
         self._enabled = enabled
         self._every = every
@@ -566,7 +567,7 @@ class Heartbeat:
             thread.join()
 
     def _beat(self) -> None:
-        while not self._stop.wait(min(0.25, self._every / 4)):
+        while not self._stop.wait(min(0.1, self._every / 4)):
             with self._lock:
                 now = time.monotonic()
                 if now - self._last < self._every or not self._activity:
