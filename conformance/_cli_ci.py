@@ -245,7 +245,9 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"replayed {args.requirement} offline from {args.cassette}")
     print(f"  verdict:  {finding.status.value}" + (f" ({blame})" if blame else ""))
     if finding.message:
-        print(f"  why:      {finding.message[:500]}")
+        from conformance._cli_run import clip
+
+        print(f"  why:      {clip(finding.message, 500)}")
     print(f"  recorded: {recorded.get('status')}")
     same = recorded.get("status") == finding.status.value
     print("  same verdict as recorded" if same else "  DIFFERENT from the recorded verdict")
