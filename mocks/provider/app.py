@@ -445,7 +445,9 @@ class ProviderMock:
                 return claims
         for attempt in range(2):
             keys = await self._keys_to_verify(
-                token, refresh=attempt == 1, fault="jku-header-honoured"
+                token,
+                refresh=attempt == 1,
+                trust_header_keys=self.faults.active("jku-header-honoured"),
             )
             try:
                 return verify_attestation(
@@ -622,7 +624,7 @@ class ProviderMock:
         return keys
 
     async def _keys_to_verify(
-        self, token: str | None, *, refresh: bool, fault: str
+        self, token: str | None, *, refresh: bool, trust_header_keys: bool = False
     ) -> dict[str, jose.PublicKey]:
         """The orchestrator's keys for an incoming token. Keys that cannot be had make the
         token unverifiable: 503 (try again), never a 502 or a pass (PRV-ATT-029)."""
@@ -637,7 +639,7 @@ class ProviderMock:
                 f"the orchestrator's keys cannot be had now: {unavailable.message}",
                 headers={"Retry-After": "30"},
             ) from None
-        if self.faults.active(fault) and token:
+        if trust_header_keys and token:
             keys = {**keys, **await self._keys_named_by(token)}
         return keys
 
@@ -1274,7 +1276,9 @@ class ProviderMock:
     ) -> dict[str, Any]:
         for attempt in range(2):
             keys = await self._keys_to_verify(
-                token, refresh=attempt == 1, fault="payment-token-header-key-honoured"
+                token,
+                refresh=attempt == 1,
+                trust_header_keys=self.faults.active("payment-token-header-key-honoured"),
             )
             try:
                 claims = self._payment_token_signature(token, keys)
