@@ -80,6 +80,7 @@ def run_against(base_url: str) -> tuple[list[Any], float]:
         ),
         steps=(Step.DISCOVERY, Step.ATTESTATION),
         check_timeout=5,
+        preflight=False,  # what the checks make of it; the preflight is tested below
     )
     started = time.perf_counter()
     result = run_sync(plan)
@@ -116,3 +117,34 @@ def test_resets_and_garbage_are_failures_with_evidence_not_crashes(reply: bytes 
     assert not [f.requirement.id for f in checked if f.status is Status.PASSED]
     assert all(f.message for f in checked)
     assert elapsed < 60
+
+
+@pytest.mark.parametrize("app", [hang, huge], ids=["hangs", "answers-20-MiB"])
+def test_a_hanging_or_flooding_target_stops_at_preflight_quickly(
+    app: Any, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    from conformance.cli import main
+
+    listener = ServedInThread()
+    with listener.serving(app):
+        started = time.perf_counter()
+        config = tmp_path / "provspec.toml"
+        config.write_text("[timeouts]\nrequest = 0.3\n")
+        code = main(
+            [
+                "run",
+                "--config",
+                str(config),
+                "--target",
+                listener.origin + "/api/app/",
+                "--hmac-secret",
+                "whsec_x",
+                "--report-dir",
+                str(tmp_path / "reports"),
+            ]
+        )
+    assert code == 3
+    err = capsys.readouterr().err
+    assert err.count("preflight failed") == 1
+    assert "was reached, then gave no answer" in err
+    assert time.perf_counter() - started < 30

@@ -13,7 +13,7 @@ from typing import Any
 
 from conformance import jose
 from conformance.adapters.provider import ProviderContext
-from conformance.checks import check
+from conformance.checks import Unexpected, check
 from conformance.client import ATTESTATION_TYP, stripe_signature, stripe_v1
 from conformance.packs.provider._helpers import attestation, error_code, no_traceback, unsigned
 
@@ -134,6 +134,11 @@ async def any_of_several_v1_signatures_may_match(ctx: ProviderContext) -> None:
         response, exchange = await ctx.call(
             "GET", HEALTH, headers_override={ctx.params.signature_header: header}
         )
+        if response.status_code == 200 and not isinstance(ctx.json(response), dict):
+            # A 200 that is not health's JSON says nothing about the signature.
+            raise Unexpected(
+                "PRV-DSC-001", "health answered 200 with no JSON document", exchange, blocked=True
+            )
         ctx.require(
             "PRV-ATT-027",
             response.status_code == 200,
