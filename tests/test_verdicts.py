@@ -210,12 +210,17 @@ def test_certify_turns_fuzzing_on_and_says_certified_only_when_everything_held(
             "set [provider] test_payment_token",
         ),
         (
+            ["--target", "http://127.0.0.1:9/api/"],
+            "",
+            "the consent MUSTs: this run has no way to give consent",
+        ),
+        (
             ["--role", "orchestrator", "--orchestrator-cli", "true"],
             "",
             "set [orchestrator] clock_command",
         ),
     ],
-    ids=["partial", "max-failures", "hidden-feature", "payment", "clock"],
+    ids=["partial", "max-failures", "hidden-feature", "payment", "consent", "clock"],
 )
 def test_certify_refuses_what_cannot_be_certified(
     argv: list[str],
@@ -419,3 +424,30 @@ def test_a_must_blocked_by_a_known_failure_does_not_make_the_run_incomplete(
     assert result.unjudged() == []
     assert result.verdict is Verdict.PASS
     assert not result.certified
+
+
+FAKE_ORCHESTRATOR = """#!/usr/bin/env python3
+import json, sys
+# Lists both of the suite's providers and never asks either for its catalog again.
+print(json.dumps({"ok": True, "data": {"services": [
+    {"provider_name": "provspecmock", "service_id": "free"},
+    {"provider_name": "provspecmock2", "service_id": "free"}]}}))
+"""
+
+
+def test_an_orchestrator_that_never_reads_the_hostile_catalog_passes_nothing(
+    tmp_path: Path,
+) -> None:
+    # Before: ORC-DSC-012 passed with nothing to judge.
+    cli = tmp_path / "fake-orchestrator"
+    cli.write_text(FAKE_ORCHESTRATOR)
+    cli.chmod(0o755)
+    config = tmp_path / "provspec.toml"
+    config.write_text("[orchestrator]\nprovider_port = 0\nother_provider_port = 0\n")
+    argv = ["run", "--role", "orchestrator", "--orchestrator-cli", str(cli), "--config"]
+    argv += [str(config), "--requirement", "ORC-DSC-012", "--report-dir", str(tmp_path), "--quiet"]
+    assert main(argv) == EXIT_INCOMPLETE
+    results = json.loads((tmp_path / "results.json").read_text())
+    (finding,) = results["requirements"]
+    assert finding["status"] == "skipped"
+    assert "did not fetch provspecmock2's catalog" in finding["message"]
