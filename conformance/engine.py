@@ -59,6 +59,7 @@ from conformance.registry import Level, Role, Step, default_registry
 from conformance.results import Blame, Finding, RunResult, Status, downgrade
 
 __all__ = [
+    "Activity",
     "CheckOutcome",
     "HarnessError",
     "RunPlan",
@@ -66,6 +67,7 @@ __all__ = [
     "run",
     "run_check",
     "run_sync",
+    "selected_checks",
 ]
 
 _RANK = {

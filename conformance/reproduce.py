@@ -29,7 +29,8 @@ from conformance.results import Finding, Status
 __all__ = ["attach_reproductions", "curl_for", "reproduction"]
 
 _LEFT_OUT = {"host", "content-length", "accept-encoding", "connection", "user-agent"}
-_MASK = re.compile(r"«masked [0-9a-f]{8}»")
+_MASK = re.compile(r"«masked [0-9a-f]{8}»|%C2%ABmasked\+[0-9a-f]{8}%C2%BB")
+"""A value the recorder masked, as shown in text or inside a form-encoded body."""
 _CLAIMS = re.compile(r"claims (\{.*\}) signature ")
 ORCHESTRATOR_STATE = "provspec-orchestrator.db"
 """What app-next reproductions name as the served mock orchestrator's state file."""

@@ -451,3 +451,31 @@ def test_an_orchestrator_that_never_reads_the_hostile_catalog_passes_nothing(
     (finding,) = results["requirements"]
     assert finding["status"] == "skipped"
     assert "did not fetch provspecmock2's catalog" in finding["message"]
+
+
+def test_a_reproduction_keeps_secrets_out_and_says_what_to_fill_in() -> None:
+    from types import SimpleNamespace
+
+    from conformance.recorder import Exchange
+    from conformance.reproduce import curl_for
+    from conformance.schemas import default_store
+
+    exchange = Exchange(
+        7,
+        "POST",
+        "https://p.test/api/oauth/token",
+        {
+            "authorization": "Bearer «masked 0123abcd»",
+            "stripe-signature": "«masked 89abcdef»",
+            "content-type": "application/x-www-form-urlencoded",
+            "user-agent": "python-httpx",
+        },
+        "grant_type=authorization_code&code=%C2%ABmasked+c646e068%C2%BB",
+    )
+    target = SimpleNamespace(params=default_store().profile("app-0.1d").params, profile="app-0.1d")
+    command = curl_for(exchange, target)
+    assert '-H "authorization: Bearer $PROVSPEC_ACCESS_TOKEN"' in command
+    assert "provspec sign --profile app-0.1d --body-file -" in command
+    assert "put the real ones in first" in command  # the masked code in the body
+    assert "user-agent" not in command
+    assert "«masked 89abcdef»" not in command  # the stale signature is never re-sent
