@@ -25,12 +25,12 @@ from pathlib import Path
 
 import httpx
 
-from conformance import jose
-from mocks._core.attestation import PAYMENT_TOKEN_TYP, mint_attestation
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
+from wire import jose
+from wire.attestation import PAYMENT_TOKEN_TYP, mint_attestation
 
 AMOUNT = 150
 
@@ -102,6 +102,7 @@ async def run(args: argparse.Namespace, issuer: str, state: Path, provider: Prov
                     subject="bench",
                     body=raw,
                     now=int(time.time()),
+                    lifetime=provider.params.attestation_lifetime,
                 ),
             }
             started = time.perf_counter()

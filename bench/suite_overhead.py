@@ -20,11 +20,11 @@ import time
 import httpx
 
 from conformance.recorder import Recorder, RecordingTransport
-from mocks._core import stripe_signature
 from mocks._core.store import MemoryStore
 from mocks._serve import bind
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.orchestrator.engine import Orchestrator, ProviderRecord
+from wire import stripe_signature
 
 SECRET = "whsec_bench"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conformance.errors import ProvspecError, UsageError
-from conformance.strictjson import StrictJSONError
+from wire.errors import ProvspecError, UsageError
+from wire.strictjson import StrictJSONError
 
 if TYPE_CHECKING:
     from conformance.registry import (

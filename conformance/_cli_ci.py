@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conformance.errors import ProvspecError, UsageError
 from conformance.registry import Role
 from conformance.results import EXIT_ERROR, RunResult, Status
+from wire.errors import ProvspecError, UsageError
 
 __all__ = ["add_ci_parsers", "after_run", "before_run", "today_utc"]
 

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conformance import strictjson
 from conformance._resources import data_dir
 from conformance.drafts import builtin_at, check_directory, diff, find_examples, offset_line
-from conformance.errors import UsageError
 from conformance.profiles import DEFAULT_PROFILE, PARAMETER_DOCS
 from conformance.schemas import default_store
+from wire import strictjson
+from wire.errors import UsageError
 
 __all__ = ["add_profile_parsers"]
 

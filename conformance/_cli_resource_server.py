@@ -28,9 +28,9 @@ from conformance.adapters.resource_server import (
     ResourceServerTargetConfig,
 )
 from conformance.config import RunConfig, check_resource_url
-from conformance.errors import UsageError
 from conformance.registry import Role, default_registry
 from conformance.schemas import default_store
+from wire.errors import UsageError
 
 __all__ = ["check_profile_has_role", "problems", "resource_server_config", "target_url"]
 

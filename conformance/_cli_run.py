@@ -37,12 +37,13 @@ from conformance.config import (
 )
 from conformance.credentials import parse_probes
 from conformance.engine import CheckOutcome, RunPlan, run_sync, selected_checks
-from conformance.errors import UsageError
 from conformance.profiles import DEFAULT_PROFILE
 from conformance.registry import Role, Step, default_registry
 from conformance.report import write_allure, write_html, write_json, write_junit
 from conformance.results import EXIT_CODES, RunResult, Status
 from conformance.schemas import default_store
+from wire.errors import UsageError
+from wire.urls import orchestrator_metadata_url
 
 __all__ = ["add_run_parsers"]
 
@@ -763,7 +764,7 @@ def _keys(args: argparse.Namespace) -> int:
         print(
             f"  served on             http://{host}:{port} (reached at {issuer}: forward it there)"
         )
-    print(f"  metadata              {issuer}/.well-known/app-orchestrator")
+    print(f"  metadata              {orchestrator_metadata_url(issuer)}")
     print(f"  JWKS                  {issuer}/jwks.json  (keys are made fresh for every run)")
     print(f"  redemption endpoint   {issuer}/redemptions")
     print("  The provider fetches the JWKS from the metadata; nothing else is pre-shared.")

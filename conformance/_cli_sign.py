@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conformance.errors import UsageError
 from conformance.profiles import DEFAULT_PROFILE
+from wire.errors import UsageError
 
 __all__ = ["add_sign_parser"]
 

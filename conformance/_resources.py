@@ -12,7 +12,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from conformance.errors import ProvspecError
+from wire.errors import ProvspecError
 
 __all__ = ["data_dir", "requirements_dir"]
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.errors import UsageError
 from conformance.registry import default_registry
 from conformance.results import Finding, RunResult, Status
+from wire.errors import UsageError
 
 __all__ = ["Baseline", "BaselineEntry", "apply_baseline", "load_baseline", "render_baseline"]
 

@@ -15,12 +15,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conformance import __version__, strictjson
+from conformance import __version__
 from conformance._render import requirements_json, requirements_markdown, requirements_table
-from conformance.errors import ProvspecError
 from conformance.profiles import DEFAULT_PROFILE
 from conformance.registry import Level, Role, Step, default_registry
 from conformance.schemas import default_store
+from wire import strictjson
+from wire.errors import ProvspecError
 
 __all__ = ["main"]
 

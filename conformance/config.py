@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from conformance.client import OrchestratorIdentity
 from conformance.consent import CONSENT_MODES, ConsentOptions, parse_steps
 from conformance.credentials import parse_probes
-from conformance.errors import UsageError
+from wire.errors import UsageError
 
 __all__ = [
     "STARTER",

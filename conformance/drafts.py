@@ -27,12 +27,13 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from conformance import strictjson
 from conformance._resources import data_dir
-from conformance.errors import ProvspecError
 from conformance.profiles import unknown_requirement_ids
 from conformance.registry import Role, default_registry
 from conformance.schemas import SCHEMA_SUFFIX, SchemaStore, default_store
+from wire import strictjson
+from wire.attestation import attestation_claims, payment_token_claims
+from wire.errors import ProvspecError
 
 __all__ = [
     "Example",
@@ -524,8 +525,6 @@ def _claim_problems(store: SchemaStore, profile: str) -> list[str]:
     """The claims the mocks put in an attestation and a payment token, against the profile's
     schemas: a claim they require that the mocks never send, or one they send that a closed
     schema does not allow."""
-    from mocks._core.attestation import attestation_claims
-
     params = store.profile(profile).params
     now = 1_700_000_000
     sent = {
@@ -542,18 +541,18 @@ def _claim_problems(store: SchemaStore, profile: str) -> list[str]:
                 "orchestrator_account": "acct_1",
             },
         ),
-        "payment_token_claims": {
-            "iss": "https://orchestrator.example",
-            "aud": "https://provider.example/api/app/",
-            "sub": "usr_1",
-            "jti": "pt_1",
-            "iat": now,
-            "exp": now + params.payment_token_lifetime,
-            "max_amount": params.default_cap.limit,
-            "currency": params.default_cap.currency,
-            "service_id": "svc_1",
-            "project_id": "proj_1",
-        },
+        "payment_token_claims": payment_token_claims(
+            issuer="https://orchestrator.example",
+            audience="https://provider.example/api/app/",
+            subject="usr_1",
+            now=now,
+            lifetime=params.payment_token_lifetime,
+            max_amount=params.default_cap.limit,
+            currency=params.default_cap.currency,
+            service_id="svc_1",
+            project_id="proj_1",
+            jti="pt_1",
+        ),
     }
     problems: list[str] = []
     for message, claims in sent.items():

@@ -53,10 +53,11 @@ from conformance.checks import (
     Unexpected,
     checks_for,
 )
-from conformance.errors import ProvspecError, SetupError
+from conformance.errors import SetupError
 from conformance.preflight import environment_error
 from conformance.registry import Level, Role, Step, default_registry
 from conformance.results import Blame, Finding, RunResult, Status, downgrade
+from wire.errors import ProvspecError
 
 __all__ = [
     "Activity",

@@ -1,8 +1,7 @@
-"""The suite's own errors, kept apart from conformance failures.
+"""The suite's run-time errors: a world that would not start, a target that cannot be judged.
 
-A `ProvspecError` means provspec itself was misused or misconfigured (a bad registry, an
-unknown profile, a missing data file): the user has to fix their setup, not their server.
-The CLI turns one into a message on stderr and its `exit_code` (2), never a traceback.
+Both are `wire.errors.ProvspecError`s (the suite is misconfigured, not the target wrong), so
+the CLI prints them as one message with their `exit_code`, never a traceback.
 
 A `PreflightError` stops a run before its first check: the target cannot be judged at all
 (unreachable, not the protocol, refusing the suite's credentials). It names the root cause
@@ -13,17 +12,9 @@ connection refused).
 
 from __future__ import annotations
 
-__all__ = ["PreflightError", "ProvspecError", "SetupError", "UsageError"]
+from wire.errors import ProvspecError
 
-
-class ProvspecError(Exception):
-    """Base of every error that means 'the suite is misconfigured', not 'the target is wrong'."""
-
-    exit_code = 2
-
-
-class UsageError(ProvspecError):
-    """A name or option given by the user does not exist (unknown profile, message, role, …)."""
+__all__ = ["PreflightError", "SetupError"]
 
 
 class SetupError(ProvspecError):

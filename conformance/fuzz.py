@@ -20,9 +20,9 @@ import schemathesis
 from hypothesis.errors import NonInteractiveExampleWarning
 from schemathesis.core.result import Err
 
-from conformance import strictjson
 from conformance._resources import data_dir
 from conformance.schemas import default_store
+from wire import strictjson
 
 __all__ = ["FuzzCase", "generate_cases"]
 

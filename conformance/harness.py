@@ -17,10 +17,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conformance import strictjson
-from conformance.errors import ProvspecError
 from conformance.recorder import Recorder
 from conformance.schemas import default_store
+from wire import strictjson
+from wire.errors import ProvspecError
 
 __all__ = ["ORCHESTRATOR_SIDE", "PROVIDER_SIDE", "HarnessMonitor"]
 

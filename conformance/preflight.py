@@ -36,8 +36,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from conformance import strictjson
 from conformance.errors import PreflightError
+from wire import strictjson
+from wire.urls import orchestrator_metadata_url
 
 __all__ = ["PreflightError", "environment_error", "network_problem", "preflight"]
 
@@ -360,7 +361,7 @@ async def _orchestrator(target: Any) -> None:
             + " before the run (README: For orchestrator vendors, step 2)",
         )
     if target.family == "app-next" and target.issuer:
-        metadata = target.issuer.rstrip("/") + "/.well-known/app-orchestrator"
+        metadata = orchestrator_metadata_url(target.issuer)
         what = "the orchestrator's issuer"
         await _resolve(metadata, what)
         http = target.http

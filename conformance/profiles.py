@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from conformance.errors import ProvspecError, UsageError
+from wire.errors import ProvspecError, UsageError
 
 __all__ = [
     "DEFAULT_PROFILE",

@@ -30,7 +30,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     if not session.config.getoption("provspec_role"):
         return None
     from conformance._pytest_engine import collect
-    from conformance.errors import ProvspecError
+    from wire.errors import ProvspecError
 
     try:
         items = collect(session)

@@ -22,7 +22,7 @@ from importlib.resources.abc import Traversable
 from typing import Any, TypeVar
 
 from conformance._resources import requirements_dir
-from conformance.errors import ProvspecError, UsageError
+from wire.errors import ProvspecError, UsageError
 
 __all__ = [
     "ROLE_CODES",

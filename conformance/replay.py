@@ -28,9 +28,9 @@ from conformance.adapters.provider import (
     ProviderTargetConfig,
 )
 from conformance.engine import HarnessError, RunPlan, run_sync
-from conformance.errors import UsageError
 from conformance.registry import Role
 from conformance.results import Finding, RunResult
+from wire.errors import UsageError
 
 __all__ = ["CASSETTE_FORMAT", "ReplayTransport", "cassette_of", "load_cassette", "replay"]
 

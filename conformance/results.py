@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from conformance.errors import ProvspecError
 from conformance.recorder import Recorder, mask_text
 from conformance.registry import Level, Requirement
+from wire.errors import ProvspecError
 
 __all__ = [
     "EXIT_CODES",

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
-from conformance.errors import UsageError
+from wire.errors import UsageError
 
 __all__ = ["LIVE_KEY", "check_not_live", "live_reasons", "production_host"]
 

@@ -3,7 +3,7 @@
 `SchemaStore` reads `schemas/<profile>/` (see schemas/README.md): each profile's
 `profile.toml` and `<message>.schema.json` files. A profile inherits the messages of its
 `base`. Validation asserts formats (`date-time`, `uri`, and `email` as RFC 5321 reads it:
-`conformance.formats`, shared with the mocks) and comes in two modes:
+`wire.formats`, shared with the mocks) and comes in two modes:
 
 - default: members a schema does not model are tolerated where the schema allows them, as
   real systems drift (`"x-unknown-members": "allowed"`);
@@ -34,10 +34,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from conformance import strictjson
 from conformance._resources import data_dir
-from conformance.errors import ProvspecError, UsageError
-from conformance.formats import FORMAT_CHECKER
 from conformance.profiles import (
     ManifestError,
     ProfileParameters,
@@ -49,6 +46,9 @@ from conformance.profiles import (
     parse_parameters,
     parse_requirement_changes,
 )
+from wire import strictjson
+from wire.errors import ProvspecError, UsageError
+from wire.formats import FORMAT_CHECKER
 
 __all__ = ["Profile", "SchemaIssue", "SchemaStore", "close_open_objects", "default_store"]
 

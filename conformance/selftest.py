@@ -21,11 +21,11 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.adapters.resource_server import ResourceServerTargetConfig
 from conformance.checks import checks_for
 from conformance.engine import RunPlan, run_sync
-from conformance.errors import ProvspecError
 from conformance.registry import Role, default_registry
 from conformance.results import Status
 from conformance.schemas import default_store
 from mocks._core.faults import Fault, catalogue
+from wire.errors import ProvspecError
 
 __all__ = ["FaultRow", "SelftestResult", "run_selftest"]
 

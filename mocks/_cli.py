@@ -8,11 +8,11 @@ import secrets
 import sys
 from typing import Any
 
-from conformance.errors import UsageError
 from conformance.profiles import DEFAULT_PROFILE
 from conformance.schemas import default_store
 from mocks._core.faults import catalogue
 from mocks._core.store import MemoryStore, SQLiteStore, Store
+from wire.errors import UsageError
 
 __all__ = ["add_mock_parser"]
 

@@ -233,7 +233,7 @@ def bind(host: str, port: int) -> Listener:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        from conformance.errors import UsageError
+        from wire.errors import UsageError
 
         raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     sock.listen(128)

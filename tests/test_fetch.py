@@ -1,4 +1,4 @@
-"""`conformance.ssrf.fetch_document`: the limits on a document fetched from a URL a peer
+"""`wire.ssrf.fetch_document`: the limits on a document fetched from a URL a peer
 named, hop by hop (issue 19, finding 4). The orchestrator's use of it is tested in
 tests/mocks/test_hostile_callers.py."""
 
@@ -9,7 +9,7 @@ import asyncio
 import httpx
 import pytest
 
-from conformance.ssrf import FetchError, FetchLimits, SSRFGuard, fetch_document
+from wire.ssrf import FetchError, FetchLimits, SSRFGuard, fetch_document
 
 GUARD = SSRFGuard(allowed_hosts=("peer.test", "next.test"))
 JSON = {"content-type": "application/json"}

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from jsonschema.exceptions import ValidationError
 
-from conformance import strictjson
 from conformance._resources import data_dir
 from conformance.schemas import default_store
+from wire import strictjson
 
 STORE = default_store()
 EXAMPLES = Path(str(data_dir("fixtures"))) / "examples"

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from conformance.cli import main
-from conformance.formats import is_email
-from mocks._core import stripe_signature
 from mocks.provider.app import ProviderMock, ProviderSettings
+from wire import stripe_signature
+from wire.formats import is_email
 
 VALID = [
     "dev@example.com",

@@ -8,8 +8,8 @@ from hashlib import sha256
 
 import pytest
 
-from conformance import jose
-from conformance.jose import JOSEError
+from wire import jose
+from wire.jose import JOSEError
 
 NOW = 1_790_000_000
 TYP = "app-attestation+jwt"

@@ -9,8 +9,8 @@ import pytest
 import schemathesis
 from schemathesis.core.result import Err
 
-from conformance import strictjson
 from conformance._resources import data_dir
+from wire import strictjson
 
 SCHEMAS = Path(str(data_dir("schemas")))
 DOCUMENTS = sorted(SCHEMAS.glob("*/*.openapi.json"))

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from conformance.drafts import consistency
-from conformance.errors import ProvspecError, UsageError
 from conformance.registry import Level, Role, default_registry
 from conformance.schemas import default_store
 from conformance.selftest import run_selftest
 from mocks.sandbox import Sandbox
+from wire.errors import ProvspecError, UsageError
 
 STORE = default_store()
 

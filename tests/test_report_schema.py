@@ -10,11 +10,11 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
-from conformance import strictjson
 from conformance.report import results_schema
 from conformance.report._provenance import verify
 from conformance.results import Status
 from tests.report_world import MUST_IDS, World, make_result
+from wire import strictjson
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "results" / "run"
 VALIDATOR = Draft202012Validator(results_schema(), format_checker=FormatChecker())

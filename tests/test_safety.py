@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main
-from conformance.errors import UsageError
 from conformance.safety import live_reasons, production_host
+from wire.errors import UsageError
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.ssrf import SSRFError, SSRFGuard
+from wire.ssrf import SSRFError, SSRFGuard
 
 PUBLIC = {"provider.example": ["93.184.215.14"], "rebind.example": ["93.184.215.14", "10.0.0.7"],
           "localhost": ["127.0.0.1", "::1"]}  # fmt: skip

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.strictjson import StrictJSONError, load_path, loads
+from wire.strictjson import StrictJSONError, load_path, loads
 
 
 @pytest.mark.parametrize(

@@ -297,9 +297,9 @@ def test_sign_prints_the_stripe_signature_of_a_body(
 def test_sign_makes_an_attestation_with_a_served_orchestrators_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from conformance import jose
     from mocks._core.store import SQLiteStore
     from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
+    from wire import jose
 
     state = tmp_path / "orchestrator.db"
     issuer = "http://127.0.0.1:8401"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.www_authenticate import Challenge, ChallengeError, parse
+from wire.www_authenticate import Challenge, ChallengeError, parse
 
 PRM = "https://p.example/.well-known/oauth-protected-resource/api"
 

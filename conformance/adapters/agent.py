@@ -38,17 +38,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from conformance import strictjson
 from conformance._threadio import thread_output
 from conformance.adapters import _agent_worlds as _worlds
 from conformance.checks import Check, CheckContext
-from conformance.errors import UsageError
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, mask_values
 from conformance.schemas import default_store
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
+from wire import strictjson
+from wire.errors import UsageError
 
 __all__ = [
     "TASKS",

@@ -27,16 +27,16 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conformance import strictjson
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.harness import PROVIDER_SIDE, HarnessMonitor
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, RecordingTransport
 from conformance.schemas import default_store
-from mocks._core.clock import OffsetClock
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
+from wire import strictjson
+from wire.clock import OffsetClock
 
 __all__ = [
     "CLI_DATA",

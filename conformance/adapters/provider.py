@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conformance.checks import Check, CheckContext, Skipped
@@ -36,18 +37,18 @@ from conformance.client import (
 )
 from conformance.consent import ConsentOptions, ConsentOutcome, obtain_consent
 from conformance.credentials import CredentialProbe
-from conformance.errors import UsageError
 from conformance.harness import HarnessMonitor
 from conformance.recorder import Exchange, Recorder, RecordingASGI, RecordingTransport
 from conformance.schemas import default_store
-from conformance.ssrf import SSRFError, SSRFGuard
-from mocks._core.clock import SystemClock
-from mocks._core.http import flat_error, json_response
 from mocks._core.network import LoopbackNetwork
 from mocks._core.store import MemoryStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
+from wire.clock import SystemClock
+from wire.envelopes import flat_error
+from wire.errors import UsageError
+from wire.ssrf import SSRFError, SSRFGuard
 
 __all__ = ["ProviderContext", "ProviderTarget", "ProviderTargetConfig"]
 
@@ -73,11 +74,11 @@ class _Documents:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] == "http" and scope.get("method") == "GET" and path in self.documents:
-            await json_response(self.documents[path])(scope, receive, send)
+            await JSONResponse(self.documents[path])(scope, receive, send)
         elif self._app is not None:
             await self._app(scope, receive, send)
         elif scope["type"] == "http":
-            await json_response(flat_error("not_found", "nothing here"), 404)(scope, receive, send)
+            await JSONResponse(flat_error("not_found", "nothing here"), 404)(scope, receive, send)
 
 
 def private_address(exclude: tuple[str, ...] = ()) -> str | None:
@@ -507,7 +508,7 @@ class ProviderContext(CheckContext):
 
     @staticmethod
     def json(response: httpx.Response) -> Any:
-        from conformance import strictjson
+        from wire import strictjson
 
         try:
             return strictjson.loads(response.content)

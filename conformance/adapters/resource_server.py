@@ -41,11 +41,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from conformance import strictjson
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.preflight import environment_error
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingTransport, mask_values
-from conformance.ssrf import SSRFError, SSRFGuard
+from wire import strictjson
+from wire.ssrf import SSRFError, SSRFGuard
 
 __all__ = [
     "CONSENT_MODES",
@@ -55,11 +55,8 @@ __all__ = [
     "ResourceServerContext",
     "ResourceServerTarget",
     "ResourceServerTargetConfig",
-    "metadata_url_for",
-    "resource_for_metadata_url",
 ]
 
-WELL_KNOWN = "/.well-known/oauth-protected-resource"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8976/provspec/callback"
 """A loopback redirect URI (RFC 8252 §7.3; MCP: localhost or https). Nothing listens there:
 the suite reads the code from the redirect itself, or from what `consent_command` prints."""
@@ -71,32 +68,6 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _SECRET_PARAMS = ("code", "access_token", "refresh_token", "client_secret", "code_verifier")
 
 T = TypeVar("T")
-
-
-def metadata_url_for(resource: str) -> str:
-    """RFC 9728 §3.1: the well-known segment goes between the host and the path; a lone
-    terminating "/" after the host is dropped first."""
-    parts = urlsplit(resource)
-    path = "" if parts.path in ("", "/") else parts.path
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{parts.netloc}{WELL_KNOWN}{path}{query}"
-
-
-def resource_for_metadata_url(url: str) -> str | None:
-    """The resource identifier a well-known metadata URL was built from, or None when the URL
-    is not of the RFC 9728 §3.1 form (then §3.3's first rule cannot be judged).
-
-    Ambiguous by construction for a resource at the host root: both `https://h` and
-    `https://h/` give `https://h/.well-known/oauth-protected-resource`; both are returned by
-    the caller as candidates."""
-    parts = urlsplit(url)
-    if not parts.path.startswith(WELL_KNOWN):
-        return None
-    rest = parts.path[len(WELL_KNOWN) :]
-    if rest and not rest.startswith("/"):
-        return None
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{parts.netloc}{rest}{query}"
 
 
 def mask_secret_params(url: str) -> str:

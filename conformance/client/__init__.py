@@ -12,7 +12,6 @@ from conformance.client._identity import (
     User,
     stripe_account_id,
 )
-from conformance.client._pkce import pkce_pair, s256
 from conformance.client._signing import ATTESTATION_TYP, attestation, stripe_signature, stripe_v1
 from conformance.client.session import (
     AccountAnswer,
@@ -39,8 +38,6 @@ __all__ = [
     # wire primitives it signs with
     "ATTESTATION_TYP",
     "attestation",
-    "pkce_pair",
-    "s256",
     "stripe_signature",
     "stripe_v1",
 ]

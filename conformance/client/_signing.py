@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from conformance import jose
+from wire import jose
 
 __all__ = ["ATTESTATION_TYP", "attestation", "stripe_signature", "stripe_v1"]
 

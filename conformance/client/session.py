@@ -24,11 +24,11 @@ from urllib.parse import urlencode
 
 import httpx
 
-from conformance import jose, strictjson
 from conformance.client._identity import IdentityFactory, OrchestratorIdentity, User
-from conformance.client._pkce import pkce_pair
 from conformance.client._signing import attestation, stripe_signature
 from conformance.profiles import ProfileParameters
+from wire import jose, strictjson
+from wire.pkce import pkce_pair
 
 __all__ = [
     "AccountAnswer",

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
-from conformance.errors import UsageError
+from wire.errors import UsageError
 
 __all__ = ["Fault", "FaultSet", "catalogue"]
 

@@ -1,45 +1,36 @@
-"""Request reading and error answers shared by the mock ASGI apps.
+"""Request reading and error answers shared by the mock ASGI apps (Starlette).
 
 Every mock endpoint reads its body through `read_body` / `parse_json_object`, so malformed,
 oversized or non-UTF-8 input becomes an `HTTPProblem` — answered in the endpoint's own error
 envelope — and never a 500, never a traceback, and never a state change (parsing happens
-before any handler touches the store).
+before any handler touches the store). The envelopes themselves are data:
+`wire.envelopes`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from conformance import strictjson
+from wire import strictjson
 
 __all__ = [
     "MAX_BODY_BYTES",
-    "Envelope",
     "HTTPProblem",
-    "flat_error",
     "json_response",
-    "oauth_error",
     "parse_form",
     "parse_json_object",
-    "problem",
     "read_body",
-    "status_error",
-    "typed_error",
 ]
 
 MAX_BODY_BYTES = 64 * 1024
 
 log = logging.getLogger("provspec.mock.http")
-
-Envelope = Callable[[str, str], dict[str, Any]]
 
 
 class HTTPProblem(Exception):
@@ -60,45 +51,6 @@ class HTTPProblem(Exception):
         self.message = message
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
-
-
-# The four 0.1d envelopes (wire-facts §1.5, PostHog exceptions.py) and RFC 9457 for app-next.
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One read-only TLS context per process: loading the CA bundle costs ~20 ms, and the
-    mocks open a client per call dozens of times per run."""
-    return ssl.create_default_context()
-
-
-def flat_error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
-def typed_error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"code": code, "message": message}}
-
-
-def status_error(code: str, message: str, resource_id: str = "") -> dict[str, Any]:
-    return {"status": "error", "id": resource_id, "error": {"code": code, "message": message}}
-
-
-def oauth_error(code: str, message: str) -> dict[str, Any]:
-    return {"error": code, "error_description": message}
-
-
-_TITLES = {400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Content Too Large",
-           415: "Unsupported Media Type", 422: "Unprocessable Content"}  # fmt: skip
-
-
-def problem(status: int, code: str, message: str) -> dict[str, Any]:
-    return {
-        "type": f"https://provspec.invalid/problems/{code}",
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": message,
-        "code": code,
-    }
 
 
 def json_response(

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from conformance import strictjson
+from wire import strictjson
 
 __all__ = ["MemoryStore", "SQLiteStore", "Store"]
 

@@ -21,9 +21,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from conformance.errors import UsageError
 from mocks._core.faults import FaultSet
 from mocks.agent.scripted import ScriptedAgent, subprocess_runner
+from wire.errors import UsageError
 
 if TYPE_CHECKING:
     import httpx

@@ -6,33 +6,17 @@ authorization response arrives."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import queue
-import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["CLIENT_ID", "LoopbackRedirect", "checked_response", "pkce_pair", "well_known"]
+__all__ = ["CLIENT_ID", "LoopbackRedirect", "checked_response"]
 
 CLIENT_ID = "provspec-mock-agent"
 """A public client: no secret, PKCE only."""
-
-
-def well_known(url: str, suffix: str) -> str:
-    """RFC 9728 §3.1 / RFC 8414 §3.1: the well-known segment between host and path."""
-    parts = urlsplit(url)
-    path = "" if parts.path == "/" else parts.path
-    return f"{parts.scheme}://{parts.netloc}/.well-known/{suffix}{path}"
-
-
-def pkce_pair() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def checked_response(

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from conformance import strictjson
 from mocks._core.faults import FaultSet
+from wire import strictjson
+from wire.pkce import pkce_pair
+from wire.urls import as_metadata_url, prm_url
 
 if TYPE_CHECKING:
     import httpx
@@ -435,16 +437,16 @@ class ScriptedAgent:
             return self._finish(EXIT_FAILED)
         resource = self.resource
         try:
-            prm = _json(http.get(_consent.well_known(resource, "oauth-protected-resource")))
+            prm = _json(http.get(prm_url(resource)))
             issuer = str((prm.get("authorization_servers") or [""])[0])
-            metadata = _json(http.get(_consent.well_known(issuer, "oauth-authorization-server")))
+            metadata = _json(http.get(as_metadata_url(issuer)))
         except httpx.HTTPError as error:
             self.say(f"the metadata of {resource} could not be read: {error}")
             return self._finish(EXIT_FAILED)
         if prm.get("resource") != resource or not issuer or metadata.get("issuer") != issuer:
             self.say(f"the metadata of {resource} does not describe it or its issuer; stopping")
             return self._finish(EXIT_FAILED)
-        verifier, challenge = _consent.pkce_pair()
+        verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(16)
         with _consent.LoopbackRedirect() as redirect:
             query = {

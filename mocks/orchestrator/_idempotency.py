@@ -30,8 +30,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from mocks._core.clock import Clock
 from mocks._core.store import Store
+from wire.clock import Clock
 
 __all__ = [
     "LEASE_SECONDS",

@@ -34,35 +34,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conformance import jose, strictjson
 from conformance.profiles import ProfileParameters
 from conformance.schemas import Profile, default_store
-from conformance.ssrf import FetchError, FetchLimits, SSRFGuard, fetch_document
-from mocks._core.attestation import (
-    PAYMENT_TOKEN_TYP,
-    ReplayCache,
-    verify_attestation,
-)
-from mocks._core.clock import Clock, SystemClock, iso_utc
 from mocks._core.faults import FaultSet
-from mocks._core.http import (
-    HTTPProblem,
-    json_response,
-    parse_json_object,
-    problem,
-    read_body,
-    tls_context,
-)
+from mocks._core.http import HTTPProblem, json_response, parse_json_object, read_body
 from mocks._core.network import DEFAULT_TIMEOUT
+from mocks._core.replay import ReplayCache
 from mocks._core.store import MemoryStore, Store
 from mocks.orchestrator._idempotency import Begun, Conflict, IdempotencyLedger, InFlight, Replay
 from mocks.orchestrator.ledger import CapExceeded, SpendLedger
+from wire import jose, strictjson
+from wire.attestation import PAYMENT_TOKEN_CLAIMS, PAYMENT_TOKEN_TYP, verify_attestation
+from wire.clock import Clock, SystemClock, iso_utc
+from wire.envelopes import PROBLEM_JSON, problem
+from wire.ssrf import FetchError, FetchLimits, SSRFGuard, fetch_document
+from wire.tls import tls_context
+from wire.urls import orchestrator_metadata_url, prm_url
 
 __all__ = ["OrchestratorMock", "OrchestratorSettings"]
 
 log = logging.getLogger("provspec.mock.orchestrator")
 
-PROBLEM_JSON = "application/problem+json"
 _REDEEMED = "redeemed_tokens"
 _REDEMPTIONS = "redemptions"
 _KEYS = "orchestrator_keys"
@@ -156,7 +148,7 @@ class OrchestratorMock:
         self.idempotency = IdempotencyLedger(settings.store, settings.clock)
         self.replay = ReplayCache(settings.store, table="seen_provider_jti")
         self.signing_key = self._load_or_make_key()
-        self.metadata_url = f"{self.issuer}/.well-known/app-orchestrator"
+        self.metadata_url = orchestrator_metadata_url(self.issuer)
         self.jwks_url = f"{self.issuer}/jwks.json"
         self.redemption_endpoint = f"{self.issuer}/redemptions"
         self.refund_endpoint = f"{self.issuer}/refunds"
@@ -342,11 +334,9 @@ class OrchestratorMock:
     async def _fetch_keys(
         self, provider: str, guard: SSRFGuard, limits: FetchLimits
     ) -> dict[str, jose.PublicKey]:
-        from mocks.provider.app import _well_known
-
         async with self._client() as client:
-            prm_url = _well_known(provider, "oauth-protected-resource")
-            metadata = parse_json_object(await fetch_document(client, prm_url, guard, limits))
+            metadata_url = prm_url(provider)
+            metadata = parse_json_object(await fetch_document(client, metadata_url, guard, limits))
             if metadata.get("resource") != provider:
                 raise FetchError("resource", "the metadata's resource is not the caller")
             jwks_uri = metadata.get("jwks_uri")
@@ -582,7 +572,7 @@ class OrchestratorMock:
                 max_lifetime=10**9
                 if self.faults.active("redemption-accepts-expired")
                 else self.params.payment_token_lifetime,
-                require=("iss", "aud", "sub", "jti", "iat", "exp", "max_amount", "currency"),
+                require=PAYMENT_TOKEN_CLAIMS,
             )
         except jose.JOSEError as error:
             code = "payment_token_expired" if error.reason == "expired" else "payment_token_invalid"

@@ -16,9 +16,9 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from conformance import strictjson
 from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem
+from wire import strictjson
 
 if TYPE_CHECKING:
     from mocks.orchestrator.engine import Orchestrator, ProviderRecord

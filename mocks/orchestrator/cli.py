@@ -24,17 +24,18 @@ from typing import Any
 
 import httpx
 
-from conformance import strictjson
 from conformance.schemas import default_store
-from conformance.ssrf import SSRFGuard
 from mocks._core.faults import FaultSet
-from mocks._core.http import HTTPProblem, tls_context
+from mocks._core.http import HTTPProblem
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.store import SQLiteStore
 from mocks.orchestrator import custody
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.orchestrator.catalog import aggregate, speaks_profile
 from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
+from wire import strictjson
+from wire.ssrf import SSRFGuard
+from wire.tls import tls_context
 
 __all__ = ["add_orchestrator_parser"]
 

@@ -10,7 +10,6 @@ every URL taken from a message passes the SSRF guard, and PKCE is S256.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
@@ -20,19 +19,21 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from conformance import jose
-from conformance.ssrf import SSRFError
-from conformance.www_authenticate import ChallengeError, parse
-from mocks._core import stripe_signature
-from mocks._core.attestation import (
-    PAYMENT_TOKEN_TYP,
-    attestation_claims,
-    mint_attestation,
-)
-from mocks._core.clock import iso_utc
 from mocks._core.http import HTTPProblem
 from mocks.orchestrator.app import OrchestratorMock
 from mocks.orchestrator.ledger import CapExceeded
+from wire import jose, stripe_signature
+from wire.attestation import (
+    PAYMENT_TOKEN_TYP,
+    attestation_claims,
+    mint_attestation,
+    payment_token_claims,
+)
+from wire.clock import iso_utc
+from wire.pkce import pkce_pair
+from wire.ssrf import SSRFError
+from wire.urls import as_metadata_url, prm_url
+from wire.www_authenticate import ChallengeError, parse
 
 __all__ = ["AddOutcome", "Orchestrator", "ProviderRecord", "User", "stated_price"]
 
@@ -72,12 +73,6 @@ class AddOutcome:
     message: str
     data: dict[str, Any]
     next_steps: list[str]
-
-
-def pkce_pair() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)[:64]
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
-    return verifier, challenge.decode()
 
 
 class Orchestrator:
@@ -307,20 +302,19 @@ class Orchestrator:
             if self.faults.active("payment-token-wrong-aud")
             else provider.base_url
         )
-        claims: dict[str, Any] = {
-            "iss": self.core.announced_issuer,
-            "aud": audience,
-            "sub": user.id,
-            "jti": "pt_" + secrets.token_urlsafe(12),
-            "iat": now,
-            "exp": now + lifetime,
-            "max_amount": max_amount,
-            "currency": "eur"
+        claims = payment_token_claims(
+            issuer=self.core.announced_issuer,
+            audience=audience,
+            subject=user.id,
+            now=now,
+            lifetime=lifetime,
+            max_amount=max_amount,
+            currency="eur"
             if self.faults.active("payment-token-foreign-currency")
             else self.core.ledger.currency,
-            "service_id": service_id,
-            "project_id": project_id,
-        }
+            service_id=service_id,
+            project_id=project_id,
+        )
         if self.faults.active("payment-token-decimal-amount"):
             claims["max_amount"] = max_amount / 100
         if self.faults.active("payment-token-project-mismatch"):
@@ -494,8 +488,6 @@ class Orchestrator:
             raise HTTPProblem(
                 502, "PROVIDER_ERROR", "401 without resource_metadata: cannot start consent"
             )
-        from mocks.provider.app import _well_known
-
         if self.faults.active("prm-probed-at-root"):
             origin = "{0.scheme}://{0.netloc}".format(urlsplit(provider.base_url))
             await self.http.get(origin + "/.well-known/oauth-protected-resource")
@@ -518,7 +510,7 @@ class Orchestrator:
         issuer = servers[0]
         if self.faults.active("as-assumed-at-resource"):
             issuer = provider.base_url.rstrip("/")
-        as_url = _well_known(issuer, "oauth-authorization-server")
+        as_url = as_metadata_url(issuer)
         self._guard(as_url)
         metadata = await self._metadata(as_url)
         if not self._same_identifier(metadata.get("issuer"), issuer) and not self.faults.active(
@@ -970,11 +962,9 @@ class Orchestrator:
         the orchestrator revokes at the provider's own oauth/revoke (ORC-REV-001, -009)."""
         if not self.faults.active("revocation-endpoint-unvalidated"):
             return None
-        from mocks.provider.app import _well_known
-
-        prm = _json(await self.http.get(_well_known(provider.base_url, "oauth-protected-resource")))
+        prm = _json(await self.http.get(prm_url(provider.base_url)))
         servers = prm.get("authorization_servers") or [provider.base_url.rstrip("/")]
-        as_url = _well_known(str(servers[0]), "oauth-authorization-server")
+        as_url = as_metadata_url(str(servers[0]))
         endpoint = _json(await self.http.get(as_url)).get("revocation_endpoint")
         return endpoint if isinstance(endpoint, str) else None
 
@@ -1032,7 +1022,7 @@ def _resource_metadata(header: str) -> str | None:
 
 
 def _json(answer: httpx.Response, *, lenient: bool = False) -> dict[str, Any]:
-    from conformance import strictjson
+    from wire import strictjson
 
     try:
         if lenient:  # the lenient-resource-json fault: duplicates, NaN, any depth

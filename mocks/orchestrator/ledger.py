@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conformance.schemas import default_store
-from mocks._core.clock import Clock
 from mocks._core.store import Store
+from wire.clock import Clock
 
 __all__ = ["CapExceeded", "CapState", "SpendLedger", "month_of"]
 

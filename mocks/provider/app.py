@@ -19,7 +19,6 @@ endpoint, flat for signature and version failures).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -39,37 +38,30 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from conformance import jose
-from conformance.formats import is_email
 from conformance.profiles import ProfileParameters
 from conformance.schemas import Profile, default_store
-from conformance.ssrf import SSRFError, SSRFGuard
-from mocks._core import stripe_signature
-from mocks._core.attestation import (
-    PAYMENT_TOKEN_TYP,
-    REQUIRED_CLAIMS,
-    ReplayCache,
-    mint_attestation,
-    verify_attestation,
-)
-from mocks._core.clock import Clock, SystemClock, iso_utc
 from mocks._core.faults import FaultSet
-from mocks._core.http import (
-    HTTPProblem,
-    flat_error,
-    json_response,
-    oauth_error,
-    parse_form,
-    parse_json_object,
-    read_body,
-    status_error,
-    tls_context,
-    typed_error,
-)
+from mocks._core.http import HTTPProblem, json_response, parse_form, parse_json_object, read_body
 from mocks._core.network import DEFAULT_TIMEOUT
+from mocks._core.replay import ReplayCache
 from mocks._core.store import MemoryStore, Store
 from mocks.provider import catalog
 from mocks.provider._state import ProviderState, new_id
+from wire import jose, stripe_signature
+from wire.attestation import (
+    PAYMENT_TOKEN_CLAIMS,
+    PAYMENT_TOKEN_TYP,
+    REQUIRED_CLAIMS,
+    mint_attestation,
+    verify_attestation,
+)
+from wire.clock import Clock, SystemClock, iso_utc
+from wire.envelopes import flat_error, oauth_error, status_error, typed_error
+from wire.formats import is_email
+from wire.pkce import pkce_pair, s256
+from wire.ssrf import SSRFError, SSRFGuard
+from wire.tls import tls_context
+from wire.urls import as_metadata_url, orchestrator_metadata_url, prm_url
 
 # The sandbox's stand-in for Stripe activating a shared payment token: the tokens the mock
 # orchestrator mints (spt_ + 24 hex digits) activate, anything else does not.
@@ -146,13 +138,6 @@ class ProviderSettings:
             raise ValueError("base_url must not carry a query or fragment")
 
 
-def _well_known(base_url: str, suffix: str) -> str:
-    """RFC 9728 §3.1 / RFC 8414 §3.1: insert the well-known segment between host and path."""
-    parts = urlsplit(base_url)
-    path = "" if parts.path == "/" else parts.path
-    return f"{parts.scheme}://{parts.netloc}/.well-known/{suffix}{path}"
-
-
 @dataclass
 class _Caller:
     issuer: str | None = None
@@ -181,12 +166,12 @@ class ProviderMock:
         self.base_path = urlsplit(settings.base_url).path
         self.resource_id = settings.base_url
         self.issuer = settings.base_url.rstrip("/")
-        self.prm_url = _well_known(settings.base_url, "oauth-protected-resource")
+        self.prm_url = prm_url(settings.base_url)
         if self.faults.active("prm-wrong-location"):
-            self.prm_url = _well_known(settings.base_url, "oauth-protected-resource").replace(
+            self.prm_url = prm_url(settings.base_url).replace(
                 "/.well-known/oauth-protected-resource", "/oauth-protected-resource"
             )
-        self.as_metadata_url = _well_known(self.issuer, "oauth-authorization-server")
+        self.as_metadata_url = as_metadata_url(self.issuer)
         self.scope = self.params.provisioning_scope
         self.granted_scope = f"{self.scope} {PROFILE_SCOPE}"
         self.currency = self.params.default_cap.currency
@@ -594,7 +579,7 @@ class ProviderMock:
             issuer = self.settings.orchestrator_issuer
             async with self._client() as client:
                 # OpenID Connect Discovery §4's rule: a terminating "/" goes before the suffix
-                url = f"{issuer.removesuffix('/')}/.well-known/app-orchestrator"
+                url = orchestrator_metadata_url(issuer)
                 metadata = await self._get_json(client, url)
                 announced = metadata.get("issuer")
                 if self.faults.active("metadata-issuer-normalised"):
@@ -895,7 +880,7 @@ class ProviderMock:
         challenge = pending["challenge"]
         if self.faults.active("consent-rebinds-pkce"):
             # the consent page starts a PKCE flow of its own and binds the code to it
-            challenge = jose.sha256_b64url(secrets.token_urlsafe(32).encode())
+            _, challenge = pkce_pair()
         code = self._code(
             str(pending["account"]),
             challenge=challenge,
@@ -1007,11 +992,7 @@ class ProviderMock:
                 raise HTTPProblem(
                     400, "invalid_grant", "code_verifier is malformed (RFC 7636 §4.1)"
                 )
-            computed = (
-                base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-                .rstrip(b"=")
-                .decode()
-            )
+            computed = s256(verifier)
             plain_ok = record.get("method") == "plain" and verifier == challenge
             if not hmac.compare_digest(computed, str(challenge)) and not plain_ok:
                 raise HTTPProblem(
@@ -1294,17 +1275,7 @@ class ProviderMock:
                     audience=audience,
                     now=self.clock.timestamp(),
                     max_lifetime=lifetime,
-                    require=(
-                        "iss",
-                        "aud",
-                        "sub",
-                        "jti",
-                        "iat",
-                        "exp",
-                        "max_amount",
-                        "currency",
-                        "service_id",
-                    ),
+                    require=(*PAYMENT_TOKEN_CLAIMS, "service_id"),
                 )
                 break
             except jose.JOSEError as error:

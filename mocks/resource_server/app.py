@@ -24,7 +24,6 @@ State is in memory; time comes from the injected clock.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import re
@@ -39,16 +38,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mocks._core.clock import Clock, SystemClock
 from mocks._core.faults import FaultSet
-from mocks._core.http import (
-    HTTPProblem,
-    json_response,
-    oauth_error,
-    parse_form,
-    parse_json_object,
-    read_body,
-)
+from mocks._core.http import HTTPProblem, json_response, parse_form, parse_json_object, read_body
+from wire.clock import Clock, SystemClock
+from wire.envelopes import oauth_error
+from wire.pkce import s256
 
 __all__ = ["ResourceServerMock", "ResourceServerSettings"]
 
@@ -116,11 +110,6 @@ class _Token:
 
 def _new(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
-
-
-def _s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def _allowed_redirect(uri: Any) -> bool:
@@ -528,7 +517,7 @@ class ResourceServerMock:
         elif not self.faults.active("token-verifier-unchecked"):
             if verifier is None or not _PKCE.fullmatch(verifier):
                 raise HTTPProblem(400, "invalid_grant", "code_verifier is missing or malformed")
-            expected = _s256(verifier) if record.method == "S256" else verifier
+            expected = s256(verifier) if record.method == "S256" else verifier
             if not hmac.compare_digest(expected, record.challenge):
                 raise HTTPProblem(400, "invalid_grant", "code_verifier does not match")
         resource = form.get("resource")

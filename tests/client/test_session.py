@@ -21,9 +21,9 @@ from conformance.client import (
     IdentityFactory,
     OrchestratorClient,
     OrchestratorIdentity,
-    s256,
 )
 from conformance.schemas import default_store
+from wire.pkce import s256
 
 BASE = "https://provider.example/api/partners/stripe/"
 SECRET = "whsec_test"

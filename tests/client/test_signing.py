@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from conformance import jose
-from conformance.client import ATTESTATION_TYP, attestation, pkce_pair, s256, stripe_signature
+from conformance.client import ATTESTATION_TYP, attestation, stripe_signature
+from wire import jose
+from wire.pkce import pkce_pair, s256
 
 
 def test_stripe_signature_is_t_then_v1_hex_of_t_dot_body_without_spaces() -> None:

@@ -24,12 +24,12 @@ from typing import Any
 
 import httpx
 
-from conformance import jose
-from mocks._core.attestation import PAYMENT_TOKEN_TYP, mint_attestation
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
+from wire import jose
+from wire.attestation import PAYMENT_TOKEN_TYP, mint_attestation
 
 STARTUP_SECONDS = 20.0
 REQUEST_SECONDS = 30.0
@@ -166,6 +166,7 @@ class Sandbox:
                 subject="load",
                 body=job.raw,
                 now=int(time.time()),
+                lifetime=self.provider.params.attestation_lifetime,
             ),
         }
 

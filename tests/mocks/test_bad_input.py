@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from conformance.schemas import default_store
-from mocks._core.attestation import mint_attestation
 from mocks._core.store import MemoryStore
 from mocks.sandbox import Sandbox
+from wire.attestation import mint_attestation
 
 STORE = default_store()
 OVERSIZED = b'{"pad": "' + b"x" * 70_000 + b'"}'
@@ -191,6 +191,7 @@ def test_orchestrator_answers_bad_redemptions_with_problem_json_and_charges_noth
                 subject="usr",
                 body=raw,
                 now=sandbox.clock.timestamp(),
+                lifetime=provider.params.attestation_lifetime,
             )
             answer = await sandbox.http.post(url, content=raw, headers=headers)
             expected = 413 if name == "oversized" else status

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from mocks._core.clock import FrozenClock
 from mocks._core.store import MemoryStore, SQLiteStore, Store
 from mocks.orchestrator._idempotency import (
     LEASE_SECONDS,
@@ -33,6 +32,7 @@ from tests.mocks._load import (
     resend_all,
     sandbox,
 )
+from wire.clock import FrozenClock
 
 ROUNDS = 4
 PER_ROUND = 24

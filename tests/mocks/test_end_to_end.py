@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from mocks._core.attestation import mint_attestation
 from mocks.sandbox import Sandbox
+from wire.attestation import mint_attestation
 
 T = TypeVar("T")
 PROFILES = ["app-0.1d", "app-next"]
@@ -164,6 +164,7 @@ async def redeem(
         subject="usr",
         body=raw,
         now=sandbox.clock.timestamp(),
+        lifetime=provider.params.attestation_lifetime,
     )
     answer = await sandbox.http.post(
         sandbox.orchestrator_mock.redemption_endpoint, content=raw, headers=headers
@@ -281,6 +282,7 @@ def test_a_refund_gives_the_amount_back_to_the_cap() -> None:
                     subject="usr",
                     body=raw,
                     now=sandbox.clock.timestamp(),
+                    lifetime=provider.params.attestation_lifetime,
                 ),
             },
         )

@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance import jose
 from conformance.schemas import default_store
-from conformance.ssrf import FetchLimits, SSRFGuard
-from mocks._core.attestation import PAYMENT_TOKEN_TYP, mint_attestation
-from mocks._core.clock import FrozenClock
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.sandbox import Sandbox
+from wire import jose
+from wire.attestation import PAYMENT_TOKEN_TYP, mint_attestation
+from wire.clock import FrozenClock
+from wire.ssrf import FetchLimits, SSRFGuard
 
 HOSTILE = "https://hostile.test/api/app/"
 PRM = "https://hostile.test/.well-known/oauth-protected-resource/api/app/"
@@ -80,6 +80,7 @@ def redeem_as(serve: Serve, *, iss: str = HOSTILE) -> tuple[httpx.Response, floa
         subject="usr",
         body=raw,
         now=core.clock.timestamp(),
+        lifetime=core.params.attestation_lifetime,
     )
     headers = {
         "Content-Type": "application/json",
@@ -189,6 +190,7 @@ async def _redeem_raw(sandbox: Sandbox, raw: bytes, content_type: str | None) ->
             subject="usr",
             body=raw,
             now=core.clock.timestamp(),
+            lifetime=provider.params.attestation_lifetime,
         ),
     }
     if content_type is not None:

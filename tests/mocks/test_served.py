@@ -16,13 +16,12 @@ from pathlib import Path
 
 import httpx
 
-from conformance import jose
-from mocks._core import stripe_signature
-from mocks._core.attestation import PAYMENT_TOKEN_TYP, mint_attestation
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
+from wire import jose, stripe_signature
+from wire.attestation import PAYMENT_TOKEN_TYP, mint_attestation
 
 
 def mint(core: OrchestratorMock, *, user: str, audience: str, max_amount: int) -> str:
@@ -60,6 +59,7 @@ async def redeem(
             subject="usr",
             body=raw,
             now=core.clock.timestamp(),
+            lifetime=provider.params.attestation_lifetime,
         ),
     }
     answer = await client.post(core.redemption_endpoint, content=raw, headers=headers)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mocks._core.stripe_signature import SignatureError, sign, verify
+from wire.stripe_signature import SignatureError, sign, verify
 
 SECRET = "whsec_test"
 BODY = b'{"email":"dev@example.com"}'

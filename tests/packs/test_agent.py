@@ -12,9 +12,9 @@ import pytest
 
 from conformance.adapters.agent import AgentTargetConfig, tasks_for
 from conformance.engine import RunPlan, run_sync
-from conformance.errors import UsageError
 from conformance.registry import Role
 from conformance.results import RunResult, Status
+from wire.errors import UsageError
 
 
 def run(profile: str = "app-0.1d", **config: object) -> RunResult:

@@ -8,12 +8,13 @@ import pytest
 
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.engine import RunPlan, run_sync
-from conformance.packs.orchestrator.consent import well_known, with_query
+from conformance.packs.orchestrator.consent import with_query
 from conformance.packs.orchestrator.payment import card_members, luhn_card_numbers, outcome_of
 from conformance.packs.orchestrator.revocation import says_revoked
 from conformance.packs.orchestrator.spend import cap_for
 from conformance.registry import Role, Step
 from conformance.results import RunResult, Status
+from wire.urls import well_known_url
 
 
 def run(*faults: str, steps: tuple[Step, ...]) -> RunResult:
@@ -89,9 +90,9 @@ def test_query_and_well_known_urls_are_built_without_normalising() -> None:
     url = "https://o.example/cb?code=c&state=s&iss=https%3A%2F%2Fa.example"
     assert with_query(url, state=None) == "https://o.example/cb?code=c&iss=https%3A%2F%2Fa.example"
     assert with_query(url, state="t").endswith("&state=t")
-    assert well_known("https://a.example/api/app/", "oauth-protected-resource") == (
+    assert well_known_url("https://a.example/api/app/", "oauth-protected-resource") == (
         "https://a.example/.well-known/oauth-protected-resource/api/app/"
     )
-    assert well_known("https://a.example/", "oauth-authorization-server") == (
+    assert well_known_url("https://a.example/", "oauth-authorization-server") == (
         "https://a.example/.well-known/oauth-authorization-server"
     )

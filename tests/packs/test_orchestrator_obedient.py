@@ -20,7 +20,7 @@ from conformance.checks import Skipped, all_checks
 from conformance.engine import RunPlan, run_sync
 from conformance.registry import Level, Role
 from conformance.results import RunResult, Status
-from mocks._core.clock import OffsetClock
+from wire.clock import OffsetClock
 
 
 def run(*faults: str, options: tuple[str, ...] = ()) -> RunResult:
@@ -113,7 +113,7 @@ def test_without_a_test_clock_the_month_boundary_is_not_judged_and_says_why() ->
 
 def test_the_clock_command_is_read_from_the_config_and_checked(tmp_path: Path) -> None:
     from conformance.config import load_config
-    from conformance.errors import UsageError
+    from wire.errors import UsageError
 
     config = tmp_path / "provspec.toml"
     config.write_text('[orchestrator]\nclock_command = "orc test-clock --offset {offset}"\n')

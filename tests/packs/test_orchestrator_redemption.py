@@ -23,10 +23,10 @@ from conformance.checks import all_checks
 from conformance.cli import main
 from conformance.config import load_config
 from conformance.engine import CheckOutcome, run_check
-from conformance.errors import UsageError
 from conformance.packs.orchestrator import _money, cap
 from conformance.recorder import Exchange
 from conformance.results import Status
+from wire.errors import UsageError
 
 
 def _in_target(

@@ -11,9 +11,9 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.cli import main
 from conformance.config import load_config
 from conformance.engine import RunPlan, run_sync
-from conformance.errors import UsageError
 from conformance.registry import Role, Step
 from conformance.results import RunResult, Status
+from wire.errors import UsageError
 
 
 def run(profile: str, *faults: str, **capabilities: bool) -> RunResult:

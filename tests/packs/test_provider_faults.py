@@ -19,9 +19,9 @@ from conformance.adapters.provider import ProviderTargetConfig, private_address
 from conformance.engine import RunPlan, run_sync
 from conformance.registry import Role, Step
 from conformance.results import Finding, RunResult, Status
-from conformance.ssrf import SSRFGuard
 from mocks._serve import ServedInThread, bind
 from mocks.provider.app import ProviderMock, ProviderSettings
+from wire.ssrf import SSRFGuard
 
 
 def run(

@@ -17,13 +17,12 @@ from starlette.routing import Route
 
 from conformance.adapters.resource_server import (
     ResourceServerTargetConfig,
-    metadata_url_for,
-    resource_for_metadata_url,
 )
 from conformance.engine import RunPlan, run_sync
 from conformance.registry import Role, default_registry
 from conformance.results import RunResult, Status
 from mocks._serve import ServedInThread
+from wire.urls import prm_url, resource_for_metadata_url
 
 RS_PROFILES = ("rfc9728", "mcp-2025-06-18", "mcp-2025-11-25")
 
@@ -238,7 +237,7 @@ def test_a_metadata_url_at_an_internal_address_is_never_fetched() -> None:
 def test_the_well_known_url_is_built_and_read_back_as_rfc_9728_section_3_1_says(
     resource: str, metadata: str
 ) -> None:
-    assert metadata_url_for(resource) == metadata
+    assert prm_url(resource) == metadata
     assert resource_for_metadata_url(metadata) in (resource, resource.rstrip("/"))
 
 

@@ -25,11 +25,11 @@ from conformance.adapters.resource_server import (
 from conformance.cli import main
 from conformance.config import load_config
 from conformance.engine import RunPlan, run_sync
-from conformance.errors import UsageError
 from conformance.registry import Level, Role, default_registry
 from conformance.results import RunResult, Status
 from mocks._serve import ServedInThread
 from mocks.resource_server import ResourceServerMock, ResourceServerSettings
+from wire.errors import UsageError
 
 RS_PROFILES = ("rfc9728", "mcp-2025-06-18", "mcp-2025-11-25")
 SECRET = re.compile(r"\brs(?:a|at|rt|s)_[A-Za-z0-9_\-]{20,}")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from conformance import jose
 from conformance.adapters.orchestrator import (
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
     OrchestratorContext,
 )
 from conformance.checks import Skipped
+from wire import jose
+from wire.urls import orchestrator_metadata_url
 
 PROBE_LIMIT = 10000
 """The monthly limit the money probes are laid out for: a charge of 6000 (gpu's price, the
@@ -45,7 +46,7 @@ def fresh_user(
 
 async def metadata(ctx: OrchestratorContext) -> dict[str, Any]:
     issuer = ctx.need_issuer()
-    response, _ = await ctx.get(f"{issuer}/.well-known/app-orchestrator")
+    response, _ = await ctx.get(orchestrator_metadata_url(issuer))
     document = response.json() if response.status_code == 200 else None
     if not isinstance(document, dict):
         raise Skipped("the orchestrator serves no metadata (see ORC-DSC-001)")

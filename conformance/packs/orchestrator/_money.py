@@ -20,16 +20,17 @@ from typing import Any
 
 import httpx
 
-from conformance import jose
 from conformance.adapters.orchestrator import PROVIDER_NAME, OrchestratorContext
 from conformance.checks import Skipped
 from conformance.packs.orchestrator._helpers import metadata
 from conformance.recorder import CliCall, Exchange, mask_headers
 from conformance.schemas import default_store
-from mocks._core.attestation import mint_attestation
-from mocks._core.http import HTTPProblem, tls_context
+from mocks._core.http import HTTPProblem
 from mocks.provider import catalog as provider_catalog
 from mocks.provider.app import ProviderMock
+from wire import jose
+from wire.attestation import mint_attestation
+from wire.tls import tls_context
 
 __all__ = [
     "Answer",

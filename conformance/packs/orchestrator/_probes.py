@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
-from conformance import jose, strictjson
 from conformance.adapters.orchestrator import (
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
@@ -23,6 +22,7 @@ from conformance.adapters.orchestrator import (
     RawRequest,
     Tamper,
 )
+from wire import jose, strictjson
 
 __all__ = [
     "ADD_STATUSES",

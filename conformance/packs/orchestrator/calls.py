@@ -3,16 +3,15 @@ payment tokens, judged from the raw requests the suite's mock provider received.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
 from typing import Any
+from urllib.parse import parse_qs
 
-from conformance import jose
 from conformance.adapters.orchestrator import OrchestratorContext, RawRequest
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user, keys, metadata
-from mocks._core import stripe_signature
+from wire import jose, stripe_signature
+from wire.pkce import s256
 
 
 def calls_of(ctx: OrchestratorContext, since: int) -> list[RawRequest]:
@@ -160,7 +159,7 @@ async def every_call_carries_a_sound_attestation(ctx: OrchestratorContext) -> No
             f"{raw.path}: sub {claims.get('sub')!r} looks like an email address",
             evidence,
         )
-        digest = base64.urlsafe_b64encode(hashlib.sha256(raw.body).digest()).rstrip(b"=").decode()
+        digest = jose.sha256_b64url(raw.body)
         ctx.require(
             "ORC-ATT-011",
             claims.get("body_sha256") == digest,
@@ -205,15 +204,8 @@ async def account_requests_are_valid_and_use_pkce(ctx: OrchestratorContext) -> N
     method = body.get("code_challenge_method") if isinstance(body, dict) else None
     ok = isinstance(challenge, str) and method == "S256"
     if ok and tokens:
-        from urllib.parse import parse_qs
-
         verifier = parse_qs(tokens[0].body.decode()).get("code_verifier", [""])[0]
-        digest = (
-            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-            .rstrip(b"=")
-            .decode()
-        )
-        ok = digest == challenge
+        ok = s256(verifier) == challenge
     ctx.require(
         "ORC-ACC-002",
         ok,

@@ -19,6 +19,7 @@ from conformance.packs.orchestrator._helpers import metadata
 from conformance.packs.orchestrator._probes import contains, listed
 from conformance.schemas import default_store
 from mocks.provider.catalog import SERVICES
+from wire.urls import orchestrator_metadata_url
 
 PRIVATE = ("d", "p", "q", "dp", "dq", "qi", "k")
 
@@ -26,7 +27,7 @@ PRIVATE = ("d", "p", "q", "dp", "dq", "qi", "k")
 @check("ORC-DSC-001", "ORC-DSC-002", "ORC-DSC-003")
 async def issuer_metadata(ctx: OrchestratorContext) -> None:
     issuer = ctx.need_issuer()
-    response, exchange = await ctx.get(f"{issuer}/.well-known/app-orchestrator")
+    response, exchange = await ctx.get(orchestrator_metadata_url(issuer))
     document = response.json() if response.status_code == 200 else None
     media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     ok = isinstance(document, dict) and all(

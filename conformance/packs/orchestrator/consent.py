@@ -14,9 +14,7 @@ never changes.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import re
 import secrets
@@ -33,6 +31,8 @@ from conformance.adapters.orchestrator import (
 )
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.recorder import CliCall, Exchange
+from wire.pkce import s256
+from wire.urls import as_metadata_url
 
 EXISTING_EMAIL = "existing@example.com"
 """An account the suite's provider already holds, never linked to the orchestrator."""
@@ -99,13 +99,6 @@ def with_query(url: str, **changes: str | None) -> str:
 
 def gets(ctx: OrchestratorContext, since: int, path: str) -> list[RawRequest]:
     return [r for r in ctx.received(since) if r.method == "GET" and r.path == path]
-
-
-def well_known(identifier: str, suffix: str) -> str:
-    """RFC 9728 §3.1 / RFC 8414 §3.1: the well-known segment goes between host and path."""
-    parts = urlsplit(identifier)
-    path = "" if parts.path == "/" else parts.path
-    return f"{parts.scheme}://{parts.netloc}/.well-known/{suffix}{path}"
 
 
 DROP = object()
@@ -292,7 +285,7 @@ async def _authorization_server_comes_from_the_prm(ctx: OrchestratorContext) -> 
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(provider.base_url))
     issuer = origin + "/authorization/second"
     metadata = await document_at(ctx, provider.as_metadata_url)
-    metadata_url = well_known(issuer, "oauth-authorization-server")
+    metadata_url = as_metadata_url(issuer)
     call, _, mark = await probe(
         ctx,
         (urlsplit(provider.prm_url).path, rewrite_json({"authorization_servers": [issuer]})),
@@ -358,9 +351,7 @@ async def the_code_is_exchanged_with_the_verifier_and_the_same_resource(
     asked = query_of(url)
     challenge = (asked.get("code_challenge") or [""])[0]
     verifier = form.get("code_verifier", "")
-    computed = (
-        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    )
+    computed = s256(verifier)
     problems = []
     if not verifier or computed != challenge:
         problems.append("the code_verifier is missing or does not match the code_challenge")

@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from conformance import jose
 from conformance.adapters.orchestrator import (
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
@@ -24,6 +23,7 @@ from conformance.adapters.orchestrator import (
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import fresh_user
 from conformance.recorder import CliCall
+from wire import jose
 
 CARD_MEMBER = re.compile(
     r"stripe|card|(^|_)pan($|_)|cvc|cvv|exp_month|exp_year|expiry|expiration", re.IGNORECASE

@@ -9,7 +9,6 @@ import json
 import time
 from typing import Any
 
-from conformance import strictjson
 from conformance.adapters.orchestrator import (
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
@@ -28,6 +27,7 @@ from conformance.packs.orchestrator._probes import (
 )
 from conformance.recorder import CliCall
 from conformance.schemas import default_store
+from wire import strictjson
 
 TRACEBACK = "Traceback (most recent call last)"
 STATE_CHANGING = ("/provisioning/account_requests", "/provisioning/resources", "/oauth/token")

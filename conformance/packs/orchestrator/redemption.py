@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from conformance import jose
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator import _money
@@ -14,6 +13,7 @@ from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user
 from conformance.recorder import Exchange
 from conformance.schemas import default_store
 from mocks.provider.app import ProviderMock
+from wire import jose
 
 
 async def redeem(

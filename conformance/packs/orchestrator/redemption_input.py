@@ -15,7 +15,6 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from conformance import jose
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import check
 from conformance.packs.orchestrator._helpers import fresh_user, metadata
@@ -27,6 +26,7 @@ from conformance.packs.orchestrator._money import (
     redeem,
     token_currency,
 )
+from wire import jose
 
 Probe = tuple[str, Callable[[str], Awaitable[Answer]]]
 """A label and a request sent with the sound token."""

@@ -14,7 +14,6 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from conformance import jose
 from conformance.adapters.orchestrator import (
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
@@ -25,8 +24,8 @@ from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import keys, metadata
 from conformance.packs.orchestrator.consent import rewrite_json
 from conformance.packs.orchestrator.payment import add_at, as_a_new_user
-from mocks._core import stripe_signature
 from mocks.provider.app import ProviderMock
+from wire import jose, stripe_signature
 
 
 def provider_mock(ctx: OrchestratorContext, name: str) -> ProviderMock:

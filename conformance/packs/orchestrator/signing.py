@@ -13,7 +13,6 @@ import re
 import time
 from typing import Any
 
-from conformance import jose, strictjson
 from conformance.adapters.orchestrator import (
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
@@ -23,6 +22,7 @@ from conformance.adapters.orchestrator import (
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.packs.orchestrator._helpers import metadata
 from conformance.packs.orchestrator._probes import attestations, contains, envelope_text, marker
+from wire import jose, strictjson
 
 SECRET_CLAIMS = frozenset(
     {

@@ -8,9 +8,9 @@ from typing import Any
 
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
-from conformance.client import pkce_pair
 from conformance.packs.provider._helpers import attestation, error_code, issues, oauth_code
-from conformance.www_authenticate import ChallengeError, parse
+from wire.pkce import pkce_pair
+from wire.www_authenticate import ChallengeError, parse
 
 
 def account_request(ctx: ProviderContext, **changes: Any) -> dict[str, Any]:

@@ -11,11 +11,11 @@ import secrets
 import time
 from typing import Any
 
-from conformance import jose
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Unexpected, check
 from conformance.client import ATTESTATION_TYP, stripe_signature, stripe_v1
 from conformance.packs.provider._helpers import attestation, error_code, no_traceback, unsigned
+from wire import jose
 
 HEALTH = "provisioning/health"
 

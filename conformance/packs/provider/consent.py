@@ -10,18 +10,13 @@ import httpx
 
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import NotApplicable, Skipped, check
-from conformance.client import ConnectFailed, pkce_pair
+from conformance.client import ConnectFailed
 from conformance.packs.provider._helpers import error_code, oauth_code, provision, service_of
 from conformance.packs.provider.accounts import account_request
-from conformance.packs.provider.discovery import prm_url
 from conformance.recorder import mask_text
-from conformance.www_authenticate import ChallengeError, parse
-
-
-def as_metadata_url(issuer: str) -> str:
-    parts = urlsplit(issuer)
-    path = "" if parts.path in ("", "/") else parts.path
-    return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{path}"
+from wire.pkce import pkce_pair
+from wire.urls import as_metadata_url, prm_url
+from wire.www_authenticate import ChallengeError, parse
 
 
 async def as_metadata(ctx: ProviderContext) -> tuple[str, dict[str, Any], Any]:

@@ -17,7 +17,7 @@ from conformance.checks import Skipped, check
 from conformance.credentials import BUILT_IN_PROBES, CredentialProbe
 from conformance.packs.provider._helpers import free_resource
 from conformance.recorder import Exchange
-from conformance.ssrf import SSRFError
+from wire.ssrf import SSRFError
 
 
 @dataclass(frozen=True)

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
-from conformance import jose, strictjson
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import check
 from conformance.packs.provider._helpers import issues
+from wire import jose, strictjson
+from wire.urls import prm_url
 
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
-
-
-def prm_url(base_url: str) -> str:
-    """RFC 9728 §3.1: the well-known segment goes between the host and the path."""
-    parts = urlsplit(base_url)
-    path = "" if parts.path in ("", "/") else parts.path
-    return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-protected-resource{path}"
 
 
 @check("PRV-DSC-001")

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 
-from conformance import jose
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
 from conformance.client import ATTESTATION_TYP
@@ -24,6 +23,7 @@ from conformance.packs.provider._helpers import (
 )
 from conformance.recorder import Exchange, shows
 from mocks._core.http import HTTPProblem
+from wire import jose
 
 
 async def paid_entry(ctx: ProviderContext) -> dict[str, Any]:

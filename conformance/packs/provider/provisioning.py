@@ -24,7 +24,7 @@ from conformance.packs.provider._helpers import (
 )
 from conformance.packs.provider.capabilities import require_offered
 from conformance.recorder import Exchange
-from conformance.ssrf import SSRFError
+from wire.ssrf import SSRFError
 
 BAD_BODIES = {
     "malformed JSON": b'{"service_id": ',

@@ -12,7 +12,6 @@ Nothing here judges: it finds things, and says why (as `Skipped`) when it cannot
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,13 +22,13 @@ import httpx
 from conformance.adapters.resource_server import (
     LOOPBACK,
     ResourceServerContext,
-    metadata_url_for,
-    resource_for_metadata_url,
 )
 from conformance.checks import NotApplicable, Skipped
 from conformance.profiles import profile_family
 from conformance.recorder import CliCall, Exchange
-from conformance.www_authenticate import Challenge, ChallengeError, parse
+from wire.pkce import pkce_pair
+from wire.urls import prm_url, resource_for_metadata_url
+from wire.www_authenticate import Challenge, ChallengeError, parse
 
 MCP_2025_11_25 = "mcp-2025-11-25"
 MAX_HOPS = 6
@@ -86,7 +85,7 @@ async def find_metadata(ctx: ResourceServerContext) -> FoundMetadata:
     response, _ = await bare(ctx)
     challenge, _ = bearer_challenge(response)
     named = challenge.params.get("resource_metadata") if challenge else None
-    url = named or metadata_url_for(ctx.url)
+    url = named or prm_url(ctx.url)
     answer, exchange = await ctx.get(url, from_message=bool(named))
     document = ctx.json(answer)
     parts = urlsplit(ctx.url)
@@ -414,13 +413,6 @@ def client_auth(who: Client, form: dict[str, str]) -> tuple[dict[str, str], dict
 
 
 # --- the authorization request ------------------------------------------------------------
-
-
-def pkce_pair() -> tuple[str, str]:
-    """(verifier, S256 challenge): RFC 7636 §4.1, §4.2."""
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def _same_endpoint(url: str, target: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import urlsplit
 
-from conformance.adapters.resource_server import ResourceServerContext, resource_for_metadata_url
+from conformance.adapters.resource_server import ResourceServerContext
 from conformance.checks import Skipped, check
 from conformance.packs.resource_server._oauth import (
     as_metadata,
@@ -27,6 +27,7 @@ from conformance.packs.resource_server._oauth import (
     usable,
 )
 from conformance.recorder import Exchange
+from wire.urls import resource_for_metadata_url
 
 __all__ = ["bearer_challenge", "empty_members", "secure_url"]
 

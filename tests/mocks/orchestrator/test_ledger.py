@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mocks._core.clock import FrozenClock
 from mocks._core.store import MemoryStore, SQLiteStore, Store
 from mocks.orchestrator.ledger import CapExceeded, SpendLedger, month_of
+from wire.clock import FrozenClock
 
 
 @pytest.fixture(params=["memory", "sqlite"])

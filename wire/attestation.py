@@ -1,12 +1,19 @@
-"""app-next request signing: the `APP-Attestation` JWS, minted and verified.
+"""app-next's signed claims: the `APP-Attestation` JWS and the payment token, built and verified.
 
 DESIGN.md §2 (app-next, items 1 and 4): every orchestrator → provider call, and every
-provider → orchestrator redemption, carries a compact JWS in `APP-Attestation` with
+provider → orchestrator redemption, carries a compact JWS in the attestation header with
 `typ: app-attestation+jwt`, `alg` EdDSA or ES256, claims `iss`, `sub`, `aud` (one value: the
-callee's base URL), `iat`, `exp` (at most 300 s after `iat`), single-use `jti` and
-`body_sha256` binding it to the raw body. Verification order: signature with the caller's
-allow-list (conformance.jose), claims with exact `iss`/`aud`, body binding, then the replay
-cache — so a replay of a *valid* token is what `jti` rejects, not a forgery.
+callee's base URL), `iat`, `exp` (at most the profile's `attestation_lifetime` after `iat`),
+single-use `jti` and `body_sha256` binding it to the raw body. Verification order: signature
+with the caller's allow-list (`wire.jose`), claims with exact `iss`/`aud`, body binding, then
+the replay check — so a replay of a *valid* token is what `jti` rejects, not a forgery.
+
+A payment token (§2.5) is a JWS with `typ: app-payment+jwt` whose claims bind an amount
+ceiling in minor units, a currency, a service and a project to one user and one provider.
+
+Everything a profile decides (the header's name, lifetimes, the algorithm allow-list) is an
+argument: callers pass their profile's `[parameters]`. What needs state — remembering which
+`jti` was used — is passed in as a `ReplayGuard` (the mocks keep one in their store).
 """
 
 from __future__ import annotations
@@ -16,28 +23,27 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from conformance import jose
-from conformance.profiles import ProfileParameters
-from conformance.schemas import default_store
-from mocks._core.store import Store
+from wire import jose
 
 __all__ = [
     "ATTESTATION_TYP",
+    "PAYMENT_TOKEN_CLAIMS",
     "PAYMENT_TOKEN_TYP",
     "REQUIRED_CLAIMS",
-    "ReplayCache",
+    "ReplayGuard",
     "SignatureVerifier",
     "attestation_claims",
     "mint_attestation",
+    "payment_token_claims",
     "verify_attestation",
 ]
 
 ATTESTATION_TYP = "app-attestation+jwt"
 PAYMENT_TOKEN_TYP = "app-payment+jwt"
-# Header name, lifetimes and the alg allow-list are profile parameters
-# (schemas/<profile>/profile.toml [parameters]); callers pass the active profile's values,
-# and a caller that passes none gets the built-in app-next's.
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "body_sha256")
+"""The claims every attestation carries."""
+PAYMENT_TOKEN_CLAIMS = ("iss", "aud", "sub", "jti", "iat", "exp", "max_amount", "currency")
+"""The claims a redeemer needs in every payment token (a provider needs `service_id` too)."""
 
 
 class SignatureVerifier(Protocol):
@@ -53,22 +59,12 @@ class SignatureVerifier(Protocol):
     ) -> tuple[dict[str, Any], dict[str, Any]]: ...
 
 
-class ReplayCache:
-    """Seen `jti` values, kept until their token expires."""
-
-    def __init__(self, store: Store, table: str = "seen_jti") -> None:
-        self._store = store
-        self._table = table
+class ReplayGuard(Protocol):
+    """Remembers each (issuer, jti) until its token expires."""
 
     def first_use(self, issuer: str, jti: str, exp: int, now: int) -> bool:
         """Record (issuer, jti); False when it was already recorded and is not yet expired."""
-        key = f"{issuer}\x1f{jti}"
-        with self._store.transaction():
-            seen = self._store.get(self._table, key)
-            if seen is not None and int(seen) > now:
-                return False
-            self._store.put(self._table, key, max(exp, now + 1))
-        return True
+        ...
 
 
 def attestation_claims(
@@ -78,11 +74,10 @@ def attestation_claims(
     subject: str,
     body: bytes,
     now: int,
-    lifetime: int | None = None,
+    lifetime: int,
     claims: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The claims of a fresh attestation (a new `jti`), bound to `body`."""
-    lifetime = _builtin().attestation_lifetime if lifetime is None else lifetime
+    """The claims of a fresh attestation (a new `jti`), bound to `body`, valid `lifetime` s."""
     payload: dict[str, Any] = {
         "iss": issuer,
         "sub": subject,
@@ -104,10 +99,11 @@ def mint_attestation(
     subject: str,
     body: bytes,
     now: int,
-    lifetime: int | None = None,
+    lifetime: int,
     claims: Mapping[str, Any] | None = None,
     header: Mapping[str, Any] | None = None,
 ) -> str:
+    """A signed attestation of `body` (`attestation_claims`), header members added."""
     payload = attestation_claims(
         issuer=issuer,
         audience=audience,
@@ -128,32 +124,29 @@ def verify_attestation(
     audience: str,
     body: bytes,
     now: int,
-    replay: ReplayCache | None,
+    replay: ReplayGuard | None,
+    algorithms: Sequence[str],
+    max_lifetime: int,
+    header_name: str,
     check_body: bool = True,
     check_audience: bool = True,
     verify_signature: SignatureVerifier = jose.verify_signature,
     same_issuer: Callable[[Any], bool] | None = None,
     leeway: int = 30,
-    max_lifetime: int | None = None,
     require: Sequence[str] = REQUIRED_CLAIMS,
-    algorithms: Sequence[str] | None = None,
-    header_name: str | None = None,
 ) -> dict[str, Any]:
     """The verified claims, or `JOSEError` with a stable reason.
 
-    Every argument after `replay` loosens or replaces one rule (`replay=None` drops the replay
-    cache); only the mocks' named faults pass them. `same_issuer`, when given, decides
-    whether the token's `iss` is the trusted `issuer` instead of exact comparison.
+    `algorithms`, `max_lifetime` and `header_name` (named in the "missing" message) are the
+    profile's. Every argument after `header_name` loosens or replaces one rule, and
+    `replay=None` drops the replay check; only the mocks' named faults pass them.
+    `same_issuer`, when given, decides whether the token's `iss` is the trusted `issuer`
+    instead of exact comparison.
     """
-    defaults = _builtin()
-    max_lifetime = defaults.attestation_lifetime if max_lifetime is None else max_lifetime
     if not token:
-        raise jose.JOSEError("missing", f"no {header_name or defaults.attestation_header} header")
+        raise jose.JOSEError("missing", f"no {header_name} header")
     _, claims = verify_signature(
-        token,
-        keys=keys,
-        algorithms=tuple(algorithms or defaults.algorithms),
-        typ=ATTESTATION_TYP,
+        token, keys=keys, algorithms=tuple(algorithms), typ=ATTESTATION_TYP
     )
     expected_issuer = issuer
     if same_issuer is not None and same_issuer(claims.get("iss")):
@@ -181,8 +174,33 @@ def verify_attestation(
     return claims
 
 
-def _builtin() -> ProfileParameters:
-    return default_store().profile("app-next").params
+def payment_token_claims(
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    now: int,
+    lifetime: int,
+    max_amount: int,
+    currency: str,
+    service_id: str,
+    project_id: str,
+    jti: str | None = None,
+) -> dict[str, Any]:
+    """The claims of a payment token for one provider call: at most `max_amount` minor units
+    of `currency`, for `service_id` in `project_id`, valid `lifetime` s (a fresh `jti`)."""
+    return {
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "jti": jti if jti is not None else "pt_" + secrets.token_urlsafe(12),
+        "iat": now,
+        "exp": now + lifetime,
+        "max_amount": max_amount,
+        "currency": currency,
+        "service_id": service_id,
+        "project_id": project_id,
+    }
 
 
 def _aud_of(claims: Mapping[str, Any]) -> str:

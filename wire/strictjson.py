@@ -18,7 +18,7 @@ Example::
     >>> loads('{"amount": 1, "amount": 9999}')
     Traceback (most recent call last):
     ...
-    conformance.strictjson.StrictJSONError: duplicate member name 'amount' in one object
+    wire.strictjson.StrictJSONError: duplicate member name 'amount' in one object
 """
 
 from __future__ import annotations

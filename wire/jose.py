@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from conformance import strictjson
+from wire import strictjson
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
