@@ -1,47 +1,33 @@
 """provspec: the conformance suite for the Agentic Provisioning Protocol (APP).
 
-The public surface is small and listed in `__all__`; everything else is private.
+The public surface is small and listed in `__all__`; everything else is private. The
+registry and the profiles live in `spec`, the errors and the JSON parser in `wire`; they are
+named here too, as they always were.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from wire.errors import ProvspecError, UsageError
 from wire.strictjson import StrictJSONError
 
 if TYPE_CHECKING:
-    from conformance.registry import (
-        Level,
-        Registry,
-        RegistryError,
-        Requirement,
-        Role,
-        Step,
-        default_registry,
-        load_registry,
-    )
-    from conformance.schemas import Profile, SchemaIssue, SchemaStore, default_store
+    from spec.profiles import Profile
+    from spec.registry import Registry, RegistryError, default_registry, load_registry
+    from spec.requirement import Level, Requirement, Role, Step
+    from spec.schemas import SchemaIssue, SchemaStore, default_store
 
 # The registry and the schemas load on first use: a process that only needs the JSON
-# parser or the errors (the mock agent, the CLI stand-ins) starts without jsonschema.
+# parser or the errors starts without jsonschema.
 _LAZY = {
+    **dict.fromkeys(("Level", "Requirement", "Role", "Step"), "spec.requirement"),
     **dict.fromkeys(
-        (
-            "Level",
-            "Registry",
-            "RegistryError",
-            "Requirement",
-            "Role",
-            "Step",
-            "default_registry",
-            "load_registry",
-        ),
-        "conformance.registry",
+        ("Registry", "RegistryError", "default_registry", "load_registry"), "spec.registry"
     ),
-    **dict.fromkeys(
-        ("Profile", "SchemaIssue", "SchemaStore", "default_store"), "conformance.schemas"
-    ),
+    "Profile": "spec.profiles",
+    **dict.fromkeys(("SchemaIssue", "SchemaStore", "default_store"), "spec.schemas"),
 }
 
 
@@ -49,8 +35,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'conformance' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conformance.registry import Role
 from conformance.results import EXIT_ERROR, RunResult, Status
+from spec.requirement import Role
 from wire.errors import ProvspecError, UsageError
 
 __all__ = ["add_ci_parsers", "after_run", "before_run", "today_utc"]

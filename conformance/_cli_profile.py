@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conformance._resources import data_dir
-from conformance.drafts import builtin_at, check_directory, diff, find_examples, offset_line
-from conformance.profiles import DEFAULT_PROFILE, PARAMETER_DOCS
-from conformance.schemas import default_store
+from spec._resources import data_dir
+from spec.drafts.diff import diff
+from spec.drafts.examples import find_examples
+from spec.drafts.lint import builtin_at, check_directory
+from spec.drafts.locate import offset_line
+from spec.profiles import DEFAULT_PROFILE, PARAMETER_DOCS
+from spec.schemas import default_store
 from wire import strictjson
 from wire.errors import UsageError
 

@@ -28,11 +28,9 @@ from conformance.adapters.resource_server import (
     ResourceServerTargetConfig,
 )
 from conformance.config import RunConfig, check_resource_url
-from conformance.registry import Role, default_registry
-from conformance.schemas import default_store
 from wire.errors import UsageError
 
-__all__ = ["check_profile_has_role", "problems", "resource_server_config", "target_url"]
+__all__ = ["problems", "resource_server_config", "target_url"]
 
 CLIENT_AUTH = ("none", "client_secret_post", "client_secret_basic")
 
@@ -68,17 +66,6 @@ def problems(raw: Any) -> list[str]:
             "variable in client_secret_env"
         )
     return found
-
-
-def check_profile_has_role(role: Role, profile: str) -> None:
-    """A profile a role has no requirements in is a usage error naming those it has."""
-    if default_registry().select(role=role, profile=profile):
-        return
-    store = default_store()
-    fits = [name for name in store.profiles() if default_registry().select(role=role, profile=name)]
-    raise UsageError(
-        f"profile {profile!r} has no {role.value} requirements; use one of {', '.join(fits)}"
-    )
 
 
 def target_url(explicit: str | None, config: RunConfig) -> str | None:

@@ -15,11 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from conformance._cli_resource_server import (
-    check_profile_has_role,
-    resource_server_config,
-    target_url,
-)
+from conformance._cli_resource_server import resource_server_config, target_url
 from conformance.adapters.agent import DEFAULT_ORCHESTRATOR_CLI, AgentTargetConfig
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import (
@@ -37,11 +33,12 @@ from conformance.config import (
 )
 from conformance.credentials import parse_probes
 from conformance.engine import CheckOutcome, RunPlan, run_sync, selected_checks
-from conformance.profiles import DEFAULT_PROFILE
-from conformance.registry import Role, Step, default_registry
 from conformance.report import write_allure, write_html, write_json, write_junit
 from conformance.results import EXIT_CODES, RunResult, Status
-from conformance.schemas import default_store
+from spec.profiles import DEFAULT_PROFILE
+from spec.registry import check_profile_has_role, default_registry
+from spec.requirement import Role, Step
+from spec.schemas import default_store
 from wire.errors import UsageError
 from wire.urls import orchestrator_metadata_url
 

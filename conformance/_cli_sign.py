@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conformance.profiles import DEFAULT_PROFILE
+from spec.profiles import DEFAULT_PROFILE
 from wire.errors import UsageError
 
 __all__ = ["add_sign_parser"]
@@ -68,7 +68,7 @@ def add_sign_parser(commands: Any) -> None:
 
 def _sign(args: argparse.Namespace) -> int:
     from conformance.client._signing import attestation, stripe_signature
-    from conformance.schemas import default_store
+    from spec.schemas import default_store
 
     spec = default_store().profile(args.profile)
     raw = _body(args.body_file)

@@ -20,8 +20,8 @@ import pytest
 from conformance.checks import Check, checks_for
 from conformance.engine import Target, make_context, make_target, run_check
 from conformance.recorder import CliCall, Exchange
-from conformance.registry import Step
 from conformance.results import Status
+from spec.requirement import Step
 
 __all__ = ["ProvspecItem", "ProvspecSession", "add_options", "collect"]
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.registry import default_registry
 from conformance.results import Finding, RunResult, Status
+from spec.registry import default_registry
 from wire.errors import UsageError
 
 __all__ = ["Baseline", "BaselineEntry", "apply_baseline", "load_baseline", "render_baseline"]

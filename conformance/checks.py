@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.recorder import CliCall, Exchange, Recorder
-from conformance.registry import Role, Step, default_registry
+from spec.registry import default_registry
+from spec.requirement import Role, Step
 
 __all__ = [
     "Check",
@@ -136,7 +137,7 @@ def all_checks() -> list[Check]:
 
 def checks_for(role: Role, profile: str, steps: Iterable[Step] | None = None) -> list[Check]:
     """The checks of `role` for `profile`'s family (a draft runs its base's checks)."""
-    from conformance.profiles import profile_family
+    from spec.schemas import profile_family
 
     family = profile_family(profile)
     wanted = set(steps) if steps is not None else None

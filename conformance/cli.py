@@ -17,9 +17,10 @@ from pathlib import Path
 
 from conformance import __version__
 from conformance._render import requirements_json, requirements_markdown, requirements_table
-from conformance.profiles import DEFAULT_PROFILE
-from conformance.registry import Level, Role, Step, default_registry
-from conformance.schemas import default_store
+from spec.profiles import DEFAULT_PROFILE
+from spec.registry import default_registry
+from spec.requirement import Level, Role, Step
+from spec.schemas import default_store
 from wire import strictjson
 from wire.errors import ProvspecError
 

@@ -361,7 +361,7 @@ def _run_problems(run: Any) -> list[str]:
     """[run]: a role that exists, a profile and report_dir that are text, strict a boolean."""
     if not isinstance(run, dict):
         return []
-    from conformance.registry import Role
+    from spec.requirement import Role
 
     problems: list[str] = []
     roles = [role.value for role in Role]

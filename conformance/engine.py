@@ -55,8 +55,9 @@ from conformance.checks import (
 )
 from conformance.errors import SetupError
 from conformance.preflight import environment_error
-from conformance.registry import Level, Role, Step, default_registry
 from conformance.results import Blame, Finding, RunResult, Status, downgrade
+from spec.registry import default_registry
+from spec.requirement import Level, Role, Step
 from wire.errors import ProvspecError
 
 __all__ = [

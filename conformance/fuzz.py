@@ -20,8 +20,8 @@ import schemathesis
 from hypothesis.errors import NonInteractiveExampleWarning
 from schemathesis.core.result import Err
 
-from conformance._resources import data_dir
-from conformance.schemas import default_store
+from spec._resources import data_dir
+from spec.schemas import default_store
 from wire import strictjson
 
 __all__ = ["FuzzCase", "generate_cases"]

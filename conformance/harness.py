@@ -18,7 +18,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conformance.recorder import Recorder
-from conformance.schemas import default_store
+from spec.schemas import default_store
 from wire import strictjson
 from wire.errors import ProvspecError
 

@@ -266,7 +266,7 @@ async def _provider(target: Any) -> None:
 
 def _versions_of_another_profile(target: Any, document: Any, url: str) -> None:
     """Health that lists another built-in profile's version and not ours: the wrong profile."""
-    from conformance.schemas import default_store
+    from spec.schemas import default_store
 
     versions = document.get("supported_versions") if isinstance(document, dict) else None
     if not isinstance(versions, list) or target.params.api_version in versions:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from conformance import __version__
-from conformance.registry import default_registry
+from spec.registry import default_registry
 
 MARKER = "requirement"
 

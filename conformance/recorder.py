@@ -15,6 +15,7 @@ the checks write.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
@@ -27,6 +28,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from spec.profiles import ProfileParameters
 
 __all__ = [
     "CliCall",
@@ -41,15 +44,13 @@ __all__ = [
 
 MAX_BODY = 16 * 1024
 MAX_RESPONSE = 5 * 1024 * 1024
-SECRET_HEADERS = {"authorization", "stripe-signature", "app-attestation", "cookie", "set-cookie"}
-_ATTESTATION_HEADERS = {"app-attestation"}
-
-
-def treat_as_secret(signature_header: str, attestation_header: str) -> None:
-    """Mask a profile's signing headers too: a draft may rename them (profile parameters),
-    and a renamed header must not carry its signature into a report in the clear."""
-    SECRET_HEADERS.update({signature_header.lower(), attestation_header.lower()})
-    _ATTESTATION_HEADERS.add(attestation_header.lower())
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "set-cookie"})
+SIGNING_HEADERS = frozenset({"stripe-signature", "app-attestation"})
+"""The built-in profiles' signature and attestation headers."""
+SECRET_HEADERS = CREDENTIAL_HEADERS | SIGNING_HEADERS
+"""Masked in every run."""
+ATTESTATION_HEADERS = frozenset({"app-attestation"})
+"""Shown as their decoded header and claims (never their signature)."""
 
 
 SECRET_MEMBERS = {
@@ -173,8 +174,6 @@ def mask_body(raw: bytes, content_type: str) -> str:
 def _decoded_jws(token: str) -> str:
     """A JWS shown as its header and claims (signed, not secret) with the signature masked,
     so evidence shows which claim broke a rule while the token cannot be replayed."""
-    import base64
-
     parts = token.split(".")
     if len(parts) != 3:
         return _masked(token)
@@ -190,13 +189,20 @@ def _decoded_jws(token: str) -> str:
     return f"header {shown[0]} claims {shown[1]} signature {signature}"
 
 
-def mask_headers(headers: httpx.Headers) -> dict[str, str]:
+def mask_headers(
+    headers: httpx.Headers,
+    secret: frozenset[str] = SECRET_HEADERS,
+    attestation: frozenset[str] = ATTESTATION_HEADERS,
+) -> dict[str, str]:
+    """Header values as a report may show them: `secret` ones masked (an Authorization keeps
+    its scheme), `attestation` ones decoded without their signature, credentials in any other
+    value (a Location carrying ?code=…) masked by name."""
     shown: dict[str, str] = {}
     for name, value in headers.multi_items():
         lower = name.lower()
-        if lower in _ATTESTATION_HEADERS:
+        if lower in attestation:
             value = _decoded_jws(value)
-        elif lower in SECRET_HEADERS:
+        elif lower in secret:
             scheme = value.split(" ", 1)[0] if lower == "authorization" and " " in value else ""
             value = f"{scheme} {_masked(value)}".strip()
         else:
@@ -258,9 +264,26 @@ class CliCall:
 
 
 class Recorder:
-    """Numbered exchanges and CLI calls of one run."""
+    """Numbered exchanges and CLI calls of one run.
 
-    def __init__(self) -> None:
+    `signature_headers` and `attestation_headers` are the run's profile's signing headers
+    (`Recorder.for_profile`): a draft may rename them, and a renamed header must not carry
+    its signature into a report in the clear. The built-in names are always masked."""
+
+    def __init__(
+        self,
+        *,
+        signature_headers: Iterable[str] = (),
+        attestation_headers: Iterable[str] = (),
+    ) -> None:
+        attestation = {name.lower() for name in attestation_headers}
+        self.attestation_headers = ATTESTATION_HEADERS | attestation
+        self.signing_headers = (
+            SIGNING_HEADERS | attestation | {name.lower() for name in signature_headers}
+        )
+        """The run's signature and attestation headers, lower-case."""
+        self.secret_headers = CREDENTIAL_HEADERS | self.signing_headers
+        """Every header name whose value is masked in what this recorder keeps."""
         self.exchanges: list[Exchange] = []
         self.cli_calls: list[CliCall] = []
         self.harness_problems: list[dict[str, Any]] = []
@@ -268,6 +291,20 @@ class Recorder:
         self._ids = itertools.count(1)
         self.last_id = 0
         """The last id handed out, exchange or CLI call."""
+
+    @classmethod
+    def for_profile(cls, params: ProfileParameters | None) -> Recorder:
+        """A recorder that masks the signing headers `params` name (none: the built-ins)."""
+        if params is None:
+            return cls()
+        return cls(
+            signature_headers=(params.signature_header,),
+            attestation_headers=(params.attestation_header,),
+        )
+
+    def mask_headers(self, headers: httpx.Headers) -> dict[str, str]:
+        """`headers` as this run's reports may show them (`mask_headers`)."""
+        return mask_headers(headers, self.secret_headers, self.attestation_headers)
 
     def next_id(self) -> int:
         self.last_id = next(self._ids)
@@ -341,7 +378,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             id=self._recorder.next_id(),
             method=request.method,
             url=mask_text(str(request.url)),
-            request_headers=mask_headers(request.headers),
+            request_headers=self._recorder.mask_headers(request.headers),
             request_body=mask_body(body, request.headers.get("content-type", "")),
             direction=self._direction,
         )
@@ -356,7 +393,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             raise
         exchange.elapsed_ms = (time.perf_counter() - started) * 1000
         exchange.status = response.status_code
-        exchange.response_headers = mask_headers(response.headers)
+        exchange.response_headers = self._recorder.mask_headers(response.headers)
         exchange.response_body = mask_body(content, response.headers.get("content-type", ""))
         return httpx.Response(
             response.status_code,
@@ -401,7 +438,7 @@ class RecordingASGI:
             self._recorder.next_id(),
             scope.get("method", "GET"),
             mask_text(url),
-            mask_headers(headers),
+            self._recorder.mask_headers(headers),
             "",
             direction="received",
         )
@@ -420,7 +457,7 @@ class RecordingASGI:
                 return
             finished = True
             exchange.request_body = mask_body(b"".join(chunks), headers.get("content-type", ""))
-            exchange.response_headers = mask_headers(response_headers)
+            exchange.response_headers = self._recorder.mask_headers(response_headers)
             exchange.response_body = mask_body(
                 b"".join(response_body), response_headers.get("content-type", "")
             )

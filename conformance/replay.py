@@ -28,8 +28,8 @@ from conformance.adapters.provider import (
     ProviderTargetConfig,
 )
 from conformance.engine import HarnessError, RunPlan, run_sync
-from conformance.registry import Role
 from conformance.results import Finding, RunResult
+from spec.requirement import Role
 from wire.errors import UsageError
 
 __all__ = ["CASSETTE_FORMAT", "ReplayTransport", "cassette_of", "load_cassette", "replay"]

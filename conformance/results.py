@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from conformance.recorder import Recorder, mask_text
-from conformance.registry import Level, Requirement
+from spec.requirement import Level, Requirement
 from wire.errors import ProvspecError
 
 __all__ = [

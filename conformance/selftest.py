@@ -21,10 +21,11 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.adapters.resource_server import ResourceServerTargetConfig
 from conformance.checks import checks_for
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role, default_registry
 from conformance.results import Status
-from conformance.schemas import default_store
 from mocks._core.faults import Fault, catalogue
+from spec.registry import default_registry
+from spec.requirement import Role
+from spec.schemas import default_store
 from wire.errors import ProvspecError
 
 __all__ = ["FaultRow", "SelftestResult", "run_selftest"]
@@ -155,7 +156,7 @@ def run_selftest(
     for profile in profiles:  # a draft the mocks cannot satisfy is reported before they run
         spec = store.profile(profile)
         if not spec.builtin:
-            from conformance.drafts import consistency
+            from spec.drafts.consistency import consistency
 
             problems = consistency(spec.name)
             if problems:

@@ -8,10 +8,10 @@ import secrets
 import sys
 from typing import Any
 
-from conformance.profiles import DEFAULT_PROFILE
-from conformance.schemas import default_store
 from mocks._core.faults import catalogue
 from mocks._core.store import MemoryStore, SQLiteStore, Store
+from spec.profiles import DEFAULT_PROFILE
+from spec.schemas import default_store
 from wire.errors import UsageError
 
 __all__ = ["add_mock_parser"]
@@ -157,9 +157,9 @@ def _provider(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any,
 
 def _resource_server(args: argparse.Namespace, origin: str) -> tuple[Any, str]:
     """The mock resource server and its authorization server (state in memory)."""
-    from conformance._cli_resource_server import check_profile_has_role
-    from conformance.registry import Role
     from mocks.resource_server import ResourceServerMock, ResourceServerSettings
+    from spec.registry import check_profile_has_role
+    from spec.requirement import Role
 
     profile = "rfc9728" if args.profile == DEFAULT_PROFILE else args.profile  # the default
     check_profile_has_role(Role.RESOURCE_SERVER, profile)

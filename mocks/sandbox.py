@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from conformance.schemas import default_store
 from mocks._core.network import LoopbackNetwork
 from mocks._core.store import MemoryStore
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.orchestrator.engine import Orchestrator, ProviderRecord
 from mocks.provider.app import ProviderMock, ProviderSettings
+from spec.schemas import default_store
 from wire.clock import Clock, FrozenClock
 from wire.ssrf import SSRFGuard
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from conformance.baseline import Baseline, BaselineEntry, apply_baseline
 from conformance.recorder import Exchange, Recorder
-from conformance.registry import Role, default_registry
 from conformance.results import Blame, Finding, RunResult, Status
+from spec.registry import default_registry
+from spec.requirement import Role
 
 T0 = 1_796_000_000.0
 """When the hand-made run started (Unix time)."""

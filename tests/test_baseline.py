@@ -164,7 +164,7 @@ def test_a_bad_baseline_is_a_usage_error_before_the_run(
 def test_dates_come_from_the_caller() -> None:
     from conformance.adapters.provider import ProviderTargetConfig
     from conformance.engine import RunPlan, run_sync
-    from conformance.registry import Role, Step
+    from spec.requirement import Role, Step
 
     result = run_sync(
         RunPlan(

@@ -19,11 +19,11 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.checks import all_checks
 from conformance.cli import main
 from conformance.engine import RunPlan, environment_error, run_sync
-from conformance.registry import Role, Step
 from conformance.report import results_schema
 from conformance.results import EXIT_ERROR, Blame, Status
 from mocks._core.http import json_response
 from mocks.orchestrator.app import OrchestratorMock
+from spec.requirement import Role, Step
 
 
 def unused_port() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main
-from conformance.registry import default_registry
+from spec.registry import default_registry
 
 
 def test_requirements_json_lists_every_requirement_with_a_source(

@@ -16,8 +16,8 @@ import pytest
 
 from conformance._cli_run import Heartbeat, SelftestColumns, clip, exit_codes_text
 from conformance.cli import _parser, main
-from conformance.profiles import DEFAULT_PROFILE
 from conformance.results import EXIT_CODES
+from spec.profiles import DEFAULT_PROFILE
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 OPTION = re.compile(r"--[a-z][a-z0-9-]*")

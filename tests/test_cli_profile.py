@@ -173,7 +173,7 @@ def test_validate_and_requirements_take_a_draft_directory(
 
 
 def test_a_ref_moved_to_the_base_file_is_not_a_type_change() -> None:
-    from conformance.drafts import diff
+    from spec.drafts.diff import diff
 
     # app-next's service refers to ../app-0.1d/config_schema.schema.json, its base's file
     text = diff("app-0.1d", "app-next").text()

@@ -7,9 +7,10 @@ import pytest
 from conformance.adapters.provider import ProviderTargetConfig
 from conformance.checks import all_checks
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Level, Role, default_registry
 from conformance.results import RunResult, Status
 from mocks._core.faults import catalogue
+from spec.registry import default_registry
+from spec.requirement import Level, Role
 
 PROFILES = ["app-0.1d", "app-next"]
 PROVIDER_FAULTS = [

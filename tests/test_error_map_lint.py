@@ -1,5 +1,5 @@
 """`provspec profile check` fails on an OpenAPI answer that contradicts the profile's
-`[parameters.error_codes]` map (conformance/drafts.py `_error_map_problems`): the three
+`[parameters.error_codes]` map (spec/drafts/consistency.py `_error_map_problems`): the three
 contradictions an independent app-next orchestrator's author met, each planted in a draft
 of app-next, and the built-in profiles clean."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conformance.cli import main
-from conformance.schemas import default_store
+from spec.schemas import default_store
 
 SOURCE = Path(__file__).resolve().parent.parent / "schemas" / "app-next"
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from jsonschema.exceptions import ValidationError
 
-from conformance._resources import data_dir
-from conformance.schemas import default_store
+from spec._resources import data_dir
+from spec.schemas import default_store
 from wire import strictjson
 
 STORE = default_store()

@@ -9,7 +9,7 @@ import pytest
 import schemathesis
 from schemathesis.core.result import Err
 
-from conformance._resources import data_dir
+from spec._resources import data_dir
 from wire import strictjson
 
 SCHEMAS = Path(str(data_dir("schemas")))

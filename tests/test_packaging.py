@@ -43,10 +43,11 @@ def test_wheel_ships_data_plugin_and_script(wheel: Path) -> None:
         entry_points = next(
             archive.read(n).decode() for n in names if n.endswith("entry_points.txt")
         )
-    assert "conformance/_data/schemas/app-0.1d/profile.toml" in names
-    assert any(n.startswith("conformance/_data/fixtures/examples/app-next/") for n in names)
-    assert "conformance/requirements/provider.toml" in names
-    assert "mocks/__init__.py" in names
+    assert "spec/_data/schemas/app-0.1d/profile.toml" in names
+    assert any(n.startswith("spec/_data/fixtures/examples/app-next/") for n in names)
+    assert "spec/requirements/provider.toml" in names
+    assert "mocks/faults/provider.toml" in names
+    assert {"wire/__init__.py", "spec/__init__.py", "mocks/__init__.py"} <= names
     assert "provspec = conformance.cli:main" in entry_points
     assert "[pytest11]" in entry_points
     assert "provspec = conformance.pytest_plugin" in entry_points
@@ -60,7 +61,7 @@ def test_unpacked_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
     probe = (
-        "import conformance, conformance._resources as r, json;"
+        "import conformance, spec._resources as r, json;"
         "print(json.dumps([conformance.__file__, str(r.data_dir('schemas'))]))"
     )
     located = subprocess.run(

@@ -340,7 +340,7 @@ def test_a_missing_agent_command_is_named_before_any_task(
 def test_the_embedded_mocks_need_no_preflight() -> None:
     from conformance.adapters.provider import ProviderTargetConfig
     from conformance.engine import RunPlan, run_sync
-    from conformance.registry import Role, Step
+    from spec.requirement import Role, Step
 
     # An embedded fault that breaks health is judged as PRV-DSC-001, not stopped at preflight.
     plan = RunPlan(

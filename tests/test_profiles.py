@@ -1,4 +1,4 @@
-"""Profiles as data (conformance/profiles.py, conformance/schemas.py): parameters, drafts
+"""Profiles as data (spec/profiles.py, spec/schemas.py): parameters, drafts
 loaded from a directory, requirement changes, and the mocks and checks following them."""
 
 from __future__ import annotations
@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance.drafts import consistency
-from conformance.registry import Level, Role, default_registry
-from conformance.schemas import default_store
 from conformance.selftest import run_selftest
 from mocks.sandbox import Sandbox
+from spec.drafts.consistency import consistency
+from spec.registry import default_registry
+from spec.requirement import Level, Role
+from spec.schemas import default_store
 from wire.errors import ProvspecError, UsageError
 
 STORE = default_store()

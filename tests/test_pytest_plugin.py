@@ -54,7 +54,7 @@ def test_provspec_role_collects_the_checks_and_passes_against_the_embedded_mock(
     pytester: pytest.Pytester,
 ) -> None:
     from conformance.checks import checks_for
-    from conformance.registry import Role
+    from spec.requirement import Role
 
     expected = len(checks_for(Role.PROVIDER, "app-next"))
     result = pytester.runpytest(
@@ -78,7 +78,7 @@ def test_provspec_role_collects_the_checks_and_passes_against_the_embedded_mock(
 @pytest.mark.parametrize("role", ["orchestrator", "agent"])
 def test_the_other_roles_run_through_pytest_too(pytester: pytest.Pytester, role: str) -> None:
     from conformance.checks import checks_for
-    from conformance.registry import Role
+    from spec.requirement import Role
 
     expected = len(checks_for(Role(role), "app-0.1d"))
     result = pytester.runpytest(

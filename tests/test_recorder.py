@@ -4,6 +4,7 @@ answer, and the suite's provider client carries no cookie from one call to the n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 
 import httpx
@@ -16,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from conformance.adapters.provider import stateless_client
 from conformance.recorder import Recorder, RecordingASGI
 from mocks._serve import ServedInThread
+from spec.schemas import default_store
 
 
 async def _redeem(request: Request) -> JSONResponse:
@@ -66,3 +68,23 @@ def test_the_provider_client_keeps_no_cookie() -> None:
 
     asyncio.run(two_calls())
     assert sent == [None, None]
+
+
+def test_each_recorder_masks_its_own_profiles_signing_headers() -> None:
+    """A draft may rename the signing headers: its run's recorder masks the new names, and
+    loading the draft changes no other recorder (nothing global is rewritten)."""
+    draft = dataclasses.replace(
+        default_store().profile("app-next").params,
+        signature_header="X-Draft-Signature",
+        attestation_header="X-Draft-Attestation",
+    )
+    headers = httpx.Headers(
+        {"X-Draft-Signature": "t=1,v1=abc", "X-Draft-Attestation": "a.b.c", "Accept": "*/*"}
+    )
+    shown = Recorder.for_profile(draft).mask_headers(headers)
+    assert shown["x-draft-signature"].startswith("«masked")
+    assert shown["x-draft-attestation"].startswith("header ")
+    assert shown["accept"] == "*/*"
+    plain = Recorder().mask_headers(headers)
+    assert plain["x-draft-signature"] == "t=1,v1=abc"
+    assert Recorder.for_profile(None).secret_headers == Recorder().secret_headers

@@ -6,14 +6,8 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main
-from conformance.registry import (
-    Level,
-    RegistryError,
-    Role,
-    Step,
-    default_registry,
-    load_registry,
-)
+from spec.registry import RegistryError, default_registry, load_registry
+from spec.requirement import Level, Role, Step
 
 PROFILES = ("app-0.1d", "app-next")
 GOOD = """

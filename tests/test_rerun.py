@@ -11,8 +11,8 @@ from conformance import checks as checks_module
 from conformance.adapters.provider import ProviderTargetConfig
 from conformance.checks import all_checks
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role
 from conformance.results import Status
+from spec.requirement import Role
 
 NAME = "discovery.health_lists_the_profile_version"
 

@@ -14,9 +14,9 @@ import pytest
 
 from conformance.adapters.provider import ProviderTargetConfig
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role, Step
 from conformance.results import Status
 from mocks._serve import ServedInThread
+from spec.requirement import Role, Step
 
 
 async def hang(scope: dict[str, Any], receive: Any, send: Any) -> None:

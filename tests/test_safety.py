@@ -103,7 +103,7 @@ def test_a_public_resource_server_is_not_refused() -> None:
     from conformance._cli_ci import before_run
     from conformance.adapters.resource_server import ResourceServerTargetConfig
     from conformance.engine import RunPlan
-    from conformance.registry import Role
+    from spec.requirement import Role
 
     url = "https://mcp.realvendor.com/mcp"
     plan = RunPlan(

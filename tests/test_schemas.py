@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from conformance.schemas import SchemaStore, close_open_objects, default_store
+from spec.schemas import SchemaStore, close_open_objects, default_store
 from wire.errors import ProvspecError, UsageError
 
 STORE = default_store()

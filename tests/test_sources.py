@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.registry import default_registry
+from spec.registry import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 ANCHORED_URL = re.compile(r"https?://[^\s)\]]+#[^\s)\];,]+")

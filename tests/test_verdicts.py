@@ -21,7 +21,6 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.checks import Unexpected, all_checks
 from conformance.cli import main
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role, Step
 from conformance.report import results_schema
 from conformance.results import (
     EXIT_FAILED,
@@ -33,6 +32,7 @@ from conformance.results import (
 )
 from mocks._serve import ServedInThread
 from mocks.provider.app import ProviderMock, ProviderSettings
+from spec.requirement import Role, Step
 
 CATALOG = "discovery.catalog_shape"  # judges PRV-DSC-002, -003, -004, -006, -007
 
@@ -458,7 +458,7 @@ def test_a_reproduction_keeps_secrets_out_and_says_what_to_fill_in() -> None:
 
     from conformance.recorder import Exchange
     from conformance.reproduce import curl_for
-    from conformance.schemas import default_store
+    from spec.schemas import default_store
 
     exchange = Exchange(
         7,

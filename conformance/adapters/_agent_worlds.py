@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from conformance.recorder import Exchange, Recorder, mask_body, mask_text
+from conformance.recorder import SIGNING_HEADERS, Exchange, Recorder, mask_body, mask_text
 
 __all__ = [
     "FORGED",
@@ -102,13 +102,6 @@ class AuthorizationResponse:
     """The human's delivery of it to the agent's redirect URI (0: not delivered)."""
 
 
-def _signing_headers() -> set[str]:
-    """The profile's signature and attestation headers (a draft may rename them)."""
-    from conformance.recorder import SECRET_HEADERS
-
-    return set(SECRET_HEADERS) - {"authorization", "cookie", "set-cookie"}
-
-
 def _payment_values(body: Any) -> set[str]:
     credentials = body.get("payment_credentials") if isinstance(body, dict) else None
     if not isinstance(credentials, dict):
@@ -155,6 +148,8 @@ class World:
     cli: str
     provider: str
     trap: str
+    signing: frozenset[str] = SIGNING_HEADERS
+    """The run's signature and attestation headers, lower-case (a draft may rename them)."""
     seen: dict[str, int] = field(default_factory=dict)
     shown: dict[str, set[str]] = field(default_factory=lambda: {"signing": set(), "payment": set()})
     """Secrets a leaky answer showed the agent: signatures and attestations ("signing"),
@@ -300,7 +295,7 @@ class World:
         """The add answer, ok or not, with a debug trace of the last signed request the
         orchestrator sent: the bearer redacted, the signature or attestation and the body's
         payment token not."""
-        signing = _signing_headers()
+        signing = self.signing
         signed = [request for request in sent if signing & set(request.headers)]
         if not signed:
             return answer
@@ -490,5 +485,7 @@ def _extended(value: Any, *, mapping: bool = False) -> Any:
     return value
 
 
-def world(name: str, *, cli: str, provider: str, trap: str) -> World:
-    return World(name, cli, provider, trap)
+def world(
+    name: str, *, cli: str, provider: str, trap: str, signing: frozenset[str] = SIGNING_HEADERS
+) -> World:
+    return World(name, cli, provider, trap, signing)

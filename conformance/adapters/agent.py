@@ -42,11 +42,11 @@ from conformance._threadio import thread_output
 from conformance.adapters import _agent_worlds as _worlds
 from conformance.checks import Check, CheckContext
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, mask_values
-from conformance.schemas import default_store
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
+from spec.schemas import default_store
 from wire import strictjson
 from wire.errors import UsageError
 
@@ -247,7 +247,7 @@ TASKS: tuple[AgentTask, ...] = (
 
 def tasks_for(profile: str) -> tuple[AgentTask, ...]:
     """The tasks a run under `profile` (a name or a draft's directory) gives the agent."""
-    from conformance.profiles import profile_family
+    from spec.schemas import profile_family
 
     family = profile_family(profile)
     return tuple(task for task in TASKS if family in task.profiles)
@@ -508,11 +508,13 @@ class _TaskWorld:
 @dataclass
 class AgentTarget:
     config: AgentTargetConfig
-    recorder: Recorder = field(default_factory=Recorder)
+    recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:
         # a name, or a draft's directory: what the agent's worlds (child processes) resolve
-        self.profile = default_store().profile(self.config.profile).spec
+        spec = default_store().profile(self.config.profile)
+        self.profile = spec.spec
+        self.recorder = Recorder.for_profile(spec.parameters)
         self.runs: dict[str, TaskRun] = {}
         self._prefix = shlex.split(self.config.orchestrator_cli) or shlex.split(
             DEFAULT_ORCHESTRATOR_CLI
@@ -593,6 +595,7 @@ class AgentTarget:
             cli=" ".join(self._prefix),
             provider=PROVIDER_NAME,
             trap=f"{self._trap_origin}/t/{task.name}",
+            signing=self.recorder.signing_headers,
         )
         capture = _Capture(
             provider.app,

@@ -30,11 +30,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.harness import PROVIDER_SIDE, HarnessMonitor
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, RecordingTransport
-from conformance.schemas import default_store
 from mocks._core.store import SQLiteStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
+from spec.schemas import default_store
 from wire import strictjson
 from wire.clock import OffsetClock
 
@@ -255,11 +255,12 @@ class _Tampering:
 @dataclass
 class OrchestratorTarget:
     config: OrchestratorTargetConfig
-    recorder: Recorder = field(default_factory=Recorder)
+    recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:
         self.spec = default_store().profile(self.config.profile)
         self.profile = self.spec.name
+        self.recorder = Recorder.for_profile(self.spec.parameters)
         self.family = self.spec.family
         """The built-in profile whose wire the run speaks (a draft's base family)."""
         self.params = self.spec.params

@@ -39,12 +39,12 @@ from conformance.consent import ConsentOptions, ConsentOutcome, obtain_consent
 from conformance.credentials import CredentialProbe
 from conformance.harness import HarnessMonitor
 from conformance.recorder import Exchange, Recorder, RecordingASGI, RecordingTransport
-from conformance.schemas import default_store
 from mocks._core.network import LoopbackNetwork
 from mocks._core.store import MemoryStore
 from mocks._serve import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
+from spec.schemas import default_store
 from wire.clock import SystemClock
 from wire.envelopes import flat_error
 from wire.errors import UsageError
@@ -170,11 +170,12 @@ class ProviderTargetConfig:
 @dataclass
 class ProviderTarget:
     config: ProviderTargetConfig
-    recorder: Recorder = field(default_factory=Recorder)
+    recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:
         self.spec = default_store().profile(self.config.profile)
         self.profile = self.spec.name
+        self.recorder = Recorder.for_profile(self.spec.parameters)
         self.family = self.spec.family
         """The built-in profile whose wire the run speaks (a draft's base family)."""
         self.params = self.spec.params

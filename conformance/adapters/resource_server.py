@@ -44,6 +44,7 @@ import httpx
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.preflight import environment_error
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingTransport, mask_values
+from spec.schemas import default_store
 from wire import strictjson
 from wire.ssrf import SSRFError, SSRFGuard
 
@@ -115,10 +116,11 @@ class ResourceServerTargetConfig:
 @dataclass
 class ResourceServerTarget:
     config: ResourceServerTargetConfig
-    recorder: Recorder = field(default_factory=Recorder)
+    recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:
         self.profile = self.config.profile
+        self.recorder = Recorder.for_profile(default_store().profile(self.profile).parameters)
         self.url = self.config.target or ""
         self.http: httpx.AsyncClient | None = None
         self.guard = SSRFGuard(allowed_hosts=self.config.allowed_hosts)
@@ -304,7 +306,7 @@ class ResourceServerContext(CheckContext):
     def probe(self) -> str:
         if self.config.probe:
             return self.config.probe
-        from conformance.profiles import profile_family
+        from spec.schemas import profile_family
 
         return "mcp" if profile_family(self.profile).startswith("mcp-") else "get"
 
@@ -315,7 +317,7 @@ class ResourceServerContext(CheckContext):
         if self.probe() == "get":
             return await self.get(self.url, from_message=False, headers=headers)
         from conformance import __version__
-        from conformance.profiles import profile_family
+        from spec.schemas import profile_family
 
         family = profile_family(self.profile)
         revision = family.removeprefix("mcp-") if family.startswith("mcp-") else "2025-11-25"

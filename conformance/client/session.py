@@ -26,7 +26,7 @@ import httpx
 
 from conformance.client._identity import IdentityFactory, OrchestratorIdentity, User
 from conformance.client._signing import attestation, stripe_signature
-from conformance.profiles import ProfileParameters
+from spec.profiles import ProfileParameters
 from wire import jose, strictjson
 from wire.pkce import pkce_pair
 

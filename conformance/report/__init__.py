@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conformance._resources import data_dir
 from conformance.report._allure import write_allure
 from conformance.report._html import render_html
 from conformance.report._junit import render_junit
 from conformance.results import RunResult
+from spec._resources import data_dir
 
 __all__ = [
     "render_html",

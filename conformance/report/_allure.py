@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from conformance.recorder import CliCall, Exchange
-from conformance.registry import Level
 from conformance.report._junit import provenance_properties
 from conformance.report._outcome import CaseStatus, Outcome, extra_outcomes, outcome
 from conformance.results import Finding, RunResult, Status
+from spec.requirement import Level
 
 __all__ = ["CATEGORIES", "write_allure"]
 

@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from conformance.recorder import CliCall, Exchange
-from conformance.registry import Level, Step
 from conformance.report._outcome import unjudged_musts, verdict_word
 from conformance.results import Finding, RunResult, Status
+from spec.requirement import Level, Step
 
 __all__ = ["COLOURS", "PILL_TEXT", "PREVIEW_CHARS", "VERDICT_COLOURS", "render_html"]
 

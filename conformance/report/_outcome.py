@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from conformance.registry import Level
 from conformance.results import Finding, RunResult, Status
+from spec.requirement import Level
 
 __all__ = ["Outcome", "CaseStatus", "extra_outcomes", "outcome", "unjudged_musts", "verdict_word"]
 

@@ -72,7 +72,7 @@ class FaultSet:
         self.mock = mock
         self._names: frozenset[str] = frozenset(names)
         if self._names:
-            from conformance.profiles import profile_family
+            from spec.schemas import profile_family
 
             profile = profile_family(profile)  # a draft takes its base family's faults
         for name in sorted(self._names):

@@ -34,8 +34,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conformance.profiles import ProfileParameters
-from conformance.schemas import Profile, default_store
 from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem, json_response, parse_json_object, read_body
 from mocks._core.network import DEFAULT_TIMEOUT
@@ -43,6 +41,8 @@ from mocks._core.replay import ReplayCache
 from mocks._core.store import MemoryStore, Store
 from mocks.orchestrator._idempotency import Begun, Conflict, IdempotencyLedger, InFlight, Replay
 from mocks.orchestrator.ledger import CapExceeded, SpendLedger
+from spec.profiles import Profile, ProfileParameters
+from spec.schemas import default_store
 from wire import jose, strictjson
 from wire.attestation import PAYMENT_TOKEN_CLAIMS, PAYMENT_TOKEN_TYP, verify_attestation
 from wire.clock import Clock, SystemClock, iso_utc

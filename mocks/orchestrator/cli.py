@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 
-from conformance.schemas import default_store
 from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem
 from mocks._core.network import DEFAULT_TIMEOUT
@@ -33,6 +32,7 @@ from mocks.orchestrator import custody
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.orchestrator.catalog import aggregate, speaks_profile
 from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
+from spec.schemas import default_store
 from wire import strictjson
 from wire.ssrf import SSRFGuard
 from wire.tls import tls_context

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conformance.schemas import default_store
 from mocks._core.store import Store
+from spec.schemas import default_store
 from wire.clock import Clock
 
 __all__ = ["CapExceeded", "CapState", "SpendLedger", "month_of"]

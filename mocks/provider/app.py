@@ -38,8 +38,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from conformance.profiles import ProfileParameters
-from conformance.schemas import Profile, default_store
 from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem, json_response, parse_form, parse_json_object, read_body
 from mocks._core.network import DEFAULT_TIMEOUT
@@ -47,6 +45,8 @@ from mocks._core.replay import ReplayCache
 from mocks._core.store import MemoryStore, Store
 from mocks.provider import catalog
 from mocks.provider._state import ProviderState, new_id
+from spec.profiles import Profile, ProfileParameters
+from spec.schemas import default_store
 from wire import jose, stripe_signature
 from wire.attestation import (
     PAYMENT_TOKEN_CLAIMS,

@@ -22,7 +22,7 @@ from conformance.client import (
     OrchestratorClient,
     OrchestratorIdentity,
 )
-from conformance.schemas import default_store
+from spec.schemas import default_store
 from wire.pkce import s256
 
 BASE = "https://provider.example/api/partners/stripe/"

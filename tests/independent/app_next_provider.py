@@ -1,7 +1,7 @@
 """An app-next provider written from the published draft only (issue 14: a second reading).
 
 Sources: ../shared/DESIGN.md §2 app-next items 1-6, schemas/app-next/*, the app-0.1d schemas it
-inherits, conformance/requirements/provider.toml (app-next entries), docs/decisions/*.md and
+inherits, spec/requirements/provider.toml (app-next entries), docs/decisions/*.md and
 the RFCs they cite. The reference mock (mocks/) and the suite's probes were not read. Where
 the draft left a choice open, the choice is marked `# draft:` and listed in this package's
 README.md.

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from conformance.schemas import default_store
 from mocks._core.store import MemoryStore
 from mocks.sandbox import Sandbox
+from spec.schemas import default_store
 from wire.attestation import mint_attestation
 
 STORE = default_store()

@@ -332,8 +332,8 @@ def test_env_redacts_secrets_unless_revealed() -> None:
 
 
 def test_catalog_aggregates_every_provider_and_revoke_fans_out() -> None:
-    from conformance.schemas import default_store
     from mocks.orchestrator.catalog import aggregate
+    from spec.schemas import default_store
 
     async def scenario(sandbox: Sandbox) -> None:
         orchestrator = sandbox.orchestrator

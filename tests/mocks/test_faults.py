@@ -8,8 +8,8 @@ import pytest
 
 import mocks
 from conformance.cli import main
-from conformance.registry import default_registry
 from mocks._core.faults import FaultSet, catalogue
+from spec.registry import default_registry
 from wire.errors import UsageError
 
 MOCK_SOURCE = "".join(path.read_text() for path in Path(mocks.__file__).parent.rglob("*.py"))

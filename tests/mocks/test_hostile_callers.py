@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.schemas import default_store
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.sandbox import Sandbox
+from spec.schemas import default_store
 from wire import jose
 from wire.attestation import PAYMENT_TOKEN_TYP, mint_attestation
 from wire.clock import FrozenClock

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.schemas import default_store
+from spec.schemas import default_store
 from tests.mocks._world import served_world
 
 STORE = default_store()

@@ -12,8 +12,8 @@ import pytest
 
 from conformance.adapters.agent import AgentTargetConfig, tasks_for
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role
 from conformance.results import RunResult, Status
+from spec.requirement import Role
 from wire.errors import UsageError
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from conformance.adapters.agent import AgentTargetConfig
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role
 from conformance.results import RunResult, Status
+from spec.requirement import Role
 
 
 def run(command: str) -> RunResult:

@@ -9,9 +9,9 @@ import pytest
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.engine import RunPlan, run_sync
 from conformance.packs.orchestrator.calls import token_defects
-from conformance.registry import Role
 from conformance.results import RunResult, Status
 from mocks._core.faults import catalogue
+from spec.requirement import Role
 
 
 def run(profile: str, *faults: str) -> RunResult:

@@ -12,8 +12,8 @@ from conformance.packs.orchestrator.consent import with_query
 from conformance.packs.orchestrator.payment import card_members, luhn_card_numbers, outcome_of
 from conformance.packs.orchestrator.revocation import says_revoked
 from conformance.packs.orchestrator.spend import cap_for
-from conformance.registry import Role, Step
 from conformance.results import RunResult, Status
+from spec.requirement import Role, Step
 from wire.urls import well_known_url
 
 

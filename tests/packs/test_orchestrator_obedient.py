@@ -18,8 +18,8 @@ from conformance.adapters.orchestrator import (
 )
 from conformance.checks import Skipped, all_checks
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Level, Role
 from conformance.results import RunResult, Status
+from spec.requirement import Level, Role
 from wire.clock import OffsetClock
 
 

@@ -11,8 +11,8 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.cli import main
 from conformance.config import load_config
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role, Step
 from conformance.results import RunResult, Status
+from spec.requirement import Role, Step
 from wire.errors import UsageError
 
 

@@ -17,10 +17,10 @@ import pytest
 
 from conformance.adapters.provider import ProviderTargetConfig, private_address
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role, Step
 from conformance.results import Finding, RunResult, Status
 from mocks._serve import ServedInThread, bind
 from mocks.provider.app import ProviderMock, ProviderSettings
+from spec.requirement import Role, Step
 from wire.ssrf import SSRFGuard
 
 

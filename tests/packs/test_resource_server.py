@@ -19,9 +19,10 @@ from conformance.adapters.resource_server import (
     ResourceServerTargetConfig,
 )
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role, default_registry
 from conformance.results import RunResult, Status
 from mocks._serve import ServedInThread
+from spec.registry import default_registry
+from spec.requirement import Role
 from wire.urls import prm_url, resource_for_metadata_url
 
 RS_PROFILES = ("rfc9728", "mcp-2025-06-18", "mcp-2025-11-25")

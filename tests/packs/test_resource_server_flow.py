@@ -25,10 +25,11 @@ from conformance.adapters.resource_server import (
 from conformance.cli import main
 from conformance.config import load_config
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Level, Role, default_registry
 from conformance.results import RunResult, Status
 from mocks._serve import ServedInThread
 from mocks.resource_server import ResourceServerMock, ResourceServerSettings
+from spec.registry import default_registry
+from spec.requirement import Level, Role
 from wire.errors import UsageError
 
 RS_PROFILES = ("rfc9728", "mcp-2025-06-18", "mcp-2025-11-25")

@@ -59,9 +59,10 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from conformance.adapters.resource_server import ResourceServerTargetConfig
 from conformance.cli import main
 from conformance.engine import RunPlan, run_sync
-from conformance.registry import Role, default_registry
 from conformance.results import RunResult, Status
 from mocks._serve import bind
+from spec.registry import default_registry
+from spec.requirement import Role
 
 NEEDED = "mcp:tools"
 OTHER = "mcp:read"

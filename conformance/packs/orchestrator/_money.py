@@ -23,11 +23,11 @@ import httpx
 from conformance.adapters.orchestrator import PROVIDER_NAME, OrchestratorContext
 from conformance.checks import Skipped
 from conformance.packs.orchestrator._helpers import metadata
-from conformance.recorder import CliCall, Exchange, mask_headers
-from conformance.schemas import default_store
+from conformance.recorder import CliCall, Exchange
 from mocks._core.http import HTTPProblem
 from mocks.provider import catalog as provider_catalog
 from mocks.provider.app import ProviderMock
+from spec.schemas import default_store
 from wire import jose
 from wire.attestation import mint_attestation
 from wire.tls import tls_context
@@ -185,7 +185,7 @@ async def _post(
 
 def _exchange_of(ctx: OrchestratorContext, url: str, headers: dict[str, str]) -> Exchange | None:
     """The recorded exchange of the request sent with `headers` (its key and attestation)."""
-    shown = mask_headers(httpx.Headers(headers))
+    shown = ctx.recorder.mask_headers(httpx.Headers(headers))
     name = ctx.params.attestation_header.lower()
     key, attestation = shown.get("idempotency-key"), shown.get(name)
     for exchange in reversed(ctx.recorder.exchanges):

@@ -186,7 +186,7 @@ async def account_requests_are_valid_and_use_pkce(ctx: OrchestratorContext) -> N
     if not requests:
         raise Skipped("the orchestrator sent no account request (it already had an account)")
     body: Any = ctx.body(requests[0])
-    from conformance.schemas import default_store
+    from spec.schemas import default_store
 
     # PKCE's members are ORC-ACC-002's rule (app-next's schema requires them too).
     problems = [

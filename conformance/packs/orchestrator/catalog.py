@@ -29,8 +29,8 @@ from conformance.packs.orchestrator._probes import (
     suspicious,
 )
 from conformance.recorder import CliCall
-from conformance.schemas import default_store
 from mocks.provider.catalog import SERVICES
+from spec.schemas import default_store
 
 SERVICES_PATH = "/provisioning/services"
 

@@ -26,7 +26,7 @@ from conformance.packs.orchestrator._probes import (
     status_of,
 )
 from conformance.recorder import CliCall
-from conformance.schemas import default_store
+from spec.schemas import default_store
 from wire import strictjson
 
 TRACEBACK = "Traceback (most recent call last)"

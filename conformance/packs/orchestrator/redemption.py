@@ -11,8 +11,8 @@ from conformance.checks import Skipped, check
 from conformance.packs.orchestrator import _money
 from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user
 from conformance.recorder import Exchange
-from conformance.schemas import default_store
 from mocks.provider.app import ProviderMock
+from spec.schemas import default_store
 from wire import jose
 
 

@@ -13,7 +13,7 @@ from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, Unexpected
 from conformance.client import ATTESTATION_TYP, Connection
 from conformance.recorder import Exchange
-from conformance.schemas import default_store
+from spec.schemas import default_store
 from wire import jose
 
 PAYMENT_TOKEN_TYP = "app-payment+jwt"

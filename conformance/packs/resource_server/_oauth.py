@@ -24,8 +24,8 @@ from conformance.adapters.resource_server import (
     ResourceServerContext,
 )
 from conformance.checks import NotApplicable, Skipped
-from conformance.profiles import profile_family
 from conformance.recorder import CliCall, Exchange
+from spec.schemas import profile_family
 from wire.pkce import pkce_pair
 from wire.urls import prm_url, resource_for_metadata_url
 from wire.www_authenticate import Challenge, ChallengeError, parse

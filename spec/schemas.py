@@ -1,4 +1,4 @@
-"""Profiles and their message schemas, with validators compiled once.
+"""The profile store: every profile and its message schemas, with validators compiled once.
 
 `SchemaStore` reads `schemas/<profile>/` (see schemas/README.md): each profile's
 `profile.toml` and `<message>.schema.json` files. A profile inherits the messages of its
@@ -23,7 +23,7 @@ import difflib
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -34,9 +34,11 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from conformance._resources import data_dir
-from conformance.profiles import (
+from spec._resources import data_dir
+from spec.profiles import (
+    MANIFEST_KEYS,
     ManifestError,
+    Profile,
     ProfileParameters,
     RequirementChanges,
     build_parameters,
@@ -50,7 +52,16 @@ from wire import strictjson
 from wire.errors import ProvspecError, UsageError
 from wire.formats import FORMAT_CHECKER
 
-__all__ = ["Profile", "SchemaIssue", "SchemaStore", "close_open_objects", "default_store"]
+__all__ = [
+    "SCHEMA_SUFFIX",
+    "SchemaIssue",
+    "SchemaStore",
+    "close_open_objects",
+    "default_store",
+    "profile_family",
+    "profile_parameters",
+    "resolve_profile",
+]
 
 SCHEMA_SUFFIX = ".schema.json"
 
@@ -83,43 +94,6 @@ WireValidator: Any = validators.extend(  # type: ignore[no-untyped-call]
     Draft202012Validator,
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_wire_integer),
 )
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A protocol profile: its wire version string, the profile it extends, its parameters
-    and requirement changes (conformance/profiles.py), and where it was loaded from."""
-
-    name: str
-    title: str
-    api_version: str
-    base: str | None
-    family: str = ""
-    """The built-in profile whose wire behaviour this one keeps (itself for a built-in)."""
-    directory: Path | None = None
-    """A draft's directory; None for a profile shipped with provspec."""
-    parameters: ProfileParameters | None = None
-    parameter_gap: str = ""
-    """Why `parameters` is None (a manifest that defines too little)."""
-    requirements: RequirementChanges = field(default_factory=RequirementChanges)
-    manifest_path: str = ""
-    manifest_text: str = field(default="", repr=False, compare=False)
-
-    @property
-    def builtin(self) -> bool:
-        return self.directory is None
-
-    @property
-    def spec(self) -> str:
-        """What names this profile in another process: the name, or a draft's directory."""
-        return self.name if self.directory is None else str(self.directory)
-
-    @property
-    def params(self) -> ProfileParameters:
-        """The typed parameters; a `ProvspecError` naming what is missing when incomplete."""
-        if self.parameters is None:
-            raise ProvspecError(f"{self.manifest_path}: {self.parameter_gap}")
-        return self.parameters
 
 
 @dataclass(frozen=True)
@@ -446,9 +420,6 @@ class SchemaStore:
         return registry
 
 
-MANIFEST_KEYS = ("name", "title", "base", "api_version", "parameters", "requirements")
-
-
 def _is_path(spec: str) -> bool:
     return spec.startswith((".", "~")) or "/" in spec or os.sep in spec
 
@@ -465,6 +436,21 @@ def _wire_dialect(schema: dict[str, Any]) -> dict[str, Any]:
 def default_store() -> SchemaStore:
     """The shipped schemas, loaded once per process."""
     return SchemaStore()
+
+
+def resolve_profile(spec: str) -> str:
+    """The canonical name of a profile given by name or by directory path (loaded into the
+    process's schema store on first use). Unknown names get suggestions."""
+    return default_store().profile(spec).name
+
+
+def profile_parameters(profile: str) -> ProfileParameters:
+    return default_store().profile(profile).params
+
+
+def profile_family(profile: str) -> str:
+    """The built-in profile whose wire behaviour `profile` keeps (itself for a built-in)."""
+    return default_store().profile(profile).family
 
 
 def _pointer(error: ValidationError) -> str:

@@ -1,4 +1,4 @@
-"""Profiles as data: the typed parameters and requirement changes of a profile manifest.
+"""Profiles as data: a `Profile`, its typed parameters and the requirement changes of its manifest.
 
 A profile is a directory (`schemas/<profile>/` for the built-ins, any folder for a draft)
 holding `profile.toml` and the message schemas it adds or overrides. The manifest
@@ -13,13 +13,14 @@ holding `profile.toml` and the message schemas it adds or overrides. The manifes
   `[[requirements.add]]` tables (id, level, role, step, text, source) that change the base's
   requirement set.
 
-`resolve_profile("./my-draft")` loads a draft directory into the process's schema store and
-returns its name; every command that takes `--profile` goes through it. A draft's wire
+The profile store (`spec.schemas.SchemaStore`) reads the manifests and builds the `Profile`s;
+`spec.schemas.resolve_profile("./my-draft")` loads a draft directory into the process's store
+and returns its name, and every command that takes `--profile` goes through it. A draft's wire
 behaviour (HMAC or JWS signing, payment tokens, …) is its **family**: the nearest built-in
 profile it descends from. What a draft can change without code is its schemas, requirements
 and parameters.
 
-    >>> from conformance.schemas import default_store
+    >>> from spec.schemas import default_store
     >>> default_store().profile("app-next").params.default_cap.limit
     10000
 """
@@ -28,30 +29,32 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from spec.requirement import Level, Requirement, parse_entry
 from wire.errors import ProvspecError, UsageError
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "MANIFEST_KEYS",
     "PARAMETER_DOCS",
     "ErrorCode",
     "ManifestError",
+    "Profile",
     "ProfileParameters",
     "RequirementChanges",
     "SpendCap",
     "build_parameters",
-    "effective_requirements",
+    "ensure_name",
     "line_of",
+    "line_of_value",
     "merge_parameters",
     "parse_parameters",
     "parse_requirement_changes",
-    "profile_family",
-    "profile_parameters",
-    "resolve_profile",
 ]
 
 DEFAULT_PROFILE = "app-0.1d"
@@ -147,13 +150,49 @@ class ProfileParameters:
 class RequirementChanges:
     """What a profile changes in its base's requirement set."""
 
-    add: tuple[Any, ...] = ()
-    """`conformance.registry.Requirement` objects (Any here to keep the import one-way)."""
+    add: tuple[Requirement, ...] = ()
     drop: tuple[str, ...] = ()
     level: tuple[tuple[str, str], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.add or self.drop or self.level)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A protocol profile: its wire version string, the profile it extends, its parameters
+    and requirement changes, and where it was loaded from."""
+
+    name: str
+    title: str
+    api_version: str
+    base: str | None
+    family: str = ""
+    """The built-in profile whose wire behaviour this one keeps (itself for a built-in)."""
+    directory: Path | None = None
+    """A draft's directory; None for a profile shipped with provspec."""
+    parameters: ProfileParameters | None = None
+    parameter_gap: str = ""
+    """Why `parameters` is None (a manifest that defines too little)."""
+    requirements: RequirementChanges = field(default_factory=RequirementChanges)
+    manifest_path: str = ""
+    manifest_text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def builtin(self) -> bool:
+        return self.directory is None
+
+    @property
+    def spec(self) -> str:
+        """What names this profile in another process: the name, or a draft's directory."""
+        return self.name if self.directory is None else str(self.directory)
+
+    @property
+    def params(self) -> ProfileParameters:
+        """The typed parameters; a `ProvspecError` naming what is missing when incomplete."""
+        if self.parameters is None:
+            raise ProvspecError(f"{self.manifest_path}: {self.parameter_gap}")
+        return self.parameters
 
 
 def line_of(text: str, key: str, table: str | None = None) -> int:
@@ -300,9 +339,6 @@ def build_parameters(
     missing += [f"default_cap.{key}" for key in ("limit", "currency", "interval") if key not in cap]
     if missing:
         return None, f"[parameters] lacks {', '.join(missing)} (and no base defines them)"
-    from conformance.recorder import treat_as_secret  # recorder is httpx-heavy; load late
-
-    treat_as_secret(str(merged["signature_header"]), str(merged["attestation_header"]))
     return (
         ProfileParameters(
             api_version=api_version,
@@ -336,8 +372,6 @@ def parse_requirement_changes(
     entries (their `profiles` is this profile)."""
     if raw is None:
         return RequirementChanges()
-    from conformance.registry import Level, _parse_entry
-
     if not isinstance(raw, dict):
         problems.append(f"{_where(file, text, 'requirements')}: 'requirements' must be a table")
         return RequirementChanges()
@@ -346,18 +380,18 @@ def parse_requirement_changes(
             f"{_where(file, text, key, 'requirements')}: unknown key requirements.{key} "
             f"(known: {', '.join(_CHANGE_KEYS)})"
         )
-    added: list[Any] = []
+    added: list[Requirement] = []
     entries = raw.get("add", [])
     if not isinstance(entries, list):
         problems.append(f"{_where(file, text, 'add', 'requirements')}: add must be a list")
         entries = []
     for index, entry in enumerate(entries, start=1):
         rid = entry.get("id") if isinstance(entry, dict) else None
-        line = line_of(text, "id", None) if rid is None else _line_of_value(text, str(rid))
+        line = line_of(text, "id", None) if rid is None else line_of_value(text, str(rid))
         where = f"{file}:{line} requirements.add #{index}" if line else f"{file} add #{index}"
         if isinstance(entry, dict):
             entry = {"profiles": [profile], **entry}
-        requirement = _parse_entry(entry, where, frozenset([profile]), problems)
+        requirement = parse_entry(entry, where, frozenset([profile]), problems)
         if requirement is not None:
             added.append(requirement)
     drop = raw.get("drop", [])
@@ -382,91 +416,11 @@ def parse_requirement_changes(
     return RequirementChanges(tuple(added), tuple(drop), tuple(changed))
 
 
-def _line_of_value(text: str, value: str) -> int:
+def line_of_value(text: str, value: str) -> int:
     for index, line in enumerate(text.splitlines(), start=1):
         if f'"{value}"' in line:
             return index
     return 0
-
-
-# --- resolving profiles ----------------------------------------------------------------
-
-
-def resolve_profile(spec: str) -> str:
-    """The canonical name of a profile given by name or by directory path (loaded into the
-    process's schema store on first use). Unknown names get suggestions."""
-    from conformance.schemas import default_store
-
-    return default_store().profile(spec).name
-
-
-def profile_parameters(profile: str) -> ProfileParameters:
-    from conformance.schemas import default_store
-
-    return default_store().profile(profile).params
-
-
-def profile_family(profile: str) -> str:
-    """The built-in profile whose wire behaviour `profile` keeps (itself for a built-in)."""
-    from conformance.schemas import default_store
-
-    return default_store().profile(profile).family
-
-
-def effective_requirements(requirements: Iterable[Any], profile: str) -> list[Any]:
-    """The requirements that apply to `profile`: its family's, changed by every manifest
-    from the family down to `profile` (drop, level, add). A requirement whose level a draft
-    changes is a copy with the new level; every returned requirement applies to `profile`."""
-    from conformance.registry import Level
-    from conformance.schemas import default_store
-
-    store = default_store()
-    spec = store.profile(profile)
-    chain = store.lineage(spec.name)
-    family = spec.family
-    names = {spec.name, profile, family}
-    current: dict[str, Any] = {r.id: r for r in requirements if r.applies_to(family)}
-    for member in reversed(chain[: chain.index(family) + 1]):
-        changes = store.profile(member).requirements
-        for rid in changes.drop:
-            current.pop(rid, None)
-        for rid, level in changes.level:
-            if rid in current:
-                current[rid] = dataclasses.replace(current[rid], level=Level(level))
-        for requirement in changes.add:
-            current[requirement.id] = requirement
-    out: list[Any] = []
-    for requirement in current.values():
-        extra = tuple(name for name in sorted(names) if name not in requirement.profiles)
-        out.append(
-            dataclasses.replace(requirement, profiles=requirement.profiles + extra)
-            if extra
-            else requirement
-        )
-    return out
-
-
-def unknown_requirement_ids(requirements: Iterable[Any], profile: str) -> list[str]:
-    """Problems: IDs a profile's manifests drop or re-level that its base set lacks."""
-    from conformance.schemas import default_store
-
-    store = default_store()
-    spec = store.profile(profile)
-    chain = store.lineage(spec.name)
-    family = spec.family
-    known = {r.id for r in requirements if r.applies_to(family)}
-    problems: list[str] = []
-    for member in reversed(chain[: chain.index(family) + 1]):
-        item = store.profile(member)
-        where = item.manifest_path
-        known |= {r.id for r in item.requirements.add}
-        for rid in [*item.requirements.drop, *(rid for rid, _ in item.requirements.level)]:
-            if rid not in known:
-                line = _line_of_value(item.manifest_text, rid) or line_of(item.manifest_text, rid)
-                problems.append(
-                    f"{where}:{line}: requirement {rid} is not in the base's requirement set"
-                )
-    return problems
 
 
 def ensure_name(name: Any, file: str, text: str) -> str:
@@ -476,3 +430,7 @@ def ensure_name(name: Any, file: str, text: str) -> str:
             f"or '-', not {name!r}"
         )
     return name
+
+
+MANIFEST_KEYS = ("name", "title", "base", "api_version", "parameters", "requirements")
+"""The top-level keys a `profile.toml` may have."""

@@ -1,7 +1,7 @@
 """Where provspec's data files are, installed or in a checkout.
 
 The schemas and fixtures sit at the top of the repository. A wheel carries them inside the
-`conformance` package, under `_data/` (see `force-include` in pyproject.toml), so an installed
+`spec` package, under `_data/` (see `force-include` in pyproject.toml), so an installed
 provspec works from any directory. In a source checkout (an editable install) `_data/` does
 not exist and the top-level folders are used instead.
 """
@@ -23,7 +23,7 @@ def data_dir(name: str) -> Traversable:
     """The `schemas` or `fixtures` tree, from the installed wheel or else the checkout."""
     if name not in _SHIPPED:
         raise ValueError(f"unknown data directory {name!r}; expected one of {_SHIPPED}")
-    package = resources.files("conformance")
+    package = resources.files("spec")
     shipped = package / "_data" / name
     if shipped.is_dir():
         return shipped
@@ -37,5 +37,5 @@ def data_dir(name: str) -> Traversable:
 
 
 def requirements_dir() -> Traversable:
-    """The requirement registry files (`conformance/requirements/*.toml`)."""
-    return resources.files("conformance") / "requirements"
+    """The requirement registry files (`spec/requirements/*.toml`)."""
+    return resources.files("spec") / "requirements"
