@@ -21,7 +21,7 @@ import httpx
 
 from conformance.recorder import Recorder, RecordingTransport
 from mocks._core.store import MemoryStore
-from mocks._serve import bind
+from mocks.hosting import bind
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.orchestrator.engine import Orchestrator, ProviderRecord
 from wire import stripe_signature

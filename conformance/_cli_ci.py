@@ -12,7 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conformance.baseline import apply_baseline, load_baseline, render_baseline
+from conformance.config import load_config
+from conformance.engine import run_sync
+from conformance.replay import load_cassette, replay, write_cassette
+from conformance.report._provenance import (
+    mask_command,
+    mask_settings,
+    profile_digest,
+    registry_digest,
+    secret_values,
+    verify,
+)
+from conformance.report._summary import render_summary
 from conformance.results import EXIT_ERROR, RunResult, Status
+from conformance.safety import check_not_live, live_reasons
 from spec.requirement import Role
 from wire.errors import ProvspecError, UsageError
 
@@ -119,14 +133,10 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
 
 def before_run(args: argparse.Namespace, plan: Any) -> None:
     """Refuse a live-looking target; check the options before anything starts."""
-    from conformance.safety import check_not_live, live_reasons
-
     if getattr(args, "rerun_failures", 0) < 0:
         raise UsageError("--rerun-failures wants a whole number of at least 0")
     plan.rerun_failures = int(getattr(args, "rerun_failures", 0) or 0)
     if getattr(args, "baseline", None) is not None:
-        from conformance.baseline import load_baseline
-
         load_baseline(args.baseline)  # a bad file is refused before the run, not after
     urls: list[str | None] = []
     values: dict[str, str | None] = {}
@@ -152,12 +162,8 @@ def before_run(args: argparse.Namespace, plan: Any) -> None:
 def after_run(args: argparse.Namespace, plan: Any, result: RunResult, report_dir: Path) -> Path:
     """Apply the baseline to the result, record its provenance; write the cassette.
     Returns the cassette's path."""
-    from conformance.replay import write_cassette
-
     record_provenance(args, plan, result)
     if getattr(args, "baseline", None) is not None:
-        from conformance.baseline import apply_baseline, load_baseline
-
         apply_baseline(result, load_baseline(args.baseline), today())
     settings: dict[str, Any] = {}
     if plan.role is Role.PROVIDER:
@@ -195,8 +201,6 @@ def print_ci_summary(result: RunResult) -> None:
 
 
 def _baseline_write(args: argparse.Namespace) -> int:
-    from conformance.baseline import render_baseline
-
     if args.output.exists() and not args.force:
         raise UsageError(f"{args.output} exists; pass --force to overwrite it")
     expires: dt.date | None = None
@@ -209,7 +213,6 @@ def _baseline_write(args: argparse.Namespace) -> int:
         results = _read_results(args.from_results)
     else:
         from conformance._cli_run import _plan
-        from conformance.engine import run_sync
 
         plan, _ = _plan(args)
         before_run(args, plan)
@@ -236,8 +239,6 @@ def _read_results(path: Path) -> dict[str, Any]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from conformance.replay import load_cassette, replay
-
     cassette = load_cassette(args.cassette)
     recorded = cassette["verdicts"].get(args.requirement, {})
     finding, _ = replay(cassette, args.requirement)
@@ -257,8 +258,6 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from conformance.report._summary import render_summary
-
     if args.verify:
         return _verify(args.results)
     if args.top < 1:
@@ -273,8 +272,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _verify(path: Path) -> int:
-    from conformance.report._provenance import profile_digest, registry_digest, verify
-
     results = _read_results(path)
     try:
         changes = verify(results)
@@ -309,9 +306,6 @@ def _verify(path: Path) -> int:
 
 def record_provenance(args: argparse.Namespace, plan: Any, result: RunResult) -> None:
     """The command line and the configuration into the result, secrets masked."""
-    from conformance.config import load_config
-    from conformance.report._provenance import mask_command, mask_settings, secret_values
-
     role_settings = {
         Role.PROVIDER: plan.provider,
         Role.ORCHESTRATOR: plan.orchestrator,

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from conformance._cli_ci import after_run, before_run, print_ci_summary
 from conformance._cli_resource_server import resource_server_config, target_url
 from conformance.adapters.agent import DEFAULT_ORCHESTRATOR_CLI, AgentTargetConfig
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.adapters.provider import (
     DEFAULT_FAILING_PAYMENT_TOKEN,
     DEFAULT_OVERSIZED_BODY,
+    ProviderTarget,
     ProviderTargetConfig,
 )
 from conformance.client import ClientSettings
@@ -35,6 +37,8 @@ from conformance.credentials import parse_probes
 from conformance.engine import CheckOutcome, RunPlan, run_sync, selected_checks
 from conformance.report import write_allure, write_html, write_json, write_junit
 from conformance.results import EXIT_CODES, RunResult, Status
+from conformance.selftest import FaultRow, run_selftest
+from mocks.faults import FaultSet, catalogue
 from spec.profiles import DEFAULT_PROFILE
 from spec.registry import check_profile_has_role, default_registry
 from spec.requirement import Role, Step
@@ -349,8 +353,6 @@ def _plan(args: argparse.Namespace) -> tuple[RunPlan, Path]:
         ),
     )
     if args.fault:
-        from mocks._core.faults import FaultSet
-
         FaultSet(role.value, profile, args.fault)  # unknown or misplaced fault -> UsageError
     orchestrator = OrchestratorTargetConfig(
         profile=profile,
@@ -425,8 +427,6 @@ def _certify(plan: RunPlan, config: Any) -> None:
                 + ", ".join(f"[capabilities] {name} = false" for name in hidden)
             )
         if provider.base_url is not None:
-            from conformance.adapters.provider import ProviderTarget
-
             consent = ProviderTarget(provider).consent_options
             if not consent.available:
                 missing.append(
@@ -477,8 +477,6 @@ def _described(plan: RunPlan) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from conformance._cli_ci import after_run, before_run, print_ci_summary
-
     if args.list_checks:
         return _list_checks(args)
     plan, report_dir = _plan(args)
@@ -649,9 +647,6 @@ def _summary(result: RunResult) -> None:
 
 
 def _selftest(args: argparse.Namespace) -> int:
-    from conformance.selftest import FaultRow, run_selftest
-    from mocks._core.faults import catalogue
-
     profiles = tuple(args.profile or default_store().profiles())
     for profile in profiles:
         default_store().profile(profile)

@@ -21,7 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conformance.client._signing import attestation, stripe_signature
+from mocks import SQLiteStore
+from mocks.orchestrator import OrchestratorMock, OrchestratorSettings
 from spec.profiles import DEFAULT_PROFILE
+from spec.schemas import default_store
 from wire.errors import UsageError
 
 __all__ = ["add_sign_parser"]
@@ -67,9 +71,6 @@ def add_sign_parser(commands: Any) -> None:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from conformance.client._signing import attestation, stripe_signature
-    from spec.schemas import default_store
-
     spec = default_store().profile(args.profile)
     raw = _body(args.body_file)
     now = int(time.time())
@@ -91,9 +92,6 @@ def _sign(args: argparse.Namespace) -> int:
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not issuer:
         raise UsageError("--claims must name the issuer (iss) the provider trusts")
-    from mocks._core.store import SQLiteStore
-    from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-
     store = SQLiteStore(args.state)
     try:
         key = OrchestratorMock(

@@ -25,6 +25,7 @@ from typing import Any
 from conformance.recorder import CliCall, Exchange, Recorder
 from spec.registry import default_registry
 from spec.requirement import Role, Step
+from spec.schemas import profile_family
 
 __all__ = [
     "Check",
@@ -137,8 +138,6 @@ def all_checks() -> list[Check]:
 
 def checks_for(role: Role, profile: str, steps: Iterable[Step] | None = None) -> list[Check]:
     """The checks of `role` for `profile`'s family (a draft runs its base's checks)."""
-    from spec.schemas import profile_family
-
     family = profile_family(profile)
     wanted = set(steps) if steps is not None else None
     return [

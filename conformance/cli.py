@@ -117,10 +117,10 @@ def _parser() -> argparse.ArgumentParser:
     from conformance._cli_sign import add_sign_parser
 
     add_sign_parser(commands)
-    from mocks._cli import add_mock_parser
+    from mocks.cli import add_mock_parser
 
     add_mock_parser(commands)
-    from mocks.orchestrator.cli import add_orchestrator_parser
+    from mocks.orchestrator import add_orchestrator_parser
 
     add_orchestrator_parser(commands)
     return parser
@@ -142,7 +142,7 @@ def _requirements(args: argparse.Namespace) -> int:
         checked = {rid for item in all_checks() for rid in item.requirements}
         selected = [requirement for requirement in selected if requirement.id not in checked]
     if args.unproven:
-        from mocks._core.faults import catalogue
+        from mocks.faults import catalogue
 
         proven = {rid for fault in catalogue().values() for rid in fault.breaks}
         selected = [

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from conformance.client import OrchestratorIdentity
 from conformance.consent import CONSENT_MODES, ConsentOptions, parse_steps
 from conformance.credentials import parse_probes
+from spec.requirement import Role
 from wire.errors import UsageError
 
 __all__ = [
@@ -361,8 +362,6 @@ def _run_problems(run: Any) -> list[str]:
     """[run]: a role that exists, a profile and report_dir that are text, strict a boolean."""
     if not isinstance(run, dict):
         return []
-    from spec.requirement import Role
-
     problems: list[str] = []
     roles = [role.value for role in Role]
     role = run.get("role")

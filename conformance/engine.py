@@ -54,7 +54,8 @@ from conformance.checks import (
     checks_for,
 )
 from conformance.errors import SetupError
-from conformance.preflight import environment_error
+from conformance.preflight import environment_error, preflight
+from conformance.reproduce import attach_reproductions
 from conformance.results import Blame, Finding, RunResult, Status, downgrade
 from spec.registry import default_registry
 from spec.requirement import Level, Role, Step
@@ -327,8 +328,6 @@ async def run(
     tell(f"setting up {described}")
     async with _set_up(target, described):
         if plan.preflight:
-            from conformance.preflight import preflight
-
             tell("preflight: can the target be judged at all")
             await preflight(target, plan)
         ordered = sorted(checks, key=lambda c: (list(Step).index(c.step), c.name))
@@ -363,8 +362,6 @@ async def run(
                 )
                 outcome = outcomes[index] = merge_rerun(outcome, again, attempt)
     findings = fold(plan.role, plan.profile, outcomes, plan.steps, _judged_here(plan, checks))
-    from conformance.reproduce import attach_reproductions
-
     attach_reproductions(findings, target)
     return RunResult(
         plan.role.value,

@@ -36,7 +36,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from conformance.adapters.orchestrator import OTHER_PROVIDER_NAME, PROVIDER_NAME, OrchestratorTarget
+from conformance.adapters.provider import ProviderTarget
 from conformance.errors import PreflightError
+from spec.schemas import default_store
 from wire import strictjson
 from wire.urls import orchestrator_metadata_url
 
@@ -45,8 +48,6 @@ __all__ = ["PreflightError", "environment_error", "network_problem", "preflight"
 
 async def preflight(target: Any, plan: Any) -> None:
     """Raise PreflightError naming the root cause when `target` (running) cannot be judged."""
-    from conformance.adapters.orchestrator import OrchestratorTarget
-    from conformance.adapters.provider import ProviderTarget
     from conformance.adapters.resource_server import ResourceServerTarget
 
     if isinstance(target, ProviderTarget):
@@ -266,8 +267,6 @@ async def _provider(target: Any) -> None:
 
 def _versions_of_another_profile(target: Any, document: Any, url: str) -> None:
     """Health that lists another built-in profile's version and not ours: the wrong profile."""
-    from spec.schemas import default_store
-
     versions = document.get("supported_versions") if isinstance(document, dict) else None
     if not isinstance(versions, list) or target.params.api_version in versions:
         return
@@ -290,8 +289,6 @@ def _versions_of_another_profile(target: Any, document: Any, url: str) -> None:
 
 
 async def _orchestrator(target: Any) -> None:
-    from conformance.adapters.orchestrator import OTHER_PROVIDER_NAME, PROVIDER_NAME
-
     command = target.config.command
     where = "--orchestrator-cli or [orchestrator] command"
     try:

@@ -16,6 +16,7 @@ import pytest
 
 from conformance import __version__
 from spec.registry import default_registry
+from wire.errors import ProvspecError
 
 MARKER = "requirement"
 
@@ -30,7 +31,6 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     if not session.config.getoption("provspec_role"):
         return None
     from conformance._pytest_engine import collect
-    from wire.errors import ProvspecError
 
     try:
         items = collect(session)

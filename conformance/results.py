@@ -10,12 +10,15 @@ untested); `error` when the suite or the environment kept something from being j
 from __future__ import annotations
 
 import datetime as dt
+import platform
 import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from conformance import __version__
 from conformance.recorder import Recorder, mask_text
 from spec.requirement import Level, Requirement
 from wire.errors import ProvspecError
@@ -203,10 +206,6 @@ class RunResult:
     def provenance(self) -> dict[str, Any]:
         """Where this result came from: enough to date it, reproduce it and tell whether two
         results judged the same rules (see conformance/report/_provenance.py)."""
-        import platform
-        import shlex
-
-        from conformance import __version__
         from conformance.report._provenance import profile_digest, registry_digest
 
         digests: dict[str, str | None] = {"registry_digest": None, "profile_digest": None}

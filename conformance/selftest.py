@@ -22,7 +22,8 @@ from conformance.adapters.resource_server import ResourceServerTargetConfig
 from conformance.checks import checks_for
 from conformance.engine import RunPlan, run_sync
 from conformance.results import Status
-from mocks._core.faults import Fault, catalogue
+from mocks.faults import Fault, catalogue
+from spec.drafts.consistency import consistency
 from spec.registry import default_registry
 from spec.requirement import Role
 from spec.schemas import default_store
@@ -156,8 +157,6 @@ def run_selftest(
     for profile in profiles:  # a draft the mocks cannot satisfy is reported before they run
         spec = store.profile(profile)
         if not spec.builtin:
-            from spec.drafts.consistency import consistency
-
             problems = consistency(spec.name)
             if problems:
                 listing = "\n".join(f"  - {problem}" for problem in problems)

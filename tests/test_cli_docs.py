@@ -245,7 +245,7 @@ def test_a_long_check_gets_progress_lines(
 
 
 def test_selftest_columns_stay_apart_on_long_profile_names() -> None:
-    from mocks._core.faults import catalogue
+    from mocks.faults import catalogue
 
     profile = "./drafts/a-very-long-draft-profile-directory-name"
     columns = SelftestColumns.fitting(("app-0.1d", profile), catalogue().values())

@@ -21,7 +21,7 @@ from conformance.consent import (
     obtain_consent,
     parse_steps,
 )
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 
 
 def test_a_command_gets_the_url_and_prints_the_redirect(tmp_path: Path) -> None:

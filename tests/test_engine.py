@@ -8,7 +8,7 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.checks import all_checks
 from conformance.engine import RunPlan, run_sync
 from conformance.results import RunResult, Status
-from mocks._core.faults import catalogue
+from mocks.faults import catalogue
 from spec.registry import default_registry
 from spec.requirement import Level, Role
 

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from conformance.cli import main
 from conformance.results import EXIT_ERROR, EXIT_USAGE
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from mocks.provider.app import ProviderMock, ProviderSettings
 
 SECRET = "whsec_provspec_preflight"

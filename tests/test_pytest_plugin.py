@@ -95,7 +95,7 @@ def test_provspec_role_fails_exactly_what_provspec_run_fails(pytester: pytest.Py
     import subprocess
     import sys
 
-    from mocks._serve import bind
+    from mocks.hosting import bind
 
     probe = bind("127.0.0.1", 0)
     port = probe.port

@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from conformance.adapters.provider import stateless_client
 from conformance.recorder import Recorder, RecordingASGI
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from spec.schemas import default_store
 
 

@@ -15,7 +15,7 @@ import pytest
 from conformance.adapters.provider import ProviderTargetConfig
 from conformance.engine import RunPlan, run_sync
 from conformance.results import Status
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from spec.requirement import Role, Step
 
 

@@ -111,7 +111,7 @@ def test_selftest_catches_every_fault_exactly(capsys: pytest.CaptureFixture[str]
 
 def test_run_by_url_against_a_served_mock_provider_with_a_fault(tmp_path: Path) -> None:
     """The done-when of the engine issue: a served mock in another process, by URL."""
-    from mocks._serve import bind
+    from mocks.hosting import bind
 
     probe = bind("127.0.0.1", 0)
     port = probe.port

@@ -30,7 +30,7 @@ from conformance.results import (
     Status,
     Verdict,
 )
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from mocks.provider.app import ProviderMock, ProviderSettings
 from spec.requirement import Role, Step
 

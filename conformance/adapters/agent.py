@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,11 +43,12 @@ from conformance._threadio import thread_output
 from conformance.adapters import _agent_worlds as _worlds
 from conformance.checks import Check, CheckContext
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, mask_values
-from mocks._core.store import SQLiteStore
-from mocks._serve import ServedInThread
-from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-from mocks.provider.app import ProviderMock, ProviderSettings
-from spec.schemas import default_store
+from mocks import SQLiteStore
+from mocks.agent import ScriptedAgent
+from mocks.hosting import ServedInThread
+from mocks.orchestrator import OrchestratorMock, OrchestratorSettings
+from mocks.provider import ProviderMock, ProviderSettings
+from spec.schemas import default_store, profile_family
 from wire import strictjson
 from wire.errors import UsageError
 
@@ -247,8 +249,6 @@ TASKS: tuple[AgentTask, ...] = (
 
 def tasks_for(profile: str) -> tuple[AgentTask, ...]:
     """The tasks a run under `profile` (a name or a draft's directory) gives the agent."""
-    from spec.schemas import profile_family
-
     family = profile_family(profile)
     return tuple(task for task in TASKS if family in task.profiles)
 
@@ -820,9 +820,6 @@ class AgentTarget:
         with its CLI calls going straight to the stand-in instead of through a child process
         per call (the self-test runs it ~30 times; the subprocess path is tested on its own).
         What it says reaches the human of a consent world as it says it."""
-        import httpx
-
-        from mocks.agent.scripted import ScriptedAgent
 
         task = world.task
 

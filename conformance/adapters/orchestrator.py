@@ -30,10 +30,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.harness import PROVIDER_SIDE, HarnessMonitor
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, RecordingTransport
-from mocks._core.store import SQLiteStore
-from mocks._serve import ServedInThread
-from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-from mocks.provider.app import ProviderMock, ProviderSettings
+from mocks import SQLiteStore
+from mocks.hosting import ServedInThread
+from mocks.orchestrator import OrchestratorMock, OrchestratorSettings
+from mocks.provider import ProviderMock, ProviderSettings
 from spec.schemas import default_store
 from wire import strictjson
 from wire.clock import OffsetClock

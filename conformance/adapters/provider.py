@@ -39,12 +39,12 @@ from conformance.consent import ConsentOptions, ConsentOutcome, obtain_consent
 from conformance.credentials import CredentialProbe
 from conformance.harness import HarnessMonitor
 from conformance.recorder import Exchange, Recorder, RecordingASGI, RecordingTransport
-from mocks._core.network import LoopbackNetwork
-from mocks._core.store import MemoryStore
-from mocks._serve import ServedInThread
-from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-from mocks.provider.app import ProviderMock, ProviderSettings
+from mocks import LoopbackNetwork, MemoryStore
+from mocks.hosting import ServedInThread
+from mocks.orchestrator import OrchestratorMock, OrchestratorSettings
+from mocks.provider import ProviderMock, ProviderSettings
 from spec.schemas import default_store
+from wire import strictjson
 from wire.clock import SystemClock
 from wire.envelopes import flat_error
 from wire.errors import UsageError
@@ -509,8 +509,6 @@ class ProviderContext(CheckContext):
 
     @staticmethod
     def json(response: httpx.Response) -> Any:
-        from wire import strictjson
-
         try:
             return strictjson.loads(response.content)
         except strictjson.StrictJSONError:

@@ -41,10 +41,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from conformance import __version__
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.preflight import environment_error
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingTransport, mask_values
-from spec.schemas import default_store
+from conformance.safety import production_host
+from mocks.hosting import ServedInThread
+from mocks.resource_server import ResourceServerMock, ResourceServerSettings
+from spec.schemas import default_store, profile_family
 from wire import strictjson
 from wire.ssrf import SSRFError, SSRFGuard
 
@@ -134,13 +138,9 @@ class ResourceServerTarget:
         with contextlib.ExitStack() as stack:
             transport: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport()
             if self.config.target is None:
-                from mocks.resource_server import ResourceServerMock, ResourceServerSettings
-
                 origin = EMBEDDED_ORIGIN
                 listener = None
                 if self.config.consent == "command":  # the command needs a real socket
-                    from mocks._serve import ServedInThread
-
                     listener = ServedInThread()
                     origin = listener.origin
                 self.mock = ResourceServerMock(
@@ -172,8 +172,6 @@ class ResourceServerTarget:
             return "" if config.flows else "[resource_server] flows = false"
         if config.target is None or config.client_id or config.consent == "command":
             return ""
-        from conformance.safety import production_host
-
         host = production_host(self.url)
         if host is None:
             return ""
@@ -306,8 +304,6 @@ class ResourceServerContext(CheckContext):
     def probe(self) -> str:
         if self.config.probe:
             return self.config.probe
-        from spec.schemas import profile_family
-
         return "mcp" if profile_family(self.profile).startswith("mcp-") else "get"
 
     async def request_resource(self, token: str | None = None) -> tuple[httpx.Response, Exchange]:
@@ -316,9 +312,6 @@ class ResourceServerContext(CheckContext):
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         if self.probe() == "get":
             return await self.get(self.url, from_message=False, headers=headers)
-        from conformance import __version__
-        from spec.schemas import profile_family
-
         family = profile_family(self.profile)
         revision = family.removeprefix("mcp-") if family.startswith("mcp-") else "2025-11-25"
         initialize = {

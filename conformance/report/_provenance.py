@@ -29,6 +29,9 @@ from pathlib import PurePath
 from typing import Any
 
 from conformance.recorder import mask_text, mask_values
+from spec.registry import default_registry
+from spec.requirement import Role
+from spec.schemas import default_store
 
 __all__ = [
     "KEY_VARIABLE",
@@ -68,9 +71,6 @@ def _sha256(value: Any) -> str:
 def registry_digest(role: str, profile: str) -> str:
     """A digest of the requirement set the run judged: every requirement of the role in the
     profile (as the profile's manifests change it), by ID, with its level, text and source."""
-    from spec.registry import default_registry
-    from spec.requirement import Role
-
     selected = default_registry().select(role=Role(role), profile=profile)
     return _sha256(sorted((r.as_dict() for r in selected), key=lambda item: item["id"]))
 
@@ -79,8 +79,6 @@ def registry_digest(role: str, profile: str) -> str:
 def profile_digest(profile: str) -> str:
     """A digest of the profile as the run used it: the manifest and own schemas of the
     profile and of every profile it extends, base last."""
-    from spec.schemas import default_store
-
     store = default_store()
     chain = [
         {

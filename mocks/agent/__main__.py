@@ -21,8 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mocks._core.faults import FaultSet
 from mocks.agent.scripted import ScriptedAgent, subprocess_runner
+from mocks.faults import FaultSet
 from wire.errors import UsageError
 
 if TYPE_CHECKING:

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from mocks._core.faults import FaultSet
+from mocks.agent import _consent
+from mocks.faults import FaultSet
 from wire import strictjson
 from wire.pkce import pkce_pair
 from wire.urls import as_metadata_url, prm_url
@@ -427,9 +428,7 @@ class ScriptedAgent:
 
     def _call_with_own_token(self) -> AgentResult:
         """Calls `resource` with an access token from its own authorization code flow."""
-        import httpx
-
-        from mocks.agent import _consent
+        import httpx  # only tasks that reach a resource pay for the import
 
         http = self._client()
         if http is None:

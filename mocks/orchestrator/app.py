@@ -24,22 +24,25 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import anyio.to_thread
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem, json_response, parse_json_object, read_body
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.replay import ReplayCache
 from mocks._core.store import MemoryStore, Store
+from mocks.faults import FaultSet
 from mocks.orchestrator._idempotency import Begun, Conflict, IdempotencyLedger, InFlight, Replay
+from mocks.orchestrator.engine import Orchestrator
 from mocks.orchestrator.ledger import CapExceeded, SpendLedger
 from spec.profiles import Profile, ProfileParameters
 from spec.schemas import default_store
@@ -167,9 +170,6 @@ class OrchestratorMock:
 
     def unpublished_key(self) -> jose.SigningKey:
         """A key derived from the signing key and never published (the fault's key)."""
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-
         raw = self.signing_key.private.private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,
@@ -184,8 +184,6 @@ class OrchestratorMock:
         """One signing key per state: a served sandbox keeps it across a restart, so tokens
         minted before the restart still verify. It lives only in the state file. Processes
         that start at once on one new file agree on one key (`Store.setdefault`)."""
-        from cryptography.hazmat.primitives import serialization
-
         stored = self.store.get(_KEYS, "current")
         if stored is None:
             key = jose.generate_key("EdDSA")
@@ -247,10 +245,6 @@ class OrchestratorMock:
     # --- consent -------------------------------------------------------------------------------
     async def consent_callback(self, request: Request) -> Response:
         """The redirect URI the human's browser returns to after approving at a provider."""
-        from urllib.parse import parse_qs
-
-        from mocks.orchestrator.engine import Orchestrator
-
         query = parse_qs(request.url.query, keep_blank_values=True)
         if "error" in query:
             raise HTTPProblem(400, "consent_denied", f"the provider answered {query['error'][0]}")
@@ -278,8 +272,6 @@ class OrchestratorMock:
     async def jwks(self, request: Request) -> Response:
         document = jose.jwks([self.signing_key])
         if self.faults.active("jwks-private-key-leak"):
-            from cryptography.hazmat.primitives import serialization
-
             raw = self.signing_key.private.private_bytes(
                 serialization.Encoding.Raw,
                 serialization.PrivateFormat.Raw,

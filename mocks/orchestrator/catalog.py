@@ -16,8 +16,8 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem
+from mocks.faults import FaultSet
 from wire import strictjson
 
 if TYPE_CHECKING:

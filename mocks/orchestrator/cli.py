@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 
-from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.store import SQLiteStore
+from mocks.faults import FaultSet
 from mocks.orchestrator import custody
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.orchestrator.catalog import aggregate, speaks_profile

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from mocks._core.http import HTTPProblem
+from mocks.orchestrator._answers import json_object
 
 if TYPE_CHECKING:
     from mocks.orchestrator.engine import Orchestrator, ProviderRecord
@@ -26,12 +27,6 @@ __all__ = ["bearer_call", "poll", "remove", "variables", "write_env_file"]
 REDACTED = "••••••••"
 _RESOURCES = "custody"
 """The engine's custody table (mocks/orchestrator/engine.py)."""
-
-
-def _document(answer: httpx.Response) -> dict[str, Any]:
-    from mocks.orchestrator.engine import _json
-
-    return _json(answer)
 
 
 async def refresh(
@@ -47,7 +42,7 @@ async def refresh(
         "oauth/token",
         form={"grant_type": "refresh_token", "refresh_token": old},
     )
-    tokens = _document(answer)
+    tokens = json_object(answer)
     token_type = tokens.get("token_type")
     if (
         answer.status_code != 200
@@ -106,7 +101,7 @@ async def poll(orchestrator: Orchestrator, resource: dict[str, Any]) -> dict[str
     if orchestrator.faults.active("poll-token-in-query"):
         path += f"?access_token={connection['access_token']}"
     answer = await bearer_call(orchestrator, provider, connection, "GET", path)
-    document = _document(answer)
+    document = json_object(answer)
     status = document.get("status")
     if answer.status_code != 200 or status not in ("complete", "pending", "needs_information"):
         return resource
@@ -153,7 +148,7 @@ async def remove(orchestrator: Orchestrator, name: str) -> dict[str, Any]:
         f"provisioning/resources/{resource['id']}/remove",
         body={},
     )
-    document = _document(answer)
+    document = json_object(answer)
     accepted = answer.status_code == 200 and document.get("status") == "removed"
     if not accepted and not orchestrator.faults.active("remove-ignores-provider-answer"):
         error = document.get("error")

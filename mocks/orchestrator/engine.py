@@ -14,13 +14,15 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
 from mocks._core.http import HTTPProblem
-from mocks.orchestrator.app import OrchestratorMock
+from mocks.orchestrator._answers import json_object
+from mocks.orchestrator.catalog import fetch_services
+from mocks.orchestrator.custody import bearer_call
 from mocks.orchestrator.ledger import CapExceeded
 from wire import jose, stripe_signature
 from wire.attestation import (
@@ -34,6 +36,9 @@ from wire.pkce import pkce_pair
 from wire.ssrf import SSRFError
 from wire.urls import as_metadata_url, prm_url
 from wire.www_authenticate import ChallengeError, parse
+
+if TYPE_CHECKING:
+    from mocks.orchestrator.app import OrchestratorMock
 
 __all__ = ["AddOutcome", "Orchestrator", "ProviderRecord", "User", "stated_price"]
 
@@ -352,7 +357,7 @@ class Orchestrator:
         self.store.delete(_STALE_REFRESH, key)
         form = {"grant_type": "refresh_token", "refresh_token": str(stale)}
         answer = await self.call(provider, "POST", "oauth/token", form=form)
-        tokens = _json(answer)
+        tokens = json_object(answer)
         if answer.status_code == 200 and "access_token" in tokens:
             return self._save_connection(provider, tokens)
         return None
@@ -395,7 +400,7 @@ class Orchestrator:
         if verifier:
             body |= {"code_challenge": challenge, "code_challenge_method": "S256"}
         answer = await self.call(provider, "POST", "provisioning/account_requests", body=body)
-        document = _json(answer)
+        document = json_object(answer)
         if (
             self.strict_answers
             and answer.status_code == 200
@@ -447,7 +452,7 @@ class Orchestrator:
         if verifier:
             form["code_verifier"] = verifier
         answer = await self.call(provider, "POST", "oauth/token", form=form)
-        tokens = _json(answer)
+        tokens = json_object(answer)
         if self.faults.active("code-exchanged-twice") and answer.status_code == 200:
             await self.call(provider, "POST", "oauth/token", form=form)  # "to be sure"
         if answer.status_code != 200 or "access_token" not in tokens:
@@ -473,7 +478,7 @@ class Orchestrator:
         self._guard(url)
         separator = "&" if "?" in url else "?"
         answer = await self.http.post(url + separator + "approve=1")
-        document = _json(answer)
+        document = json_object(answer)
         if answer.status_code != 200 or "code" not in document:
             raise HTTPProblem(502, "PROVIDER_ERROR", f"consent failed: {_error_text(document)}")
         return await self._exchange(provider, str(document["code"]), verifier)
@@ -626,7 +631,7 @@ class Orchestrator:
     async def _metadata(self, url: str) -> dict[str, Any]:
         """A metadata document; redirects are not followed (each hop would need the guard)."""
         follow = self.faults.active("metadata-redirects-followed")
-        return _json(await self.http.get(url, follow_redirects=follow))
+        return json_object(await self.http.get(url, follow_redirects=follow))
 
     def _same_identifier(self, found: Any, expected: str) -> bool:
         """RFC 9728 §3.3, RFC 8414 §3.3: identical, code point by code point."""
@@ -647,8 +652,6 @@ class Orchestrator:
     # --- catalog, provisioning, custody -----------------------------------------------------------
     async def services(self, provider: ProviderRecord) -> list[dict[str, Any]]:
         """The provider's own catalog, read defensively (mocks/orchestrator/catalog.py)."""
-        from mocks.orchestrator.catalog import fetch_services
-
         return await fetch_services(self, provider)
 
     async def add(
@@ -731,8 +734,6 @@ class Orchestrator:
             plan_unpaid = self.faults.active("paid-create-without-credentials")
             if plan_unpaid and entry.get("kind") == "plan":
                 body.pop("payment_credentials", None)  # "a plan is billed elsewhere"
-        from mocks.orchestrator.custody import bearer_call
-
         answer = await bearer_call(
             self, provider, connection, "POST", "provisioning/resources", body=body
         )
@@ -744,7 +745,7 @@ class Orchestrator:
             )
         if unpaid is not None:
             return self._capped(provider, unpaid.state.as_json())
-        document = _json(answer, lenient=self.faults.active("lenient-resource-json"))
+        document = json_object(answer, lenient=self.faults.active("lenient-resource-json"))
         error: dict[str, Any] = document["error"] if isinstance(document.get("error"), dict) else {}
         # Without a stated price the token's max_amount was the whole remaining cap: the
         # provider's amount_exceeds_token then says the price is above what is left.
@@ -962,10 +963,10 @@ class Orchestrator:
         the orchestrator revokes at the provider's own oauth/revoke (ORC-REV-001, -009)."""
         if not self.faults.active("revocation-endpoint-unvalidated"):
             return None
-        prm = _json(await self.http.get(prm_url(provider.base_url)))
+        prm = json_object(await self.http.get(prm_url(provider.base_url)))
         servers = prm.get("authorization_servers") or [provider.base_url.rstrip("/")]
         as_url = as_metadata_url(str(servers[0]))
-        endpoint = _json(await self.http.get(as_url)).get("revocation_endpoint")
+        endpoint = json_object(await self.http.get(as_url)).get("revocation_endpoint")
         return endpoint if isinstance(endpoint, str) else None
 
     async def revoke_all(self) -> list[dict[str, Any]]:
@@ -1019,19 +1020,6 @@ def _resource_metadata(header: str) -> str | None:
     except ChallengeError:
         return None
     return None
-
-
-def _json(answer: httpx.Response, *, lenient: bool = False) -> dict[str, Any]:
-    from wire import strictjson
-
-    try:
-        if lenient:  # the lenient-resource-json fault: duplicates, NaN, any depth
-            value = json.loads(answer.content) if answer.content else {}
-        else:
-            value = strictjson.loads(answer.content) if answer.content else {}
-    except (strictjson.StrictJSONError, ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _provider_code(document: dict[str, Any]) -> str | None:

@@ -27,6 +27,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -38,11 +39,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem, json_response, parse_form, parse_json_object, read_body
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.replay import ReplayCache
 from mocks._core.store import MemoryStore, Store
+from mocks.faults import FaultSet
 from mocks.provider import catalog
 from mocks.provider._state import ProviderState, new_id
 from spec.profiles import Profile, ProfileParameters
@@ -1578,14 +1579,10 @@ class ProviderMock:
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
-    import json
-
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
 def _parse_time(value: str) -> int | None:
-    from datetime import datetime
-
     try:
         return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
     except ValueError:

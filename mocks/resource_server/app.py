@@ -38,8 +38,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mocks._core.faults import FaultSet
 from mocks._core.http import HTTPProblem, json_response, parse_form, parse_json_object, read_body
+from mocks.faults import FaultSet
 from wire.clock import Clock, SystemClock
 from wire.envelopes import oauth_error
 from wire.pkce import s256

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from mocks._core.store import SQLiteStore
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
 from wire import jose

@@ -13,7 +13,7 @@ from typing import Any
 
 from conformance.cli import main
 from mocks._core.store import SQLiteStore
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
 

@@ -22,7 +22,7 @@ from contextlib import closing, contextmanager
 import httpx
 import pytest
 
-from mocks._serve import ServedInThread, ServeLimits
+from mocks.hosting import ServedInThread, ServeLimits
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 
 SHORT = ServeLimits(header_timeout=0.5, body_timeout=0.5, keep_alive=1.0, max_connections=4)

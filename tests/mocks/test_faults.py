@@ -8,7 +8,7 @@ import pytest
 
 import mocks
 from conformance.cli import main
-from mocks._core.faults import FaultSet, catalogue
+from mocks.faults import FaultSet, catalogue
 from spec.registry import default_registry
 from wire.errors import UsageError
 

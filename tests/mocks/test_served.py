@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from mocks._core.store import SQLiteStore
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.provider.app import ProviderMock, ProviderSettings
 from wire import jose, stripe_signature

@@ -10,7 +10,7 @@ from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.engine import RunPlan, run_sync
 from conformance.packs.orchestrator.calls import token_defects
 from conformance.results import RunResult, Status
-from mocks._core.faults import catalogue
+from mocks.faults import catalogue
 from spec.requirement import Role
 
 

@@ -18,7 +18,7 @@ import pytest
 from conformance.adapters.provider import ProviderTargetConfig, private_address
 from conformance.engine import RunPlan, run_sync
 from conformance.results import Finding, RunResult, Status
-from mocks._serve import ServedInThread, bind
+from mocks.hosting import ServedInThread, bind
 from mocks.provider.app import ProviderMock, ProviderSettings
 from spec.requirement import Role, Step
 from wire.ssrf import SSRFGuard

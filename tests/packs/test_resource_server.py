@@ -20,7 +20,7 @@ from conformance.adapters.resource_server import (
 )
 from conformance.engine import RunPlan, run_sync
 from conformance.results import RunResult, Status
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from spec.registry import default_registry
 from spec.requirement import Role
 from wire.urls import prm_url, resource_for_metadata_url

@@ -26,7 +26,7 @@ from conformance.cli import main
 from conformance.config import load_config
 from conformance.engine import RunPlan, run_sync
 from conformance.results import RunResult, Status
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from mocks.resource_server import ResourceServerMock, ResourceServerSettings
 from spec.registry import default_registry
 from spec.requirement import Level, Role

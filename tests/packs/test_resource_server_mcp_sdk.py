@@ -60,7 +60,7 @@ from conformance.adapters.resource_server import ResourceServerTargetConfig
 from conformance.cli import main
 from conformance.engine import RunPlan, run_sync
 from conformance.results import RunResult, Status
-from mocks._serve import bind
+from mocks.hosting import bind
 from spec.registry import default_registry
 from spec.requirement import Role
 

@@ -14,6 +14,8 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, unquote_plus
 
+import jsonschema
+
 from conformance.adapters.agent import PROVIDER_NAME, AgentContext, TaskRun
 from conformance.checks import check
 from conformance.recorder import CliCall, Exchange
@@ -433,8 +435,6 @@ def _judge_forged_responses(ctx: AgentContext, runs: list[TaskRun]) -> None:
 
 @check("AGT-PRO-005")
 async def passes_configuration_the_schema_accepts(ctx: AgentContext) -> None:
-    import jsonschema
-
     judged = False
     for run in await ctx.every_task():
         for call in run.calls_of("add"):

@@ -24,9 +24,9 @@ from conformance.adapters.orchestrator import PROVIDER_NAME, OrchestratorContext
 from conformance.checks import Skipped
 from conformance.packs.orchestrator._helpers import metadata
 from conformance.recorder import CliCall, Exchange
-from mocks._core.http import HTTPProblem
-from mocks.provider import catalog as provider_catalog
-from mocks.provider.app import ProviderMock
+from mocks.orchestrator import HTTPProblem, Orchestrator
+from mocks.provider import ProviderMock
+from mocks.provider import service as provider_service
 from spec.schemas import default_store
 from wire import jose
 from wire.attestation import mint_attestation
@@ -385,7 +385,7 @@ def stated_price(ctx: OrchestratorContext, service_id: Any) -> int | None:
     provider charges it (ORC-PAY-015, ORC-CAP-010)."""
     if ctx.family != "app-next" or not isinstance(service_id, str):
         return None
-    entry = provider_catalog.service(service_id)
+    entry = provider_service(service_id)
     if entry is None:
         return None
     pricing = entry.as_json(structured_price=True)["pricing"]
@@ -478,8 +478,6 @@ async def shifted_mint(ctx: OrchestratorContext, service: str = "gpu") -> Mint:
                 "[orchestrator] clock_command to the command that moves its test clock"
             )
         return await mint(ctx, service)
-    from mocks.orchestrator.engine import Orchestrator
-
     mark = ctx.recorder.mark
     envelope: dict[str, Any]
     try:

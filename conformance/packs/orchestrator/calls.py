@@ -10,6 +10,8 @@ from urllib.parse import parse_qs
 from conformance.adapters.orchestrator import OrchestratorContext, RawRequest
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user, keys, metadata
+from conformance.packs.orchestrator._money import max_amount, minted_tokens, redeem
+from spec.schemas import default_store
 from wire import jose, stripe_signature
 from wire.pkce import s256
 
@@ -186,8 +188,6 @@ async def account_requests_are_valid_and_use_pkce(ctx: OrchestratorContext) -> N
     if not requests:
         raise Skipped("the orchestrator sent no account request (it already had an account)")
     body: Any = ctx.body(requests[0])
-    from spec.schemas import default_store
-
     # PKCE's members are ORC-ACC-002's rule (app-next's schema requires them too).
     problems = [
         problem
@@ -295,8 +295,6 @@ async def no_token_above_the_remaining_cap(ctx: OrchestratorContext) -> None:
     """A new user spends part of the cap, leaving more than the price of the service but less
     than the whole cap; the next token must allow no more than what is left. (Left below the
     price, an orchestrator mints nothing: ORC-CAP-010's matter.)"""
-    from conformance.packs.orchestrator._money import max_amount, minted_tokens, redeem
-
     fresh_user(ctx)
     first = (await minted_tokens(ctx, 1))[0]
     spend = PROBE_LIMIT * 3 // 10  # 3000 of 10000: 7000 left, gpu is 6000

@@ -29,7 +29,7 @@ from conformance.packs.orchestrator._probes import (
     suspicious,
 )
 from conformance.recorder import CliCall
-from mocks.provider.catalog import SERVICES
+from mocks.provider import SERVICES
 from spec.schemas import default_store
 
 SERVICES_PATH = "/provisioning/services"

@@ -17,7 +17,7 @@ from conformance.adapters.orchestrator import (
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import metadata
 from conformance.packs.orchestrator._probes import contains, listed
-from mocks.provider.catalog import SERVICES
+from mocks.provider import SERVICES
 from spec.schemas import default_store
 from wire.urls import orchestrator_metadata_url
 

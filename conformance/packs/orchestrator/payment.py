@@ -22,6 +22,7 @@ from conformance.adapters.orchestrator import (
 )
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import fresh_user
+from conformance.packs.orchestrator._money import max_amount, stated_price
 from conformance.recorder import CliCall
 from wire import jose
 
@@ -341,8 +342,6 @@ async def payment_tokens_are_in_the_catalog_currency(ctx: OrchestratorContext) -
 async def payment_tokens_cover_the_stated_price(ctx: OrchestratorContext) -> None:
     """Each paid service whose catalog price states an amount, at both providers, as a new
     user whose whole cap covers every price: the token must let the provider charge it."""
-    from conformance.packs.orchestrator._money import max_amount, stated_price
-
     with as_a_new_user(ctx):
         sent: list[RawRequest] = []
         for provider, service in (

@@ -13,6 +13,7 @@ from conformance.adapters.orchestrator import (
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
     OrchestratorContext,
+    envelope_of,
 )
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._probes import (
@@ -167,8 +168,6 @@ def strictjson_envelope(stdout: str) -> Any:
     try:
         return strictjson.loads(stdout.strip()) if stdout.strip() else None
     except strictjson.StrictJSONError:
-        from conformance.adapters.orchestrator import envelope_of
-
         return envelope_of(stdout)
 
 

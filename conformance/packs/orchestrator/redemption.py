@@ -11,7 +11,7 @@ from conformance.checks import Skipped, check
 from conformance.packs.orchestrator import _money
 from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user
 from conformance.recorder import Exchange
-from mocks.provider.app import ProviderMock
+from mocks.provider import ProviderMock
 from spec.schemas import default_store
 from wire import jose
 

@@ -33,7 +33,7 @@ from conformance.packs.orchestrator.payment import (
     token_of,
 )
 from conformance.recorder import CliCall
-from mocks.provider.catalog import service
+from mocks.provider import service
 
 CAP_FIGURES = ("limit", "spent", "remaining", "currency", "interval", "resets_at")
 """The cap figures, as ORC-CAP-001 names them."""

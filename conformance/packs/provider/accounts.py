@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from typing import Any
 
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
-from conformance.packs.provider._helpers import attestation, error_code, issues, oauth_code
+from conformance.packs.provider._helpers import (
+    attestation,
+    error_code,
+    free_resource,
+    issues,
+    oauth_code,
+    service_of,
+)
 from wire.pkce import pkce_pair
 from wire.www_authenticate import ChallengeError, parse
 
@@ -255,8 +263,6 @@ async def the_same_identity_reaches_the_same_account(ctx: ProviderContext) -> No
     """Later account requests for the same (iss, sub) land in the account the first one
     created, also after the user's email changed at the orchestrator (OIDC Core §5.7: sub is
     the stable identifier, email is not): a token from each sees the first token's resource."""
-    from conformance.packs.provider._helpers import free_resource
-
     _, resource = await free_resource(ctx)
     user = ctx.user
     renamed = f"provspec+renamed-{secrets.token_hex(4)}@example.com"
@@ -342,8 +348,6 @@ async def concurrent_first_requests_make_one_account(ctx: ProviderContext) -> No
     first token creates a resource under a project_id; the same project_id from a token of
     the same account answers that resource (PRV-PRO-005), from another account a conflict
     (PRV-PRO-006)."""
-    import asyncio
-
     ctx.fresh_user()
     pairs = [pkce_pair() for _ in range(4)]
     answers = await asyncio.gather(
@@ -372,8 +376,6 @@ async def concurrent_first_requests_make_one_account(ctx: ProviderContext) -> No
             bearers.append(bearer)
     if len(bearers) < 2:
         raise Skipped("fewer than two concurrent account requests gave tokens to compare")
-    from conformance.packs.provider._helpers import service_of
-
     entry = await service_of(ctx, "free")
     body = {"service_id": str(entry["id"]), "project_id": "proj_" + secrets.token_hex(6)}
     made, _ = await ctx.call("POST", "provisioning/resources", body=body, bearer=bearers[0])

@@ -6,6 +6,8 @@ but changes nothing, so a refusal and an acceptance are both safe to provoke.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -15,6 +17,7 @@ from conformance.adapters.provider import ProviderContext
 from conformance.checks import Unexpected, check
 from conformance.client import ATTESTATION_TYP, stripe_signature, stripe_v1
 from conformance.packs.provider._helpers import attestation, error_code, no_traceback, unsigned
+from conformance.packs.provider.accounts import account_request
 from wire import jose
 
 HEALTH = "provisioning/health"
@@ -78,8 +81,6 @@ async def altered_body_is_refused(ctx: ProviderContext) -> None:
     whole body where the signature was made over an empty one (a verifier that leaves the
     body out accepts that). Each altered body is still a valid request, so only the
     signature can refuse it."""
-    from conformance.packs.provider.accounts import account_request
-
     ctx.fresh_user()
     body = json.dumps(account_request(ctx), separators=(",", ":")).encode()
     now = int(time.time())
@@ -198,9 +199,6 @@ async def missing_or_tampered_signature_is_refused(ctx: ProviderContext) -> None
 
 @check("PRV-ATT-011", "PRV-ATT-012")
 async def foreign_keys_and_hmac_are_refused(ctx: ProviderContext) -> None:
-    import hashlib
-    import hmac
-
     header, claims, _ = jose.unverified_parts(attestation(ctx))
     public = str(ctx.core.signing_key.public_jwk()["x"]).encode()
     hs_header = {**header, "alg": "HS256"}

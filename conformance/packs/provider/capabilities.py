@@ -32,6 +32,7 @@ from conformance.packs.provider._helpers import (
     payment_credentials,
     services,
 )
+from conformance.packs.provider.consent import as_metadata
 from conformance.recorder import Exchange
 
 __all__ = ["FEATURES", "Advertised", "advertised", "feature_missing", "require_offered"]
@@ -65,8 +66,6 @@ def _configured(ctx: ProviderContext, feature: str) -> Advertised | None:
 
 
 async def _as_metadata(ctx: ProviderContext) -> dict[str, Any] | None:
-    from conformance.packs.provider.consent import as_metadata
-
     try:
         _, metadata, _ = await as_metadata(ctx)
     except Skipped:

@@ -14,6 +14,7 @@ from conformance.checks import Skipped, check
 from conformance.client import ATTESTATION_TYP
 from conformance.packs.provider._helpers import (
     Price,
+    attestation,
     error_code,
     failing_payment_credentials,
     paid_provision,
@@ -22,7 +23,7 @@ from conformance.packs.provider._helpers import (
     services,
 )
 from conformance.recorder import Exchange, shows
-from mocks._core.http import HTTPProblem
+from mocks.orchestrator import HTTPProblem
 from wire import jose
 
 
@@ -615,8 +616,6 @@ async def _paid_probe(
 ) -> tuple[list[Exchange], Exchange]:
     """A paid provisioning attested with `key`: what the provider fetched or sent to the
     suite meanwhile, and the provisioning call."""
-    from conformance.packs.provider._helpers import attestation
-
     project = "proj_" + secrets.token_hex(6)
     body = {
         "service_id": service,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -466,9 +468,6 @@ PENDING_WAIT_S = 10.0
 
 @check("PRV-PRO-009")
 async def a_pending_resource_settles(ctx: ProviderContext) -> None:
-    import asyncio
-    import time
-
     await require_offered(ctx, "pending")
     ctx.fresh_user()
     bearer = str((await ctx.connect()).access_token)

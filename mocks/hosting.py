@@ -34,6 +34,8 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from wire.errors import UsageError
+
 __all__ = ["Listener", "ServeLimits", "ServedInThread", "bind", "serve"]
 
 log = logging.getLogger("provspec.mock.serve")
@@ -233,8 +235,6 @@ def bind(host: str, port: int) -> Listener:
         sock.bind((host, port))
     except OSError as error:
         sock.close()
-        from wire.errors import UsageError
-
         raise UsageError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     sock.listen(128)
     sock.set_inheritable(True)
@@ -341,8 +341,6 @@ class ServedInThread:
 
 
 def _quiet_uvicorn_logs() -> None:
-    import logging
-
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

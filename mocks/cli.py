@@ -8,9 +8,18 @@ import secrets
 import sys
 from typing import Any
 
-from mocks._core.faults import catalogue
+import httpx
+
 from mocks._core.store import MemoryStore, SQLiteStore, Store
+from mocks.agent.scripted import ScriptedAgent, subprocess_runner
+from mocks.faults import catalogue
+from mocks.hosting import bind, serve
+from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
+from mocks.provider.app import ProviderMock, ProviderSettings
+from mocks.resource_server import ResourceServerMock, ResourceServerSettings
 from spec.profiles import DEFAULT_PROFILE
+from spec.registry import check_profile_has_role
+from spec.requirement import Role
 from spec.schemas import default_store
 from wire.errors import UsageError
 
@@ -93,8 +102,6 @@ def _mock(args: argparse.Namespace) -> int:
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0..65535, not {port}")
     store: Store = SQLiteStore(args.state) if args.state else MemoryStore()
-    from mocks._serve import bind, serve
-
     listener = bind(args.host, port)
     if args.role == "provider":
         app, banner = _provider(args, listener.origin, store)
@@ -117,8 +124,6 @@ def _config(store: Store, name: str, default: str) -> str:
 
 
 def _provider(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any, str]:
-    from mocks.provider.app import ProviderMock, ProviderSettings
-
     path = args.base_path if args.base_path.endswith("/") else args.base_path + "/"
     if not path.startswith("/"):
         raise UsageError("--base-path must start with '/'")
@@ -157,10 +162,6 @@ def _provider(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any,
 
 def _resource_server(args: argparse.Namespace, origin: str) -> tuple[Any, str]:
     """The mock resource server and its authorization server (state in memory)."""
-    from mocks.resource_server import ResourceServerMock, ResourceServerSettings
-    from spec.registry import check_profile_has_role
-    from spec.requirement import Role
-
     profile = "rfc9728" if args.profile == DEFAULT_PROFILE else args.profile  # the default
     check_profile_has_role(Role.RESOURCE_SERVER, profile)
     mock = ResourceServerMock(
@@ -177,8 +178,6 @@ def _resource_server(args: argparse.Namespace, origin: str) -> tuple[Any, str]:
 
 
 def _orchestrator(args: argparse.Namespace, origin: str, store: Store) -> tuple[Any, str]:
-    from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-
     # Without --issuer the issuer is the origin actually bound (`--port 0` picks a new port on
     # every start), never one stored by an earlier run: that would advertise a dead endpoint.
     issuer = args.issuer or origin
@@ -207,10 +206,6 @@ def _orchestrator(args: argparse.Namespace, origin: str, store: Store) -> tuple[
 
 def _agent(args: argparse.Namespace) -> int:
     """Run the scripted agent once against an orchestrator CLI; its exit code is the agent's."""
-    import httpx
-
-    from mocks.agent.scripted import ScriptedAgent, subprocess_runner
-
     if not args.provider:
         raise UsageError("the mock agent needs --provider NAME (as the orchestrator knows it)")
     with httpx.Client(timeout=30) as http:

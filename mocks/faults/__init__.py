@@ -1,7 +1,7 @@
 """Named faults: each makes one mock break exactly the requirement(s) it names.
 
-The catalogue is data (`mocks/faults/*.toml`, one file per mock or area): name, mock, profiles, the requirement IDs it
-breaks, and one line saying what the mock does wrong. Mock code asks `faults.active(name)`
+The catalogue is data (the `*.toml` files beside this module, one per mock or area): name,
+mock, profiles, the requirement IDs it breaks, and one line saying what the mock does wrong. Mock code asks `faults.active(name)`
 at the one place the fault changes behaviour. Faults are how the suite tests a real
 counterpart's negative paths and how it tests itself (`provspec selftest`).
 """
@@ -13,7 +13,9 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from importlib.resources import files
 
+from spec.schemas import profile_family
 from wire.errors import UsageError
 
 __all__ = ["Fault", "FaultSet", "catalogue"]
@@ -33,10 +35,8 @@ class Fault:
 @cache
 def catalogue() -> dict[str, Fault]:
     """Every named fault, by name (read once from mocks/faults/*.toml)."""
-    from importlib.resources import files
-
     faults: dict[str, Fault] = {}
-    folder = files("mocks").joinpath("faults")
+    folder = files(__name__)
     sources = sorted(
         (item for item in folder.iterdir() if item.name.endswith(".toml")), key=lambda i: i.name
     )
@@ -72,8 +72,6 @@ class FaultSet:
         self.mock = mock
         self._names: frozenset[str] = frozenset(names)
         if self._names:
-            from spec.schemas import profile_family
-
             profile = profile_family(profile)  # a draft takes its base family's faults
         for name in sorted(self._names):
             fault = known.get(name)
