@@ -1,0 +1,403 @@
+"""The import layers (issue 16): wire <- spec <- mocks <- conformance, no cycles, no hidden imports.
+
+`wire` (the primitives both sides speak) imports none of the others; `spec` (the profile store
+and the registry) builds on `wire` only; the mocks build on both and never import the suite;
+the suite imports only the mocks' public face, each name from the module's `__all__`.
+
+Every module is read with `ast`, never imported. An import under `if TYPE_CHECKING:` counts for
+the layers but not for cycles (it never runs); `from package import module` imports that
+module; and importing `a.b.c` runs `a/b/__init__` too, so a cycle through a package's
+`__init__` is found like any other.
+
+Not done yet, and allow-listed below with a reason each (issue 16, phase 2); an entry whose
+import is gone fails as stale, so the lists only shrink and anything new fails:
+
+- `BACK_EDGES`: imports that close a cycle inside `conformance`. Without them the graph
+  must have no cycle at all, and they are all made inside functions, so even now no module
+  can meet another one half-loaded (`test_no_module_imports_itself_while_loading`).
+- `FUNCTION_IMPORTS`: imports made inside a function of the suite. Elsewhere only an optional
+  dependency, or what is deliberately loaded late, may be imported in a function
+  (`LATE_IMPORTS`, which stays).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("wire", "spec", "conformance", "mocks")
+
+MAY_IMPORT = {
+    "wire": {"wire"},
+    "spec": {"wire", "spec"},
+    "mocks": {"wire", "spec", "mocks"},
+    "conformance": {"wire", "spec", "mocks", "conformance"},
+}
+"""Which of the four packages each may import (the layers point downward only)."""
+
+MOCKS_PUBLIC = frozenset(
+    {
+        "mocks",
+        "mocks.agent",
+        "mocks.cli",
+        "mocks.faults",
+        "mocks.hosting",
+        "mocks.orchestrator",
+        "mocks.provider",
+        "mocks.resource_server",
+        "mocks.sandbox",
+    }
+)
+"""The mocks' public face: what `conformance` may import, each name from the module's `__all__`."""
+
+LATE_IMPORTS = {
+    ("conformance.consent", "playwright.async_api"): "Playwright is the optional [browser] "
+    "extra: only consent = 'browser' needs it, and its absence is reported as a usage error",
+    ("conformance._pytest_engine", "allure"): "allure's labels are added only when "
+    "allure-pytest is importable; a missing one is tolerated",
+    ("mocks.hosting", "resource"): "a Unix-only module: elsewhere the open-file limit "
+    "falls back to 1024",
+    ("mocks.agent.__main__", "httpx"): "the mock agent runs as a process per task; only a task "
+    "that reaches a resource pays for importing httpx",
+    ("mocks.agent.scripted", "httpx"): "the mock agent runs as a process per task; only a "
+    "task that reaches a resource pays for importing httpx",
+}
+"""Imports inside functions that stay there, with the reason."""
+
+PHASE_2 = "issue 16, phase 2"
+
+BACK_EDGES = {
+    ("conformance.checks", "conformance.packs.agent"): "importing a pack registers its checks "
+    "and the packs import checks: checks_for() loads them all; let the front ends load the "
+    f"packs into a registry instead ({PHASE_2})",
+    ("conformance.checks", "conformance.packs.orchestrator"): f"as above ({PHASE_2})",
+    ("conformance.checks", "conformance.packs.provider"): f"as above ({PHASE_2})",
+    ("conformance.checks", "conformance.packs.resource_server"): f"as above ({PHASE_2})",
+    ("conformance.adapters.agent", "conformance.cli"): "the embedded mock orchestrator CLI is "
+    "reached through conformance.cli.main (argparse rebuilt, stdout re-parsed); call its "
+    f"dispatch function instead ({PHASE_2})",
+    ("conformance.adapters.orchestrator", "conformance.cli"): f"as above ({PHASE_2})",
+    ("conformance._cli_ci", "conformance._cli_run"): "the ci and run commands call each "
+    f"other's verdict and report code; one engine with events behind both ({PHASE_2})",
+    ("conformance.config", "conformance._cli_resource_server"): "the config loader validates "
+    "[resource_server] with the run command's helper, which reads RunConfig; move the "
+    f"table's rules next to the config ({PHASE_2})",
+    ("conformance.packs.orchestrator._money", "conformance.packs.orchestrator.calls"): "the "
+    f"money helpers and the checks that use them import each other ({PHASE_2})",
+    ("conformance.preflight", "conformance.adapters.resource_server"): "the preflight builds "
+    "each role's target, and the resource-server adapter uses the preflight's "
+    f"environment_error; the preflight belongs in the engine ({PHASE_2})",
+    ("conformance.results", "conformance.report"): "a result's provenance and seal live in "
+    "conformance.report._provenance, and the report package's __init__ imports results; "
+    f"move _provenance out of the report package ({PHASE_2})",
+}
+"""Imports that close a cycle inside the suite (importer, module run), with the reason. Each
+is made inside a function, so no module meets another half-loaded; without them the import
+graph has no cycle."""
+
+FUNCTION_IMPORTS = {
+    # the back edges above, as they are written
+    ("conformance.checks", "conformance.packs.agent"): "a back edge (BACK_EDGES)",
+    ("conformance.checks", "conformance.packs.orchestrator"): "a back edge (BACK_EDGES)",
+    ("conformance.checks", "conformance.packs.provider"): "a back edge (BACK_EDGES)",
+    ("conformance.checks", "conformance.packs.resource_server"): "a back edge (BACK_EDGES)",
+    ("conformance.adapters.agent", "conformance.cli"): "a back edge (BACK_EDGES)",
+    ("conformance.adapters.orchestrator", "conformance.cli"): "a back edge (BACK_EDGES)",
+    ("conformance._cli_ci", "conformance._cli_run"): "a back edge (BACK_EDGES)",
+    ("conformance.config", "conformance._cli_resource_server"): "a back edge (BACK_EDGES)",
+    ("conformance.packs.orchestrator._money", "conformance.packs.orchestrator.calls"): "a back "
+    "edge (BACK_EDGES)",
+    ("conformance.preflight", "conformance.adapters.resource_server"): "a back edge (BACK_EDGES)",
+    ("conformance.results", "conformance.report._provenance"): "a back edge (BACK_EDGES)",
+    # the command line: each subcommand loads what it needs when it runs, so that
+    # `provspec orchestrator …` (the stand-in CLI a run calls once per command) starts fast
+    ("conformance.cli", "conformance._cli_ci"): "subcommands loaded on use, for the start-up "
+    f"of `provspec orchestrator`; give the stand-in CLI its own entry point ({PHASE_2})",
+    ("conformance.cli", "conformance._cli_profile"): f"as above ({PHASE_2})",
+    ("conformance.cli", "conformance._cli_run"): f"as above ({PHASE_2})",
+    ("conformance.cli", "conformance._cli_sign"): f"as above ({PHASE_2})",
+    ("conformance.cli", "conformance.checks"): f"as above ({PHASE_2})",
+    ("conformance.cli", "mocks.cli"): f"as above ({PHASE_2})",
+    ("conformance.cli", "mocks.faults"): f"as above ({PHASE_2})",
+    ("conformance.cli", "mocks.orchestrator"): f"as above ({PHASE_2})",
+    # the pytest front end: every pytest session in an environment with provspec installed
+    # loads the plugin; the engine is loaded only by a session that runs provspec
+    ("conformance.pytest_plugin", "conformance._pytest_engine"): "the plugin defers the "
+    f"engine to the sessions that use it; one engine with events behind it ({PHASE_2})",
+    ("conformance._pytest_engine", "conformance._cli_ci"): "the plugin calls the CLI's "
+    "private baseline code and fakes an argparse Namespace for its _plan; one engine "
+    f"behind every front end ({PHASE_2})",
+    ("conformance._pytest_engine", "conformance._cli_run"): f"as above ({PHASE_2})",
+    ("conformance._pytest_engine", "conformance.baseline"): f"as above ({PHASE_2})",
+    ("conformance._pytest_engine", "conformance.preflight"): f"as above ({PHASE_2})",
+}
+"""Imports inside functions of the suite, with the reason; to be removed ({PHASE_2})."""
+
+
+# --- reading the imports ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Import:
+    source: str
+    """The importing module."""
+    target: str
+    """The imported module: one of the four packages' modules, or any other (`external`)."""
+    names: tuple[str, ...]
+    """For `from target import a, b`: the names; empty for `import target`."""
+    line: int
+    in_function: bool
+    type_only: bool
+    """Under `if TYPE_CHECKING:`: read by type checkers, never run."""
+
+    @property
+    def package(self) -> str:
+        return self.target.split(".")[0]
+
+
+@cache
+def modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def _resolve(source: str, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    is_package = modules()[source].name == "__init__.py"
+    base = source.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _imports_of(source: str) -> Iterator[Import]:
+    tree = ast.parse(modules()[source].read_text(encoding="utf-8"))
+
+    def walk(node: ast.AST, in_function: bool, type_only: bool) -> Iterator[Import]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                yield from walk(child, True, type_only)
+            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                yield from (
+                    item for stmt in child.body for item in walk_one(stmt, in_function, True)
+                )
+                for stmt in child.orelse:
+                    yield from walk_one(stmt, in_function, type_only)
+            else:
+                yield from walk_one(child, in_function, type_only)
+
+    def walk_one(node: ast.AST, in_function: bool, type_only: bool) -> Iterator[Import]:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(source, alias.name, (), node.lineno, in_function, type_only)
+        elif isinstance(node, ast.ImportFrom):
+            module = _resolve(source, node)
+            plain = tuple(a.name for a in node.names if f"{module}.{a.name}" not in modules())
+            for alias in node.names:  # `from package import module`
+                if f"{module}.{alias.name}" in modules():
+                    target = f"{module}.{alias.name}"
+                    yield Import(source, target, (), node.lineno, in_function, type_only)
+            if plain:
+                yield Import(source, module, plain, node.lineno, in_function, type_only)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            yield from walk(node, True, type_only)
+        else:
+            yield from walk(node, in_function, type_only)
+
+    yield from walk(tree, False, False)
+
+
+@cache
+def all_imports() -> tuple[Import, ...]:
+    return tuple(item for source in modules() for item in _imports_of(source))
+
+
+def internal(item: Import) -> bool:
+    return item.package in PACKAGES and item.target in modules()
+
+
+def _runs(item: Import) -> list[str]:
+    """What importing `item.target` runs: the target, and each package above it that is not
+    above the importer (those are running already). `a.b.c` runs `a/b/__init__` first, so
+    an import of a module is an import of its package too."""
+    parts = item.target.split(".")
+    above = {".".join(item.source.split(".")[:n]) for n in range(1, item.source.count(".") + 2)}
+    chain = [".".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    return [name for name in chain if name not in above and name in modules()]
+
+
+def graph(
+    *, without: frozenset[tuple[str, str]] = frozenset(), when_loaded: bool = False
+) -> dict[str, set[str]]:
+    """Module -> the modules it imports when it runs (type-only imports left out);
+    `when_loaded`: only those imported while the module itself loads (not in a function)."""
+    edges: dict[str, set[str]] = {name: set() for name in modules()}
+    for item in all_imports():
+        if not internal(item) or item.type_only or (when_loaded and item.in_function):
+            continue
+        edges[item.source].update(
+            name for name in _runs(item) if (item.source, name) not in without
+        )
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+@cache
+def exports(module: str) -> frozenset[str]:
+    """A module's `__all__`, read from its source."""
+    tree = ast.parse(modules()[module].read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+                assert node.value is not None
+                return frozenset(ast.literal_eval(node.value))
+    return frozenset()
+
+
+def function_imports() -> set[tuple[str, str]]:
+    """(module, imported module) of every import made inside a function."""
+    return {(item.source, item.target) for item in all_imports() if item.in_function}
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+
+def test_the_walk_sees_every_package() -> None:
+    names = set(modules())
+    assert {"wire.jose", "spec.registry", "conformance.cli", "mocks.sandbox"} <= names
+    assert len(all_imports()) > 500
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_package_imports_only_the_layers_below_it(package: str) -> None:
+    wrong = sorted(
+        f"{item.source}:{item.line} imports {item.target}"
+        for item in all_imports()
+        if item.source.split(".")[0] == package
+        and item.package in PACKAGES
+        and item.package not in MAY_IMPORT[package]
+    )
+    assert not wrong, f"{package} may import only {sorted(MAY_IMPORT[package])}:\n" + "\n".join(
+        wrong
+    )
+
+
+def test_the_suite_imports_only_the_mocks_public_face() -> None:
+    wrong = []
+    for item in all_imports():
+        if item.source.split(".")[0] != "conformance" or item.package != "mocks":
+            continue
+        if item.target not in MOCKS_PUBLIC:
+            wrong.append(f"{item.source}:{item.line} imports {item.target}, not public")
+            continue
+        missing = sorted(set(item.names) - exports(item.target))
+        if missing:
+            wrong.append(f"{item.source}:{item.line}: {missing} not in {item.target}.__all__")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_public_mock_module_says_what_it_exports() -> None:
+    assert all(exports(name) for name in MOCKS_PUBLIC), [
+        name for name in sorted(MOCKS_PUBLIC) if not exports(name)
+    ]
+
+
+def test_no_import_cycle_but_the_known_ones() -> None:
+    remaining = cycles(graph(without=frozenset(BACK_EDGES)))
+    assert not remaining, "import cycles (break them; do not allow-list them):\n" + "\n".join(
+        " <-> ".join(component) for component in remaining
+    )
+
+
+def test_no_module_imports_itself_while_loading() -> None:
+    """The known cycles close only through imports inside functions: no module can find
+    another one half-initialised, whatever is imported first."""
+    assert not cycles(graph(when_loaded=True))
+
+
+def test_wire_spec_and_mocks_have_no_cycle_at_all() -> None:
+    lower = [c for c in cycles(graph()) if not c[0].startswith("conformance")]
+    assert not lower, lower
+
+
+def test_the_known_back_edges_still_exist() -> None:
+    """A back edge removed from the code must leave the list (the list only shrinks)."""
+    present = {(s, t) for s, targets in graph().items() for t in targets}
+    stale = sorted(set(BACK_EDGES) - present)
+    assert not stale, f"remove these from BACK_EDGES, they are gone: {stale}"
+
+
+def test_no_import_inside_a_function_but_the_listed_ones() -> None:
+    found = function_imports()
+    new = sorted(found - set(LATE_IMPORTS) - set(FUNCTION_IMPORTS))
+    stale = sorted((set(LATE_IMPORTS) | set(FUNCTION_IMPORTS)) - found)
+    assert not new, "imports inside functions (move them to the top of the module):\n" + (
+        "\n".join(f"{source} imports {target}" for source, target in new)
+    )
+    assert not stale, f"remove these from the allow-lists, they are gone: {stale}"
+
+
+def test_wire_spec_and_mocks_import_inside_functions_only_what_loads_late() -> None:
+    lower = {
+        pair
+        for pair in function_imports()
+        if not pair[0].startswith("conformance") and pair not in LATE_IMPORTS
+    }
+    assert not lower, sorted(lower)
