@@ -7,7 +7,6 @@ import hmac
 
 from conformance.client import ATTESTATION_TYP, attestation, stripe_signature
 from wire import jose
-from wire.pkce import pkce_pair, s256
 
 
 def test_stripe_signature_is_t_then_v1_hex_of_t_dot_body_without_spaces() -> None:
@@ -22,15 +21,6 @@ def test_other_v1_values_come_before_the_real_one() -> None:
     t, first, second = header.split(",")
     assert (t, first) == ("t=5", "v1=" + "00" * 32)
     assert second == "v1=" + hmac.new(b"whsec_x", b"5.", hashlib.sha256).hexdigest()
-
-
-def test_pkce_pair_is_s256_per_rfc7636_appendix_b() -> None:
-    # RFC 7636 Appendix B's example verifier and challenge.
-    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
-    assert s256(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-    fresh, challenge = pkce_pair()
-    assert 43 <= len(fresh) <= 128
-    assert s256(fresh) == challenge
 
 
 def test_attestation_binds_the_body_and_names_both_parties() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conformance.cli import main
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 from tests.independent.app_next_provider import FAULTS, AppNextProvider
 
 

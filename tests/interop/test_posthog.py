@@ -20,7 +20,7 @@ import pytest
 
 from conformance.baseline import load_baseline
 from conformance.cli import main
-from mocks._serve import ServedInThread
+from mocks.hosting import ServedInThread
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ROOT.parent / "shared" / "targets"

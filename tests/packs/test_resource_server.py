@@ -23,7 +23,6 @@ from conformance.results import RunResult, Status
 from mocks.hosting import ServedInThread
 from spec.registry import default_registry
 from spec.requirement import Role
-from wire.urls import prm_url, resource_for_metadata_url
 
 RS_PROFILES = ("rfc9728", "mcp-2025-06-18", "mcp-2025-11-25")
 
@@ -226,29 +225,3 @@ def test_a_metadata_url_at_an_internal_address_is_never_fetched() -> None:
     assert not any("169.254" in u for u in fetched)
     skipped = {f.requirement.id: f.message for f in result.findings if f.status is Status.SKIPPED}
     assert "will not fetch" in skipped["RSV-DSC-001"]
-
-
-@pytest.mark.parametrize(
-    ("resource", "metadata"),
-    [
-        ("https://rs.example/mcp", "https://rs.example/.well-known/oauth-protected-resource/mcp"),
-        ("https://rs.example/", "https://rs.example/.well-known/oauth-protected-resource"),
-        (
-            "https://rs.example/a/?t=1",
-            "https://rs.example/.well-known/oauth-protected-resource/a/?t=1",
-        ),
-    ],
-)
-def test_the_well_known_url_is_built_and_read_back_as_rfc_9728_section_3_1_says(
-    resource: str, metadata: str
-) -> None:
-    assert prm_url(resource) == metadata
-    assert resource_for_metadata_url(metadata) in (resource, resource.rstrip("/"))
-
-
-def test_a_metadata_url_not_of_the_well_known_form_names_no_resource() -> None:
-    assert resource_for_metadata_url("https://rs.example/prm.json") is None
-    assert (
-        resource_for_metadata_url("https://rs.example/.well-known/oauth-protected-resourcex")
-        is None
-    )

@@ -14,7 +14,7 @@ import pytest
 from conformance.cli import main
 from spec.schemas import default_store
 
-SOURCE = Path(__file__).resolve().parent.parent / "schemas" / "app-next"
+SOURCE = Path(__file__).resolve().parents[2] / "schemas" / "app-next"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -116,7 +116,7 @@ def test_an_ambiguous_one_of_is_reported(
 
 def test_a_valid_cap_refusal_matches_exactly_one_alternative_of_the_402() -> None:
     store = default_store()
-    fixtures = Path(__file__).resolve().parent.parent / "fixtures" / "examples" / "app-next"
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "examples" / "app-next"
     answers = [
         json.loads(path.read_text())["instance"]
         for message in ("spend_cap_exceeded", "redemption_error")

@@ -134,7 +134,7 @@ def test_consistency_finds_what_the_mocks_cannot_satisfy(tmp_path: Path) -> None
         '[requirements]\ndrop = ["PRV-XXX-999"]\n',
     )
     (path / "attestation_claims.schema.json").write_text(
-        (Path(__file__).parent.parent / "schemas/app-next/attestation_claims.schema.json")
+        (Path(__file__).parents[2] / "schemas/app-next/attestation_claims.schema.json")
         .read_text()
         .replace("schemas/app-next/", "schemas/broken/")
         .replace('"required": [', '"required": ["tenant", ', 1)

@@ -144,7 +144,7 @@ def test_texts_are_unique() -> None:
 
 
 def test_generated_requirements_page_is_up_to_date(tmp_path: Path) -> None:
-    committed = Path(__file__).resolve().parent.parent / "docs" / "requirements.md"
+    committed = Path(__file__).resolve().parents[2] / "docs" / "requirements.md"
     fresh = tmp_path / "requirements.md"
     assert main(["requirements", "--format", "markdown", "--output", str(fresh)]) == 0
     assert committed.read_text(encoding="utf-8") == fresh.read_text(encoding="utf-8"), (
