@@ -353,6 +353,14 @@ def test_the_suite_imports_only_the_mocks_public_face() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_suites_signer_stays_independent_of_the_mocks_signing_code() -> None:
+    """Issue 13: a bug shared by the suite's signer and the mocks' verifier would cancel out
+    in the self-test, so conformance/client/_signing.py uses JOSE primitives only."""
+    shared = {"wire.stripe_signature", "wire.attestation"}
+    used = {item.target for item in all_imports() if item.source == "conformance.client._signing"}
+    assert not used & shared, sorted(used & shared)
+
+
 def test_every_public_mock_module_says_what_it_exports() -> None:
     assert all(exports(name) for name in MOCKS_PUBLIC), [
         name for name in sorted(MOCKS_PUBLIC) if not exports(name)
