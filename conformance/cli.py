@@ -16,7 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conformance import __version__
+from conformance._cli_ci import add_ci_parsers
+from conformance._cli_profile import add_profile_parsers
+from conformance._cli_run import add_run_parsers
+from conformance._cli_sign import add_sign_parser
 from conformance._render import requirements_json, requirements_markdown, requirements_table
+from conformance.checks import all_checks
+from mocks.cli import add_mock_parser
+from mocks.faults import catalogue
+from mocks.orchestrator import add_orchestrator_parser
 from spec.profiles import DEFAULT_PROFILE
 from spec.registry import default_registry
 from spec.requirement import Level, Role, Step
@@ -105,23 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--strict", action="store_true", help="report unmodelled members too")
     validate.set_defaults(handler=_validate)
 
-    from conformance._cli_profile import add_profile_parsers
-
     add_profile_parsers(commands)
-    from conformance._cli_run import add_run_parsers
-
     add_run_parsers(commands)
-    from conformance._cli_ci import add_ci_parsers
-
     add_ci_parsers(commands)
-    from conformance._cli_sign import add_sign_parser
-
     add_sign_parser(commands)
-    from mocks.cli import add_mock_parser
-
     add_mock_parser(commands)
-    from mocks.orchestrator import add_orchestrator_parser
-
     add_orchestrator_parser(commands)
     return parser
 
@@ -137,13 +133,9 @@ def _requirements(args: argparse.Namespace) -> int:
         level=Level(args.level) if args.level else None,
     )
     if args.unchecked:
-        from conformance.checks import all_checks
-
         checked = {rid for item in all_checks() for rid in item.requirements}
         selected = [requirement for requirement in selected if requirement.id not in checked]
     if args.unproven:
-        from mocks.faults import catalogue
-
         proven = {rid for fault in catalogue().values() for rid in fault.breaks}
         selected = [
             requirement

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 
 from conformance import __version__
+from conformance._pytest_engine import SESSION, add_options, collect
 from spec.registry import default_registry
 from wire.errors import ProvspecError
 
@@ -22,16 +23,12 @@ MARKER = "requirement"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from conformance._pytest_engine import add_options
-
     add_options(parser)
 
 
 def pytest_collection(session: pytest.Session) -> bool | None:
     if not session.config.getoption("provspec_role"):
         return None
-    from conformance._pytest_engine import collect
-
     try:
         items = collect(session)
     except ProvspecError as error:
@@ -45,8 +42,6 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from conformance._pytest_engine import SESSION
-
     state = config.stash.get(SESSION, None)
     if state is not None:
         state.close()

@@ -115,29 +115,16 @@ FUNCTION_IMPORTS = {
     "edge (BACK_EDGES)",
     ("conformance.preflight", "conformance.adapters.resource_server"): "a back edge (BACK_EDGES)",
     ("conformance.results", "conformance.report._provenance"): "a back edge (BACK_EDGES)",
-    # the command line: each subcommand loads what it needs when it runs, so that
-    # `provspec orchestrator …` (the stand-in CLI a run calls once per command) starts fast
-    ("conformance.cli", "conformance._cli_ci"): "subcommands loaded on use, for the start-up "
-    f"of `provspec orchestrator`; give the stand-in CLI its own entry point ({PHASE_2})",
-    ("conformance.cli", "conformance._cli_profile"): f"as above ({PHASE_2})",
-    ("conformance.cli", "conformance._cli_run"): f"as above ({PHASE_2})",
-    ("conformance.cli", "conformance._cli_sign"): f"as above ({PHASE_2})",
-    ("conformance.cli", "conformance.checks"): f"as above ({PHASE_2})",
-    ("conformance.cli", "mocks.cli"): f"as above ({PHASE_2})",
-    ("conformance.cli", "mocks.faults"): f"as above ({PHASE_2})",
-    ("conformance.cli", "mocks.orchestrator"): f"as above ({PHASE_2})",
-    # the pytest front end: every pytest session in an environment with provspec installed
-    # loads the plugin; the engine is loaded only by a session that runs provspec
-    ("conformance.pytest_plugin", "conformance._pytest_engine"): "the plugin defers the "
-    f"engine to the sessions that use it; one engine with events behind it ({PHASE_2})",
-    ("conformance._pytest_engine", "conformance._cli_ci"): "the plugin calls the CLI's "
-    "private baseline code and fakes an argparse Namespace for its _plan; one engine "
-    f"behind every front end ({PHASE_2})",
+    # the pytest front end: the plugin is loaded by every pytest session where provspec is
+    # installed; the run command's modules load only in a session that runs provspec
+    ("conformance._pytest_engine", "conformance._cli_ci"): "deferred to the sessions that run "
+    "provspec; the plugin calls the CLI's private baseline code and fakes an argparse "
+    f"Namespace for its _plan: one engine behind every front end instead ({PHASE_2})",
     ("conformance._pytest_engine", "conformance._cli_run"): f"as above ({PHASE_2})",
     ("conformance._pytest_engine", "conformance.baseline"): f"as above ({PHASE_2})",
     ("conformance._pytest_engine", "conformance.preflight"): f"as above ({PHASE_2})",
 }
-"""Imports inside functions of the suite, with the reason; to be removed ({PHASE_2})."""
+"""Imports inside functions of the suite, with the reason; to be removed (issue 16, phase 2)."""
 
 
 # --- reading the imports ----------------------------------------------------------------
