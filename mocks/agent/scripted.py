@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from mocks.agent import _consent
+import mocks.agent._consent as _consent
 from mocks.faults import FaultSet
 from wire import strictjson
 from wire.pkce import pkce_pair

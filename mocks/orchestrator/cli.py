@@ -24,11 +24,11 @@ from typing import Any
 
 import httpx
 
+import mocks.orchestrator.custody as custody
 from mocks._core.http import HTTPProblem
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.store import SQLiteStore
 from mocks.faults import FaultSet
-from mocks.orchestrator import custody
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
 from mocks.orchestrator.catalog import aggregate, speaks_profile
 from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord

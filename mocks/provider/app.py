@@ -39,12 +39,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+import mocks.provider.catalog as catalog
 from mocks._core.http import HTTPProblem, json_response, parse_form, parse_json_object, read_body
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.replay import ReplayCache
 from mocks._core.store import MemoryStore, Store
 from mocks.faults import FaultSet
-from mocks.provider import catalog
 from mocks.provider._state import ProviderState, new_id
 from spec.profiles import Profile, ProfileParameters
 from spec.schemas import default_store
