@@ -44,7 +44,7 @@ from mocks._core.http import HTTPProblem, json_response, parse_form, parse_json_
 from mocks._core.network import DEFAULT_TIMEOUT
 from mocks._core.replay import ReplayCache
 from mocks._core.store import MemoryStore, Store
-from mocks.faults import FaultSet
+from mocks.faults import FaultName, FaultSet
 from mocks.provider._state import ProviderState, new_id
 from spec.profiles import Profile, ProfileParameters
 from spec.schemas import default_store
@@ -81,7 +81,7 @@ DEEP_LINK_LIFETIME = 600
 DEEP_LINKS = "deep_links"
 PENDING_SECONDS = 5
 _VERIFIER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-SIGNATURE_FAULTS = (
+SIGNATURE_FAULTS: tuple[FaultName, ...] = (
     "empty-signature-accepted",
     "signature-result-ignored",
     "attestation-hs256-accepted",

@@ -8,7 +8,7 @@ import pytest
 
 import mocks
 from conformance.cli import main
-from mocks.faults import FaultSet, catalogue
+from mocks.faults import FaultSet, catalogue, render_fault_names
 from spec.registry import default_registry
 from wire.errors import UsageError
 
@@ -77,3 +77,12 @@ def test_list_faults_prints_every_fault_with_its_requirements(
 def test_mock_without_a_role_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mock"]) == 2
     assert "name a mock to serve" in capsys.readouterr().err
+
+
+def test_the_fault_name_type_lists_exactly_the_catalogue() -> None:
+    # mypy checks every `faults.active("…")` against FaultName; a stale type would let a
+    # misspelt or removed fault through, or refuse a new one.
+    generated = Path(mocks.__file__).parent / "faults" / "_names.py"
+    assert generated.read_text(encoding="utf-8") == render_fault_names(), (
+        "mocks/faults/_names.py is stale: run `python -m mocks.faults`"
+    )
