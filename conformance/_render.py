@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from conformance.checks import all_checks
+from mocks.faults import catalogue
 from spec.requirement import Level, Requirement, Role, Step
 
 __all__ = ["requirements_json", "requirements_markdown", "requirements_table"]
@@ -48,7 +50,16 @@ def _summary_line(requirements: Sequence[Requirement]) -> str:
 
 
 def requirements_markdown(requirements: Sequence[Requirement]) -> str:
-    """The registry as a spec page: a count matrix, then one table per role and step."""
+    """The registry as a spec page: a count matrix, then one table per role and step, each
+    requirement with the checks that judge it and the faults that prove those checks fail."""
+    judged_by: dict[str, list[str]] = defaultdict(list)
+    for check in sorted(all_checks(), key=lambda c: c.name):
+        for requirement_id in check.requirements:
+            judged_by[requirement_id].append(check.name)
+    proven_by: dict[str, list[str]] = defaultdict(list)
+    for fault in sorted(catalogue().values(), key=lambda f: f.name):
+        for requirement_id in fault.breaks:
+            proven_by[requirement_id].append(fault.name)
     out = [
         "# provspec requirements",
         "",
@@ -57,7 +68,9 @@ def requirements_markdown(requirements: Sequence[Requirement]) -> str:
         "",
         "Every check provspec makes traces to one of these requirements. Levels follow RFC 2119:",
         "a MUST failure fails a run, a SHOULD failure is a warning (a failure under `--strict`),",
-        "a MAY is informational.",
+        "a MAY is informational. Each requirement names the checks that judge it and the",
+        "faults of the mocks (`provspec mock --list-faults`) that `provspec selftest` uses to",
+        "prove those checks can fail; — where there is none.",
         "",
         _summary_line(requirements) + ".",
         "",
@@ -81,15 +94,19 @@ def requirements_markdown(requirements: Sequence[Requirement]) -> str:
                 "",
                 f"### {role.value} / {step.value}",
                 "",
-                "| ID | level | profiles | requirement | source |",
-                "|---|---|---|---|---|",
+                "| ID | level | profiles | requirement | source | checks | faults |",
+                "|---|---|---|---|---|---|---|",
             ]
             out += [
                 f"| {r.id} | {r.level.value} | {', '.join(r.profiles)} | {_cell(r.text)} "
-                f"| {_cell(r.source)} |"
+                f"| {_cell(r.source)} | {_names(judged_by[r.id])} | {_names(proven_by[r.id])} |"
                 for r in in_step
             ]
     return "\n".join(out) + "\n"
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names) if names else "—"
 
 
 def _cell(text: str) -> str:
