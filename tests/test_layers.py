@@ -88,8 +88,6 @@ BACK_EDGES = {
     ("conformance.config", "conformance._cli_resource_server"): "the config loader validates "
     "[resource_server] with the run command's helper, which reads RunConfig; move the "
     f"table's rules next to the config ({PHASE_2})",
-    ("conformance.packs.orchestrator._money", "conformance.packs.orchestrator.calls"): "the "
-    f"money helpers and the checks that use them import each other ({PHASE_2})",
     ("conformance.preflight", "conformance.adapters.resource_server"): "the preflight builds "
     "each role's target, and the resource-server adapter uses the preflight's "
     f"environment_error; the preflight belongs in the engine ({PHASE_2})",
@@ -111,8 +109,6 @@ FUNCTION_IMPORTS = {
     ("conformance.adapters.orchestrator", "conformance.cli"): "a back edge (BACK_EDGES)",
     ("conformance._cli_ci", "conformance._cli_run"): "a back edge (BACK_EDGES)",
     ("conformance.config", "conformance._cli_resource_server"): "a back edge (BACK_EDGES)",
-    ("conformance.packs.orchestrator._money", "conformance.packs.orchestrator.calls"): "a back "
-    "edge (BACK_EDGES)",
     ("conformance.preflight", "conformance.adapters.resource_server"): "a back edge (BACK_EDGES)",
     ("conformance.results", "conformance.report._provenance"): "a back edge (BACK_EDGES)",
     # the pytest front end: the plugin is loaded by every pytest session where provspec is

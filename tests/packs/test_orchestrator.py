@@ -8,7 +8,7 @@ import pytest
 
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.engine import RunPlan, run_sync
-from conformance.packs.orchestrator.calls import token_defects
+from conformance.packs.orchestrator._tokens import token_defects
 from conformance.results import RunResult, Status
 from mocks.faults import catalogue
 from spec.requirement import Role

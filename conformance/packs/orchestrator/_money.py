@@ -1,6 +1,6 @@
 """Money moves of the orchestrator checks: the suite, as one of its two providers, redeems and
-refunds at the orchestrator (signing with that provider's published key), gets payment tokens
-minted through the orchestrator's CLI, and reads the cap figures the orchestrator reports.
+refunds at the orchestrator (signing with that provider's published key), and reads the cap
+figures the orchestrator reports. Payment tokens are minted in `_tokens`.
 
 Every call answers an `Answer` that carries its own recorded exchange, found by its request's
 Idempotency-Key and attestation, so evidence stays right when many calls run at once.
@@ -8,50 +8,35 @@ Idempotency-Key and attestation, so evidence stays right when many calls run at 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
-import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from conformance.adapters.orchestrator import PROVIDER_NAME, OrchestratorContext
+from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import Skipped
 from conformance.packs.orchestrator._helpers import metadata
-from conformance.recorder import CliCall, Exchange
-from mocks.orchestrator import HTTPProblem, Orchestrator
+from conformance.packs.orchestrator._tokens import minted_token, token_currency
+from conformance.recorder import Exchange
 from mocks.provider import ProviderMock
-from mocks.provider import service as provider_service
 from spec.schemas import default_store
-from wire import jose
 from wire.attestation import mint_attestation
-from wire.tls import tls_context
 
 __all__ = [
+    "FOLLOW_UP",
     "Answer",
-    "Mint",
     "cap_figures",
+    "endpoint_missing",
     "endpoints",
-    "living_at",
-    "max_amount",
-    "mint",
-    "minted_token",
-    "minted_tokens",
-    "next_month",
     "nothing_charged",
+    "other_currency",
     "redeem",
     "redemption_body",
     "refund",
-    "shifted_mint",
-    "shifted_token",
-    "signer_of",
-    "stated_price",
-    "usable",
 ]
 
 _ENDPOINTS: weakref.WeakKeyDictionary[OrchestratorContext, tuple[str, str | None]] = (
@@ -102,16 +87,6 @@ async def endpoints(ctx: OrchestratorContext) -> tuple[str, str | None]:
     return known
 
 
-def token_currency(token: str) -> str:
-    """The currency a payment token names: what a provider redeems it in. An orchestrator may
-    keep its caps in any currency, so the suite never assumes usd where the token says."""
-    try:
-        currency = jose.unverified_parts(token)[1].get("currency")
-    except (jose.JOSEError, AttributeError):
-        currency = None
-    return currency if isinstance(currency, str) and currency else "usd"
-
-
 def other_currency(currency: str) -> str:
     """A well-formed currency that is not `currency`."""
     return "eur" if currency != "eur" else "usd"
@@ -132,15 +107,6 @@ def redemption_body(
             "resource_id": resource_id,
         }
     ).encode()
-
-
-def signer_of(ctx: OrchestratorContext, provider: str) -> ProviderMock:
-    if provider == PROVIDER_NAME:
-        return ctx.provider
-    other = ctx.target.other_provider
-    if other is None:
-        raise Skipped("the run serves no second provider")
-    return other
 
 
 async def _post(
@@ -324,201 +290,6 @@ async def nothing_charged(
             follow_up.exchange,
         )
     return follow_up
-
-
-# --- payment tokens ----------------------------------------------------------------------------
-
-
-@dataclass
-class Mint:
-    """What one paid `add` gave: the payment token that reached the provider, if any."""
-
-    token: str | None
-    envelope: dict[str, Any]
-    call: CliCall | None
-    """The CLI call (None: minted by the embedded engine at a shifted time)."""
-
-    @property
-    def error_code(self) -> str:
-        error = self.envelope.get("error")
-        return str(error.get("code", "")) if isinstance(error, dict) else ""
-
-    @property
-    def cap_refused(self) -> bool:
-        return self.error_code.upper() == "SPEND_CAP_EXCEEDED"
-
-
-async def mint(
-    ctx: OrchestratorContext, service: str = "gpu", provider: str = PROVIDER_NAME
-) -> Mint:
-    """A paid `add` at one of the suite's providers through the orchestrator's CLI, and the
-    payment token the orchestrator sent with the resource creation."""
-    mark = ctx.recorder.mark
-    call, envelope = ctx.cli(
-        "add",
-        f"{provider}/{service}",
-        "--name",
-        f"{service.replace(':', '-')}-{secrets.token_hex(3)}",
-        "--confirm-paid-service",
-    )
-    return Mint(_token_sent(ctx, mark, provider), envelope, call)
-
-
-def _token_sent(ctx: OrchestratorContext, mark: int, provider: str) -> str | None:
-    creates = [
-        raw
-        for raw in ctx.received(mark, "/provisioning/resources", provider=provider)
-        if raw.method == "POST"
-    ]
-    body = ctx.body(creates[-1]) if creates else None
-    credentials = body.get("payment_credentials") if isinstance(body, dict) else None
-    token = credentials.get("app_payment_token") if isinstance(credentials, dict) else None
-    return token if isinstance(token, str) else None
-
-
-def stated_price(ctx: OrchestratorContext, service_id: Any) -> int | None:
-    """The price the suite's providers state for `service_id` in integer minor units, or None.
-
-    In app-next a fixed paid price carries `amount` and `currency` next to its text
-    (service.schema.json); a price in text only (freeform), a component price and every 0.1d
-    price state no amount, and then the orchestrator cannot know the price before the
-    provider charges it (ORC-PAY-015, ORC-CAP-010)."""
-    if ctx.family != "app-next" or not isinstance(service_id, str):
-        return None
-    entry = provider_service(service_id)
-    if entry is None:
-        return None
-    pricing = entry.as_json(structured_price=True)["pricing"]
-    paid = pricing.get("paid") if pricing.get("type") == "paid" else None
-    amount = paid.get("amount") if isinstance(paid, dict) else None
-    return amount if isinstance(amount, int) and amount > 0 else None
-
-
-def usable(ctx: OrchestratorContext, token: str, provider: str) -> str:
-    """`token` when the suite can redeem it soundly; Skipped naming the payment requirement
-    it breaks otherwise (that requirement's check fails it; the others are blocked)."""
-    from conformance.packs.orchestrator.calls import token_defects
-
-    try:
-        claims = jose.unverified_parts(token)[1]
-    except jose.JOSEError:
-        raise Skipped("blocked by ORC-PAY-002: the minted payment token is not a JWS") from None
-    defects = token_defects(
-        claims,
-        signer_of(ctx, provider).base_url,
-        ctx.params.payment_token_lifetime,
-        price=stated_price(ctx, claims.get("service_id")),
-    )
-    if defects:
-        blocked = ", ".join(sorted(defects))
-        raise Skipped(f"blocked by {blocked}: the minted payment token cannot be redeemed soundly")
-    return token
-
-
-async def minted_token(
-    ctx: OrchestratorContext, service: str = "gpu", provider: str = PROVIDER_NAME
-) -> str:
-    """A sound payment token for `provider`, or Skipped saying what stopped it."""
-    made = await mint(ctx, service, provider)
-    if made.token is None:
-        why = made.envelope.get("error") or "no resource creation reached the provider"
-        raise Skipped(f"no payment token reached {provider} for a paid add ({why})")
-    return usable(ctx, made.token, provider)
-
-
-async def minted_tokens(
-    ctx: OrchestratorContext, count: int, service: str = "gpu", provider: str = PROVIDER_NAME
-) -> list[str]:
-    """`count` sound payment tokens for `provider`, minted one after another.
-
-    Call it while the month's cap is whole (right after `fresh_user`) for every token a check
-    will spend: an orchestrator that follows ORC-CAP-010 mints nothing once what is left is
-    below the price, and a minted, unredeemed token lowers no cap (ORC-CAP-011)."""
-    return [await minted_token(ctx, service, provider) for _ in range(count)]
-
-
-def max_amount(token: str) -> int | None:
-    value = jose.unverified_parts(token)[1].get("max_amount")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-# --- the orchestrator's clock ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def living_at(ctx: OrchestratorContext, moment: datetime) -> Iterator[None]:
-    """The orchestrator lives at `moment` (UTC) for the block, and so do the suite's own
-    providers, which check the tokens it sends them against their clocks; an orchestrator
-    whose clock the suite cannot move is not judged (Skipped, saying so)."""
-    with ctx.shifted_clock(moment.timestamp() - time.time()):
-        clock = ctx.target.clock
-        providers = [p for p in (ctx.provider, ctx.target.other_provider) if p is not None]
-        kept = [provider.clock for provider in providers]
-        try:
-            for provider in providers:
-                provider.clock = clock  # type: ignore[assignment]
-            yield
-        finally:
-            for provider, own in zip(providers, kept, strict=True):
-                provider.clock = own
-
-
-async def shifted_mint(ctx: OrchestratorContext, service: str = "gpu") -> Mint:
-    """A paid `add` at the orchestrator's shifted time, and the payment token it sent.
-
-    The embedded orchestrator's CLI keeps wall time, so a token it mints is not valid a month
-    later; its engine, on the shifted clock, runs the same paid `add` (catalog, account,
-    resource creation with the payment token) that the CLI would have run then. Another
-    orchestrator whose test clock the suite moved (`clock_command`) mints through its CLI."""
-    core = ctx.target.core
-    if core is None:
-        if not ctx.target.clock_movable:
-            raise Skipped(
-                "not judged: the suite cannot move this orchestrator's clock; set "
-                "[orchestrator] clock_command to the command that moves its test clock"
-            )
-        return await mint(ctx, service)
-    mark = ctx.recorder.mark
-    envelope: dict[str, Any]
-    try:
-        async with httpx.AsyncClient(
-            timeout=ctx.target.config.timeout, verify=tls_context()
-        ) as http:
-            engine = Orchestrator(core, http, auto_consent=False)
-            engine.strict_answers = True
-            outcome = await engine.add(
-                PROVIDER_NAME,
-                service,
-                name=f"{service}-{secrets.token_hex(3)}",
-                confirm_paid=True,
-                accept_tos=True,
-            )
-    except HTTPProblem as problem:  # what the CLI would answer as ok false
-        envelope = {"ok": False, "error": {"code": problem.code, "message": problem.message}}
-    except httpx.HTTPError as error:
-        envelope = {"ok": False, "error": {"code": "NETWORK_ERROR", "message": str(error)}}
-    else:
-        ok = outcome.status in ("provisioned", "pending", "needs_information")
-        envelope = {"ok": ok, "data": outcome.data}
-        if not ok:
-            envelope["error"] = {"code": outcome.status.upper(), "message": outcome.message}
-    return Mint(_token_sent(ctx, mark, PROVIDER_NAME), envelope, None)
-
-
-async def shifted_token(ctx: OrchestratorContext, service: str = "gpu") -> str:
-    """A sound payment token minted at the orchestrator's shifted time, or Skipped."""
-    made = await shifted_mint(ctx, service)
-    if made.token is None:
-        raise Skipped(
-            f"no payment token reached the provider at the shifted time ({made.error_code})"
-        )
-    return usable(ctx, made.token, PROVIDER_NAME)
-
-
-def next_month(moment: datetime) -> datetime:
-    """00:00:00 UTC on the first day of the month after `moment`."""
-    moment = moment.astimezone(UTC)
-    return datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
 
 
 # --- the figures the CLI reports ---------------------------------------------------------------

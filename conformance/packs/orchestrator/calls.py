@@ -10,7 +10,8 @@ from urllib.parse import parse_qs
 from conformance.adapters.orchestrator import OrchestratorContext, RawRequest
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user, keys, metadata
-from conformance.packs.orchestrator._money import max_amount, minted_tokens, redeem
+from conformance.packs.orchestrator._money import redeem
+from conformance.packs.orchestrator._tokens import max_amount, minted_tokens, token_defects
 from spec.schemas import default_store
 from wire import jose, stripe_signature
 from wire.pkce import s256
@@ -226,35 +227,6 @@ async def paid_token(ctx: OrchestratorContext, service: str = "pro") -> tuple[st
             f"no payment token reached the provider for a paid add ({document.get('error') or 'no create'})"
         )
     return token, creates[-1]
-
-
-def token_defects(
-    claims: dict[str, Any], audience: str, lifetime: int, *, price: int | None = None
-) -> dict[str, str]:
-    """What is wrong with a payment token's binding claims, by requirement ID.
-
-    Shared by the payment-token check and by the redemption checks, which cannot judge the
-    redemption endpoint with a token the orchestrator should never have minted. `price`: the
-    amount the catalog states for the token's service (minor units), where it states one."""
-    defects: dict[str, str] = {}
-    if claims.get("aud") != audience:
-        defects["ORC-PAY-003"] = f"aud {claims.get('aud')!r} is not {audience!r}"
-    iat, exp = claims.get("iat"), claims.get("exp")
-    if not (isinstance(iat, int) and isinstance(exp, int) and 0 < exp - iat <= lifetime):
-        defects["ORC-PAY-004"] = f"lifetime {exp!r} - {iat!r} is not within {lifetime} s"
-    amount, currency = claims.get("max_amount"), claims.get("currency")
-    if not (
-        isinstance(amount, int)
-        and not isinstance(amount, bool)
-        and amount > 0
-        and isinstance(currency, str)
-        and len(currency) == 3
-        and currency.islower()
-    ):
-        defects["ORC-PAY-005"] = f"max_amount {amount!r} / currency {currency!r}"
-    elif price is not None and amount < price:
-        defects["ORC-PAY-015"] = f"max_amount {amount} is below the stated price {price}"
-    return defects
 
 
 @check("ORC-PAY-002", "ORC-PAY-003", "ORC-PAY-004", "ORC-PAY-005", "ORC-PAY-006")

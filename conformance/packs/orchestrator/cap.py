@@ -4,7 +4,7 @@ calendar month UTC, succeeded redemptions minus refunds, refused atomically).
 
 Checks that need another month move the orchestrator's clock (the embedded mock's, or the
 test clock `[orchestrator] clock_command` drives) and get their payment tokens minted at that
-time (`_money.shifted_mint`); against an orchestrator whose clock the suite cannot move they
+time (`_clock.shifted_mint`); against an orchestrator whose clock the suite cannot move they
 are not judged, saying so.
 """
 
@@ -20,20 +20,14 @@ from conformance.adapters.orchestrator import (
     OrchestratorContext,
 )
 from conformance.checks import Skipped, check
+from conformance.packs.orchestrator._clock import living_at, next_month, shifted_mint, shifted_token
 from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user
-from conformance.packs.orchestrator._money import (
-    Answer,
-    cap_figures,
-    living_at,
+from conformance.packs.orchestrator._money import Answer, cap_figures, redeem, refund
+from conformance.packs.orchestrator._tokens import (
     max_amount,
     mint,
     minted_token,
     minted_tokens,
-    next_month,
-    redeem,
-    refund,
-    shifted_mint,
-    shifted_token,
     signer_of,
     usable,
 )

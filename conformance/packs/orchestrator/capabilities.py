@@ -11,13 +11,8 @@ import secrets
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.packs.orchestrator._helpers import fresh_user
-from conformance.packs.orchestrator._money import (
-    _post,
-    endpoint_missing,
-    endpoints,
-    minted_token,
-    redeem,
-)
+from conformance.packs.orchestrator._money import _post, endpoint_missing, endpoints, redeem
+from conformance.packs.orchestrator._tokens import minted_token
 
 PROBE_CHARGE = 500
 

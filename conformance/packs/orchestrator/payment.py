@@ -22,7 +22,7 @@ from conformance.adapters.orchestrator import (
 )
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import fresh_user
-from conformance.packs.orchestrator._money import max_amount, stated_price
+from conformance.packs.orchestrator._tokens import max_amount, stated_price
 from conformance.recorder import CliCall
 from wire import jose
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import Skipped, check
-from conformance.packs.orchestrator import _money
+from conformance.packs.orchestrator import _money, _tokens
 from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user
 from conformance.recorder import Exchange
 from mocks.provider import ProviderMock
@@ -38,7 +38,7 @@ async def redeem(
 async def token(ctx: OrchestratorContext, service: str = "pro") -> str:
     """A sound payment token for the suite's first provider (Skipped, naming the blocking
     requirement, when the orchestrator minted none or an unsound one)."""
-    return await _money.minted_token(ctx, service)
+    return await _tokens.minted_token(ctx, service)
 
 
 @check("ORC-RED-001", "ORC-RED-005", "ORC-RED-011", "ORC-RED-012")
@@ -148,7 +148,7 @@ async def amount_and_currency_are_bound_to_the_token(ctx: OrchestratorContext) -
         over.exchange,
     )
     foreign = await _money.redeem(
-        ctx, payment, 100, currency=_money.other_currency(_money.token_currency(payment))
+        ctx, payment, 100, currency=_money.other_currency(_tokens.token_currency(payment))
     )
     ctx.require(
         "ORC-RED-010",

@@ -18,14 +18,8 @@ from typing import Any
 from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import check
 from conformance.packs.orchestrator._helpers import fresh_user, metadata
-from conformance.packs.orchestrator._money import (
-    FOLLOW_UP,
-    Answer,
-    minted_token,
-    nothing_charged,
-    redeem,
-    token_currency,
-)
+from conformance.packs.orchestrator._money import FOLLOW_UP, Answer, nothing_charged, redeem
+from conformance.packs.orchestrator._tokens import minted_token, token_currency
 from wire import jose
 
 Probe = tuple[str, Callable[[str], Awaitable[Answer]]]

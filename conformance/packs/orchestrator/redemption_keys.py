@@ -15,13 +15,8 @@ import anyio.to_thread
 from conformance.adapters.orchestrator import OTHER_PROVIDER_NAME, OrchestratorContext
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import fresh_user
-from conformance.packs.orchestrator._money import (
-    Answer,
-    minted_token,
-    nothing_charged,
-    redeem,
-    signer_of,
-)
+from conformance.packs.orchestrator._money import Answer, nothing_charged, redeem
+from conformance.packs.orchestrator._tokens import minted_token, signer_of
 
 BURST = 8
 """Identical requests sent at once when the suite cannot hold the first one in flight."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 from conformance.adapters.orchestrator import OTHER_PROVIDER_NAME, OrchestratorContext
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.packs.orchestrator._helpers import fresh_user
-from conformance.packs.orchestrator._money import Answer, minted_tokens, redeem, refund, signer_of
+from conformance.packs.orchestrator._money import Answer, redeem, refund
+from conformance.packs.orchestrator._tokens import minted_tokens, signer_of
 
 CHARGE = 6000
 

@@ -22,8 +22,9 @@ from conformance.adapters.orchestrator import (
     RawRequest,
 )
 from conformance.checks import Skipped, check
-from conformance.packs.orchestrator._money import max_amount as max_amount_of
-from conformance.packs.orchestrator._money import redeem, stated_price, usable
+from conformance.packs.orchestrator._money import redeem
+from conformance.packs.orchestrator._tokens import max_amount as max_amount_of
+from conformance.packs.orchestrator._tokens import stated_price, usable
 from conformance.packs.orchestrator.payment import (
     add_at,
     as_a_new_user,
