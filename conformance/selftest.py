@@ -7,13 +7,13 @@ whether anything else did; the totals are the detection rate and the false posit
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import multiprocessing
+import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 
 from conformance.adapters.agent import AgentTargetConfig
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
@@ -21,6 +21,7 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.adapters.resource_server import ResourceServerTargetConfig
 from conformance.checks import checks_for
 from conformance.engine import RunPlan, run_sync
+from conformance.recorder import Exchange
 from conformance.results import Status
 from mocks.faults import Fault, catalogue
 from spec.drafts.consistency import consistency
@@ -29,7 +30,15 @@ from spec.requirement import Role
 from spec.schemas import default_store
 from wire.errors import ProvspecError
 
-__all__ = ["FaultRow", "SelftestResult", "run_selftest"]
+__all__ = [
+    "FaultRow",
+    "RunStats",
+    "SelftestProgress",
+    "SelftestResult",
+    "count_signatures",
+    "judge_run",
+    "run_selftest",
+]
 
 BUILT_ROLES = (Role.PROVIDER, Role.ORCHESTRATOR, Role.AGENT, Role.RESOURCE_SERVER)
 
@@ -65,6 +74,8 @@ class SelftestResult:
     """(role, profile) -> requirement IDs that failed against the reference mock (should be none)."""
     rows: list[FaultRow]
     duration_s: float
+    runs: list[tuple[str, str, tuple[str, ...], RunStats]] = field(default_factory=list)
+    """Every run made (role, profile, faults, what it cost), references included."""
 
     @property
     def run_rows(self) -> list[FaultRow]:
@@ -86,31 +97,74 @@ class SelftestResult:
         return 0 if self.detection_rate == 1.0 and self.false_positives == 0 else 1
 
 
-def _failed(role: Role, profile: str, faults: Sequence[str]) -> set[str]:
+@dataclass(frozen=True)
+class RunStats:
+    """What one full run of a role's checks found and cost, measured where it ran."""
+
+    failed: frozenset[str]
+    wall_s: float
+    cpu_s: float
+    """CPU time of the process that ran it (each worker runs one run at a time)."""
+    exchanges: int
+    signatures: int
+    """Signatures the exchanges carried (signature headers and compact JWS seen on the wire;
+    masked values hide some, so this is a floor estimate)."""
+    cli_calls: int
+
+
+_JWS = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{16,}")
+
+
+def count_signatures(exchanges: Iterable[Exchange]) -> int:
+    """Signatures an exchange made or checked: one per signature header, one per compact JWS
+    in its headers or bodies (a token issued in one answer and sent back later counts twice:
+    signed once, verified once)."""
+    total = 0
+    for exchange in exchanges:
+        headers = [*exchange.request_headers.items(), *exchange.response_headers.items()]
+        total += sum(1 for name, _ in headers if name.lower().endswith("signature"))
+        texts = [exchange.request_body, exchange.response_body, *(v for _, v in headers)]
+        total += sum(len(_JWS.findall(text)) for text in texts if text)
+    return total
+
+
+def _plan(role: Role, profile: str, faults: Sequence[str]) -> RunPlan:
     if role is Role.PROVIDER:
         # A few generated requests per operation, so the fuzzing check is proven too.
         provider = ProviderTargetConfig(profile=profile, faults=tuple(faults), fuzz_examples=3)
-        plan = RunPlan(role, profile, provider)
-    elif role is Role.ORCHESTRATOR:
+        return RunPlan(role, profile, provider)
+    if role is Role.ORCHESTRATOR:
         # A smaller cap race (2 rounds of 10, not 20 of 50): its fault races whenever two
         # redemptions overlap, and the full race in every fault run would cost minutes.
         config = OrchestratorTargetConfig(
             profile=profile, faults=tuple(faults), concurrent_redemptions=10, concurrency_rounds=2
         )
-        plan = RunPlan(role, profile, orchestrator=config)
-    elif role is Role.AGENT:
-        plan = RunPlan(
+        return RunPlan(role, profile, orchestrator=config)
+    if role is Role.AGENT:
+        return RunPlan(
             role, profile, agent=AgentTargetConfig(profile=profile, faults=tuple(faults))
         )
-    else:
-        resource_server = ResourceServerTargetConfig(profile=profile, faults=tuple(faults))
-        plan = RunPlan(role, profile, resource_server=resource_server)
-    result = run_sync(plan)
+    resource_server = ResourceServerTargetConfig(profile=profile, faults=tuple(faults))
+    return RunPlan(role, profile, resource_server=resource_server)
+
+
+def judge_run(role: Role, profile: str, faults: Sequence[str]) -> RunStats:
+    """One full run of `role`'s checks against its mock with `faults` injected."""
+    started, cpu = time.perf_counter(), time.process_time()
+    result = run_sync(_plan(role, profile, faults))
     # A harness or environment error is never a catch: it shows as an extra failure, named so
     # it cannot match what a fault breaks.
-    return {
+    failed = {
         f.requirement.id for f in result.findings if f.status in (Status.FAILED, Status.WARNING)
     } | {f"{f.requirement.id} (error)" for f in result.findings if f.status is Status.ERROR}
+    return RunStats(
+        frozenset(failed),
+        time.perf_counter() - started,
+        time.process_time() - cpu,
+        len(result.recorder.exchanges),
+        count_signatures(result.recorder.exchanges),
+        len(result.recorder.cli_calls),
+    )
 
 
 def _uncovered(fault: Fault, profile: str) -> str:
@@ -127,15 +181,86 @@ def _uncovered(fault: Fault, profile: str) -> str:
     return ""
 
 
-def _failed_job(job: tuple[str, str, tuple[str, ...]]) -> set[str]:
-    role, profile, faults = job
-    return _failed(Role(role), profile, faults)
-
-
 def judged(role: Role, profile: str) -> bool:
     """Whether `profile` has requirements of `role` (the resource-server profiles have none
     of the APP roles', and the APP profiles none of the resource server's)."""
     return bool(default_registry().select(role=role, profile=profile))
+
+
+Job = tuple[str, str, tuple[str, ...]]
+"""role, profile (a name or a draft's directory: what a worker process can load), faults."""
+
+COST_HINT_S: dict[tuple[str, str], float] = {
+    ("orchestrator", "app-next"): 14.0,
+    ("orchestrator", "app-0.1d"): 4.6,
+    ("agent", "app-next"): 3.0,
+    ("agent", "app-0.1d"): 3.0,
+    ("provider", "app-next"): 1.5,
+    ("provider", "app-0.1d"): 1.3,
+}
+"""Seconds one run of a role takes, by profile family (bench/selftest_speed.py measures them):
+the longest runs start first, so the pool does not end on one long run while the other
+workers idle, and the time left is guessed before any run of a kind has finished."""
+DEFAULT_COST_S = 1.5
+
+
+@dataclass(frozen=True)
+class SelftestProgress:
+    """One run finished: what it was, what it cost, and how far the self-test is."""
+
+    role: str
+    profile: str
+    row: FaultRow | None
+    """None for a reference run."""
+    stats: RunStats
+    done: int
+    total: int
+    elapsed_s: float
+    left_s: float
+    """Estimated time left: the runs not finished, by the cost of their kind so far."""
+
+
+def _warm_worker() -> None:
+    """Each worker pays the fixed costs once, before its first run: the profile store and its
+    compiled schemas, the requirement registry, the fault catalogue."""
+    store = default_store()
+    for profile in store.profiles():
+        store.profile(profile)
+    default_registry()
+    catalogue()
+
+
+def _run_job(job: Job) -> RunStats:
+    role, profile, faults = job
+    return judge_run(Role(role), profile, faults)
+
+
+class _Estimate:
+    """The time left, from what each kind of run (role, profile) has cost so far; a kind not
+    yet seen costs its hint, scaled by how the seen kinds compare with theirs."""
+
+    def __init__(self, kinds: Sequence[tuple[str, str]], hints: Sequence[float]) -> None:
+        self._hint = dict(zip(kinds, hints, strict=True))
+        self._seen: dict[tuple[str, str], list[float]] = {}
+
+    def record(self, kind: tuple[str, str], wall_s: float) -> None:
+        self._seen.setdefault(kind, []).append(wall_s)
+
+    def cost(self, kind: tuple[str, str]) -> float:
+        seen = self._seen.get(kind)
+        if seen:
+            return sum(seen) / len(seen)
+        ratios = [sum(v) / len(v) / self._hint[k] for k, v in self._seen.items()]
+        return self._hint[kind] * (sum(ratios) / len(ratios) if ratios else 1.0)
+
+    def left(self, pending: Iterable[tuple[str, str]], elapsed_s: float, done: int) -> float:
+        """Pending work over the rate the finished work went at (which counts the pool's width)."""
+        pending = list(pending)
+        if not pending or not done:
+            return 0.0 if not pending else sum(self.cost(kind) for kind in pending)
+        finished = sum(sum(v) for v in self._seen.values())
+        rate = elapsed_s / finished if finished else 1.0
+        return sum(self.cost(kind) for kind in pending) * rate
 
 
 def run_selftest(
@@ -144,12 +269,15 @@ def run_selftest(
     roles: Sequence[Role] = tuple(Role),
     jobs: int = 1,
     only: Sequence[str] = (),
+    tick: Callable[[SelftestProgress], None] | None = None,
 ) -> SelftestResult:
     """Judge the reference mocks, then every fault; `jobs` > 1 spreads the runs over processes
-    (each run is independent: its own mocks, ports and state). `only`: fault-name globs; the
-    reference runs always happen, since a fault only means something next to a clean run.
-    `profiles` defaults to every built-in profile; each role runs in the profiles that have
-    requirements of it."""
+    (each run is independent: its own mocks, ports and state; each worker loads what every run
+    needs once). `only`: fault-name globs; the reference runs always happen, since a fault only
+    means something next to a clean run. `profiles` defaults to every built-in profile; each
+    role runs in the profiles that have requirements of it. `progress` hears of each fault row
+    and `tick` of every run, references included, as they finish (longest runs first, so not
+    in the matrix's order)."""
     started = time.perf_counter()
     store = default_store()
     if profiles is None:
@@ -166,8 +294,9 @@ def run_selftest(
                 )
     # A draft is named by its directory in the worker processes, which load it again.
     specs = {profile: store.profile(profile).spec for profile in profiles}
-    reference_jobs = [
-        (role.value, profile, ())
+    names = {spec: profile for profile, spec in specs.items()}
+    references: list[tuple[str, str]] = [
+        (role.value, profile)
         for role in BUILT_ROLES
         if role in roles
         for profile in profiles
@@ -180,39 +309,81 @@ def run_selftest(
             wanted = not only or any(fnmatch.fnmatchcase(fault.name, glob) for glob in only)
             if family in fault.profiles and Role(fault.mock) in roles and wanted:
                 planned.append((fault, profile, _uncovered(fault, profile)))
-    fault_jobs = [(f.mock, specs[profile], (f.name,)) for f, profile, why in planned if not why]
-    reference_jobs = [(role, specs[profile], faults) for role, profile, faults in reference_jobs]
-    with contextlib.ExitStack() as stack:
-        if jobs > 1:
-            pool = stack.enter_context(
-                ProcessPoolExecutor(
-                    max_workers=jobs, mp_context=multiprocessing.get_context("spawn")
-                )
-            )
-            results: Iterator[set[str]] = pool.map(_failed_job, [*reference_jobs, *fault_jobs])
-        else:
-            results = map(_failed_job, [*reference_jobs, *fault_jobs])
-        names = {spec: profile for profile, spec in specs.items()}
-        references = {
-            (role, names[spec]): sorted(next(results)) for role, spec, _ in reference_jobs
-        }
-        rows: list[FaultRow] = []
-        for fault, profile, why in planned:
-            if why:
-                row = FaultRow(fault, profile, set(), "not-run", why)
-            else:
-                kept = {
-                    r.id for r in default_registry().select(role=Role(fault.mock), profile=profile)
-                }
-                failed = next(results)
-                expected = set(fault.breaks) & kept
-                status = (
-                    "exact"
-                    if failed == expected
-                    else ("missed" if not expected <= failed else "extra")
-                )
-                row = FaultRow(fault, profile, failed, status, kept=frozenset(kept))
-            rows.append(row)
+    # Every run, references first; then the order they are handed out: longest first.
+    runs: list[Job] = [(role, specs[profile], ()) for role, profile in references]
+    runs += [(f.mock, specs[profile], (f.name,)) for f, profile, why in planned if not why]
+    kinds = sorted({(role, names[spec]) for role, spec, _ in runs})
+    estimate = _Estimate(
+        kinds,
+        [
+            COST_HINT_S.get((role, store.profile(profile).family), DEFAULT_COST_S)
+            for role, profile in kinds
+        ],
+    )
+    order = sorted(range(len(runs)), key=lambda i: -estimate.cost((runs[i][0], names[runs[i][1]])))
+    rows_by_run = {
+        len(references) + n: index
+        for n, index in enumerate(i for i, (_, _, why) in enumerate(planned) if not why)
+    }
+    rows: list[FaultRow | None] = [
+        FaultRow(fault, profile, set(), "not-run", why) if why else None
+        for fault, profile, why in planned
+    ]
+    outcomes: dict[int, RunStats] = {}
+    pending = set(range(len(runs)))
+
+    def finished(index: int, stats: RunStats) -> None:
+        outcomes[index] = stats
+        pending.discard(index)
+        role, spec, _ = runs[index]
+        kind = (role, names[spec])
+        estimate.record(kind, stats.wall_s)
+        row = None
+        if index in rows_by_run:
+            fault, profile, _ = planned[rows_by_run[index]]
+            row = _row(fault, profile, set(stats.failed))
+            rows[rows_by_run[index]] = row
             if progress is not None:
                 progress(row)
-    return SelftestResult(references, rows, time.perf_counter() - started)
+        if tick is not None:
+            elapsed = time.perf_counter() - started
+            left = estimate.left(
+                ((runs[i][0], names[runs[i][1]]) for i in pending), elapsed, len(outcomes)
+            )
+            tick(
+                SelftestProgress(
+                    role, names[spec], row, stats, len(outcomes), len(runs), elapsed, left
+                )
+            )
+
+    if jobs > 1:
+        with ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_warm_worker,
+        ) as pool:
+            futures = {pool.submit(_run_job, runs[i]): i for i in order}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+    else:
+        for index in order:
+            finished(index, _run_job(runs[index]))
+    for row in rows:
+        if row is not None and row.status == "not-run" and progress is not None:
+            progress(row)
+    return SelftestResult(
+        {
+            (role, profile): sorted(outcomes[index].failed)
+            for index, (role, profile) in enumerate(references)
+        },
+        [row for row in rows if row is not None],
+        time.perf_counter() - started,
+        runs=[(runs[i][0], names[runs[i][1]], runs[i][2], outcomes[i]) for i in range(len(runs))],
+    )
+
+
+def _row(fault: Fault, profile: str, failed: set[str]) -> FaultRow:
+    kept = {r.id for r in default_registry().select(role=Role(fault.mock), profile=profile)}
+    expected = set(fault.breaks) & kept
+    status = "exact" if failed == expected else ("missed" if not expected <= failed else "extra")
+    return FaultRow(fault, profile, failed, status, kept=frozenset(kept))

@@ -1,0 +1,101 @@
+"""The self-test runner: every run reported as it finishes with the time left, longest runs
+first, the same verdicts in a pool as in-process, and the matrix printed whole at the end."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from conformance._cli_selftest import clock, progress_line, selftest_command
+from conformance.recorder import Exchange
+from conformance.selftest import (
+    RunStats,
+    SelftestProgress,
+    _Estimate,
+    count_signatures,
+    run_selftest,
+)
+from spec.requirement import Role
+
+# Resource-server runs take a fraction of a second: the cheapest full runs there are.
+PROFILE = "rfc9728"
+FAULTS = ("prm-not-json", "prm-no-resource", "unknown-token-403")
+
+
+def test_every_run_is_reported_as_it_finishes_with_the_time_left() -> None:
+    steps: list[SelftestProgress] = []
+    result = run_selftest((PROFILE,), roles=(Role.RESOURCE_SERVER,), only=FAULTS, tick=steps.append)
+    assert [step.done for step in steps] == list(range(1, len(FAULTS) + 2))
+    assert {step.total for step in steps} == {len(FAULTS) + 1}
+    assert [step.row for step in steps if step.row is None] == [None]  # the reference
+    assert steps[-1].left_s == 0.0
+    assert all(step.left_s > 0 for step in steps[:-1])
+    assert {step.row.fault.name for step in steps if step.row} == set(FAULTS)
+    assert sorted(row.fault.name for row in result.rows) == sorted(FAULTS)
+    assert all(row.status == "exact" for row in result.rows)
+    assert result.references == {("resource-server", PROFILE): []}
+    assert len(result.runs) == len(FAULTS) + 1
+    assert all(stats.exchanges > 0 and stats.wall_s > 0 for *_, stats in result.runs)
+
+
+def test_a_pool_judges_like_one_process() -> None:
+    alone = run_selftest((PROFILE,), roles=(Role.RESOURCE_SERVER,), only=FAULTS)
+    pooled = run_selftest((PROFILE,), roles=(Role.RESOURCE_SERVER,), only=FAULTS, jobs=2)
+    assert pooled.references == alone.references
+    assert [(r.fault.name, r.failed, r.status) for r in pooled.rows] == [
+        (r.fault.name, r.failed, r.status) for r in alone.rows
+    ]
+
+
+def test_the_time_left_follows_what_each_kind_of_run_cost() -> None:
+    slow, fast = ("orchestrator", "app-next"), ("provider", "app-next")
+    estimate = _Estimate([slow, fast], [10.0, 1.0])
+    assert estimate.cost(slow) == 10.0  # nothing seen: the hints
+    estimate.record(fast, 2.0)
+    assert estimate.cost(fast) == 2.0
+    assert estimate.cost(slow) == 20.0  # unseen: its hint, as far off as the seen kinds are
+    # 2 s of runs went by in 1 s of wall time (two workers): the rest goes as fast.
+    assert estimate.left([slow, fast], elapsed_s=1.0, done=1) == pytest.approx(11.0)
+    assert estimate.left([], elapsed_s=1.0, done=1) == 0.0
+
+
+def test_signatures_are_counted_from_headers_and_tokens_on_the_wire() -> None:
+    token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1c3JfMSJ9." + "s" * 43
+    signed = Exchange(1, "POST", "http://p/x", {"stripe-signature": "t=1,v1=ab"}, "{}")
+    bearing = Exchange(2, "GET", "http://p/y", {"authorization": f"Bearer {token}"}, "")
+    bearing.response_body = f'{{"token": "{token}"}}'
+    plain = Exchange(3, "GET", "http://p/z", {"accept": "application/json"}, "eyJ.not.a-token")
+    assert count_signatures([signed, bearing, plain]) == 3
+
+
+def test_progress_lines_say_how_far_and_how_long() -> None:
+    assert clock(0) == "0:00"
+    assert clock(75.4) == "1:15"
+    assert clock(3725) == "1:02:05"
+    stats = RunStats(frozenset({"RS-PRM-001"}), 2.04, 1.0, 10, 0, 0)
+    step = SelftestProgress("resource-server", PROFILE, None, stats, 3, 120, 61.0, 125.0)
+    assert progress_line(step) == (
+        "[  3/120 1:01, ~2:05 left] reference mock resource-server (rfc9728): FAILED RS-PRM-001"
+        " (2.0 s)"
+    )
+
+
+def test_the_command_prints_progress_then_the_whole_matrix_in_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = argparse.Namespace(
+        profile=[PROFILE], role=["resource-server"], fault=list(FAULTS), jobs=1
+    )
+    assert selftest_command(args) == 0
+    out = capsys.readouterr().out
+    progress = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(progress) == len(FAULTS) + 1
+    assert all("left]" in line for line in progress)
+    matrix = out[out.index("  mock ") :]
+    names = [name for name in sorted(FAULTS) if name in matrix]
+    assert sorted(names, key=matrix.index) == names  # catalogue order, whatever finished first
+    assert all("caught exactly" in line for line in matrix.splitlines() if "prm-" in line)
+    assert f"reference mock resource-server ({PROFILE}): clean" in out
+    assert "detection rate 100%" in out
+    assert "false positives 0" in out
