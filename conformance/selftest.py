@@ -113,18 +113,22 @@ class RunStats:
 
 
 _JWS = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{16,}")
+_SHOWN_JWS = re.compile(r"header \{[^{}]*\} claims \{")
+"""A JWS as the recorder shows it in evidence: header and claims decoded, signature masked."""
 
 
 def count_signatures(exchanges: Iterable[Exchange]) -> int:
     """Signatures an exchange made or checked: one per signature header, one per compact JWS
-    in its headers or bodies (a token issued in one answer and sent back later counts twice:
-    signed once, verified once)."""
+    (raw, or as the recorder shows it) in its headers or bodies; a token issued in one answer
+    and sent back later counts twice: signed once, verified once."""
     total = 0
     for exchange in exchanges:
         headers = [*exchange.request_headers.items(), *exchange.response_headers.items()]
         total += sum(1 for name, _ in headers if name.lower().endswith("signature"))
         texts = [exchange.request_body, exchange.response_body, *(v for _, v in headers)]
-        total += sum(len(_JWS.findall(text)) for text in texts if text)
+        total += sum(
+            len(_JWS.findall(text)) + len(_SHOWN_JWS.findall(text)) for text in texts if text
+        )
     return total
 
 

@@ -65,8 +65,10 @@ def test_signatures_are_counted_from_headers_and_tokens_on_the_wire() -> None:
     signed = Exchange(1, "POST", "http://p/x", {"stripe-signature": "t=1,v1=ab"}, "{}")
     bearing = Exchange(2, "GET", "http://p/y", {"authorization": f"Bearer {token}"}, "")
     bearing.response_body = f'{{"token": "{token}"}}'
-    plain = Exchange(3, "GET", "http://p/z", {"accept": "application/json"}, "eyJ.not.a-token")
-    assert count_signatures([signed, bearing, plain]) == 3
+    shown = 'header {"alg":"EdDSA","typ":"app-attestation+jwt"} claims {"sub":"u"} signature «x»'
+    attested = Exchange(3, "POST", "http://p/v", {"app-attestation": shown}, "")
+    plain = Exchange(4, "GET", "http://p/z", {"accept": "application/json"}, "eyJ.not.a-token")
+    assert count_signatures([signed, bearing, attested, plain]) == 4
 
 
 def test_progress_lines_say_how_far_and_how_long() -> None:
