@@ -8,7 +8,7 @@ import pytest
 
 from conformance.adapters.orchestrator import OrchestratorTargetConfig
 from conformance.engine import RunPlan, run_sync
-from conformance.packs.orchestrator.consent import with_query
+from conformance.packs.orchestrator._consent import with_query
 from conformance.packs.orchestrator.payment import card_members, luhn_card_numbers, outcome_of
 from conformance.packs.orchestrator.revocation import says_revoked
 from conformance.packs.orchestrator.spend import cap_for

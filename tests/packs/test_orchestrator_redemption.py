@@ -23,7 +23,7 @@ from conformance.checks import all_checks
 from conformance.cli import main
 from conformance.config import load_config
 from conformance.engine import CheckOutcome, run_check
-from conformance.packs.orchestrator import _money, cap
+from conformance.packs.orchestrator import _cap, _money
 from conformance.recorder import Exchange
 from conformance.results import Status
 from wire.errors import UsageError
@@ -134,19 +134,19 @@ def test_each_concurrent_answer_cites_its_own_exchange() -> None:
 
 
 def test_the_month_boundaries_include_a_new_year_and_a_leap_february() -> None:
-    november = cap._boundaries(datetime(2026, 11, 23, 12, tzinfo=UTC))
+    november = _cap.boundaries(datetime(2026, 11, 23, 12, tzinfo=UTC))
     assert november == [
         datetime(2026, 12, 1, tzinfo=UTC),
         datetime(2027, 1, 1, tzinfo=UTC),
         datetime(2028, 3, 1, tzinfo=UTC),
     ]
-    december = cap._boundaries(datetime(2027, 12, 31, 23, tzinfo=UTC))
+    december = _cap.boundaries(datetime(2027, 12, 31, 23, tzinfo=UTC))
     assert december == [
         datetime(2028, 1, 1, tzinfo=UTC),
         datetime(2029, 1, 1, tzinfo=UTC),
         datetime(2028, 3, 1, tzinfo=UTC),
     ]
-    assert cap._boundaries(datetime(2028, 3, 1, tzinfo=UTC))[2] == datetime(2032, 3, 1, tzinfo=UTC)
+    assert _cap.boundaries(datetime(2028, 3, 1, tzinfo=UTC))[2] == datetime(2032, 3, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

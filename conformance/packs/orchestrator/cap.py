@@ -20,8 +20,21 @@ from conformance.adapters.orchestrator import (
     OrchestratorContext,
 )
 from conformance.checks import Skipped, check
+from conformance.packs.orchestrator._cap import (
+    boundaries,
+    cap_code,
+    cap_refused,
+    charge_of,
+    default_limit,
+    judge_figures,
+    limit_of,
+    mint_while_it_fits,
+    orchestrator_now,
+    spend_at,
+    stamp,
+)
 from conformance.packs.orchestrator._clock import living_at, next_month, shifted_mint, shifted_token
-from conformance.packs.orchestrator._helpers import PROBE_LIMIT, fresh_user
+from conformance.packs.orchestrator._helpers import fresh_user
 from conformance.packs.orchestrator._money import Answer, cap_figures, redeem, refund
 from conformance.packs.orchestrator._tokens import (
     max_amount,
@@ -32,39 +45,6 @@ from conformance.packs.orchestrator._tokens import (
     usable,
 )
 from conformance.recorder import CliCall, Exchange
-
-
-def default_limit(ctx: OrchestratorContext) -> int:
-    """The cap a new user of the money probes has (`fresh_user`: PROBE_LIMIT)."""
-    return PROBE_LIMIT
-
-
-def charge_of(ctx: OrchestratorContext) -> int:
-    """Three fifths of the probes' cap: two such charges never fit in one month."""
-    return default_limit(ctx) * 3 // 5
-
-
-def _cap_code(ctx: OrchestratorContext) -> str:
-    return ctx.params.error("spend_cap_exceeded").code
-
-
-def _cap_refused(ctx: OrchestratorContext, answer: Answer) -> bool:
-    """Refused by the cap, whatever the status (ORC-CAP-001 judges the status)."""
-    return answer.status >= 400 and answer.code == _cap_code(ctx)
-
-
-def _limit(ctx: OrchestratorContext, answer: Answer) -> int:
-    limit = answer.cap.get("limit")
-    return limit if isinstance(limit, int) and not isinstance(limit, bool) else default_limit(ctx)
-
-
-def _now(ctx: OrchestratorContext) -> datetime:
-    return datetime.fromtimestamp(ctx.now(), UTC)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
 
 # --- ORC-CAP-002: concurrency ------------------------------------------------------------------
 
@@ -91,7 +71,7 @@ async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -
         left = limit - spent
         amount = charge if left == limit0 else left // 2 + 1
         tokens = [t for t in pool if (max_amount(t) or 0) >= amount][:width]
-        tokens += await _mint_while_it_fits(ctx, width - len(tokens))
+        tokens += await mint_while_it_fits(ctx, width - len(tokens))
         if len(tokens) < 2:  # no race left to run with what is left under the cap
             fresh_user(ctx)
             pool, limit, spent = [], limit0, 0
@@ -118,7 +98,7 @@ async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -
                 winner.exchange,
             )
         spent += amount
-        pool = [t for t, a in zip(tokens, answers, strict=True) if a.code == _cap_code(ctx)]
+        pool = [t for t, a in zip(tokens, answers, strict=True) if a.code == cap_code(ctx)]
         back = await refund(ctx, winner.document.get("id"), amount)
         if back is not None and back.status == 201 and isinstance(back.spent, int):
             # Refunded (spent - amount), or kept by an orchestrator whose refunds do not
@@ -134,37 +114,14 @@ async def concurrent_redemptions_never_cross_the_cap(ctx: OrchestratorContext) -
             spent = back.spent
 
 
-async def _mint_while_it_fits(ctx: OrchestratorContext, count: int) -> list[str]:
-    """Up to `count` more tokens: fewer once the orchestrator refuses to mint because what is
-    left of the cap is below the price (as ORC-CAP-010 requires)."""
-    tokens: list[str] = []
-    for _ in range(count):
-        made = await mint(ctx)
-        if made.cap_refused:
-            break
-        if made.token is None:
-            raise Skipped(f"no payment token reached {PROVIDER_NAME} ({made.error_code})")
-        tokens.append(usable(ctx, made.token, PROVIDER_NAME))
-    return tokens
-
-
 # --- ORC-CAP-003, -004, -015: whose cap, how big ---------------------------------------------
-
-
-async def _charge(ctx: OrchestratorContext, amount: int, provider: str = PROVIDER_NAME) -> Answer:
-    answer = await redeem(
-        ctx, await minted_token(ctx, provider=provider), amount, signer=signer_of(ctx, provider)
-    )
-    if answer.status != 201:
-        raise Skipped(f"could not redeem {amount} at {provider} ({answer.shown()})")
-    return answer
 
 
 @check("ORC-CAP-003")
 async def the_default_cap_is_the_profiles_per_user(ctx: OrchestratorContext) -> None:
     limit0 = ctx.params.default_cap.limit
     fresh_user(ctx, probe_limit=False)
-    first = await _charge(ctx, 100)
+    first = await spend_at(ctx, 100)
     cap = first.cap
     ctx.require(
         "ORC-CAP-003",
@@ -175,7 +132,7 @@ async def the_default_cap_is_the_profiles_per_user(ctx: OrchestratorContext) -> 
         first.exchange,
     )
     fresh_user(ctx, probe_limit=False)
-    second = await _charge(ctx, 200)
+    second = await spend_at(ctx, 200)
     ctx.require(
         "ORC-CAP-003",
         second.spent == 200 and second.cap.get("limit") == limit0,
@@ -193,7 +150,7 @@ async def spending_the_cap_at_one_provider_leaves_another_untouched(
     charge = charge_of(ctx)
     fresh_user(ctx)
     spare = (await minted_tokens(ctx, 1))[0]  # while the whole cap is left (ORC-CAP-010)
-    first = await _charge(ctx, charge)
+    first = await spend_at(ctx, charge)
     rest = first.cap.get("remaining")
     if isinstance(rest, int) and rest > 0:  # the rest of the cap too, where it can be had
         await redeem(ctx, spare, min(rest, max_amount(spare) or rest))
@@ -231,7 +188,7 @@ async def spending_at_one_provider_leaves_anothers_figures(ctx: OrchestratorCont
     mine_before = cap_figures(before, PROVIDER_NAME)
     if theirs_before is None or mine_before is None:
         raise Skipped("the billing command reports no cap figures per provider (ORC-CAP-014)")
-    charged = await _charge(ctx, charge)
+    charged = await spend_at(ctx, charge)
     after_call, after = ctx.cli("billing")
     theirs_after = cap_figures(after, OTHER_PROVIDER_NAME) or {}
     if cap_figures(after, PROVIDER_NAME) == mine_before:
@@ -266,7 +223,7 @@ async def the_cap_can_be_spent_exactly_and_not_by_one_unit_more(
     # spend toward the cap.
     spares = await minted_tokens(ctx, 2)
     spending = await minted_tokens(ctx, 3)
-    answer = await _charge(ctx, charge)
+    answer = await spend_at(ctx, charge)
     for payment in spending:
         limit, left = answer.cap.get("limit"), answer.cap.get("remaining")
         if not isinstance(limit, int) or not isinstance(left, int):
@@ -292,8 +249,7 @@ async def the_cap_can_be_spent_exactly_and_not_by_one_unit_more(
     over = await redeem(ctx, spares[0], 1)
     ctx.require(
         "ORC-CAP-009",
-        over.status == ctx.params.error("spend_cap_exceeded").status
-        and over.code == _cap_code(ctx),
+        over.status == ctx.params.error("spend_cap_exceeded").status and over.code == cap_code(ctx),
         f"1 minor unit more than the cap must get the profile's spend_cap_exceeded refusal, got {over.shown()}",
         over.exchange,
     )
@@ -342,7 +298,7 @@ async def unredeemed_and_expired_tokens_do_not_lower_the_cap(ctx: OrchestratorCo
         more.exchange,
     )
     # Expired: a token minted mid-month that runs out unredeemed, then a charge after it.
-    moment = next_month(_now(ctx)) + timedelta(days=9, hours=12)
+    moment = next_month(orchestrator_now(ctx)) + timedelta(days=9, hours=12)
     fresh_user(ctx)
     with living_at(ctx, moment):
         lapsed = await shifted_token(ctx)
@@ -352,7 +308,7 @@ async def unredeemed_and_expired_tokens_do_not_lower_the_cap(ctx: OrchestratorCo
             ctx.require(
                 "ORC-CAP-011",
                 False,
-                f"at {_stamp(moment + timedelta(minutes=30))}, after a token of "
+                f"at {stamp(moment + timedelta(minutes=30))}, after a token of "
                 f"{max_amount(lapsed)} expired unredeemed, the orchestrator refused to mint "
                 f"another: {later.error_code}",
             )
@@ -372,24 +328,9 @@ async def unredeemed_and_expired_tokens_do_not_lower_the_cap(ctx: OrchestratorCo
 # --- ORC-CAP-006: the calendar month -----------------------------------------------------------
 
 
-def _boundaries(now: datetime) -> list[datetime]:
-    """The next month boundary, a new year, and the end of a leap February."""
-    first = next_month(now)
-    new_year = datetime(now.year + 1, 1, 1, tzinfo=UTC)
-    if new_year == first:
-        new_year = datetime(now.year + 2, 1, 1, tzinfo=UTC)
-    year = now.year
-    while (
-        not (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0))
-        or datetime(year, 3, 1, tzinfo=UTC) <= now
-    ):
-        year += 1
-    return [first, new_year, datetime(year, 3, 1, tzinfo=UTC)]
-
-
 @check("ORC-CAP-006")
 async def the_spend_resets_at_midnight_utc_on_the_first(ctx: OrchestratorContext) -> None:
-    for boundary in _boundaries(_now(ctx)):
+    for boundary in boundaries(orchestrator_now(ctx)):
         if not await _resets_at(ctx, boundary):
             return
 
@@ -401,21 +342,21 @@ async def _resets_at(ctx: OrchestratorContext, boundary: datetime) -> bool:
         tokens = [await shifted_token(ctx) for _ in range(3)]
         first = await redeem(ctx, tokens[0], charge)
         if first.status != 201:
-            raise Skipped(f"could not charge at {_stamp(boundary - timedelta(minutes=2))}")
+            raise Skipped(f"could not charge at {stamp(boundary - timedelta(minutes=2))}")
     with living_at(ctx, boundary - timedelta(seconds=2)):
         before = await redeem(ctx, tokens[1], charge)
     # What is left of the month's cap, but one unit (the exact cap is ORC-CAP-009's matter).
-    left = _limit(ctx, first) - charge - 1
+    left = limit_of(ctx, first) - charge - 1
     with living_at(ctx, boundary - timedelta(seconds=1)):
         rest = await redeem(ctx, tokens[2], left)
     with living_at(ctx, boundary):
         after = await redeem(ctx, tokens[1], charge)
         if after.code == "payment_token_used":
             after = await redeem(ctx, await shifted_token(ctx), charge)
-    late = _stamp(boundary - timedelta(seconds=2))
+    late = stamp(boundary - timedelta(seconds=2))
     ok = ctx.require(
         "ORC-CAP-006",
-        _cap_refused(ctx, before),
+        cap_refused(ctx, before),
         f"at {late}, still in the month of a charge of {charge}, {charge} more must be refused "
         f"with spend_cap_exceeded, got {before.shown()}",
         first.exchange,
@@ -432,7 +373,7 @@ async def _resets_at(ctx: OrchestratorContext, boundary: datetime) -> bool:
     ok &= ctx.require(
         "ORC-CAP-006",
         after.status == 201 and after.spent == charge,
-        f"at {_stamp(boundary)} the month's spend starts from 0: a charge of {charge} got "
+        f"at {stamp(boundary)} the month's spend starts from 0: a charge of {charge} got "
         f"{after.shown()} with the spend at {after.spent}",
         rest.exchange,
         after.exchange,
@@ -446,18 +387,18 @@ async def _resets_at(ctx: OrchestratorContext, boundary: datetime) -> bool:
 @check("ORC-CAP-005", "ORC-CAP-012")
 async def a_refund_goes_back_to_the_month_of_its_charge(ctx: OrchestratorContext) -> None:
     charge = charge_of(ctx)
-    month = next_month(_now(ctx)) + timedelta(days=9, hours=12)
+    month = next_month(orchestrator_now(ctx)) + timedelta(days=9, hours=12)
     later = next_month(month) + timedelta(days=9, hours=12)
     fresh_user(ctx)
     with living_at(ctx, month):
         charged = await redeem(ctx, await shifted_token(ctx), charge)
         if charged.status != 201:
-            raise Skipped(f"could not charge at {_stamp(month)} ({charged.shown()})")
+            raise Skipped(f"could not charge at {stamp(month)} ({charged.shown()})")
     with living_at(ctx, later):
         tokens = [await shifted_token(ctx) for _ in range(3)]
         spent = await redeem(ctx, tokens[0], charge)
         if spent.status != 201:
-            raise Skipped(f"could not charge at {_stamp(later)} ({spent.shown()})")
+            raise Skipped(f"could not charge at {stamp(later)} ({spent.shown()})")
         back = await refund(ctx, charged.document.get("id"), charge)
         if back is None or back.status != 201:
             raise Skipped(
@@ -466,12 +407,12 @@ async def a_refund_goes_back_to_the_month_of_its_charge(ctx: OrchestratorContext
                 else f"the refund was refused ({back.shown()})"
             )
         over = await redeem(ctx, tokens[1], charge)
-        left = _limit(ctx, spent) - charge - 1
+        left = limit_of(ctx, spent) - charge - 1
         rest = await redeem(ctx, tokens[2], left)
     ctx.require(
         "ORC-CAP-012",
-        _cap_refused(ctx, over),
-        f"at {_stamp(later)}, after refunding a charge of {_stamp(month)}, {charge} more on top "
+        cap_refused(ctx, over),
+        f"at {stamp(later)}, after refunding a charge of {stamp(month)}, {charge} more on top "
         f"of {charge} charged this month must still be refused, got {over.shown()}",
         back.exchange,
         over.exchange,
@@ -493,7 +434,7 @@ async def a_refund_goes_back_to_the_month_of_its_charge(ctx: OrchestratorContext
             ctx.require(
                 "ORC-CAP-005",
                 False,
-                f"back in the month of the refunded charge ({_stamp(month + timedelta(days=1))}) "
+                f"back in the month of the refunded charge ({stamp(month + timedelta(days=1))}) "
                 f"the orchestrator refused to mint a token for {charge} "
                 f"({made.error_code}): the refund did not go back to that month",
                 back.exchange,
@@ -543,43 +484,11 @@ async def cap_figures_add_up_and_reset_on_the_first(ctx: OrchestratorContext) ->
         if figures is not None:
             states.append((f"billing for {provider}", figures, (since, ctx.now()), call))
     if ctx.target.clock is not None:  # the last seconds of a year, where resets_at rolls over
-        moment = datetime(_now(ctx).year, 12, 31, 23, 59, 30, tzinfo=UTC)
+        moment = datetime(orchestrator_now(ctx).year, 12, 31, 23, 59, 30, tzinfo=UTC)
         fresh_user(ctx)
         with living_at(ctx, moment):
             payment = await shifted_token(ctx)
             since = ctx.now()
-            seen(f"a redemption at {_stamp(moment)}", await redeem(ctx, payment, 100), since)
+            seen(f"a redemption at {stamp(moment)}", await redeem(ctx, payment, 100), since)
     for label, cap, moments, evidence in states:
-        _judge_figures(ctx, label, cap, moments, evidence)
-
-
-def _judge_figures(
-    ctx: OrchestratorContext,
-    label: str,
-    cap: dict[str, Any],
-    moments: tuple[int, int],
-    evidence: Exchange | CliCall | None,
-) -> None:
-    limit, spent, remaining = cap.get("limit"), cap.get("spent"), cap.get("remaining")
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in (limit, spent, remaining)):
-        ctx.require(
-            "ORC-CAP-013",
-            remaining == max(limit - spent, 0),  # type: ignore[operator]
-            f"{label}: remaining {remaining} is not limit {limit} minus spent {spent}",
-            evidence,
-        )
-    resets = cap.get("resets_at")
-    if resets is None:
-        return
-    expected = {next_month(datetime.fromtimestamp(m, UTC)) for m in moments}
-    try:
-        instant = datetime.fromisoformat(str(resets).replace("Z", "+00:00"))
-        ok = instant.tzinfo is not None and instant.astimezone(UTC) in expected
-    except ValueError:
-        ok = False
-    ctx.require(
-        "ORC-CAP-013",
-        ok,
-        f"{label}: resets_at {resets!r} is not {' or '.join(_stamp(e) for e in sorted(expected))}",
-        evidence,
-    )
+        judge_figures(ctx, label, cap, moments, evidence)

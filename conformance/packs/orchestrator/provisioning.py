@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 from conformance.adapters.orchestrator import (
     OTHER_PROVIDER_NAME,
     PROVIDER_NAME,
     OrchestratorContext,
-    envelope_of,
 )
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._probes import (
@@ -26,26 +24,19 @@ from conformance.packs.orchestrator._probes import (
     serve,
     status_of,
 )
+from conformance.packs.orchestrator._provisioning import (
+    bearer_token,
+    contract_status,
+    issued_access_tokens,
+    judge_failure,
+    resource_names,
+    strictjson_envelope,
+)
 from conformance.recorder import CliCall
 from spec.schemas import default_store
 from wire import strictjson
 
-TRACEBACK = "Traceback (most recent call last)"
 STATE_CHANGING = ("/provisioning/account_requests", "/provisioning/resources", "/oauth/token")
-
-
-def _bearer(value: str) -> str:
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def _issued_access_tokens(ctx: OrchestratorContext, provider: str = PROVIDER_NAME) -> set[str]:
-    return {
-        str(answer["access_token"])
-        for raw in ctx.received(0, "/oauth/token", provider=provider)
-        for answer in [answer_of(raw)]
-        if isinstance(answer, dict) and isinstance(answer.get("access_token"), str)
-    }
 
 
 @check("ORC-PRO-001")
@@ -58,11 +49,11 @@ async def creation_bodies_are_valid_and_bearer_authorised(ctx: OrchestratorConte
     if not sent:
         ctx.require("ORC-PRO-001", False, "no resource creation reached the provider")
         return
-    tokens = _issued_access_tokens(ctx)
+    tokens = issued_access_tokens(ctx)
     for raw in sent:
         body = ctx.body(raw)
         problems = default_store().validate(ctx.profile, "resource_create_request", body)
-        bearer = _bearer(raw.headers.get("authorization", ""))
+        bearer = bearer_token(raw.headers.get("authorization", ""))
         ctx.require(
             "ORC-PRO-001",
             not problems and bearer in tokens,
@@ -71,29 +62,6 @@ async def creation_bodies_are_valid_and_bearer_authorised(ctx: OrchestratorConte
             f"token as Authorization: Bearer ({'present' if bearer in tokens else 'absent'})",
             ctx.exchange(raw),
         )
-
-
-SUCCESSES = frozenset({"provisioned", "pending", "needs_information"})
-"""ORC-PRO-002: the add statuses answered with ok true, in data.status."""
-
-
-def contract_status(envelope: dict[str, Any]) -> tuple[str, str]:
-    """The status an add answer reports where the CLI contract puts it, or "" and why not:
-    ok true, data.status one of SUCCESSES; ok false, error.code the status in upper-snake
-    case (or Stripe's JSON_REQUIRES_CONFIRMATION), with data.status, if any, agreeing."""
-    data = envelope.get("data")
-    shown = data.get("status") if isinstance(data, dict) else None
-    if envelope.get("ok") is True:
-        if shown in SUCCESSES:
-            return str(shown), ""
-        return "", f"ok true with data.status {shown!r}, not one of {sorted(SUCCESSES)}"
-    code = error_code(envelope)
-    status = {"json_requires_confirmation": "confirmation_required"}.get(code.lower(), code.lower())
-    if code != code.upper() or status not in ADD_STATUSES - SUCCESSES:
-        return "", f"ok {envelope.get('ok')!r} with error.code {code!r}"
-    if shown is not None and shown != status:
-        return "", f"error.code {code!r} but data.status {shown!r}"
-    return status, ""
 
 
 @check("ORC-PRO-002")
@@ -141,51 +109,21 @@ async def a_paid_service_waits_for_confirmation(ctx: OrchestratorContext) -> Non
     )
 
 
-def _judge_failure(ctx: OrchestratorContext, requirement: str, call: CliCall, what: str) -> None:
-    stdout, stderr = ctx.output(call)
-    envelope = strictjson_envelope(stdout)
-    error = envelope.get("error") if isinstance(envelope, dict) else None
-    shaped = (
-        isinstance(envelope, dict)
-        and envelope.get("ok") is False
-        and isinstance(error, dict)
-        and isinstance(error.get("code"), str)
-        and bool(error["code"])
-        and isinstance(error.get("message"), str)
-        and bool(error["message"])
-    )
-    ctx.require(
-        requirement,
-        shaped and TRACEBACK not in stdout + stderr,
-        f"{what}: the failure must be an envelope with ok false and error {{code, message}}, "
-        f"and no traceback (envelope {'well formed' if shaped else 'missing or malformed'}, "
-        f"traceback {'printed' if TRACEBACK in stdout + stderr else 'none'})",
-        call,
-    )
-
-
-def strictjson_envelope(stdout: str) -> Any:
-    try:
-        return strictjson.loads(stdout.strip()) if stdout.strip() else None
-    except strictjson.StrictJSONError:
-        return envelope_of(stdout)
-
-
 @check("ORC-PRO-004")
 async def failures_are_envelopes_without_tracebacks(ctx: OrchestratorContext) -> None:
     ctx.sign_in()
     call, _ = ctx.cli("add", "provspec-no-such-provider/free")
-    _judge_failure(ctx, "ORC-PRO-004", call, "an unknown provider")
+    judge_failure(ctx, "ORC-PRO-004", call, "an unknown provider")
     call, _ = await ctx.add("provspec-no-such-service")
-    _judge_failure(ctx, "ORC-PRO-004", call, "an unknown service")
+    judge_failure(ctx, "ORC-PRO-004", call, "an unknown service")
     call, _ = ctx.cli("remove", marker("no-such-resource"), "--yes")
-    _judge_failure(ctx, "ORC-PRO-004", call, "removing an unknown resource")
+    judge_failure(ctx, "ORC-PRO-004", call, "removing an unknown resource")
     page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
     for path in ("/provisioning/account_requests", "/provisioning/resources"):
         ctx.sign_in()
         with ctx.tampered(path, serve(502, page, **{"content-type": "text/html"})):
             call, _ = await ctx.add("free")
-        _judge_failure(ctx, "ORC-PRO-004", call, f"a provider answering HTML 502 to {path}")
+        judge_failure(ctx, "ORC-PRO-004", call, f"a provider answering HTML 502 to {path}")
 
 
 @check("ORC-PRO-005")
@@ -220,7 +158,7 @@ async def bad_arguments_change_nothing(ctx: OrchestratorContext) -> None:
         if raw.method == "POST" and raw.path.endswith(STATE_CHANGING)
     ]
     status, after = ctx.cli("status")
-    kept, now = _resource_names(before), _resource_names(after)
+    kept, now = resource_names(before), resource_names(after)
     ctx.require(
         "ORC-PRO-005",
         not changed and kept == now,
@@ -229,16 +167,6 @@ async def bad_arguments_change_nothing(ctx: OrchestratorContext) -> None:
         status,
         *(ctx.exchange(raw) for raw in changed[:1]),
     )
-
-
-def _resource_names(envelope: dict[str, Any]) -> set[str]:
-    data = envelope.get("data")
-    resources = data.get("resources") if isinstance(data, dict) else None
-    return {
-        json.dumps([item.get("provider"), item.get("name")])
-        for item in resources or []
-        if isinstance(item, dict)
-    }
 
 
 @check("ORC-PRO-006")

@@ -21,8 +21,8 @@ from conformance.adapters.orchestrator import (
     RawRequest,
 )
 from conformance.checks import Skipped, check
+from conformance.packs.orchestrator._consent import rewrite_json
 from conformance.packs.orchestrator._helpers import keys, metadata
-from conformance.packs.orchestrator.consent import rewrite_json
 from conformance.packs.orchestrator.payment import add_at, as_a_new_user
 from mocks.provider import ProviderMock
 from wire import jose, stripe_signature
