@@ -12,23 +12,38 @@ required"). By default every user acts under a Stripe-shaped account id of its o
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 import string
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from faker import Faker
 
-__all__ = ["IdentityFactory", "OrchestratorIdentity", "User", "stripe_account_id"]
+__all__ = [
+    "EMAIL_DOMAIN",
+    "MAX_EMAIL",
+    "IdentityFactory",
+    "OrchestratorIdentity",
+    "User",
+    "stripe_account_id",
+]
+
+EMAIL_DOMAIN = "example.com"
+MAX_EMAIL = 48
+"""The longest address the suite sends: realistic, and 64 characters with "Stripe ()"."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_\-]{1,255}")
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
 
-def stripe_account_id() -> str:
-    """A fresh id shaped like Stripe's: `acct_1` and 15 letters or digits."""
-    return "acct_1" + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(15))
+def stripe_account_id(source: random.Random | None = None) -> str:
+    """An id shaped like Stripe's: `acct_1` and 15 letters or digits, drawn from `source`
+    (a seeded generator) or fresh."""
+    draw = source.choice if source is not None else secrets.choice
+    return "acct_1" + "".join(draw(_ALPHANUMERIC) for _ in range(15))
 
 
 @dataclass(frozen=True)
@@ -73,28 +88,56 @@ class OrchestratorIdentity:
 
 @dataclass
 class IdentityFactory:
-    """Fresh users with realistic names and short, unique, reserved-domain emails.
+    """Fresh users with realistic names and emails, all drawn from one seed.
 
-    Names come from a seeded Faker (the seed is kept with the run); emails, user ids and
-    account ids are random on every run, so two runs against one staging system never share
-    an identity, even with the same seed."""
+    The names come from a seeded Faker, and so do the emails (`first.last+tag@example.com`),
+    user ids and account ids: the same seed gives the same identities in the same order, so
+    a run can be reproduced by giving it the seed its results recorded. The default seed is
+    fresh on every run, so two runs against one staging system do not share an identity."""
 
     seed: int = field(default_factory=lambda: secrets.randbelow(2**31))
     _faker: Faker = field(init=False, repr=False)
+    _random: random.Random = field(init=False, repr=False)
+    _count: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
         self._faker = Faker("en_US")
         self._faker.seed_instance(self.seed)
+        self._random = random.Random(self.seed)
 
     def user(self, email: str | None = None, *, email_verified: bool = True) -> User:
         """A new user; `email` pins the address (an account the provider already has)."""
+        first, last = self._faker.first_name(), self._faker.last_name()
+        self._count += 1
         return User(
-            id="usr_" + secrets.token_hex(8),
-            # example.com (RFC 2606) is never a real mailbox, and the address stays short
-            # enough for any column a provider derives from it (PostHog names a new
-            # organisation "Stripe (<email>)" in 64 characters).
-            email=email or f"provspec+{secrets.token_hex(6)}@example.com",
-            name=self._faker.name(),
-            account=stripe_account_id(),
+            id="usr_" + self._hex(16),
+            email=email or self.email(first, last),
+            name=f"{first} {last}",
+            account=stripe_account_id(self._random),
             email_verified=email_verified,
         )
+
+    def email(self, first: str | None = None, last: str | None = None) -> str:
+        """A new address for a person named `first last` (drawn when not given).
+
+        example.com (RFC 2606) is never a real mailbox; the local part is plain lowercase
+        atoms (RFC 5321 dot-string) and the address stays within MAX_EMAIL, short enough for
+        any column a provider derives from it (PostHog names a new organisation
+        "Stripe (<email>)" in 64 characters). The tag keeps it unique within the run."""
+        first = first or self._faker.first_name()
+        last = last or self._faker.last_name()
+        name = ".".join(part for part in (_atom(first), _atom(last)) if part) or "user"
+        tag = f"{self._count:x}{self._hex(6)}"
+        room = MAX_EMAIL - len(f"+{tag}@{EMAIL_DOMAIN}")
+        local = name[:room].rstrip(".")
+        return f"{local}+{tag}@{EMAIL_DOMAIN}"
+
+    def _hex(self, digits: int) -> str:
+        return "".join(self._random.choice(string.hexdigits[:16]) for _ in range(digits))
+
+
+def _atom(text: str) -> str:
+    """`text` as lowercase ASCII letters and digits (Faker's names may carry an apostrophe,
+    a hyphen or an accent)."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]", "", folded.lower())

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
@@ -22,7 +23,9 @@ from conformance.client import (
     OrchestratorClient,
     OrchestratorIdentity,
 )
+from conformance.client._identity import MAX_EMAIL
 from spec.schemas import default_store
+from wire.formats import is_email
 from wire.pkce import s256
 
 BASE = "https://provider.example/api/partners/stripe/"
@@ -188,11 +191,31 @@ async def test_headers_can_be_replaced_or_removed_after_signing() -> None:
     assert seen[0].headers["api-version"] == "x"
 
 
-def test_identities_are_fresh_and_names_come_from_the_seed() -> None:
-    first, second = IdentityFactory(seed=3).user(), IdentityFactory(seed=3).user()
-    assert first.name == second.name
-    assert first.email != second.email
-    assert first.id != second.id
-    assert first.email.endswith("@example.com")
-    assert len(first.email) <= 40
+def test_identities_are_fresh_within_a_run_and_the_same_for_a_seed() -> None:
+    first, second = IdentityFactory(seed=3), IdentityFactory(seed=3)
+    users = [first.user() for _ in range(50)]
+    assert [second.user() for _ in range(50)] == users  # a seed reproduces the run's users
+    assert len({user.email for user in users}) == 50  # each new user is new to the provider
+    assert len({user.id for user in users}) == len({user.account for user in users}) == 50
+    assert IdentityFactory(seed=4).user() != users[0]
+    for user in users:
+        assert is_email(user.email), user.email
+        assert user.email.endswith("@example.com")  # RFC 2606: never a real mailbox
+        assert len(user.email) <= MAX_EMAIL
+        first_name, _, last_name = user.name.partition(" ")
+        assert first_name
+        assert last_name
+        assert re.fullmatch(r"[a-z0-9.]+\+[0-9a-f]+", user.email.partition("@")[0])
     assert IdentityFactory().user("existing@example.com").email == "existing@example.com"
+
+
+def test_an_email_stays_within_its_length_for_any_name() -> None:
+    factory = IdentityFactory(seed=1)
+    long = factory.email("Bartholomew-Maximilian", "Vanderwaal-Oppenheimer-Smythe")
+    accents = factory.email("Zoë", "O'Brien")
+    assert len(long) <= MAX_EMAIL
+    assert is_email(long)
+    assert long.startswith("bartholomewmaximilian.")
+    assert accents.startswith("zoe.obrien+")
+    assert is_email(accents)
+    assert is_email(factory.email("'", "-"))  # nothing left of the name: still an address
