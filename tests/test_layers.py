@@ -79,10 +79,6 @@ BACK_EDGES = {
     ("conformance.checks", "conformance.packs.orchestrator"): f"as above ({PHASE_2})",
     ("conformance.checks", "conformance.packs.provider"): f"as above ({PHASE_2})",
     ("conformance.checks", "conformance.packs.resource_server"): f"as above ({PHASE_2})",
-    ("conformance.adapters.agent", "conformance.cli"): "the embedded mock orchestrator CLI is "
-    "reached through conformance.cli.main (argparse rebuilt, stdout re-parsed); call its "
-    f"dispatch function instead ({PHASE_2})",
-    ("conformance.adapters.orchestrator", "conformance.cli"): f"as above ({PHASE_2})",
     ("conformance._cli_ci", "conformance._cli_run"): "the ci and run commands call each "
     f"other's verdict and report code; one engine with events behind both ({PHASE_2})",
     ("conformance.config", "conformance._cli_resource_server"): "the config loader validates "
@@ -105,8 +101,6 @@ FUNCTION_IMPORTS = {
     ("conformance.checks", "conformance.packs.orchestrator"): "a back edge (BACK_EDGES)",
     ("conformance.checks", "conformance.packs.provider"): "a back edge (BACK_EDGES)",
     ("conformance.checks", "conformance.packs.resource_server"): "a back edge (BACK_EDGES)",
-    ("conformance.adapters.agent", "conformance.cli"): "a back edge (BACK_EDGES)",
-    ("conformance.adapters.orchestrator", "conformance.cli"): "a back edge (BACK_EDGES)",
     ("conformance._cli_ci", "conformance._cli_run"): "a back edge (BACK_EDGES)",
     ("conformance.config", "conformance._cli_resource_server"): "a back edge (BACK_EDGES)",
     ("conformance.preflight", "conformance.adapters.resource_server"): "a back edge (BACK_EDGES)",

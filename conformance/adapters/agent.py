@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import os
 import secrets
@@ -39,14 +38,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from conformance._threadio import thread_output
 from conformance.adapters import _agent_worlds as _worlds
 from conformance.checks import Check, CheckContext
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, mask_values
 from mocks import SQLiteStore
 from mocks.agent import ScriptedAgent
 from mocks.hosting import ServedInThread
-from mocks.orchestrator import OrchestratorMock, OrchestratorSettings
+from mocks.orchestrator import OrchestratorMock, OrchestratorSettings, dispatch
 from mocks.provider import ProviderMock, ProviderSettings
 from spec.schemas import default_store, profile_family
 from wire import strictjson
@@ -636,22 +634,15 @@ class AgentTarget:
             shim.chmod(0o755)
 
     def _orchestrator(self, world: _TaskWorld, *arguments: str) -> tuple[int, str, str]:
-        """Run the mock orchestrator CLI in-process on the task's state."""
-        from conformance.cli import main
-
-        out, err = io.StringIO(), io.StringIO()
-        # Side by side: each thread's prints reach its own buffers.
-        with thread_output(out, err):
-            world.capture.orchestrator_busy += 1
-            try:
-                code = main(["orchestrator", *arguments, "--state", str(world.state)])
-            except SystemExit as refused:
-                # An unknown command or option: usage on stderr and exit 2, as the real CLI
-                # answers it, instead of the agent's call taking the whole run down.
-                code = refused.code if isinstance(refused.code, int) else 2
-            finally:
-                world.capture.orchestrator_busy -= 1
-        return code, out.getvalue(), err.getvalue()
+        """Run the mock orchestrator CLI in-process on the task's state (side by side with
+        other tasks; an unknown command or option is usage on stderr and exit 2, as the real
+        CLI answers it)."""
+        world.capture.orchestrator_busy += 1
+        try:
+            outcome = dispatch(arguments, state=world.state)
+        finally:
+            world.capture.orchestrator_busy -= 1
+        return outcome.code, outcome.stdout, outcome.stderr
 
     def _shim_app(self) -> Starlette:
         async def cli(request: Request) -> Response:

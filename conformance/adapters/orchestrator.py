@@ -10,7 +10,6 @@ side served on loopback and its CLI run in-process on a private state file.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import secrets
 import shlex
@@ -32,7 +31,7 @@ from conformance.harness import PROVIDER_SIDE, HarnessMonitor
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, RecordingTransport
 from mocks import SQLiteStore
 from mocks.hosting import ServedInThread
-from mocks.orchestrator import OrchestratorMock, OrchestratorSettings
+from mocks.orchestrator import OrchestratorMock, OrchestratorSettings, dispatch
 from mocks.provider import ProviderMock, ProviderSettings
 from spec.schemas import default_store
 from wire import strictjson
@@ -433,29 +432,12 @@ class OrchestratorTarget:
         argv = [*arguments, "--json"]
         started = time.perf_counter()
         if self.config.command is None:
-            from conformance.cli import main
-
             assert self.state is not None
-            out, err = io.StringIO(), io.StringIO()
-
-            def invoke() -> int:
-                with contextlib.ExitStack() as stack:
-                    if cwd is not None:
-                        # Only the embedded CLI runs in this process; the run's loop waits
-                        # for it, so nothing else depends on the directory meanwhile.
-                        stack.enter_context(contextlib.chdir(cwd))
-                    stack.enter_context(contextlib.redirect_stdout(out))
-                    stack.enter_context(contextlib.redirect_stderr(err))
-                    return main(["orchestrator", *argv, "--state", str(self.state)])
-
             # The CLI runs its own event loop; a worker thread keeps it off the run's loop.
             with ThreadPoolExecutor(max_workers=1) as pool:
-                code = pool.submit(invoke).result()
-            stdout, stderr, shown = (
-                out.getvalue(),
-                err.getvalue(),
-                ["provspec", "orchestrator", *argv],
-            )
+                outcome = pool.submit(dispatch, argv, state=self.state, cwd=cwd).result()
+            code, stdout, stderr = outcome.code, outcome.stdout, outcome.stderr
+            shown = ["provspec", "orchestrator", *argv]
         else:
             shown = [*shlex.split(self.config.command), *argv]
             try:

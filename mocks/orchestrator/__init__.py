@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mocks._core.http import HTTPProblem
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-from mocks.orchestrator.cli import add_orchestrator_parser
+from mocks.orchestrator.cli import CliOutcome, add_orchestrator_parser, dispatch
 from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
 
 __all__ = [
@@ -17,6 +17,8 @@ __all__ = [
     "Orchestrator",
     "ProviderRecord",
     "AddOutcome",
-    # the agent-facing CLI
+    # the agent-facing CLI: its parser for `provspec`, and in-process calls
     "add_orchestrator_parser",
+    "dispatch",
+    "CliOutcome",
 ]

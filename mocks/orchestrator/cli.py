@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import io
 import json
 import os
 import sys
 import traceback
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from gettext import gettext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -34,14 +38,86 @@ from mocks.orchestrator.catalog import aggregate, speaks_profile
 from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
 from spec.schemas import default_store
 from wire import strictjson
+from wire.errors import ProvspecError
 from wire.ssrf import SSRFGuard
 from wire.tls import tls_context
 
-__all__ = ["add_orchestrator_parser"]
+__all__ = ["CliOutcome", "add_orchestrator_parser", "dispatch"]
 
 CLI_VERSION = "0.1"
 STATE_ENV = "PROVSPEC_ORCHESTRATOR_STATE"
 EXIT_CODES = {"provisioned": 0, "pending": 0, "needs_information": 0}
+
+
+@dataclass(frozen=True)
+class CliOutcome:
+    """What one CLI command answered: its exit code, its stdout and stderr text, and with
+    `--json` the envelope it printed (None when stdout is not exactly that one document,
+    e.g. when a fault prints stray text next to it, or without `--json`)."""
+
+    code: int
+    stdout: str
+    stderr: str
+    envelope: dict[str, Any] | None = None
+
+
+def dispatch(argv: Sequence[str], *, state: Path, cwd: Path | None = None) -> CliOutcome:
+    """Run `provspec orchestrator ARGV --state STATE` in this process, as the CLI would.
+
+    Nothing is written to `sys.stdout` / `sys.stderr` and no `SystemExit` escapes: a usage
+    error is code 2 with argparse's usage text on stderr, `--help` code 0 with the help on
+    stdout, exactly what the command prints. Safe to call from several threads at once:
+    each call has its own buffers, event loop and state connection, and the parser is
+    built once per process and only read. `cwd` is the directory the command runs in
+    (where `env --pull` writes and a relative state path is found); default the process's.
+    """
+    here = Path.cwd() if cwd is None else cwd
+    try:
+        args = _parser().parse_args(["orchestrator", *argv, "--state", str(state)])
+    except _ParserExit as ended:
+        return CliOutcome(ended.code, ended.stdout, ended.stderr)
+    try:
+        return _execute(args, here)
+    except ProvspecError as error:  # as `provspec` itself answers it: message, no traceback
+        return CliOutcome(error.exit_code, "", f"provspec: error: {error}\n")
+
+
+class _ParserExit(Exception):
+    """argparse's exit (usage error, --help) as a value instead of output and SystemExit."""
+
+    def __init__(self, code: int, *, stdout: str = "", stderr: str = "") -> None:
+        super().__init__(code)
+        self.code, self.stdout, self.stderr = code, stdout, stderr
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises what it would print; its subparsers are of its kind."""
+
+    def error(self, message: str) -> NoReturn:
+        # The same text argparse writes: the usage, then "PROG: error: MESSAGE".
+        usage = self.format_usage()
+        text = gettext("%(prog)s: error: %(message)s\n") % {"prog": self.prog, "message": message}
+        raise _ParserExit(2, stderr=usage + text)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise _ParserExit(status, stderr=message or "")
+
+    def print_help(self, file: Any = None) -> None:
+        if file is not None:
+            super().print_help(file)
+            return
+        # Only --help asks for help on stdout, and exits right after.
+        raise _ParserExit(0, stdout=self.format_help())
+
+
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    # Built once per process (building it, help texts and all, costs more than a command);
+    # parse_args only reads it, so threads share it.
+    parser = _Parser(prog="provspec")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_orchestrator_parser(commands)
+    return parser
 
 
 def add_orchestrator_parser(commands: Any) -> None:
@@ -144,7 +220,18 @@ def _envelope(
 
 
 def run(args: argparse.Namespace) -> int:
+    """`provspec orchestrator …` from the command line: the outcome on the real streams."""
+    outcome = _execute(args, Path.cwd())
+    sys.stdout.write(outcome.stdout)
+    sys.stderr.write(outcome.stderr)
+    return outcome.code
+
+
+def _execute(args: argparse.Namespace, cwd: Path) -> CliOutcome:
     command = args.orchestrator_command
+    args.cwd = cwd
+    # What the command prints on the way (faults' stray lines) goes to these, in order.
+    args.out, args.err = io.StringIO(), io.StringIO()
     args.fault_set = None  # the state's FaultSet, set by _dispatch once the state is read
     try:
         document, code = asyncio.run(_dispatch(args))
@@ -155,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
             and faults is not None
             and faults.active("traceback-on-provider-error")
         ):
-            traceback.print_exc()  # the "debug" build left in
+            args.err.write(traceback.format_exc())  # the "debug" build left in
         document, code = (
             _envelope(
                 command,
@@ -173,11 +260,14 @@ def run(args: argparse.Namespace) -> int:
             ),
             1,
         )
+    envelope = None
     if args.json:
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        if not args.out.tell():
+            envelope = document
+        args.out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:
-        _human(document)
-    return code
+        _human(document, args.out, args.err)
+    return CliOutcome(code, args.out.getvalue(), args.err.getvalue(), envelope)
 
 
 def _details(problem: HTTPProblem) -> dict[str, Any]:
@@ -185,19 +275,18 @@ def _details(problem: HTTPProblem) -> dict[str, Any]:
     return {"details": details} if isinstance(details, dict) else {}
 
 
-def _human(document: dict[str, Any]) -> None:
+def _human(document: dict[str, Any], out: io.StringIO, err: io.StringIO) -> None:
     if not document["ok"]:
-        print(
-            f"error: {document['error']['code']}: {document['error']['message']}", file=sys.stderr
-        )
+        print(f"error: {document['error']['code']}: {document['error']['message']}", file=err)
         return
-    print(json.dumps(document["data"], indent=2, ensure_ascii=False))
+    print(json.dumps(document["data"], indent=2, ensure_ascii=False), file=out)
     for step in document["next_steps"]:
-        print(f"next: {step}")
+        print(f"next: {step}", file=out)
 
 
 async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     path = args.state or os.environ.get(STATE_ENV) or os.path.join(".provspec", "orchestrator.db")
+    path = os.path.join(args.cwd, path)  # a relative path is the command's directory's
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     store = SQLiteStore(path)
     try:
@@ -317,7 +406,7 @@ async def _add(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[di
     faults = orchestrator.faults
     reference = args.reference
     if faults.active("progress-on-stdout"):
-        sys.stdout.write(f"Provisioning {reference}...\n")
+        args.out.write(f"Provisioning {reference}...\n")
     if faults.active("reference-normalised"):
         reference = unicodedata.normalize("NFKC", reference).strip()
     # Provider and service are compared code point by code point with what is registered and
@@ -364,7 +453,7 @@ async def _add(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[di
         if faults.active("bearer-on-stderr"):
             held = [orchestrator.connection(record) for record in orchestrator.providers()]
             for connection in filter(None, held):
-                print(f"debug: Authorization: Bearer {connection['access_token']}", file=sys.stderr)
+                print(f"debug: Authorization: Bearer {connection['access_token']}", file=args.err)
         raise
     finally:
         if orchestrator.user().email != user.email:
@@ -419,7 +508,7 @@ async def _env(orchestrator: Orchestrator, args: argparse.Namespace) -> tuple[di
         variables = [{"name": name, "value": value} for name, value in variables.items()]
     data: dict[str, Any] = {"variables": variables}
     if args.pull:
-        data["path"] = str(custody.write_env_file(orchestrator, Path.cwd()))
+        data["path"] = str(custody.write_env_file(orchestrator, args.cwd))
     return _envelope("env", True, data, warnings=warnings), 0
 
 

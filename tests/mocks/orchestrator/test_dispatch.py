@@ -1,0 +1,131 @@
+"""`mocks.orchestrator.dispatch`: the agent-facing CLI called in-process, as the embedded
+orchestrator and the agent worlds call it (side by side, never printing, never exiting)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mocks.orchestrator import CliOutcome, add_orchestrator_parser, dispatch
+
+
+def _argparse_answer(argv: list[str]) -> tuple[int, str, str]:
+    """What a plain argparse parser with the same commands prints and exits with."""
+    parser = argparse.ArgumentParser(prog="provspec")
+    add_orchestrator_parser(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            parser.parse_args(["orchestrator", *argv])
+        except SystemExit as ended:
+            assert isinstance(ended.code, int)
+            return ended.code, out.getvalue(), err.getvalue()
+    raise AssertionError(f"{argv} parsed")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["frobnicate"],
+        ["add"],
+        ["billing", "--limit", "ten"],
+        ["env", "--no-such-option"],
+        ["add", "--help"],
+    ],
+)
+def test_usage_answers_as_argparse_prints_it(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state.db"
+    outcome = dispatch(argv, state=state)
+    code, stdout, stderr = _argparse_answer([*argv, "--state", str(state)])
+    assert (outcome.code, outcome.stdout, outcome.stderr) == (code, stdout, stderr)
+    assert outcome.code == (0 if "--help" in argv else 2)
+    assert outcome.envelope is None
+    assert capsys.readouterr() == ("", "")  # nothing reached the process's streams
+    assert not state.exists()  # refused before the state was opened
+
+
+def test_json_envelope_is_what_stdout_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state.db"
+    refused = dispatch(["billing", "--json"], state=state)
+    assert refused.code == 1
+    assert refused.envelope is not None
+    assert refused.envelope["error"]["code"] == "NOT_INITIALIZED"
+    assert json.loads(refused.stdout) == refused.envelope
+
+    init = dispatch(["init", "--profile", "app-0.1d", "--json"], state=state)
+    assert init.code == 0, init.stderr
+    assert init.envelope is not None
+    assert init.envelope["ok"] is True
+    assert init.envelope["command"] == "projects init"
+    assert json.loads(init.stdout) == init.envelope
+
+    human = dispatch(["billing"], state=state)
+    assert human.code == 0
+    assert human.envelope is None
+    assert json.loads(human.stdout)["payment_method"] is True
+    assert capsys.readouterr() == ("", "")
+
+
+def test_unknown_profile_is_a_usage_error_not_an_exception(tmp_path: Path) -> None:
+    outcome = dispatch(["init", "--profile", "no-such-profile"], state=tmp_path / "s.db")
+    assert outcome.code == 2
+    assert outcome.stderr.startswith("provspec: error: ")
+    assert outcome.stdout == ""
+
+
+def test_env_pull_writes_in_the_given_directory(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    assert dispatch(["init", "--json"], state=state).code == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    pulled = dispatch(["env", "--pull", "--json"], state=state, cwd=work)
+    assert pulled.code == 0, pulled.stderr
+    assert pulled.envelope is not None
+    assert pulled.envelope["data"]["path"] == str(work / ".env")
+    assert (work / ".env").exists()
+
+
+def test_threads_side_by_side_keep_their_own_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Several threads at once, each on its own state: every outcome holds its own command's
+    answer only (no shared stdout to redirect, no lock queueing them)."""
+    emails = [f"user{index}@example.com" for index in range(6)]
+    start = threading.Barrier(len(emails) + 1)
+
+    def run(email: str) -> tuple[CliOutcome, CliOutcome]:
+        state = tmp_path / f"{email}.db"
+        start.wait()
+        init = dispatch(["init", "--email", email, "--json"], state=state)
+        usage = dispatch(["add", "--json"], state=state)
+        return init, usage
+
+    def refuse() -> CliOutcome:
+        start.wait()
+        return dispatch(["frobnicate"], state=tmp_path / "unused.db")
+
+    with ThreadPoolExecutor(max_workers=len(emails) + 1) as pool:
+        answers = [pool.submit(run, email) for email in emails]
+        refused = pool.submit(refuse)
+        for email, future in zip(emails, answers, strict=True):
+            init, usage = future.result()
+            assert init.code == 0, init.stderr
+            assert init.envelope is not None
+            assert init.envelope["data"]["user"]["email"] == email
+            assert init.stderr == ""
+            assert (usage.code, usage.stdout) == (2, "")
+            assert "the following arguments are required: PROVIDER/SERVICE" in usage.stderr
+        assert refused.result().code == 2
+        assert "invalid choice: 'frobnicate'" in refused.result().stderr
+    assert capsys.readouterr() == ("", "")
