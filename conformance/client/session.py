@@ -107,6 +107,10 @@ class AccountAnswer:
         code = _code(self.document)
         message = _message(self.document)
         text = f"{status}" + (f" {code}" if code else "") + (f" {message!r}" if message else "")
+        if self.document is None and self.response.content:
+            # An HTML page (a login wall, a proxy's error page) is the answer, not a blank.
+            kind = self.response.headers.get("content-type", "").partition(";")[0].strip()
+            text += f" with a {kind or 'untyped'} body, not JSON"
         return text if self.kind is None else f"{status} type {self.kind}"
 
 
