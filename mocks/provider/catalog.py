@@ -31,12 +31,17 @@ class Service:
     def paid(self) -> bool:
         return self.price > 0
 
-    def as_json(self, *, structured_price: bool = False, currency: str = "usd") -> dict[str, Any]:
+    def as_json(
+        self, *, structured_price: bool = False, currency: str | None = None
+    ) -> dict[str, Any]:
         """The catalog entry; `structured_price` (app-next) adds the amount in minor units
-        and `currency` (the profile's: a price has no currency of its own here) to a fixed
-        paid price, next to its text."""
+        and `currency` to a fixed paid price, next to its text. The currency is the active
+        profile's (`default_cap.currency`), which the caller passes: a price has no currency
+        of its own here, so a draft with another currency is followed without code."""
         pricing = self.pricing
         if structured_price and self.paid and isinstance(pricing.get("paid"), dict):
+            if currency is None:
+                raise ValueError("a structured price needs the profile's currency")
             paid = {**pricing["paid"], "amount": self.price, "currency": currency}
             pricing = {**pricing, "paid": paid}
         entry: dict[str, Any] = {
