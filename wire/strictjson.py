@@ -68,12 +68,7 @@ def loads(
     text = _decode(data, max_bytes)
     _check_depth(text, max_depth)
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_unique_members,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-        )
+        value = _DECODER.decode(text)
     except StrictJSONError:
         raise
     except json.JSONDecodeError as exc:
@@ -147,11 +142,15 @@ def _check_depth(text: str, max_depth: int) -> None:
 
 
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise StrictJSONError("duplicate_key", f"duplicate member name {name!r} in one object")
-        result[name] = value
+    result = dict(pairs)  # built in C; a duplicate shows as a shorter dict
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise StrictJSONError(
+                    "duplicate_key", f"duplicate member name {name!r} in one object"
+                )
+            seen.add(name)
     return result
 
 
@@ -166,6 +165,15 @@ def _finite_float(literal: str) -> float:
             "non_finite_number", f"number {literal[:40]} overflows to infinity (RFC 8259 §6)"
         )
     return value
+
+
+# One decoder for every call: `json.loads` with hooks would build a new decoder and scanner
+# each time, which costs as much as parsing a small document.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_members,
+    parse_constant=_refuse_constant,
+    parse_float=_finite_float,
+)
 
 
 def _refuse_lone_surrogates(value: Any) -> None:
