@@ -34,6 +34,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from spec._quickcheck import QuickCheck
 from spec._resources import data_dir
 from spec.profiles import (
     MANIFEST_KEYS,
@@ -174,6 +175,7 @@ class SchemaStore:
         self._own: dict[str, dict[str, dict[str, Any]]] = {}
         self._registries: dict[bool, Registry[Any]] = {}
         self._validators: dict[tuple[str, str, bool], Draft202012Validator] = {}
+        self._quick: dict[bool, QuickCheck] = {}
         for directory in sorted(self._root.iterdir(), key=lambda item: item.name):
             if directory.is_dir() and (directory / "profile.toml").is_file():
                 self._load_profile(directory)
@@ -314,6 +316,7 @@ class SchemaStore:
         loaded = self._load_profile(path, path)
         loaded.base = manifest.base
         self._registries = {}  # the new schemas join the $ref registry
+        self._quick = {}
         self._finish(loaded.name)
         self._aliases[spec] = loaded.name
         return loaded.name
@@ -381,11 +384,8 @@ class SchemaStore:
         key = (owner, message, strict)
         validator = self._validators.get(key)
         if validator is None:
-            schema: Any = _wire_dialect(self._own[owner][message])
-            if strict:
-                schema = close_open_objects(schema)
             validator = WireValidator(
-                schema,
+                self._compiled_schema(owner, message, strict),
                 registry=self._registry(strict),
                 format_checker=FORMAT_CHECKER,
             )
@@ -396,24 +396,38 @@ class SchemaStore:
         self, profile: str, message: str, instance: Any, *, strict: bool = False
     ) -> list[SchemaIssue]:
         """Every way `instance` breaks the message schema; empty when it is valid."""
+        owner = self.defining_profile(profile, message)
+        quick = self._quick.get(strict)
+        if quick is None:
+            quick = self._quick[strict] = QuickCheck(self._resources(strict))
+        if quick.passes(
+            (owner, message), lambda: self._compiled_schema(owner, message, strict), instance
+        ):
+            return []
         errors = self.validator(profile, message, strict=strict).iter_errors(instance)
         return sorted((_issue(error) for error in errors), key=lambda issue: issue.path)
+
+    def _compiled_schema(self, owner: str, message: str, strict: bool) -> Any:
+        schema: Any = _wire_dialect(self._own[owner][message])
+        return close_open_objects(schema) if strict else schema
+
+    def _resources(self, strict: bool) -> list[tuple[str, Any]]:
+        """Every schema by its `$id`, as `$ref`s see it in this mode."""
+        return [
+            (
+                schema["$id"],
+                close_open_objects(_wire_dialect(schema)) if strict else _wire_dialect(schema),
+            )
+            for schemas in self._own.values()
+            for schema in schemas.values()
+        ]
 
     def _registry(self, strict: bool) -> Registry[Any]:
         registry = self._registries.get(strict)
         if registry is None:
             resources = [
-                (
-                    schema["$id"],
-                    Resource.from_contents(
-                        close_open_objects(_wire_dialect(schema))
-                        if strict
-                        else _wire_dialect(schema),
-                        default_specification=DRAFT202012,
-                    ),
-                )
-                for schemas in self._own.values()
-                for schema in schemas.values()
+                (uri, Resource.from_contents(contents, default_specification=DRAFT202012))
+                for uri, contents in self._resources(strict)
             ]
             registry = Registry().with_resources(resources)
             self._registries[strict] = registry
