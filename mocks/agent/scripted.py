@@ -16,17 +16,29 @@ from __future__ import annotations
 
 import json
 import secrets
-import shlex
-import subprocess
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import mocks.agent._consent as _consent
+from mocks.agent._vocabulary import (
+    CONSENT_WAIT_S,
+    ESCALATIONS,
+    EXIT_DONE,
+    EXIT_ESCALATED,
+    EXIT_FAILED,
+    HUMAN_EMAIL,
+    OTHER_PROVIDER,
+    POLL_INTERVAL_S,
+    UNBOUNDED_POLLS,
+    AgentResult,
+    Runner,
+    json_object,
+    loose,
+    subprocess_runner,
+)
 from mocks.faults import FaultSet
 from wire import strictjson
 from wire.pkce import pkce_pair
@@ -35,56 +47,14 @@ from wire.urls import as_metadata_url, prm_url
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["AgentResult", "ScriptedAgent", "subprocess_runner"]
-
-Runner = Callable[[Sequence[str]], tuple[int, str]]
-ESCALATIONS = {
-    "CONSENT_REQUIRED": "the provider needs the human to approve linking an existing account",
-    "PAYMENT_METHOD_REQUIRED": "the human must add a payment method",
-    "CONFIRMATION_REQUIRED": "the service costs money: the human must confirm",
-    "TOS_ACCEPTANCE_REQUIRED": "the human must accept the provider's terms",
-    "SPEND_CAP_EXCEEDED": "the monthly spend cap is reached: the human must raise it",
-    "JSON_REQUIRES_AUTH": "the orchestrator session is signed out: the human must sign in",
-    "ACCOUNT_NOT_ELIGIBLE": "this account cannot use the provider: the human must choose another",
-    "DIRECTORY_SELECTION_REQUIRED": "the human must choose a directory",
-}
-POLL_INTERVAL_S = 1.0
-"""The first status check comes at once, the next after a second: never more often."""
-UNBOUNDED_POLLS = 11
-"""How often the polls-pending-unbounded fault checks a pending resource (a sane budget is 2;
-the suite allows 10)."""
-OTHER_PROVIDER = "otherprov"
-"""A provider no task is about (the removes-other-providers-resource fault)."""
-HUMAN_EMAIL = "dev@example.com"
-"""The address the passes-own-identity fault claims for the human."""
-EXIT_DONE, EXIT_FAILED, EXIT_ESCALATED = 0, 1, 3
-CONSENT_WAIT_S = 30.0
-"""How long the agent waits for the human to approve its authorization request."""
-
-
-def subprocess_runner(command: str, *, timeout: float = 60.0) -> Runner:
-    """Run the orchestrator CLI as a child process (the way a real agent shells out)."""
-    base = shlex.split(command)
-
-    def run(arguments: Sequence[str]) -> tuple[int, str]:
-        try:
-            done = subprocess.run(
-                [*base, *arguments], capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired:
-            return 124, ""
-        return done.returncode, done.stdout
-
-    return run
-
-
-@dataclass
-class AgentResult:
-    exit_code: int
-    transcript: list[str] = field(default_factory=list)
-    """What the agent printed, line by line (checked for leaked secrets)."""
-    commands: list[list[str]] = field(default_factory=list)
-    """Every orchestrator CLI invocation, in order."""
+__all__ = [
+    "EXIT_DONE",
+    "EXIT_ESCALATED",
+    "EXIT_FAILED",
+    "AgentResult",
+    "ScriptedAgent",
+    "subprocess_runner",
+]
 
 
 class ScriptedAgent:
@@ -262,7 +232,7 @@ class ScriptedAgent:
         """The catalog's own spelling of the wanted service: exactly, never a lookalike."""
         if self.faults.active("fuzzy-service-match"):
             for entry in self.offered:
-                if _loose(str(entry.get("service_id", ""))) == _loose(service):
+                if loose(str(entry.get("service_id", ""))) == loose(service):
                     return str(entry["service_id"])
         return service if service in {e.get("service_id") for e in self.offered} else None
 
@@ -436,9 +406,9 @@ class ScriptedAgent:
             return self._finish(EXIT_FAILED)
         resource = self.resource
         try:
-            prm = _json(http.get(prm_url(resource)))
+            prm = json_object(http.get(prm_url(resource)))
             issuer = str((prm.get("authorization_servers") or [""])[0])
-            metadata = _json(http.get(as_metadata_url(issuer)))
+            metadata = json_object(http.get(as_metadata_url(issuer)))
         except httpx.HTTPError as error:
             self.say(f"the metadata of {resource} could not be read: {error}")
             return self._finish(EXIT_FAILED)
@@ -484,7 +454,7 @@ class ScriptedAgent:
             "client_id": _consent.CLIENT_ID,
         }
         try:
-            tokens = _json(http.post(str(metadata.get("token_endpoint")), data=form))
+            tokens = json_object(http.post(str(metadata.get("token_endpoint")), data=form))
             access = tokens.get("access_token")
             if not isinstance(access, str):
                 self.say(f"the token request was refused: {tokens.get('error', 'no token')}")
@@ -537,17 +507,3 @@ class ScriptedAgent:
     def _finish(self, code: int) -> AgentResult:
         self.result.exit_code = code
         return self.result
-
-
-def _json(answer: httpx.Response) -> dict[str, Any]:
-    try:
-        document = answer.json()
-    except ValueError:
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def _loose(text: str) -> str:
-    """How a careless agent compares ids: case, spacing and invisible characters ignored."""
-    kept = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Zs"))
-    return kept.strip().casefold().replace("\u0435", "e")
