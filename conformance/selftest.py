@@ -12,7 +12,7 @@ import multiprocessing
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from conformance.adapters.agent import AgentTargetConfig
@@ -206,6 +206,19 @@ COST_HINT_S: dict[tuple[str, str], float] = {
 the longest runs start first, so the pool does not end on one long run while the other
 workers idle, and the time left is guessed before any run of a kind has finished."""
 DEFAULT_COST_S = 1.5
+CPU_SHARE: dict[tuple[str, str], float] = {
+    ("orchestrator", "app-next"): 0.85,
+    ("orchestrator", "app-0.1d"): 0.65,
+    ("agent", "app-next"): 0.7,
+    ("agent", "app-0.1d"): 0.7,
+    ("provider", "app-next"): 0.85,
+    ("provider", "app-0.1d"): 0.85,
+}
+"""How much of one core a run of a kind keeps busy (its CPU time over its wall time, alone on
+a quiet machine): the pool starts runs while the shares of those going add up to at most
+`jobs` cores, so runs that partly wait (the agents' worlds, the orchestrator's timeouts)
+overlap instead of each holding a core the whole time."""
+DEFAULT_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -325,6 +338,10 @@ def run_selftest(
         ],
     )
     order = sorted(range(len(runs)), key=lambda i: -estimate.cost((runs[i][0], names[runs[i][1]])))
+    shares = [
+        CPU_SHARE.get((role, store.profile(names[spec]).family), DEFAULT_SHARE)
+        for role, spec, _ in runs
+    ]
     rows_by_run = {
         len(references) + n: index
         for n, index in enumerate(i for i, (_, _, why) in enumerate(planned) if not why)
@@ -361,14 +378,7 @@ def run_selftest(
             )
 
     if jobs > 1:
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_warm_worker,
-        ) as pool:
-            futures = {pool.submit(_run_job, runs[i]): i for i in order}
-            for future in as_completed(futures):
-                finished(futures[future], future.result())
+        _pooled(runs, order, shares, jobs, finished)
     else:
         for index in order:
             finished(index, _run_job(runs[index]))
@@ -384,6 +394,41 @@ def run_selftest(
         time.perf_counter() - started,
         runs=[(runs[i][0], names[runs[i][1]], runs[i][2], outcomes[i]) for i in range(len(runs))],
     )
+
+
+def _pooled(
+    runs: Sequence[Job],
+    order: Sequence[int],
+    shares: Sequence[float],
+    jobs: int,
+    finished: Callable[[int, RunStats], None],
+) -> None:
+    """Runs over up to twice `jobs` worker processes, started longest first while the cores
+    they keep busy (their shares) fit in `jobs`; a run that does not fit yet lets a smaller
+    one behind it go first. Each worker loads what every run needs once, then runs one run
+    at a time."""
+    waiting = list(order)
+    going: dict[Future[RunStats], int] = {}
+    busy = 0.0
+    with ProcessPoolExecutor(
+        max_workers=2 * jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_warm_worker,
+    ) as pool:
+        while waiting or going:
+            for index in list(waiting):
+                if len(going) >= 2 * jobs:
+                    break
+                if going and busy + shares[index] > jobs + 1e-9:
+                    continue
+                waiting.remove(index)
+                going[pool.submit(_run_job, runs[index])] = index
+                busy += shares[index]
+            done, _ = wait(going, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = going.pop(future)
+                busy -= shares[index]
+                finished(index, future.result())
 
 
 def _row(fault: Fault, profile: str, failed: set[str]) -> FaultRow:
