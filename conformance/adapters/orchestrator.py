@@ -5,100 +5,88 @@ watches everything the orchestrator sends it. The provider keeps payment tokens 
 so the suite itself can probe the orchestrator's redemption endpoint with them, signing as
 that provider. With no command configured, the orchestrator is the embedded mock: its HTTP
 side served on loopback and its CLI run in-process on a private state file.
+
+What a check needs of the orchestrator beyond its CLI and HTTP side (a moved clock, a
+redemption held in flight) it asks through the target's declared test control
+(`orchestrator_control`), which a real orchestrator may offer too; the checks never reach
+into the embedded mock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import httpx
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conformance.adapters._provider_side import (
+    RawCapture,
+    RawRequest,
+    Tamper,
+    Tampering,
+    secrets_handed_out,
+    secrets_sent,
+)
+from conformance.adapters.orchestrator_cli import (
+    CLI_DATA,
+    CONTRACT_RULE,
+    contract_issues,
+    envelope_of,
+)
+from conformance.adapters.orchestrator_control import (
+    WHAT_FOR,
+    ChargeGate,
+    EmbeddedControl,
+    Kind,
+    NoControl,
+    ProviderClock,
+    SetClock,
+    TestControl,
+    configured_control,
+    embedded_paid_add,
+)
 from conformance.checks import Check, CheckContext, Skipped
+from conformance.client import IdentityFactory
 from conformance.harness import PROVIDER_SIDE, HarnessMonitor
-from conformance.recorder import CliCall, Exchange, Recorder, RecordingASGI, RecordingTransport
+from conformance.recorder import CliCall, Exchange, Recorder, RecordingTransport
 from mocks import SQLiteStore
 from mocks.hosting import ServedInThread
-from mocks.orchestrator import OrchestratorMock, OrchestratorSettings, dispatch
+from mocks.orchestrator import (
+    OrchestratorMock,
+    OrchestratorSettings,
+    dispatch,
+)
 from mocks.provider import ProviderMock, ProviderSettings
 from spec.schemas import default_store
-from wire import strictjson
 from wire.clock import OffsetClock
 
 __all__ = [
     "CLI_DATA",
     "CONTRACT_RULE",
+    "OTHER_PROVIDER_NAME",
+    "PROVIDER_NAME",
     "OrchestratorContext",
     "OrchestratorTarget",
     "OrchestratorTargetConfig",
     "RawRequest",
+    "Tamper",
     "contract_issues",
+    "envelope_of",
 ]
 
 PROVIDER_NAME = "provspecmock"
 OTHER_PROVIDER_NAME = "provspecmock2"
 """A second registered provider: per-provider caps, aggregation, and tokens that must not
 cross from one provider to the other."""
-
-
-CLI_DATA: Mapping[str, str] = MappingProxyType(
-    {
-        "init": "cli_init_data",
-        "catalog": "cli_catalog",
-        "add": "cli_add_data",
-        "status": "cli_status_data",
-        "env": "cli_env_data",
-        "billing": "cli_billing_data",
-        "revoke": "cli_revoke_data",
-        "remove": "cli_remove_data",
-    }
-)
-"""The agent-facing CLI contract the suite drives (docs/orchestrator-cli.md): for each
-command, the schema of its answer's `data` (cli_catalog: the whole catalog envelope)."""
-
-CONTRACT_RULE: Mapping[str, str] = MappingProxyType(
-    {"catalog": "ORC-DSC-006", "add": "ORC-PRO-002"}
-)
-"""The requirement an answer outside the contract breaks: the catalog's and add's own, every
-other command's ORC-PRO-015."""
-
-
-def contract_issues(profile: str, command: str, envelope: dict[str, Any]) -> list[str]:
-    """Where an answer of `command` breaks the CLI contract (ORC-PRO-015): a success whose
-    data is not valid against the command's schema, or an add failure whose data (when it
-    has one) is not. An empty or unparsable answer is ORC-PRO-004's and -013's matter."""
-    message = CLI_DATA.get(command)
-    if message is None or not envelope:
-        return []
-    store = default_store()
-    if message == "cli_catalog":
-        if envelope.get("ok") is not True:
-            return []
-        issues = store.validate(profile, message, envelope)
-        return [
-            f"{issue.path or '/'}: {_short(issue.message)} [{issue.keyword}]" for issue in issues
-        ][:3]
-    data = envelope.get("data")
-    if envelope.get("ok") is not True and not (command == "add" and isinstance(data, dict)):
-        return []
-    issues = store.validate(profile, message, data)
-    return [f"data{issue.path}: {_short(issue.message)} [{issue.keyword}]" for issue in issues][:3]
-
-
-def _short(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass
@@ -119,136 +107,23 @@ class OrchestratorTargetConfig:
     """ORC-CAP-002: redemptions sent at once per round, and rounds (races are caught by
     repetition; negative-test-catalog ORC-PAY-02)."""
 
+    control: str | None = None
+    """The orchestrator's test control (`orchestrator_control`): a command that takes one
+    JSON request on stdin, or an http(s) URL the request is POSTed to. Without it (or
+    `clock_command`), the probes that need a control the target does not offer are not
+    judged, saying so; the embedded mock offers every control."""
     clock_command: str | None = None
-    """The orchestrator's test clock: a command run with `{offset}` (seconds added to real
-    time; 0 restores it) and `{timestamp}` (the Unix time the clock should read now) replaced.
-    Without it, and for any orchestrator but the embedded mock, the probes that need another
-    month are not judged, saying so."""
+    """The older test clock: a command run with `{offset}` (seconds added to real time; 0
+    restores it) and `{timestamp}` (the Unix time the clock should read now) replaced, a
+    control that offers `set_clock` only."""
+    identity_seed: int | None = None
+    """Seed of the identities the suite signs in as (None: a fresh one, `identities.seed`)."""
     mock_options: tuple[str, ...] = ()
     """Extra `init` options for the embedded mock orchestrator: a variant that follows the
     profile another way (e.g. `--token-amount remaining`); ignored for a configured command."""
 
     def describe(self) -> str:
         return self.command or f"embedded mock orchestrator ({self.profile})"
-
-
-@dataclass
-class RawRequest:
-    """What the suite's mock provider received, unmasked, and what it answered (after any
-    tampering): only checks see it, never reports."""
-
-    exchange_id: int
-    provider: str
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    query: str = ""
-    status: int | None = None
-    response: bytes = b""
-    at: float = field(default_factory=time.monotonic)
-    """When the request arrived (time.monotonic): how far apart two requests came."""
-
-
-class _RawCapture:
-    def __init__(
-        self, app: ASGIApp, recorder: Recorder, store: list[RawRequest], provider: str
-    ) -> None:
-        self._app = RecordingASGI(app, recorder)
-        self._recorder = recorder
-        self._store = store
-        self._provider = provider
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-
-        async def keep() -> Any:
-            message = await receive()
-            if message.get("type") == "http.request":
-                chunks.append(message.get("body", b""))
-                # Kept as it arrives: the client can have its answer (and a check read this)
-                # before the `finally` below runs in the server's thread.
-                request.body = b"".join(chunks)
-            return message
-
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
-        }
-        request = RawRequest(
-            self._recorder.mark + 1,
-            self._provider,
-            scope["method"],
-            scope["path"],
-            headers,
-            b"",
-            query=scope.get("query_string", b"").decode("latin-1"),
-        )
-        self._store.append(request)
-        answer: list[bytes] = []
-
-        async def answer_and_keep(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                request.status = int(message["status"])
-            elif message["type"] == "http.response.body":
-                answer.append(message.get("body", b""))
-                request.response = b"".join(answer)
-            recorded = scope.get("provspec.exchange_id")
-            if isinstance(recorded, int):
-                request.exchange_id = recorded
-            await send(message)
-
-        try:
-            await self._app(scope, keep, answer_and_keep)
-        finally:
-            request.body = b"".join(chunks)
-            request.response = b"".join(answer)
-            # RecordingASGI numbers the exchange when it starts; cite that exact one.
-            recorded = scope.get("provspec.exchange_id")
-            if isinstance(recorded, int):
-                request.exchange_id = recorded
-
-
-Tamper = Callable[[int, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
-"""Rewrites one answer of the suite's provider: (status, headers, body) in and out."""
-
-
-class _Tampering:
-    """Lets a check make the suite's provider answer adversarially on some paths, for the
-    length of a `with ctx.tampered(...)` block (the provider itself stays correct)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-        self.rules: dict[str, Tamper] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        rule = next(
-            (fn for suffix, fn in self.rules.items() if scope.get("path", "").endswith(suffix)),
-            None,
-        )
-        if scope["type"] != "http" or rule is None:
-            await self._app(scope, receive, send)
-            return
-        started: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def keep(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                started.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self._app(scope, receive, keep)
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in started.get("headers", [])
-        }
-        status, headers, body = rule(int(started.get("status", 500)), headers, b"".join(chunks))
-        headers["content-length"] = str(len(body))
-        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
 
 
 @dataclass
@@ -270,6 +145,13 @@ class OrchestratorTarget:
         self.state: Path | None = None
         self.issuer = self.config.issuer or ""
         self.clock: OffsetClock | None = None
+        """What the suite told the orchestrator's clock (None: the target offers no
+        `set_clock`)."""
+        self.control: TestControl = NoControl()
+        self.provider_clock = ProviderClock()
+        self.identities = IdentityFactory(
+            *(() if self.config.identity_seed is None else (self.config.identity_seed,))
+        )
         self.other_provider: ProviderMock | None = None
         self.outputs: dict[int, tuple[str, str]] = {}
         """Raw (stdout, stderr) of each CLI call, by the recorded call's id."""
@@ -290,19 +172,30 @@ class OrchestratorTarget:
                 self.issuer = listener.origin
                 store = SQLiteStore(self.state)
                 stack.callback(store.close)
-                self.clock = OffsetClock()
+                # Its test control is what it is built with: a clock to move and a hook
+                # before each charge.
+                mock_clock, gate = OffsetClock(), ChargeGate()
                 self.core = OrchestratorMock(
                     OrchestratorSettings(
                         profile=self.spec,
                         issuer=self.issuer,
                         faults=self.config.faults,
                         store=store,
-                        clock=self.clock,
+                        clock=mock_clock,
+                        before_charge=gate,
                     )
                 )
+                self.control = EmbeddedControl(mock_clock, gate)
                 stack.enter_context(listener.serving(self.core.app))
-            elif self.config.clock_command:
-                self.clock = OffsetClock()  # what the suite told the orchestrator's test clock
+            else:
+                self.control = configured_control(
+                    self.config.control,
+                    self.config.clock_command,
+                    self.recorder,
+                    max(self.config.timeout * 3, 30),
+                )
+            if self.control.offering(Kind.SET_CLOCK):
+                self.clock = OffsetClock()
                 stack.callback(self._restore_clock)
             self.provider = ProviderMock(
                 ProviderSettings(
@@ -312,6 +205,7 @@ class OrchestratorTarget:
                     orchestrator_issuer=self.issuer,
                     redeem=False,
                     verify_requests=False,
+                    clock=self.provider_clock,
                 )
             )
             # A second registered provider: tokens minted for the first must not be redeemable
@@ -325,25 +219,26 @@ class OrchestratorTarget:
                     orchestrator_issuer=self.issuer,
                     redeem=False,
                     verify_requests=False,
+                    clock=self.provider_clock,
                 )
             )
             # The suite's own providers' answers are validated as they leave (harness blame);
             # a check's tampering sits outside and is meant to be wrong.
             profile = self.profile
-            self.other_tampering = _Tampering(
+            self.other_tampering = Tampering(
                 HarnessMonitor(self.other_provider.app, self.recorder, profile, PROVIDER_SIDE)
             )
             stack.enter_context(
                 other_listener.serving(
-                    _RawCapture(self.other_tampering, self.recorder, self.raw, OTHER_PROVIDER_NAME)
+                    RawCapture(self.other_tampering, self.recorder, self.raw, OTHER_PROVIDER_NAME)
                 )
             )
-            self.tampering = _Tampering(
+            self.tampering = Tampering(
                 HarnessMonitor(self.provider.app, self.recorder, profile, PROVIDER_SIDE)
             )
             stack.enter_context(
                 provider_listener.serving(
-                    _RawCapture(self.tampering, self.recorder, self.raw, PROVIDER_NAME)
+                    RawCapture(self.tampering, self.recorder, self.raw, PROVIDER_NAME)
                 )
             )
             self.http = await stack.enter_async_context(
@@ -372,56 +267,61 @@ class OrchestratorTarget:
                     raise RuntimeError(f"the embedded orchestrator would not initialise: {init[1]}")
             yield self
 
+    def offers(self, kind: Kind) -> bool:
+        """Whether the orchestrator's test control takes requests of `kind`."""
+        return self.control.offering(kind)
+
+    def unoffered(self, kind: Kind, needs: str = "") -> Skipped:
+        """The skip of a probe that needs a control of `kind` the target does not offer."""
+        return Skipped(
+            f"not judged: the orchestrator offers the suite no test control for "
+            f"{WHAT_FOR[kind]} ({kind}){needs}; configure [orchestrator] control with a "
+            f"command or URL that takes it (docs/orchestrator-cli.md, Test controls)"
+        )
+
     @property
     def clock_movable(self) -> bool:
-        """Whether the suite can move the orchestrator's clock: the embedded mock's, or the
-        test clock `clock_command` drives."""
+        """Whether the suite can move the orchestrator's clock (its control offers set_clock)."""
         return self.clock is not None
 
     def move_clock(self, seconds: float) -> None:
         """Move the orchestrator's clock by `seconds` (and back with a negative value)."""
         if self.clock is None:
-            raise RuntimeError("this orchestrator's clock cannot be moved")
+            raise self.unoffered(Kind.SET_CLOCK)
         self.clock.advance(seconds)
-        if self.config.command is not None and self.config.clock_command:
-            self._set_test_clock(self.clock.offset)
+        self.control.send(SetClock.at_offset(self.clock.offset))
 
     def _restore_clock(self) -> None:
         if self.clock is not None and self.clock.offset:
             self.clock.offset = 0.0
-            self._set_test_clock(0.0)
+            self.control.send(SetClock.at_offset(0.0))
 
-    def _set_test_clock(self, offset: float) -> None:
-        """Run `clock_command` for `offset`; a command that fails is a harness error."""
-        template = self.config.clock_command or ""
-        argv = [
-            part.replace("{offset}", str(int(offset))).replace(
-                "{timestamp}", str(int(time.time() + offset))
-            )
-            for part in shlex.split(template)
-        ]
-        started = time.perf_counter()
+    @contextlib.contextmanager
+    def providers_on_its_clock(self) -> Iterator[None]:
+        """The suite's providers read the orchestrator's (moved) clock for the block, so a
+        token minted at its time is checked at the same time."""
+        self.provider_clock.following = self.clock
         try:
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=max(self.config.timeout * 3, 30),
-                check=False,
+            yield
+        finally:
+            self.provider_clock.following = None
+
+    async def paid_add_on_moved_clock(
+        self, provider: str, service: str, name: str
+    ) -> tuple[CliCall | None, dict[str, Any]]:
+        """`add PROVIDER/SERVICE --name NAME --confirm-paid-service` at the orchestrator's
+        moved time: through the CLI, whose orchestrator keeps the time its control set.
+
+        The embedded mock's CLI keeps wall time (`mocks.orchestrator.dispatch` takes no
+        clock), so for it the same paid add runs on its engine, on the moved clock, and
+        answers as its CLI would (no CLI call is recorded)."""
+        if self.core is None:
+            return self.cli(
+                "add", f"{provider}/{service}", "--name", name, "--confirm-paid-service"
             )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            self.recorder.record_cli(
-                argv, None, "", str(error), (time.perf_counter() - started) * 1000
-            )
-            raise RuntimeError(f"clock_command could not run: {error}") from None
-        call = self.recorder.record_cli(
-            argv, done.returncode, done.stdout, done.stderr, (time.perf_counter() - started) * 1000
+        return None, await embedded_paid_add(
+            self.core, provider, service, name, timeout=self.config.timeout
         )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"clock_command exited {done.returncode} (CLI call {call.id}): "
-                f"{done.stderr.strip()[:200]}"
-            )
 
     def cli(self, *arguments: str, cwd: Path | None = None) -> tuple[CliCall, dict[str, Any]]:
         """Run one orchestrator CLI command with --json; the recorded call and its envelope.
@@ -466,33 +366,6 @@ class OrchestratorTarget:
         return call, envelope
 
 
-def envelope_of(stdout: str) -> dict[str, Any]:
-    """The JSON envelope in a command's stdout. Stray text around it (ORC-PRO-013's finding)
-    does not hide the envelope from the other checks: failing that, the last line that
-    starts a JSON object and parses to the end is taken."""
-    text = stdout.strip()
-    if not text:
-        return {}
-    candidates = [text]
-    offset = 0
-    starts = []
-    for line in text.splitlines(keepends=True):
-        if line.startswith("{"):
-            starts.append(offset)
-        offset += len(line)
-    candidates += [text[start:] for start in reversed(starts)]
-    for candidate in candidates:
-        try:
-            # A big catalog is still one envelope: the size limit is the output's own.
-            document = strictjson.loads(
-                candidate, max_bytes=max(len(candidate) * 4, strictjson.DEFAULT_MAX_BYTES)
-            )
-        except strictjson.StrictJSONError:
-            continue
-        return document if isinstance(document, dict) else {}
-    return {}
-
-
 class OrchestratorContext(CheckContext):
     def __init__(self, target: OrchestratorTarget, check: Check) -> None:
         super().__init__(target.recorder, check)
@@ -529,9 +402,13 @@ class OrchestratorContext(CheckContext):
         """The raw (stdout, stderr) of a CLI call (the recorded call is masked)."""
         return self.target.outputs.get(call.id, (call.stdout, call.stderr))
 
+    def new_email(self) -> str:
+        """A new user's email, drawn from the run's identity seed."""
+        return self.target.identities.email()
+
     def sign_in(self, email: str | None = None, *, accept_tos: bool = True) -> str:
         """Start over as a new signed-in user (no provider connection yet); the email used."""
-        email = email or f"provspec+{secrets.token_hex(5)}@example.com"
+        email = email or self.new_email()
         arguments = ["init", "--new-user", "--email", email]
         if accept_tos:
             arguments.append("--accept-tos")
@@ -553,48 +430,12 @@ class OrchestratorContext(CheckContext):
     def handed_out(self) -> dict[str, str]:
         """Every secret the suite's providers handed the orchestrator so far (authorization
         codes, access and refresh tokens, credential values), by value, naming its kind."""
-        found: dict[str, str] = {}
-        for raw in self.target.raw:
-            document = _loads(raw.response)
-            if not isinstance(document, dict):
-                continue
-            for member in ("access_token", "refresh_token"):
-                if isinstance(document.get(member), str):
-                    found[document[member]] = f"{raw.provider} {member}"
-            oauth = document.get("oauth")
-            if isinstance(oauth, dict) and isinstance(oauth.get("code"), str):
-                found[oauth["code"]] = f"{raw.provider} authorization code"
-            complete = document.get("complete")
-            access = complete.get("access_configuration") if isinstance(complete, dict) else None
-            if isinstance(access, dict):
-                for name, value in access.items():
-                    if isinstance(value, str) and len(value) >= 12 and "://" not in value:
-                        found[value] = f"{raw.provider} credential {name}"
-        return found
+        return secrets_handed_out(self.target.raw)
 
     def sent_secrets(self) -> dict[str, str]:
         """Every secret the orchestrator sent the suite's providers: Authorization values,
         signatures, attestations and payment tokens, by value, naming its kind."""
-        found: dict[str, str] = {}
-        for raw in self.target.raw:
-            params = self.params
-            for header in (
-                "authorization",
-                params.signature_header.lower(),
-                params.attestation_header.lower(),
-            ):
-                value = raw.headers.get(header, "")
-                if header == "authorization":
-                    value = value.partition(" ")[2].strip()
-                if len(value) >= 12:
-                    found[value] = f"{header} sent to {raw.provider}"
-            body = _loads(raw.body)
-            credentials = body.get("payment_credentials") if isinstance(body, dict) else None
-            if isinstance(credentials, dict):
-                for member in ("app_payment_token", "stripe_payment_token"):
-                    if isinstance(credentials.get(member), str):
-                        found[credentials[member]] = f"payment token sent to {raw.provider}"
-        return found
+        return secrets_sent(self.target.raw, self.params)
 
     def now(self) -> int:
         """The orchestrator's time as the suite believes it (moved by `shifted_clock`)."""
@@ -606,10 +447,8 @@ class OrchestratorContext(CheckContext):
         """Move the orchestrator's clock for one probe: the embedded mock's, or the test
         clock `[orchestrator] clock_command` drives; otherwise the probe is not judged."""
         if not self.target.clock_movable:
-            raise Skipped(
-                f"not judged: the suite cannot move this orchestrator's clock (the probe needs "
-                f"it {seconds:+.0f} s away); set [orchestrator] clock_command to the command "
-                "that moves its test clock"
+            raise self.target.unoffered(
+                Kind.SET_CLOCK, f", the probe needs it {seconds:+.0f} s away"
             )
         self.target.move_clock(seconds)
         try:
@@ -675,12 +514,3 @@ class OrchestratorContext(CheckContext):
             return json.loads(raw.body) if raw.body else None
         except ValueError:
             return None
-
-
-def _loads(raw: bytes) -> Any:
-    if not raw or len(raw) > strictjson.DEFAULT_MAX_BYTES:
-        return None
-    try:
-        return strictjson.loads(raw)
-    except strictjson.StrictJSONError:
-        return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import secrets
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -70,7 +69,7 @@ def as_a_known_email(ctx: OrchestratorContext) -> Iterator[None]:
     try:
         yield
     finally:
-        email = f"provspec+{secrets.token_hex(4)}@example.com"
+        email = ctx.new_email()
         ctx.cli("init", "--new-user", "--email", email, "--accept-tos")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from conformance.adapters.orchestrator import (
@@ -27,7 +26,7 @@ def fresh_user(
     """A new signed-in user with terms accepted and a payment method (unless told): a whole
     spend cap at every provider, and no connection, limit or spending left over from another
     check. `probe_limit`: a cap of PROBE_LIMIT at both providers (else the profile's)."""
-    arguments = ["init", "--new-user", "--email", f"provspec+{secrets.token_hex(4)}@example.com"]
+    arguments = ["init", "--new-user", "--email", ctx.new_email()]
     arguments.append("--accept-tos")
     if not payment_method:
         arguments.append("--no-payment-method")

@@ -179,7 +179,7 @@ async def account_requests_are_valid_and_use_pkce(ctx: OrchestratorContext) -> N
         "init",
         "--new-user",
         "--email",
-        f"provspec+{int(time.time() * 1000)}@example.com",
+        ctx.new_email(),
         "--accept-tos",
     )
     mark = ctx.recorder.mark

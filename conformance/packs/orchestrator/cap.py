@@ -2,10 +2,10 @@
 reports it: DESIGN.md §2 app-next item 5 (10000 minor units USD per user and provider per
 calendar month UTC, succeeded redemptions minus refunds, refused atomically).
 
-Checks that need another month move the orchestrator's clock (the embedded mock's, or the
-test clock `[orchestrator] clock_command` drives) and get their payment tokens minted at that
-time (`_clock.shifted_mint`); against an orchestrator whose clock the suite cannot move they
-are not judged, saying so.
+Checks that need another month move the orchestrator's clock through its test control
+(`set_clock`: the embedded mock's, or what `[orchestrator] control` or `clock_command` drives)
+and get their payment tokens minted at that time (`_clock.shifted_mint`); against an
+orchestrator that offers no such control they are not judged, saying so.
 """
 
 from __future__ import annotations
@@ -483,7 +483,7 @@ async def cap_figures_add_up_and_reset_on_the_first(ctx: OrchestratorContext) ->
         figures = cap_figures(envelope, provider)
         if figures is not None:
             states.append((f"billing for {provider}", figures, (since, ctx.now()), call))
-    if ctx.target.clock is not None:  # the last seconds of a year, where resets_at rolls over
+    if ctx.target.clock_movable:  # the last seconds of a year, where resets_at rolls over
         moment = datetime(orchestrator_now(ctx).year, 12, 31, 23, 59, 30, tzinfo=UTC)
         fresh_user(ctx)
         with living_at(ctx, moment):

@@ -264,7 +264,7 @@ async def every_command_answers_its_contract(ctx: OrchestratorContext) -> None:
     new user holding a free and a paid resource: each success's data must be valid against
     the command's schema (CLI_DATA). The catalog's shape is ORC-DSC-006's and add's answers
     are ORC-PRO-002's and its statuses' own requirements (CONTRACT_RULE)."""
-    email = f"provspec+{secrets.token_hex(4)}@example.com"
+    email = ctx.new_email()
     name = f"contract-{secrets.token_hex(3)}"
     steps: list[tuple[str, ...]] = [
         ("init", "--new-user", "--email", email, "--accept-tos"),

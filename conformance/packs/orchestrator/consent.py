@@ -403,7 +403,7 @@ async def repeated_auth_refusals_end_in_a_reported_failure(ctx: OrchestratorCont
     """The provider refuses every resource creation, with 403 insufficient_scope and then
     with 401 invalid_token: the add must give up after a few attempts and say so."""
     for status, error in ((403, "insufficient_scope"), (401, "invalid_token")):
-        email = f"provspec+{secrets.token_hex(4)}@example.com"
+        email = ctx.new_email()
         ctx.cli("init", "--new-user", "--email", email, "--accept-tos")
         mark = ctx.recorder.mark
         with ctx.tampered("/provisioning/resources", Refusing(status, error, ctx.provider.prm_url)):

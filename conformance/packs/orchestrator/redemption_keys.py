@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import threading
 from collections.abc import AsyncIterator
 
-import anyio.to_thread
-
 from conformance.adapters.orchestrator import OTHER_PROVIDER_NAME, OrchestratorContext
+from conformance.adapters.orchestrator_control import (
+    AwaitHeldCharge,
+    HoldNextCharge,
+    Kind,
+    ReleaseCharge,
+    TestControl,
+)
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import fresh_user
 from conformance.packs.orchestrator._money import Answer, nothing_charged, redeem
@@ -32,11 +36,11 @@ async def a_key_still_in_flight_is_refused_with_409(ctx: OrchestratorContext) ->
             await _burst(ctx, payment, key)
             return
         first = asyncio.create_task(redeem(ctx, payment, 100, key=key))
-        if not await asyncio.to_thread(held.entered.wait, 10.0):
+        if not await held.reached(10.0):
             answer = await first
             raise Skipped(f"the first redemption never reached its charge ({answer.shown()})")
         second = await redeem(ctx, payment, 100, key=key)
-        held.release.set()
+        await held.release()
         original = await first
     ctx.require(
         "ORC-RED-004",
@@ -78,38 +82,42 @@ async def _burst(ctx: OrchestratorContext, payment: str, key: str) -> None:
     if not in_flight and not wrong and len(originals) <= 1:
         ctx.cannot_judge(
             "ORC-RED-004",
-            "every duplicate arrived after the first request had finished; the suite cannot "
-            "hold a request in flight at this orchestrator",
+            "every duplicate arrived after the first request had finished; the orchestrator "
+            "offers no test control that holds a redemption in flight (hold_next_charge; "
+            "[orchestrator] control, docs/orchestrator-cli.md)",
         )
 
 
-class _Hold:
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
+class _Held:
+    """A redemption the orchestrator holds at its charge, through its test control."""
 
-    async def __call__(self) -> None:
-        if self.entered.is_set():
-            return
-        self.entered.set()
-        await anyio.to_thread.run_sync(self.release.wait, 10.0)
+    def __init__(self, control: TestControl) -> None:
+        self.control = control
+
+    async def reached(self, seconds: float) -> bool:
+        """Whether a redemption waits at its charge within `seconds`."""
+        answer = await asyncio.to_thread(self.control.send, AwaitHeldCharge(seconds))
+        return answer.get("held") is True
+
+    async def release(self) -> None:
+        await asyncio.to_thread(self.control.send, ReleaseCharge())
 
 
 @contextlib.asynccontextmanager
-async def _first_charge_held(ctx: OrchestratorContext) -> AsyncIterator[_Hold | None]:
-    """The embedded orchestrator pauses the next redemption after it took its key and before
-    it charges, until released (None: an orchestrator the suite cannot pause)."""
-    core = ctx.target.core
-    if core is None:
+async def _first_charge_held(ctx: OrchestratorContext) -> AsyncIterator[_Held | None]:
+    """The orchestrator pauses the next redemption after it took its key and before it
+    charges, until released (None: its test control cannot hold one)."""
+    held_kinds = (Kind.HOLD_NEXT_CHARGE, Kind.AWAIT_HELD_CHARGE, Kind.RELEASE_CHARGE)
+    if not all(ctx.target.offers(kind) for kind in held_kinds):
         yield None
         return
-    hold, previous = _Hold(), core.settings.before_charge
-    core.settings.before_charge = hold
+    control = ctx.target.control
+    await asyncio.to_thread(control.send, HoldNextCharge())
+    held = _Held(control)
     try:
-        yield hold
+        yield held
     finally:
-        hold.release.set()
-        core.settings.before_charge = previous
+        await held.release()
 
 
 @check("ORC-RED-017")
