@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 
 from conformance.recorder import SIGNING_HEADERS, Exchange, Recorder, mask_body, mask_text
+from wire.tls import tls_context
 
 __all__ = [
     "FORGED",
@@ -412,7 +413,7 @@ class Human:
     async def _consent(self, url: str) -> None:
         # Never through a proxy from the environment: every address here is loopback.
         async with httpx.AsyncClient(
-            timeout=10, follow_redirects=False, trust_env=False
+            timeout=10, follow_redirects=False, trust_env=False, verify=tls_context()
         ) as browser:
             for _ in range(2):  # a consent world forges the first redirect, never the second
                 try:

@@ -49,6 +49,7 @@ from mocks.provider import ProviderMock, ProviderSettings
 from spec.schemas import default_store, profile_family
 from wire import strictjson
 from wire.errors import UsageError
+from wire.tls import tls_context
 
 __all__ = [
     "TASKS",
@@ -281,7 +282,7 @@ class OrchestratorCall:
     evidence: CliCall
     started: float = 0.0
     ended: float = 0.0
-    """time.monotonic() around the call, to judge pacing and overlap."""
+    """The task's clock around the call, to judge pacing and overlap (see _TaskClock)."""
 
     @property
     def command(self) -> str:
@@ -491,6 +492,24 @@ LAUNCHERS = (
 """Browser launchers the agent might hand a URL to (AGT-CNS-004); the stand-ins only record."""
 
 
+class _TaskClock:
+    """The time one task's agent sees pass, which stamps its CLI calls (pacing, overlap).
+
+    A real agent's waits are real: its clock is time.monotonic(). The embedded mock agent
+    sleeps on this clock instead (between status checks of a pending resource), which skips
+    ahead rather than waits: the clock runs at real time plus every second skipped, so the
+    checks see the same gaps a real sleep leaves and the run does not sit them out."""
+
+    def __init__(self) -> None:
+        self._skipped = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self._skipped
+
+    def sleep(self, seconds: float) -> None:
+        self._skipped += max(0.0, seconds)
+
+
 @dataclass
 class _TaskWorld:
     task: AgentTask
@@ -501,6 +520,7 @@ class _TaskWorld:
     answers: _worlds.World
     run: TaskRun | None = None
     human: _worlds.Human | None = None
+    clock: _TaskClock = field(default_factory=_TaskClock)
 
 
 @dataclass
@@ -526,6 +546,7 @@ class AgentTarget:
         self._trap_origin = ""
         self._launches: dict[str, list[Launch]] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self._side_by_side: list[contextlib.ExitStack] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tasks = tasks_for(self.profile)
         """The tasks of this run's profile."""
@@ -542,15 +563,18 @@ class AgentTarget:
         self._loop = asyncio.get_running_loop()
         with contextlib.ExitStack() as stack:
             self._stack = stack
-            self._pool = stack.enter_context(ThreadPoolExecutor(max_workers=len(self.tasks) + 2))
             self._root = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="provspec-agt-"))
             )
+            # The servers stop after the tasks' threads are done with them, and before the
+            # directory their stores live in goes.
+            stack.callback(self._close_side_by_side)
+            self._pool = stack.enter_context(ThreadPoolExecutor(max_workers=len(self.tasks) + 2))
             shim_listener, trap_listener = ServedInThread(), ServedInThread()
-            stack.enter_context(shim_listener.serving(self._shim_app()))
+            self._closing(shim_listener.serving(self._shim_app()))
             self._shim_port = int(shim_listener.origin.rsplit(":", 1)[1])
             self._trap = _Capture(JSONResponse({"ok": True}), self.recorder)
-            stack.enter_context(trap_listener.serving(self._trap))
+            self._closing(trap_listener.serving(self._trap))
             self._trap_origin = trap_listener.origin
             try:
                 yield self
@@ -558,6 +582,27 @@ class AgentTarget:
                 for started in self._started.values():
                     started.cancel()
                 self._stack = None
+
+    def _closing(self, served: contextlib.AbstractContextManager[Any]) -> contextlib.ExitStack:
+        """Enter a server (or anything) the run closes side by side with the others; what
+        the returned stack takes on closes with it, first."""
+        stack = contextlib.ExitStack()
+        self._side_by_side.append(stack)
+        stack.enter_context(served)
+        return stack
+
+    def _close_side_by_side(self) -> None:
+        """Stop every server at once: each takes up to a tick of its loop (0.1 s) to notice,
+        and the ~40 of a run one after another would add seconds to it."""
+        stacks, self._side_by_side = self._side_by_side, []
+        if not stacks:
+            return
+        # A thread each: the task pool is narrower, and would stop them in rounds.
+        with ThreadPoolExecutor(max_workers=len(stacks)) as closer:
+            closing = [closer.submit(stack.close) for stack in stacks]
+        errors = [error for future in closing if (error := future.exception()) is not None]
+        if errors:
+            raise errors[0]
 
     # --- one world per task ------------------------------------------------------------------------
     def _world(self, task: AgentTask) -> _TaskWorld:
@@ -572,13 +617,13 @@ class AgentTarget:
         state = directory / "orchestrator.db"
         orchestrator_listener, provider_listener = ServedInThread(), ServedInThread()
         store = SQLiteStore(state)
-        self._stack.callback(store.close)
+        orchestrator_side = self._closing(contextlib.closing(store))
         core = OrchestratorMock(
             OrchestratorSettings(
                 profile=self.profile, issuer=orchestrator_listener.origin, store=store
             )
         )
-        self._stack.enter_context(orchestrator_listener.serving(core.app))
+        orchestrator_side.enter_context(orchestrator_listener.serving(core.app))
         secret = "whsec_" + secrets.token_hex(16)
         provider = ProviderMock(
             ProviderSettings(
@@ -601,7 +646,7 @@ class AgentTarget:
             refuse_credentials=answers.refuses_credentials,
             relocate=answers.authorization_redirect if task.world in _worlds.FORGED else None,
         )
-        self._stack.enter_context(provider_listener.serving(capture))
+        self._closing(provider_listener.serving(capture))
         world = _TaskWorld(task, directory, state, provider, capture, answers)
         self._worlds[task.name] = world
         self._install_shims(world)
@@ -686,7 +731,7 @@ class AgentTarget:
         self._loop.call_soon_threadsafe(world.human.saw, text + "\n", stream)
 
     def _answer(self, world: _TaskWorld, argv: list[str]) -> tuple[int, str, str]:
-        started, clock = time.perf_counter(), time.monotonic()
+        started, clock = time.perf_counter(), world.clock.now()
         rest = self._prefix[1:]
         inner = argv[len(rest) :]
         if argv[: len(rest)] != rest:
@@ -730,7 +775,7 @@ class AgentTarget:
                     envelope if isinstance(envelope, dict) else {},
                     evidence,
                     clock,
-                    time.monotonic(),
+                    world.clock.now(),
                 )
             )
         return code, stdout, stderr
@@ -826,7 +871,8 @@ class AgentTarget:
         clients: list[httpx.Client] = []
 
         def client() -> httpx.Client:
-            clients.append(httpx.Client(timeout=self.config.timeout))
+            # The process's one TLS context: a fresh one per client reads the CA bundle.
+            clients.append(httpx.Client(timeout=self.config.timeout, verify=tls_context()))
             return clients[-1]
 
         def said(line: str) -> None:
@@ -841,6 +887,7 @@ class AgentTarget:
             http=client,
             paid_confirmed=task.paid_confirmed,
             category=task.category,
+            sleep=world.clock.sleep,
             launcher=launcher,
             workdir=world.directory / "work",
             resource=world.provider.base_url if task.oauth_resource else "",

@@ -4,13 +4,16 @@ timeout) with the orchestrator CLI stand-in first on PATH."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conformance.adapters.agent import AgentTargetConfig, tasks_for
+from conformance.adapters.agent import AgentTarget, AgentTargetConfig, TaskRun, tasks_for
 from conformance.engine import RunPlan, run_sync
 from conformance.results import RunResult, Status
 from spec.requirement import Role
@@ -166,3 +169,25 @@ def test_an_agent_written_in_shell_is_judged_like_any_other(tmp_path: Path) -> N
     assert found["AGT-CRD-002"] is Status.FAILED
     calls = [call for call in result.recorder.cli_calls if call.argv[:2] == ["stripe", "projects"]]
     assert len(calls) >= 2 * len(tasks_for("app-0.1d")) - 2
+
+
+def test_the_embedded_agent_skips_its_waits_yet_the_checks_see_them() -> None:
+    """The mock agent's pauses between status checks run on its task's clock, which skips
+    ahead: the run does not sit out the ~16 s the unbounded poller waits, and the calls'
+    stamps still show every pause (the pacing check reads them)."""
+
+    async def pending() -> TaskRun:
+        config = AgentTargetConfig(faults=("polls-pending-unbounded",))
+        target = AgentTarget(config)
+        async with target.running():
+            return await target.run_task(next(t for t in target.tasks if t.name == "pending"))
+
+    started = time.monotonic()
+    run = asyncio.run(pending())
+    elapsed = time.monotonic() - started
+    checks = run.calls_of("status")
+    gaps = [b.started - a.ended for a, b in itertools.pairwise(checks)]
+    assert len(checks) == 11
+    assert all(gap >= 1.0 for gap in gaps)
+    assert sum(gaps) > 15
+    assert elapsed < sum(gaps)
