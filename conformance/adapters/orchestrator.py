@@ -43,7 +43,6 @@ from conformance.adapters.orchestrator_cli import (
     envelope_of,
 )
 from conformance.adapters.orchestrator_control import (
-    WHAT_FOR,
     ChargeGate,
     EmbeddedControl,
     Kind,
@@ -53,9 +52,10 @@ from conformance.adapters.orchestrator_control import (
     TestControl,
     configured_control,
     embedded_paid_add,
+    unoffered_reason,
 )
 from conformance.checks import Check, CheckContext, Skipped
-from conformance.client import IdentityFactory
+from conformance.client import IdentityFactory, new_seed
 from conformance.harness import PROVIDER_SIDE, HarnessMonitor
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingTransport
 from mocks import SQLiteStore
@@ -116,8 +116,9 @@ class OrchestratorTargetConfig:
     """The older test clock: a command run with `{offset}` (seconds added to real time; 0
     restores it) and `{timestamp}` (the Unix time the clock should read now) replaced, a
     control that offers `set_clock` only."""
-    identity_seed: int | None = None
-    """Seed of the identities the suite signs in as (None: a fresh one, `identities.seed`)."""
+    identity_seed: int = field(default_factory=new_seed)
+    """Seed of the identities the suite signs in as (fresh unless given): recorded with the
+    run's settings, so the same users can be signed in again."""
     mock_options: tuple[str, ...] = ()
     """Extra `init` options for the embedded mock orchestrator: a variant that follows the
     profile another way (e.g. `--token-amount remaining`); ignored for a configured command."""
@@ -149,9 +150,7 @@ class OrchestratorTarget:
         `set_clock`)."""
         self.control: TestControl = NoControl()
         self.provider_clock = ProviderClock()
-        self.identities = IdentityFactory(
-            *(() if self.config.identity_seed is None else (self.config.identity_seed,))
-        )
+        self.identities = IdentityFactory(self.config.identity_seed)
         self.other_provider: ProviderMock | None = None
         self.outputs: dict[int, tuple[str, str]] = {}
         """Raw (stdout, stderr) of each CLI call, by the recorded call's id."""
@@ -273,11 +272,7 @@ class OrchestratorTarget:
 
     def unoffered(self, kind: Kind, needs: str = "") -> Skipped:
         """The skip of a probe that needs a control of `kind` the target does not offer."""
-        return Skipped(
-            f"not judged: the orchestrator offers the suite no test control for "
-            f"{WHAT_FOR[kind]} ({kind}){needs}; configure [orchestrator] control with a "
-            f"command or URL that takes it (docs/orchestrator-cli.md, Test controls)"
-        )
+        return Skipped(unoffered_reason(kind, needs))
 
     @property
     def clock_movable(self) -> bool:
@@ -296,15 +291,10 @@ class OrchestratorTarget:
             self.clock.offset = 0.0
             self.control.send(SetClock.at_offset(0.0))
 
-    @contextlib.contextmanager
-    def providers_on_its_clock(self) -> Iterator[None]:
+    def providers_on_its_clock(self) -> contextlib.AbstractContextManager[None]:
         """The suite's providers read the orchestrator's (moved) clock for the block, so a
         token minted at its time is checked at the same time."""
-        self.provider_clock.following = self.clock
-        try:
-            yield
-        finally:
-            self.provider_clock.following = None
+        return self.provider_clock.following_for_the_block(self.clock)
 
     async def paid_add_on_moved_clock(
         self, provider: str, service: str, name: str

@@ -24,12 +24,14 @@ own providers follow the orchestrator's moved clock while a probe lives at its t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -62,6 +64,7 @@ __all__ = [
     "TestControl",
     "configured_control",
     "embedded_paid_add",
+    "unoffered_reason",
 ]
 
 
@@ -365,6 +368,15 @@ class EmbeddedControl(TestControl):
         return "the embedded mock orchestrator's test control"
 
 
+def unoffered_reason(kind: Kind, needs: str = "") -> str:
+    """Why a probe that needs a control of `kind` is not judged, and what to configure."""
+    return (
+        f"not judged: the orchestrator offers the suite no test control for {WHAT_FOR[kind]} "
+        f"({kind}){needs}; configure [orchestrator] control with a command or URL that takes "
+        f"it (docs/orchestrator-cli.md, Test controls)"
+    )
+
+
 def configured_control(
     control: str | None, clock_command: str | None, recorder: Recorder, timeout: float
 ) -> TestControl:
@@ -385,6 +397,14 @@ class ProviderClock:
     def __init__(self) -> None:
         self.following: OffsetClock | None = None
         self._real = SystemClock()
+
+    @contextlib.contextmanager
+    def following_for_the_block(self, clock: OffsetClock | None) -> Iterator[None]:
+        self.following = clock
+        try:
+            yield
+        finally:
+            self.following = None
 
     def now(self) -> datetime:
         return (self.following or self._real).now()

@@ -10,6 +10,7 @@ from conformance.client._identity import (
     IdentityFactory,
     OrchestratorIdentity,
     User,
+    new_seed,
     stripe_account_id,
 )
 from conformance.client._signing import ATTESTATION_TYP, attestation, stripe_signature, stripe_v1
@@ -34,6 +35,7 @@ __all__ = [
     "IdentityFactory",
     "OrchestratorIdentity",
     "User",
+    "new_seed",
     "stripe_account_id",
     # wire primitives it signs with
     "ATTESTATION_TYP",

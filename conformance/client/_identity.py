@@ -28,6 +28,7 @@ __all__ = [
     "IdentityFactory",
     "OrchestratorIdentity",
     "User",
+    "new_seed",
     "stripe_account_id",
 ]
 
@@ -37,6 +38,11 @@ MAX_EMAIL = 48
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_\-]{1,255}")
 _ALPHANUMERIC = string.ascii_letters + string.digits
+
+
+def new_seed() -> int:
+    """A fresh seed for an `IdentityFactory`: what a run records so it can be reproduced."""
+    return secrets.randbelow(2**31)
 
 
 def stripe_account_id(source: random.Random | None = None) -> str:
@@ -95,7 +101,7 @@ class IdentityFactory:
     a run can be reproduced by giving it the seed its results recorded. The default seed is
     fresh on every run, so two runs against one staging system do not share an identity."""
 
-    seed: int = field(default_factory=lambda: secrets.randbelow(2**31))
+    seed: int = field(default_factory=new_seed)
     _faker: Faker = field(init=False, repr=False)
     _random: random.Random = field(init=False, repr=False)
     _count: int = field(init=False, default=0, repr=False)

@@ -16,6 +16,7 @@ from conformance.adapters.orchestrator import (
     OrchestratorTargetConfig,
     contract_issues,
 )
+from conformance.adapters.orchestrator_control import configured_control
 from conformance.checks import Skipped, all_checks
 from conformance.engine import RunPlan, run_sync
 from conformance.results import RunResult, Status
@@ -85,7 +86,9 @@ def _clock_config(log: Path) -> OrchestratorTargetConfig:
 def test_a_declared_test_clock_is_moved_for_a_probe_and_back(tmp_path: Path) -> None:
     log = tmp_path / "clock.log"
     target = OrchestratorTarget(_clock_config(log))
-    target.clock = OffsetClock()  # what running() sets up when clock_command is configured
+    # what running() sets up when clock_command is configured: a control offering set_clock
+    target.control = configured_control(None, target.config.clock_command, target.recorder, 30)
+    target.clock = OffsetClock()
     check = next(
         c for c in all_checks() if c.name == "cap.the_spend_resets_at_midnight_utc_on_the_first"
     )
@@ -107,7 +110,10 @@ def test_without_a_test_clock_the_month_boundary_is_not_judged_and_says_why() ->
         c for c in all_checks() if c.name == "cap.the_spend_resets_at_midnight_utc_on_the_first"
     )
     context = OrchestratorContext(target, check)
-    with pytest.raises(Skipped, match="clock_command"), context.shifted_clock(60):
+    with (
+        pytest.raises(Skipped, match=r"no test control for moving its clock \(set_clock\)"),
+        context.shifted_clock(60),
+    ):
         pass
 
 

@@ -19,6 +19,7 @@ from conformance.adapters.orchestrator import (
     OrchestratorTarget,
     OrchestratorTargetConfig,
 )
+from conformance.adapters.orchestrator_control import NoControl
 from conformance.checks import all_checks
 from conformance.cli import main
 from conformance.config import load_config
@@ -102,14 +103,15 @@ def test_the_cap_race_goes_on_with_smaller_amounts_when_refunds_do_not_restore_t
 
 def test_the_in_flight_probe_never_fails_a_correct_orchestrator_it_cannot_pause() -> None:
     async def scenario(target: OrchestratorTarget) -> list[Status]:
-        core, target.core = target.core, None  # as if the orchestrator were not the mock
+        # as if the orchestrator offered no control that holds a redemption in flight
+        control, target.control = target.control, NoControl()
         try:
             outcomes = [
                 await _run(target, "redemption_keys.a_key_still_in_flight_is_refused_with_409")
                 for _ in range(3)
             ]
         finally:
-            target.core = core
+            target.control = control
         return [o.statuses["ORC-RED-004"][0] for o in outcomes]
 
     statuses = _in_target(OrchestratorTargetConfig(profile="app-next"), scenario)

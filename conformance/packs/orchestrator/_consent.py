@@ -19,8 +19,11 @@ from conformance.adapters.orchestrator import (
 )
 from conformance.checks import Skipped
 from conformance.recorder import CliCall, Exchange
+from wire.urls import as_metadata_url
 
 __all__ = [
+    "authorization_server_comes_from_the_prm",
+    "metadata_comes_from_the_challenge_url",
     "DROP",
     "EXISTING_EMAIL",
     "LOOPBACK_HOSTS",
@@ -281,3 +284,53 @@ def resource_variants(base: str) -> list[tuple[str, str]]:
         (urlunsplit(parts._replace(path=parts.path.upper())), "the letter case of the path"),
         (urlunsplit(parts._replace(scheme=parts.scheme.upper())), "the letter case of the scheme"),
     ]
+
+
+# --- parts of ORC-CNS-001 and -010 (consent.py) ----------------------------------------------
+
+
+async def metadata_comes_from_the_challenge_url(ctx: OrchestratorContext) -> None:
+    """ORC-CNS-001 where the challenge names a URL other than the well-known one: an
+    orchestrator that builds the RFC 9728 well-known URL itself is caught only here."""
+    provider = ctx.provider
+    prm = await document_at(ctx, provider.prm_url)
+    named = provider.base_url + "metadata/resource.json"
+    call, _, mark = await probe(
+        ctx,
+        ("/provisioning/account_requests", challenge_naming(named)),
+        (urlsplit(named).path, serve_json(prm)),
+    )
+    elsewhere = [
+        r.path
+        for r in ctx.received(mark)
+        if r.method == "GET" and r.path.startswith("/.well-known/oauth-protected-resource")
+    ]
+    ctx.require(
+        "ORC-CNS-001",
+        bool(gets(ctx, mark, urlsplit(named).path)) and not elsewhere,
+        f"with resource_metadata={named!r} in the challenge the orchestrator must fetch that "
+        f"URL and no other PRM; it also fetched {elsewhere}",
+        call,
+    )
+
+
+async def authorization_server_comes_from_the_prm(ctx: OrchestratorContext) -> None:
+    """ORC-CNS-010 with a PRM naming a second authorization server: an orchestrator that
+    assumes the authorization server sits at the resource is caught only here."""
+    provider = ctx.provider
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(provider.base_url))
+    issuer = origin + "/authorization/second"
+    metadata = await document_at(ctx, provider.as_metadata_url)
+    metadata_url = as_metadata_url(issuer)
+    call, _, mark = await probe(
+        ctx,
+        (urlsplit(provider.prm_url).path, rewrite_json({"authorization_servers": [issuer]})),
+        (urlsplit(metadata_url).path, serve_json({**metadata, "issuer": issuer})),
+    )
+    ctx.require(
+        "ORC-CNS-010",
+        bool(gets(ctx, mark, urlsplit(metadata_url).path)),
+        f"with authorization_servers [{issuer!r}] in the PRM the orchestrator must fetch "
+        f"{metadata_url}",
+        call,
+    )

@@ -29,6 +29,7 @@ from conformance.packs.orchestrator._consent import (
     Refusing,
     as_a_known_email,
     ask_for_consent,
+    authorization_server_comes_from_the_prm,
     challenge_naming,
     consent_to_the_redirect,
     consent_url,
@@ -37,6 +38,7 @@ from conformance.packs.orchestrator._consent import (
     gets,
     handed_over,
     is_loopback_or_https,
+    metadata_comes_from_the_challenge_url,
     probe,
     query_of,
     redirect_to,
@@ -48,7 +50,6 @@ from conformance.packs.orchestrator._consent import (
     with_query,
 )
 from wire.pkce import s256
-from wire.urls import as_metadata_url
 
 
 @check("ORC-CNS-001", "ORC-CNS-005", "ORC-CNS-010", "ORC-CNS-015")
@@ -105,55 +106,8 @@ async def consent_path_is_discovered_and_handed_to_the_human(ctx: OrchestratorCo
         )
     else:
         ctx.cannot_judge("ORC-CNS-015", "the orchestrator handed over no authorization URL")
-    await _metadata_comes_from_the_challenge_url(ctx)
-    await _authorization_server_comes_from_the_prm(ctx)
-
-
-async def _metadata_comes_from_the_challenge_url(ctx: OrchestratorContext) -> None:
-    """ORC-CNS-001 where the challenge names a URL other than the well-known one: an
-    orchestrator that builds the RFC 9728 well-known URL itself is caught only here."""
-    provider = ctx.provider
-    prm = await document_at(ctx, provider.prm_url)
-    named = provider.base_url + "metadata/resource.json"
-    call, _, mark = await probe(
-        ctx,
-        ("/provisioning/account_requests", challenge_naming(named)),
-        (urlsplit(named).path, serve_json(prm)),
-    )
-    elsewhere = [
-        r.path
-        for r in ctx.received(mark)
-        if r.method == "GET" and r.path.startswith("/.well-known/oauth-protected-resource")
-    ]
-    ctx.require(
-        "ORC-CNS-001",
-        bool(gets(ctx, mark, urlsplit(named).path)) and not elsewhere,
-        f"with resource_metadata={named!r} in the challenge the orchestrator must fetch that "
-        f"URL and no other PRM; it also fetched {elsewhere}",
-        call,
-    )
-
-
-async def _authorization_server_comes_from_the_prm(ctx: OrchestratorContext) -> None:
-    """ORC-CNS-010 with a PRM naming a second authorization server: an orchestrator that
-    assumes the authorization server sits at the resource is caught only here."""
-    provider = ctx.provider
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(provider.base_url))
-    issuer = origin + "/authorization/second"
-    metadata = await document_at(ctx, provider.as_metadata_url)
-    metadata_url = as_metadata_url(issuer)
-    call, _, mark = await probe(
-        ctx,
-        (urlsplit(provider.prm_url).path, rewrite_json({"authorization_servers": [issuer]})),
-        (urlsplit(metadata_url).path, serve_json({**metadata, "issuer": issuer})),
-    )
-    ctx.require(
-        "ORC-CNS-010",
-        bool(gets(ctx, mark, urlsplit(metadata_url).path)),
-        f"with authorization_servers [{issuer!r}] in the PRM the orchestrator must fetch "
-        f"{metadata_url}",
-        call,
-    )
+    await metadata_comes_from_the_challenge_url(ctx)
+    await authorization_server_comes_from_the_prm(ctx)
 
 
 @check("ORC-CNS-006", "ORC-CNS-016")
