@@ -101,9 +101,12 @@ def load_path(
 
 def _decode(data: bytes | bytearray | str, max_bytes: int) -> str:
     if isinstance(data, str):
-        size = len(data.encode("utf-8", "surrogatepass"))
-        if size > max_bytes:
-            raise StrictJSONError("too_large", f"document is {size} bytes; limit {max_bytes}")
+        # A code point is at most 4 bytes of UTF-8: only a text that long can be too large,
+        # so the usual small document is not encoded just to be measured.
+        if len(data) * 4 > max_bytes:
+            size = len(data.encode("utf-8", "surrogatepass"))
+            if size > max_bytes:
+                raise StrictJSONError("too_large", f"document is {size} bytes; limit {max_bytes}")
         if data.startswith("\ufeff"):
             raise StrictJSONError("bom", "document starts with a byte-order mark (RFC 8259 §8.1)")
         return data

@@ -41,6 +41,14 @@ def test_refuses_documents_over_the_size_limit_before_parsing() -> None:
     assert caught.value.reason == "too_large"
 
 
+def test_a_text_is_measured_in_utf8_bytes_not_code_points() -> None:
+    document = '"' + "\U0001f600" * 3 + '"'  # 5 code points, 14 bytes
+    assert loads(document, max_bytes=14) == "\U0001f600" * 3
+    with pytest.raises(StrictJSONError) as caught:
+        loads(document, max_bytes=13)
+    assert caught.value.reason == "too_large"
+
+
 def test_depth_limit_is_configurable_and_exact() -> None:
     nested = loads("[" * 10 + "]" * 10, max_depth=10)
     for _ in range(9):
