@@ -37,6 +37,7 @@ __all__ = [
     "SelftestResult",
     "count_signatures",
     "judge_run",
+    "startable",
     "run_selftest",
 ]
 
@@ -396,6 +397,24 @@ def run_selftest(
     )
 
 
+def startable(
+    waiting: Sequence[int], shares: Sequence[float], busy: float, going: int, jobs: int
+) -> list[int]:
+    """Which waiting runs (in the order given, longest first) start now: while their shares
+    of a core fit in `jobs` beside the `busy` ones of the `going` runs, a run that does not
+    fit letting a smaller one behind it go; at most twice `jobs` at once; one at least when
+    none is going."""
+    chosen: list[int] = []
+    for index in waiting:
+        if going + len(chosen) >= 2 * jobs:
+            break
+        if (going or chosen) and busy + shares[index] > jobs + 1e-9:
+            continue
+        chosen.append(index)
+        busy += shares[index]
+    return chosen
+
+
 def _pooled(
     runs: Sequence[Job],
     order: Sequence[int],
@@ -416,11 +435,7 @@ def _pooled(
         initializer=_warm_worker,
     ) as pool:
         while waiting or going:
-            for index in list(waiting):
-                if len(going) >= 2 * jobs:
-                    break
-                if going and busy + shares[index] > jobs + 1e-9:
-                    continue
+            for index in startable(waiting, shares, busy, len(going), jobs):
                 waiting.remove(index)
                 going[pool.submit(_run_job, runs[index])] = index
                 busy += shares[index]

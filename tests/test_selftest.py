@@ -15,6 +15,7 @@ from conformance.selftest import (
     _Estimate,
     count_signatures,
     run_selftest,
+    startable,
 )
 from spec.requirement import Role
 
@@ -101,3 +102,18 @@ def test_the_command_prints_progress_then_the_whole_matrix_in_order(
     assert f"reference mock resource-server ({PROFILE}): clean" in out
     assert "detection rate 100%" in out
     assert "false positives 0" in out
+
+
+def test_runs_start_while_their_shares_of_the_cores_fit() -> None:
+    shares = [0.9, 0.9, 0.6, 0.6, 0.6]
+    # Two cores: the two long runs first; no third fits beside them.
+    assert startable(range(5), shares, busy=0.0, going=0, jobs=2) == [0, 1]
+    # One long run going: the next long one and nothing more (0.9 + 0.9 + 0.6 > 2).
+    assert startable([1, 2, 3, 4], shares, busy=0.9, going=1, jobs=2) == [1]
+    # Runs that mostly wait overlap: three at 0.6 share two cores.
+    assert startable([2, 3, 4], shares, busy=0.0, going=0, jobs=2) == [2, 3, 4]
+    # A long run that does not fit lets a smaller one behind it go.
+    assert startable([0, 2], shares, busy=1.2, going=2, jobs=2) == [2]
+    # Never more than twice the cores at once; one at least when nothing is going.
+    assert startable(range(6), [0.1] * 6, busy=0.0, going=0, jobs=2) == [0, 1, 2, 3]
+    assert startable([0], [1.5], busy=0.0, going=0, jobs=1) == [0]
