@@ -210,8 +210,8 @@ DEFAULT_COST_S = 1.5
 CPU_SHARE: dict[tuple[str, str], float] = {
     ("orchestrator", "app-next"): 0.85,
     ("orchestrator", "app-0.1d"): 0.65,
-    ("agent", "app-next"): 0.7,
-    ("agent", "app-0.1d"): 0.7,
+    ("agent", "app-next"): 0.6,
+    ("agent", "app-0.1d"): 0.6,
     ("provider", "app-next"): 0.85,
     ("provider", "app-0.1d"): 0.85,
 }
