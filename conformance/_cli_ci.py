@@ -6,17 +6,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conformance.baseline import apply_baseline, load_baseline, render_baseline
+from conformance import verdict
+from conformance._render import clip
+from conformance.baseline import render_baseline
 from conformance.config import load_config
-from conformance.engine import run_sync
-from conformance.replay import load_cassette, replay, write_cassette
-from conformance.report._provenance import (
+from conformance.engine import RunPlan, run_sync
+from conformance.events import Event, RunFinished
+from conformance.plan import RunOptions, build_plan, refuse_live
+from conformance.provenance import (
     mask_command,
     mask_settings,
     profile_digest,
@@ -24,23 +25,13 @@ from conformance.report._provenance import (
     secret_values,
     verify,
 )
+from conformance.replay import load_cassette, replay, write_cassette
 from conformance.report._summary import render_summary
 from conformance.results import EXIT_ERROR, RunResult, Status
-from conformance.safety import check_not_live, live_reasons
 from spec.requirement import Role
 from wire.errors import ProvspecError, UsageError
 
-__all__ = ["add_ci_parsers", "after_run", "before_run", "today_utc"]
-
-Today = Callable[[], dt.date]
-
-
-def today_utc() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
-today: Today = today_utc
-"""The day baselines are judged on; tests replace it (never the real date in a test)."""
+__all__ = ["CassetteFile", "add_ci_parsers", "before_run", "print_ci_summary", "record_provenance"]
 
 
 def add_ci_parsers(commands: Any) -> None:
@@ -131,55 +122,36 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     )
 
 
-def before_run(args: argparse.Namespace, plan: Any) -> None:
+def before_run(args: Any, plan: RunPlan) -> None:
     """Refuse a live-looking target; check the options before anything starts."""
-    if getattr(args, "rerun_failures", 0) < 0:
+    options = RunOptions.read(args)
+    if options.rerun_failures < 0:
         raise UsageError("--rerun-failures wants a whole number of at least 0")
-    plan.rerun_failures = int(getattr(args, "rerun_failures", 0) or 0)
-    if getattr(args, "baseline", None) is not None:
-        load_baseline(args.baseline)  # a bad file is refused before the run, not after
-    urls: list[str | None] = []
-    values: dict[str, str | None] = {}
-    environment: dict[str, str] = {}
-    if plan.role is Role.PROVIDER:
-        urls.append(plan.provider.base_url)
-        values["the HMAC secret"] = plan.provider.hmac_secret
-    # Resource-server mode only reads public metadata and probes without a token: it creates
-    # nothing and spends nothing, so a production host (say, a public RFC 9728 server) is fine.
-    elif plan.role is Role.ORCHESTRATOR:
-        urls.append(plan.orchestrator.issuer)
-        values["the orchestrator command"] = plan.orchestrator.command
-        if plan.orchestrator.command:
-            environment = dict(os.environ)
-    elif plan.role is Role.AGENT:
-        values["the agent command"] = plan.agent.command
-    values["--target"] = getattr(args, "target", None)
-    check_not_live(
-        live_reasons(urls, values, environment), bool(getattr(args, "i_know_this_is_live", False))
-    )
+    plan.rerun_failures = options.rerun_failures
+    refuse_live(plan, options)
 
 
-def after_run(args: argparse.Namespace, plan: Any, result: RunResult, report_dir: Path) -> Path:
-    """Apply the baseline to the result, record its provenance; write the cassette.
-    Returns the cassette's path."""
-    record_provenance(args, plan, result)
-    if getattr(args, "baseline", None) is not None:
-        apply_baseline(result, load_baseline(args.baseline), today())
-    settings: dict[str, Any] = {}
-    if plan.role is Role.PROVIDER:
-        config = plan.provider
-        settings = {
-            "base_url": config.base_url,
-            "existing_email": config.existing_email,
-            "scripted_consent": config.base_url is None
-            if config.scripted_consent is None
-            else bool(config.scripted_consent),
-            "fuzz_examples": config.fuzz_examples,
-            "fuzz_seed": config.fuzz_seed,
-        }
-    path = report_dir / "cassette.json"
-    write_cassette(result, path, settings)
-    return path
+class CassetteFile:
+    """Writes the run's cassette (`provspec replay` re-runs a check from it) when it ends."""
+
+    def __init__(self, plan: RunPlan, path: Path) -> None:
+        self.path = path
+        self._settings: dict[str, Any] = {}
+        if plan.role is Role.PROVIDER:
+            config = plan.provider
+            self._settings = {
+                "base_url": config.base_url,
+                "existing_email": config.existing_email,
+                "scripted_consent": config.base_url is None
+                if config.scripted_consent is None
+                else bool(config.scripted_consent),
+                "fuzz_examples": config.fuzz_examples,
+                "fuzz_seed": config.fuzz_seed,
+            }
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunFinished):
+            write_cassette(event.result, self.path, self._settings)
 
 
 def print_ci_summary(result: RunResult) -> None:
@@ -212,13 +184,13 @@ def _baseline_write(args: argparse.Namespace) -> int:
     if args.from_results is not None:
         results = _read_results(args.from_results)
     else:
-        from conformance._cli_run import _plan
-
-        plan, _ = _plan(args)
-        before_run(args, plan)
+        options = RunOptions.read(args)
+        plan = build_plan(load_config(options.config), options)
+        plan.baseline = None  # the run's failures as they are, none excused
+        refuse_live(plan, options)
         print(f"provspec baseline write: running {plan.role.value} · {plan.profile}", flush=True)
         results = run_sync(plan).as_json()
-    text = render_baseline(results, args.reason, expires, today())
+    text = render_baseline(results, args.reason, expires, verdict.today())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     count = text.count("[[known]]")
@@ -246,8 +218,6 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"replayed {args.requirement} offline from {args.cassette}")
     print(f"  verdict:  {finding.status.value}" + (f" ({blame})" if blame else ""))
     if finding.message:
-        from conformance._cli_run import clip
-
         print(f"  why:      {clip(finding.message, 500)}")
     print(f"  recorded: {recorded.get('status')}")
     same = recorded.get("status") == finding.status.value
@@ -304,8 +274,9 @@ def _verify(path: Path) -> int:
     return 0
 
 
-def record_provenance(args: argparse.Namespace, plan: Any, result: RunResult) -> None:
-    """The command line and the configuration into the result, secrets masked."""
+def record_provenance(args: argparse.Namespace, plan: RunPlan) -> None:
+    """The command line and the configuration into the plan (its result carries them),
+    secrets masked."""
     role_settings = {
         Role.PROVIDER: plan.provider,
         Role.ORCHESTRATOR: plan.orchestrator,
@@ -315,14 +286,14 @@ def record_provenance(args: argparse.Namespace, plan: Any, result: RunResult) ->
     secrets = secret_values(role_settings)
     argv = getattr(args, "argv", None)
     if argv is not None:
-        result.command = ["provspec", *mask_command(argv, secrets)]
+        plan.command = ["provspec", *mask_command(argv, secrets)]
     options = {
         name: value
         for name, value in vars(args).items()
         if name not in ("handler", "argv") and value not in (None, [], False)
     }
     config_path = getattr(args, "config", None)
-    result.config = {
+    plan.recorded_config = {
         "file": str(config_path) if config_path is not None else None,
         "values": mask_settings(load_config(config_path).values, secrets),
         "options": mask_settings(options, secrets),

@@ -1,29 +1,35 @@
 """The engine inside pytest: with --provspec-role, pytest collects the registry's checks.
 
-Each check becomes one test item; all items share one target (entered once per session on a
-private event loop) and run through `engine.run_check`, the function `provspec run` uses, so
-both give the same verdicts. A failed MUST fails the item with the requirement, the message
-and the evidence; a failed SHOULD is a warning (a failure under --provspec-strict); a
-skipped or not-applicable check is a pytest skip that says why.
+Each check becomes one test item; all items share one engine run (`EngineRun`, the one
+`provspec run` makes, its target entered once per session on a private event loop), built
+from the same plan (`conformance.plan`), so both give the same verdicts. A failed MUST fails
+the item with the requirement, the message and the evidence; a failed SHOULD is a warning (a
+failure under --provspec-strict); a skipped or not-applicable check is a pytest skip that
+says why. A failure the baseline knows is an xfail (`verdict.known_failures`); the
+baseline's stale and expired entries are judged per requirement by one last item, once every
+check has run, as `provspec run` judges them; the terminal summary ends with the run's
+verdict, as `provspec run` words it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import warnings
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conformance.checks import Check, checks_for
-from conformance.engine import Target, make_context, make_target, run_check
+from conformance import verdict
+from conformance.checks import Check
+from conformance.config import load_config
+from conformance.engine import EngineRun, Target
+from conformance.errors import PreflightError
+from conformance.plan import RunOptions, build_plan, refuse_live
 from conformance.recorder import CliCall, Exchange
-from conformance.results import Status
-from spec.requirement import Step
+from conformance.results import RunResult, Status
 
-__all__ = ["ProvspecItem", "ProvspecSession", "add_options", "collect"]
+__all__ = ["ProvspecBaselineItem", "ProvspecItem", "ProvspecSession", "add_options", "collect"]
 
 
 class ProvspecWarning(UserWarning):
@@ -69,66 +75,87 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 class ProvspecSession:
-    def __init__(self, config: pytest.Config) -> None:
-        from conformance._cli_ci import before_run
-        from conformance._cli_run import _plan
-        from conformance.baseline import Baseline, load_baseline
+    """The run behind a pytest session: one engine run, its target entered on the first
+    test, each test one of its checks, its result taken when the last test has run."""
 
-        arguments = _Args(config)
-        self.plan, _ = _plan(arguments)  # type: ignore[arg-type]
-        before_run(arguments, self.plan)  # type: ignore[arg-type]
-        self.baseline: Baseline | None = (
-            load_baseline(arguments.baseline) if arguments.baseline is not None else None
-        )
+    def __init__(self, config: pytest.Config) -> None:
+        options = _options(config)
+        self.plan = build_plan(load_config(options.config), options)
+        refuse_live(self.plan, options)
         self.loop = asyncio.new_event_loop()
-        self.target, _ = make_target(self.plan)
-        self._running: AbstractAsyncContextManager[Any] | None = None
+        self.engine = EngineRun(self.plan)
+        self._judging: dict[str, list[str]] = {}
+        for item in self.engine.checks:
+            for requirement_id in item.requirements:
+                self._judging.setdefault(requirement_id, []).append(item.name)
+        self._state = "new"
+        self._result: RunResult | None = None
 
     def ensure_started(self) -> Target:
-        if self._running is None:
-            from conformance.preflight import PreflightError, preflight
-
-            self._running = self.target.running()
-            self.loop.run_until_complete(self._running.__aenter__())
+        if self._state == "new":
+            self._state = "failed"
             try:
-                self.loop.run_until_complete(preflight(self.target, self.plan))
+                self.loop.run_until_complete(self.engine.__aenter__())
             except PreflightError as error:
                 # One message naming the root cause, as `provspec run` gives, not a failure
                 # per check for the same reason.
                 pytest.exit(f"provspec: {error}", returncode=error.exit_code)
-        return self.target
+            self._state = "running"
+        return self.engine.target
+
+    def run(self, check: Check) -> verdict.CheckOutcome:
+        self.ensure_started()
+        return self.loop.run_until_complete(self.engine.check(check))
+
+    def checks_of(self, requirement_id: str) -> list[str]:
+        """The session's checks that judge `requirement_id` (a baseline scenario names one)."""
+        return self._judging.get(requirement_id, [])
+
+    def known_failures(self, outcome: verdict.CheckOutcome) -> dict[str, str]:
+        """The failures of one test the baseline knows, by the rule `provspec run` applies."""
+        if self.plan.baseline is None:
+            return {}
+        return verdict.known_failures(
+            self.plan.baseline, outcome, self.checks_of, self.plan.profile, verdict.today()
+        )
+
+    def result(self) -> RunResult | None:
+        """The run's result so far (None before the first test), as `provspec run` gives it."""
+        if self._state != "running":
+            return None
+        return self.engine.result()
+
+    def finish(self) -> RunResult | None:
+        """The result once every test has run, told to the engine's listeners once."""
+        if self._result is None and self._state == "running":
+            self._result = self.engine.finish()
+        return self._result
 
     def close(self) -> None:
-        if self._running is not None:
-            self.loop.run_until_complete(self._running.__aexit__(None, None, None))
+        if self._state == "running":
+            self.loop.run_until_complete(self.engine.__aexit__(None, None, None))
         self.loop.close()
 
 
-class _Args:
-    """The CLI's argument names, read from pytest options (one set of rules for both)."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        option = config.getoption
-        self.role = option("provspec_role")
-        self.target = option("provspec_target")
-        self.profile = option("provspec_profile")
-        path = option("provspec_config")
-        self.config = Path(path) if path else None
-        self.steps = option("provspec_steps")
-        self.strict = True if option("provspec_strict") else None
-        self.hmac_secret = option("provspec_hmac_secret")
-        self.orchestrator_cli = option("provspec_orchestrator_cli")
-        self.agent_cmd = option("provspec_agent_cmd")
-        self.fuzz_examples = option("provspec_fuzz_examples")
-        self.fuzz_seed = None
-        self.existing_email = None
-        self.orchestrator_port = None
-        self.fault: list[str] = []
-        self.report_dir = None
-        baseline = option("provspec_baseline")
-        self.baseline = Path(baseline) if baseline else None
-        self.i_know_this_is_live = bool(option("provspec_i_know_this_is_live"))
-        self.rerun_failures = 0
+def _options(config: pytest.Config) -> RunOptions:
+    """`provspec run`'s options, read from pytest's (one set of rules for both)."""
+    option = config.getoption
+    path = option("provspec_config")
+    baseline = option("provspec_baseline")
+    return RunOptions(
+        role=option("provspec_role"),
+        target=option("provspec_target"),
+        profile=option("provspec_profile"),
+        config=Path(path) if path else None,
+        steps=option("provspec_steps"),
+        strict=True if option("provspec_strict") else None,
+        hmac_secret=option("provspec_hmac_secret"),
+        orchestrator_cli=option("provspec_orchestrator_cli"),
+        agent_cmd=option("provspec_agent_cmd"),
+        fuzz_examples=option("provspec_fuzz_examples"),
+        baseline=Path(baseline) if baseline else None,
+        i_know_this_is_live=bool(option("provspec_i_know_this_is_live")),
+    )
 
 
 class ProvspecItem(pytest.Item):
@@ -139,17 +166,16 @@ class ProvspecItem(pytest.Item):
 
     def runtest(self) -> None:
         session: ProvspecSession = self.config.stash[SESSION]
-        target = session.ensure_started()
-        outcome = session.loop.run_until_complete(
-            run_check(self.check, make_context(target, self.check), session.plan.check_timeout)
-        )
+        outcome = session.run(self.check)
+        target = session.engine.target
         recorded: list[Exchange | CliCall] = [
             *target.recorder.exchanges,
             *target.recorder.cli_calls,
         ]
         exchanges = {item.id: item for item in recorded}
         _allure_labels(self.check, outcome.statuses)
-        known, failures = self._baseline(session, outcome.statuses)
+        known = session.known_failures(outcome)
+        failures: list[str] = []
         skips: list[str] = []
         for requirement_id, (status, message, evidence) in outcome.statuses.items():
             shown = "\n".join(
@@ -174,37 +200,6 @@ class ProvspecItem(pytest.Item):
         if skips and len(skips) == len(outcome.statuses):
             pytest.skip("; ".join(skips))
 
-    def _baseline(
-        self, session: ProvspecSession, statuses: dict[str, tuple[Status, str, list[int]]]
-    ) -> tuple[dict[str, str], list[str]]:
-        """The baseline's word on this check: known failures (id -> reason), and stale or
-        expired entries, which fail the test."""
-        from conformance import _cli_ci
-
-        known: dict[str, str] = {}
-        problems: list[str] = []
-        if session.baseline is None:
-            return known, problems
-        today = _cli_ci.today()
-        for entry in session.baseline.entries:
-            if entry.id not in statuses or entry.profile not in (None, session.plan.profile):
-                continue
-            if entry.scenario is not None and entry.scenario != self.check.name:
-                continue
-            status = statuses[entry.id][0]
-            if entry.expires is not None and entry.expires < today:
-                problems.append(
-                    f"expired baseline entry {entry.describe()}: it expired on "
-                    f"{entry.expires.isoformat()} ({entry.reason})"
-                )
-            elif status in (Status.FAILED, Status.WARNING, Status.FLAKY):
-                known[entry.id] = entry.reason
-            elif status is Status.PASSED:
-                problems.append(
-                    f"stale baseline entry {entry.describe()}: it passes now; delete the entry"
-                )
-        return known, problems
-
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ProvspecFailure):
             return str(excinfo.value)
@@ -222,6 +217,25 @@ class ProvspecFailure(AssertionError):
     pass
 
 
+class ProvspecBaselineItem(pytest.Item):
+    """The baseline's stale and expired entries, judged per requirement once every check
+    has run (a check alone cannot tell: another one may fail what the entry lists)."""
+
+    def runtest(self) -> None:
+        session: ProvspecSession = self.config.stash[SESSION]
+        result = session.result()
+        if result is not None and result.baseline_problems:
+            raise ProvspecFailure("\n".join(result.baseline_problems))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ProvspecFailure):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return ("provspec/baseline", None, "the baseline's stale and expired entries")
+
+
 SESSION = pytest.StashKey[ProvspecSession]()
 
 
@@ -229,17 +243,22 @@ def collect(session: pytest.Session) -> list[pytest.Item]:
     state = ProvspecSession(session.config)
     session.config.stash[SESSION] = state
     plan = state.plan
-    steps = plan.steps
-    items: list[pytest.Item] = []
-    for item in sorted(
-        checks_for(plan.role, plan.profile, steps), key=lambda c: (list(Step).index(c.step), c.name)
-    ):
-        items.append(
-            ProvspecItem.from_parent(
-                session, name=f"{plan.profile}::{item.step.value}::{item.name}", check=item
-            )
+    items: list[pytest.Item] = [
+        ProvspecItem.from_parent(
+            session, name=f"{plan.profile}::{item.step.value}::{item.name}", check=item
         )
+        for item in state.engine.checks
+    ]
+    if plan.baseline is not None:
+        items.append(ProvspecBaselineItem.from_parent(session, name=f"{plan.profile}::baseline"))
     return items
+
+
+def last_the_baseline(items: list[pytest.Item]) -> None:
+    """Move the baseline's test after every check's, whatever reordered them (e.g.
+    pytest-randomly): it judges what they found."""
+    baseline: list[pytest.Item] = [i for i in items if isinstance(i, ProvspecBaselineItem)]
+    items[:] = [item for item in items if not isinstance(item, ProvspecBaselineItem)] + baseline
 
 
 def _allure_labels(check: Check, statuses: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from conformance.checks import all_checks
 from mocks.faults import catalogue
 from spec.requirement import Level, Requirement, Role, Step
 
-__all__ = ["requirements_json", "requirements_markdown", "requirements_table"]
+__all__ = ["clip", "requirements_json", "requirements_markdown", "requirements_table"]
 
 
 def requirements_json(requirements: Sequence[Requirement], filters: dict[str, str]) -> str:
@@ -111,3 +111,14 @@ def _names(names: Sequence[str]) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def clip(text: str, width: int) -> str:
+    """`text` cut to at most `width` characters at a word boundary, with … when cut."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    if space > 0:  # one word longer than the width (a URL) is the only thing ever split
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"

@@ -13,8 +13,9 @@ an expiry date:
 
 A listed failure is reported as `known` and does not fail the run. A listed requirement that
 now passes fails the run as a stale entry (delete it: the file shrinks as bugs are fixed). An
-entry past its expiry date fails the run whatever the requirement does. Dates are compared
-with the day the caller passes in (the CLI: today, UTC), never read inside.
+entry past its expiry date fails the run whatever the requirement does. This module reads
+and writes the file; `conformance.verdict` applies it (the same rule for every front end),
+on the day `verdict.today()` gives.
 """
 
 from __future__ import annotations
@@ -26,15 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.results import Finding, RunResult, Status
 from spec.registry import default_registry
 from wire.errors import UsageError
 
-__all__ = ["Baseline", "BaselineEntry", "apply_baseline", "load_baseline", "render_baseline"]
+__all__ = ["Baseline", "BaselineEntry", "load_baseline", "parse_baseline", "render_baseline"]
 
 DEFAULT_FILE = Path("provspec-baseline.toml")
 _FIELDS = {"id", "profile", "scenario", "reason", "expires"}
-_BASELINED = (Status.FAILED, Status.WARNING, Status.FLAKY)
 
 
 @dataclass(frozen=True)
@@ -44,13 +43,6 @@ class BaselineEntry:
     profile: str | None = None
     scenario: str | None = None
     expires: dt.date | None = None
-
-    def matches(self, finding: Finding, profile: str) -> bool:
-        return (
-            finding.requirement.id == self.id
-            and (self.profile is None or self.profile == profile)
-            and (self.scenario is None or self.scenario in finding.checks)
-        )
 
     def describe(self) -> str:
         scope = [f"profile {self.profile}"] if self.profile else []
@@ -125,35 +117,6 @@ def parse_baseline(raw: dict[str, Any], where: str, path: Path | None = None) ->
     if problems:
         raise UsageError(f"baseline {where}: " + "; ".join(problems))
     return Baseline(tuple(entries), path)
-
-
-def apply_baseline(result: RunResult, baseline: Baseline, today: dt.date) -> None:
-    """Mark listed failures known, and record stale and expired entries (each fails the run)."""
-    profile = result.profile
-    ours = {finding.requirement.id: finding for finding in result.findings}
-    for entry in baseline.entries:
-        finding = ours.get(entry.id)
-        if finding is None or (entry.profile is not None and entry.profile != profile):
-            continue  # another role's or profile's entry, or a step this run left out
-        if entry.expires is not None and entry.expires < today:
-            finding.baseline = "expired"
-            result.baseline_problems.append(
-                f"expired baseline entry {entry.describe()}: it expired on "
-                f"{entry.expires.isoformat()} ({entry.reason}); fix the failure or renew the entry"
-            )
-            continue
-        if not entry.matches(finding, profile):
-            continue
-        if finding.status in _BASELINED:
-            finding.message = f"known failure ({entry.reason}): {finding.message}"
-            finding.status = Status.KNOWN
-            finding.baseline = "known"
-        elif finding.status is Status.PASSED:
-            finding.baseline = "stale"
-            result.baseline_problems.append(
-                f"stale baseline entry {entry.describe()}: the requirement now passes; "
-                "delete the entry"
-            )
 
 
 def failing(findings: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

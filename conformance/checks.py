@@ -4,7 +4,8 @@ As in the OpenID conformance suite, a check is a single-purpose condition tied t
 it enforces; here, to requirement IDs of the registry. A check drives the target through its
 context (`ctx`), then calls `ctx.require(ID, condition, message, *evidence)` for every rule it
 judges. Registration validates the IDs against the registry at import time, so a check can
-never name a requirement that does not exist.
+never name a requirement that does not exist. The packs register their checks when imported;
+`conformance.suite` imports them all (this module knows none: the packs import it).
 
 A requirement passes only when its check judged it: called `ctx.require` on it (or
 `ctx.judged`, for a prohibition nothing in the run broke). One the check ended without
@@ -132,7 +133,12 @@ def check(
 
 
 def all_checks() -> list[Check]:
-    _load_packs()
+    """The checks registered so far: those of the packs imported (`conformance.suite`
+    imports them all)."""
+    if not _CHECKS:
+        raise RuntimeError(
+            "no check is registered: import conformance.suite (it loads every pack) first"
+        )
     return list(_CHECKS.values())
 
 
@@ -145,14 +151,6 @@ def checks_for(role: Role, profile: str, steps: Iterable[Step] | None = None) ->
         for item in all_checks()
         if item.role is role and family in item.profiles and (wanted is None or item.step in wanted)
     ]
-
-
-def _load_packs() -> None:
-    # Importing a pack registers its checks.
-    import conformance.packs.agent
-    import conformance.packs.orchestrator
-    import conformance.packs.provider
-    import conformance.packs.resource_server  # noqa: F401
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from conformance._config_resource_server import problems as resource_server_problems
 from conformance.client import OrchestratorIdentity
 from conformance.consent import CONSENT_MODES, ConsentOptions, parse_steps
 from conformance.credentials import parse_probes
@@ -464,8 +465,6 @@ def load_config(path: Path | None) -> RunConfig:
         for key, value in capabilities.items():
             if not isinstance(value, bool):
                 problems.append(f"capabilities.{key} must be true or false")
-    from conformance._cli_resource_server import problems as resource_server_problems
-
     problems += resource_server_problems(raw.get("resource_server"))
     if problems:
         raise UsageError(

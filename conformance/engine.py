@@ -30,9 +30,11 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
+from conformance import events, verdict
 from conformance.adapters.agent import AgentContext, AgentTarget, AgentTargetConfig
 from conformance.adapters.orchestrator import (
     OrchestratorContext,
@@ -45,25 +47,31 @@ from conformance.adapters.resource_server import (
     ResourceServerTarget,
     ResourceServerTargetConfig,
 )
-from conformance.checks import (
-    Check,
-    CheckContext,
-    NotApplicable,
-    Skipped,
-    Unexpected,
-    checks_for,
-)
+from conformance.baseline import Baseline
+from conformance.checks import Check, CheckContext, NotApplicable, Skipped, Unexpected
 from conformance.errors import SetupError
-from conformance.preflight import environment_error, preflight
+from conformance.events import Events, Listener
+from conformance.network import environment_error
+from conformance.preflight import preflight
 from conformance.reproduce import attach_reproductions
-from conformance.results import Blame, Finding, RunResult, Status, downgrade
+from conformance.results import Blame, RunResult, Status, downgrade
+from conformance.suite import checks_for
+from conformance.verdict import (
+    CheckOutcome,
+    apply_baseline,
+    combine,
+    failed_so_far,
+    merge_rerun,
+    rerun_wanted,
+)
 from spec.registry import default_registry
-from spec.requirement import Level, Role, Step
+from spec.requirement import Role, Step
 from wire.errors import ProvspecError
 
 __all__ = [
     "Activity",
     "CheckOutcome",
+    "EngineRun",
     "HarnessError",
     "RunPlan",
     "environment_error",
@@ -72,17 +80,6 @@ __all__ = [
     "run_sync",
     "selected_checks",
 ]
-
-_RANK = {
-    Status.ERROR: 7,
-    Status.FAILED: 6,
-    Status.FLAKY: 5,
-    Status.WARNING: 4,
-    Status.PASSED: 3,
-    Status.SKIPPED: 2,
-    Status.NOT_APPLICABLE: 1,
-    Status.UNTESTED: 0,
-}
 
 
 @dataclass
@@ -109,15 +106,12 @@ class RunPlan:
     """`--certify`: the CLI has turned on what a certification needs; the result says so."""
     preflight: bool = True
     """Prove the target can be judged before the first check (a real target only)."""
-
-
-@dataclass
-class CheckOutcome:
-    check: Check
-    statuses: dict[str, tuple[Status, str, list[int]]]
-    duration_s: float
-    blames: dict[str, Blame] = field(default_factory=dict)
-    """Per requirement whose status is not a pass: who it is on (implementation if absent)."""
+    baseline: Baseline | None = None
+    """The team's known failures (`--baseline`), applied to the result (`verdict`)."""
+    command: list[str] | None = None
+    """Provenance: the command line that made the run, secrets masked (results.json)."""
+    recorded_config: dict[str, Any] = field(default_factory=dict)
+    """Provenance: the configuration the run used, secrets masked (`RunResult.config`)."""
 
 
 class HarnessError(Exception):
@@ -247,141 +241,158 @@ def _withhold_after_harness_problems(
             blames[requirement_id] = Blame.HARNESS
 
 
-UNTESTED = (
-    "no check covers this requirement yet: provspec cannot judge it (a gap in the suite, "
-    "not in your setup)"
-)
+def _in_order(checks: Iterable[Check]) -> list[Check]:
+    return sorted(checks, key=lambda c: (list(Step).index(c.step), c.name))
 
 
-def fold(
-    role: Role,
-    profile: str,
-    outcomes: Iterable[CheckOutcome],
-    steps: Iterable[Step] | None,
-    only: Iterable[str] | None = None,
-) -> list[Finding]:
-    wanted = set(steps) if steps is not None else None
-    chosen = set(only) if only is not None else None
-    findings: dict[str, Finding] = {
-        requirement.id: Finding(requirement, Status.UNTESTED, UNTESTED)
-        for requirement in default_registry().select(role=role, profile=profile)
-        if (wanted is None or requirement.step in wanted)
-        and (chosen is None or requirement.id in chosen)
-    }
-    for outcome in outcomes:
-        for requirement_id, (status, message, evidence) in outcome.statuses.items():
-            finding = findings.get(requirement_id)
-            if finding is None:
+class EngineRun:
+    """One run of a plan, told to its listeners as events (`conformance.events`).
+
+    Entered, it starts the target's world and proves with the preflight that the target can
+    be judged; then the checks run, all in order (`run_all`, for `provspec run`) or one at a
+    time (`check`, for the pytest plugin's tests); `result` combines their outcomes per
+    requirement and applies the baseline, the same way for every front end (`verdict`)."""
+
+    def __init__(self, plan: RunPlan, listeners: Iterable[Listener] = ()) -> None:
+        self.plan = plan
+        self.events = Events(listeners)
+        self.target, self.described = make_target(plan)
+        self.checks = _in_order(selected_checks(plan))
+        """The checks the plan makes, in the order they run."""
+        self.outcomes: list[CheckOutcome] = []
+        self.stopped: str | None = None
+        """Why the run stopped before its last check (--max-failures), if it did."""
+        self._spans: dict[str, tuple[int, int]] = {}
+        self._began: dict[str, float] = {}
+        self._started, self._started_at = time.perf_counter(), time.time()
+        self._world = contextlib.AsyncExitStack()
+        self.target.recorder.listeners.append(self.events.exchange)
+
+    async def __aenter__(self) -> EngineRun:
+        plan = self.plan
+        names = tuple(item.name for item in self.checks)
+        self.events.emit(events.RunStarted(plan.role, plan.profile, self.described, names))
+        self._tell(f"setting up {self.described}")
+        await self._world.enter_async_context(_set_up(self.target, self.described))
+        try:
+            if plan.preflight:
+                self._tell("preflight: can the target be judged at all")
+                await preflight(self.target, plan)
+        except BaseException as error:
+            if not await self._world.__aexit__(type(error), error, error.__traceback__):
+                raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool:
+        return bool(await self._world.__aexit__(*exc_info))
+
+    def _tell(self, doing: str) -> None:
+        self.events.emit(events.Activity(doing))
+
+    async def check(self, item: Check) -> CheckOutcome:
+        """Run one check on the (entered) target; its outcome counts in the result."""
+        recorder = self.target.recorder
+        before = recorder.last_id
+        self._began[item.name] = time.time()
+        self._tell(f"{item.step.value}: {item.name}")
+        outcome = await run_check(item, make_context(self.target, item), self.plan.check_timeout)
+        self._spans[item.name] = (before, recorder.last_id)
+        self.outcomes.append(outcome)
+        self.events.emit(events.CheckFinished(outcome))
+        return outcome
+
+    async def run_all(self) -> None:
+        """Every check in order (the rest skipped once --max-failures is reached), then the
+        re-runs of the failed ones (--rerun-failures)."""
+        plan = self.plan
+        for position, item in enumerate(self.checks):
+            if self.stopped is not None:
+                self.outcomes.append(_not_run(item, self.stopped))
                 continue
-            finding.checks.append(outcome.check.name)
-            if status in (Status.FAILED, Status.WARNING):  # the profile's level decides
-                status = downgrade(Status.FAILED, finding.requirement.level)
-            if _RANK[status] > _RANK[finding.status] or finding.status is Status.UNTESTED:
-                finding.status, finding.message = status, message
-                finding.blame = outcome.blames.get(requirement_id)
-            if status in (Status.FAILED, Status.WARNING, Status.ERROR, Status.FLAKY):
-                finding.evidence.extend(evidence)
-    for finding in findings.values():
-        if finding.status in (Status.FAILED, Status.WARNING, Status.FLAKY):
-            finding.blame = Blame.IMPLEMENTATION
-    return list(findings.values())
-
-
-def merge_rerun(first: CheckOutcome, again: CheckOutcome, attempt: int) -> CheckOutcome:
-    """A requirement that failed and then passed when its check ran again alone is flaky;
-    one that failed again keeps its first verdict and evidence."""
-    statuses = dict(first.statuses)
-    for requirement_id, (status, message, evidence) in first.statuses.items():
-        if status not in (Status.FAILED, Status.WARNING) or first.blames.get(requirement_id):
-            continue
-        if again.statuses.get(requirement_id, (Status.FAILED, "", []))[0] is Status.PASSED:
-            statuses[requirement_id] = (
-                Status.FLAKY,
-                f"flaky: failed, then passed on re-run {attempt} of the check alone; "
-                f"the failure was: {message}",
-                evidence,
-            )
-    return CheckOutcome(first.check, statuses, first.duration_s + again.duration_s, first.blames)
-
-
-def _rerun_wanted(outcome: CheckOutcome) -> bool:
-    return any(
-        status in (Status.FAILED, Status.WARNING) and requirement_id not in outcome.blames
-        for requirement_id, (status, _, _) in outcome.statuses.items()
-    )
-
-
-async def run(
-    plan: RunPlan, progress: Progress | None = None, activity: Activity | None = None
-) -> RunResult:
-    """Run the plan's checks; `progress` hears each check's outcome, `activity` what the
-    run is doing now (so a caller can say so while a long step is silent)."""
-    started, started_at = time.perf_counter(), time.time()
-    target, described = make_target(plan)
-    checks = selected_checks(plan)
-    outcomes: list[CheckOutcome] = []
-    spans: dict[str, tuple[int, int]] = {}
-    began: dict[str, float] = {}
-    recorder = target.recorder
-    stopped: str | None = None
-    tell = activity or (lambda _: None)
-    tell(f"setting up {described}")
-    async with _set_up(target, described):
-        if plan.preflight:
-            tell("preflight: can the target be judged at all")
-            await preflight(target, plan)
-        ordered = sorted(checks, key=lambda c: (list(Step).index(c.step), c.name))
-        for position, item in enumerate(ordered):
-            if stopped is not None:
-                outcomes.append(_not_run(item, stopped))
-                continue
-            before = recorder.last_id
-            context = make_context(target, item)
-            began[item.name] = time.time()
-            tell(f"{item.step.value}: {item.name}")
-            outcome = await run_check(item, context, plan.check_timeout)
-            spans[item.name] = (before, recorder.last_id)
-            outcomes.append(outcome)
-            if progress is not None:
-                progress(outcome)
-            failed = _failed_so_far(outcomes, plan)
+            await self.check(item)
+            failed = failed_so_far(self.outcomes, plan.strict)
             if plan.max_failures is not None and failed >= plan.max_failures:
-                left = len(ordered) - position - 1
+                left = len(self.checks) - position - 1
                 if left:
-                    stopped = (
+                    self.stopped = (
                         f"not run: the run stopped after {failed} failed requirement(s) "
                         f"(--max-failures {plan.max_failures}); {left} check(s) left"
                     )
-        for index, outcome in enumerate(outcomes):
+        for index, outcome in enumerate(self.outcomes):
             for attempt in range(1, plan.rerun_failures + 1):
-                if not _rerun_wanted(outcome):
+                if not rerun_wanted(outcome):
                     break
-                tell(f"re-running {outcome.check.name} alone (attempt {attempt})")
-                again = await run_check(
-                    outcome.check, make_context(target, outcome.check), plan.check_timeout
-                )
-                outcome = outcomes[index] = merge_rerun(outcome, again, attempt)
-    findings = fold(plan.role, plan.profile, outcomes, plan.steps, _judged_here(plan, checks))
-    attach_reproductions(findings, target)
-    return RunResult(
-        plan.role.value,
-        plan.profile,
-        described,
-        findings,
-        recorder,
-        time.perf_counter() - started,
-        plan.strict,
-        harness_problems=list(recorder.harness_problems),
-        check_spans=spans,
-        check_times={
-            o.check.name: (began[o.check.name], o.duration_s)
-            for o in outcomes
-            if o.check.name in began
-        },
-        started_at=started_at,
-        certify=plan.certify,
-        stopped=stopped,
-    )
+                self._tell(f"re-running {outcome.check.name} alone (attempt {attempt})")
+                context = make_context(self.target, outcome.check)
+                again = await run_check(outcome.check, context, plan.check_timeout)
+                outcome = self.outcomes[index] = merge_rerun(outcome, again, attempt)
+                self.events.emit(events.CheckFinished(outcome, attempt))
+
+    def result(self) -> RunResult:
+        """The findings of the checks run so far, one per requirement, the baseline applied."""
+        plan = self.plan
+        only = _judged_here(plan, self.checks)
+        findings = combine(plan.role, plan.profile, self.outcomes, plan.steps, only)
+        attach_reproductions(findings, self.target)
+        recorder = self.target.recorder
+        result = RunResult(
+            plan.role.value,
+            plan.profile,
+            self.described,
+            findings,
+            recorder,
+            time.perf_counter() - self._started,
+            plan.strict,
+            harness_problems=list(recorder.harness_problems),
+            check_spans=dict(self._spans),
+            check_times={
+                o.check.name: (self._began[o.check.name], o.duration_s)
+                for o in self.outcomes
+                if o.check.name in self._began
+            },
+            started_at=self._started_at,
+            certify=plan.certify,
+            stopped=self.stopped,
+            command=plan.command,
+            config=plan.recorded_config,
+        )
+        if plan.baseline is not None:
+            apply_baseline(result, plan.baseline, verdict.today())
+        return result
+
+    def finish(self) -> RunResult:
+        """The result, told to the listeners (`RunFinished`)."""
+        result = self.result()
+        self.events.emit(events.RunFinished(result))
+        return result
+
+
+def _callbacks(progress: Progress | None, activity: Activity | None) -> list[Listener]:
+    """The older callbacks as listeners: `progress` hears each check's first outcome,
+    `activity` what the run is doing now."""
+
+    def listener(event: events.Event) -> None:
+        if progress is not None and isinstance(event, events.CheckFinished) and not event.rerun:
+            progress(event.outcome)
+        elif activity is not None and isinstance(event, events.Activity):
+            activity(event.doing)
+
+    return [listener] if progress is not None or activity is not None else []
+
+
+async def run(
+    plan: RunPlan,
+    progress: Progress | None = None,
+    activity: Activity | None = None,
+    listeners: Iterable[Listener] = (),
+) -> RunResult:
+    """Run the plan's checks; the listeners hear every event (`progress` each check's
+    outcome, `activity` what the run is doing now, so a caller can say so while a long step
+    is silent)."""
+    engine = EngineRun(plan, [*listeners, *_callbacks(progress, activity)])
+    async with engine:
+        await engine.run_all()
+    return engine.finish()
 
 
 def selected_checks(plan: RunPlan) -> list[Check]:
@@ -405,23 +416,6 @@ def _judged_here(plan: RunPlan, checks: list[Check]) -> set[str] | None:
     if plan.only_requirements is not None:
         chosen &= set(plan.only_requirements)
     return chosen
-
-
-def _failed_so_far(outcomes: list[CheckOutcome], plan: RunPlan) -> int:
-    """Distinct requirements failed so far, as the verdict counts them (a SHOULD and a flaky
-    result only under --strict), at the level the registry gives them."""
-    registry = default_registry()
-    failing = {Status.FAILED, Status.WARNING} if plan.strict else {Status.FAILED}
-    return len(
-        {
-            requirement_id
-            for outcome in outcomes
-            for requirement_id, (status, _, _) in outcome.statuses.items()
-            if status in failing
-            and (plan.strict or registry[requirement_id].level is Level.MUST)
-            and requirement_id not in outcome.blames
-        }
-    )
 
 
 def _not_run(item: Check, why: str) -> CheckOutcome:
@@ -474,9 +468,12 @@ async def _set_up(target: Target, described: str) -> AsyncIterator[None]:
 
 
 def run_sync(
-    plan: RunPlan, progress: Progress | None = None, activity: Activity | None = None
+    plan: RunPlan,
+    progress: Progress | None = None,
+    activity: Activity | None = None,
+    listeners: Iterable[Listener] = (),
 ) -> RunResult:
-    return asyncio.run(run(plan, progress, activity))
+    return asyncio.run(run(plan, progress, activity, listeners))
 
 
 Runner = Callable[[RunPlan], Awaitable[RunResult]]

@@ -15,7 +15,8 @@ from __future__ import annotations
 import pytest
 
 from conformance import __version__
-from conformance._pytest_engine import SESSION, add_options, collect
+from conformance._pytest_engine import SESSION, add_options, collect, last_the_baseline
+from conformance.verdict import headline
 from spec.registry import default_registry
 from wire.errors import ProvspecError
 
@@ -37,8 +38,17 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     session.testscollected = len(items)
     hook = session.config.hook
     hook.pytest_collection_modifyitems(session=session, config=session.config, items=session.items)
+    last_the_baseline(session.items)
     hook.pytest_collection_finish(session=session)
     return True
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The run's verdict, worded as `provspec run` words it (the same rules decide it)."""
+    state = terminalreporter.config.stash.get(SESSION, None)
+    result = state.finish() if state is not None else None
+    if result is not None:
+        terminalreporter.write_line(f"provspec: {headline(result)}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

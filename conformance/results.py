@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from conformance import __version__
+from conformance.provenance import profile_digest, registry_digest, seal
 from conformance.recorder import Recorder, mask_text
 from spec.requirement import Level, Requirement
 from wire.errors import ProvspecError
@@ -205,9 +206,7 @@ class RunResult:
 
     def provenance(self) -> dict[str, Any]:
         """Where this result came from: enough to date it, reproduce it and tell whether two
-        results judged the same rules (see conformance/report/_provenance.py)."""
-        from conformance.report._provenance import profile_digest, registry_digest
-
+        results judged the same rules (see conformance/provenance.py)."""
         digests: dict[str, str | None] = {"registry_digest": None, "profile_digest": None}
         try:
             digests["registry_digest"] = registry_digest(self.role, self.profile)
@@ -299,8 +298,6 @@ class RunResult:
     def as_json(self) -> dict[str, Any]:
         """The results.json document (schemas/results/run.schema.json), sealed with its
         integrity digests (`provspec report --verify` checks them)."""
-        from conformance.report._provenance import seal
-
         document = {
             "provspec": "results/1",
             "role": self.role,

@@ -7,9 +7,10 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
-from conformance.baseline import Baseline, BaselineEntry, apply_baseline
+from conformance.baseline import Baseline, BaselineEntry
 from conformance.recorder import Exchange, Recorder
 from conformance.results import Blame, Finding, RunResult, Status
+from conformance.verdict import apply_baseline
 from spec.registry import default_registry
 from spec.requirement import Role
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from conformance import _cli_ci
-from conformance.baseline import apply_baseline, parse_baseline
+from conformance import verdict
+from conformance.baseline import parse_baseline
 from conformance.cli import main
 from conformance.report import results_schema
+from conformance.verdict import apply_baseline
 
 TODAY = dt.date(2026, 6, 1)
 # Fuzzing on (one request per operation), so every MUST of the step is judged: a run whose
@@ -32,7 +33,7 @@ FAULT_RUN = [
 
 @pytest.fixture(autouse=True)
 def fixed_day(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cli_ci, "today", lambda: TODAY)
+    monkeypatch.setattr(verdict, "today", lambda: TODAY)
 
 
 def write(path: Path, text: str) -> Path:

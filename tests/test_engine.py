@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from conformance.adapters.provider import ProviderTargetConfig
 from conformance.checks import all_checks
 from conformance.engine import RunPlan, run_sync
+from conformance.recorder import Exchange
 from conformance.results import RunResult, Status
 from mocks.faults import catalogue
 from spec.registry import default_registry
-from spec.requirement import Level, Role
+from spec.requirement import Level, Role, Step
 
 PROFILES = ["app-0.1d", "app-next"]
 PROVIDER_FAULTS = [
@@ -93,3 +96,32 @@ def test_evidence_masks_secrets() -> None:
     text = " ".join(e.response_body for e in result.recorder.exchanges)
     assert "pmk_" not in text
     assert "pma_" not in text
+
+
+def test_a_run_tells_its_listeners_what_happens_in_order() -> None:
+    """Issue 16: one engine with events; every front end listens to the same ones."""
+    from conformance import events
+
+    heard: list[events.Event] = []
+    plan = RunPlan(Role.PROVIDER, "app-next", steps=(Step.DISCOVERY,))
+    result = run_sync(plan, listeners=[heard.append])
+    started, finished = heard[0], heard[-1]
+    assert isinstance(started, events.RunStarted)
+    assert (started.role, started.profile) == (Role.PROVIDER, "app-next")
+    assert isinstance(finished, events.RunFinished)
+    assert finished.result is result
+    checks = [e.outcome.check.name for e in heard if isinstance(e, events.CheckFinished)]
+    assert checks == list(started.checks)
+    assert checks
+    recorded = [e.item for e in heard if isinstance(e, events.ExchangeRecorded)]
+    everything = [e.id for e in result.recorder.exchanges] + [
+        c.id for c in result.recorder.cli_calls
+    ]
+    assert sorted(item.id for item in recorded) == sorted(everything)
+    whole = [i for i in recorded if isinstance(i, Exchange) and (i.error or i.status is not None)]
+    assert len(whole) == len(result.recorder.exchanges)  # each one heard once complete
+    doing = [e.doing for e in heard if isinstance(e, events.Activity)]
+    assert doing[0].startswith("setting up")
+    assert f"discovery: {checks[0]}" in doing
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        finished.result = result  # type: ignore[misc]

@@ -72,48 +72,12 @@ LATE_IMPORTS = {
 
 PHASE_2 = "issue 16, phase 2"
 
-BACK_EDGES = {
-    ("conformance.checks", "conformance.packs.agent"): "importing a pack registers its checks "
-    "and the packs import checks: checks_for() loads them all; let the front ends load the "
-    f"packs into a registry instead ({PHASE_2})",
-    ("conformance.checks", "conformance.packs.orchestrator"): f"as above ({PHASE_2})",
-    ("conformance.checks", "conformance.packs.provider"): f"as above ({PHASE_2})",
-    ("conformance.checks", "conformance.packs.resource_server"): f"as above ({PHASE_2})",
-    ("conformance._cli_ci", "conformance._cli_run"): "the ci and run commands call each "
-    f"other's verdict and report code; one engine with events behind both ({PHASE_2})",
-    ("conformance.config", "conformance._cli_resource_server"): "the config loader validates "
-    "[resource_server] with the run command's helper, which reads RunConfig; move the "
-    f"table's rules next to the config ({PHASE_2})",
-    ("conformance.preflight", "conformance.adapters.resource_server"): "the preflight builds "
-    "each role's target, and the resource-server adapter uses the preflight's "
-    f"environment_error; the preflight belongs in the engine ({PHASE_2})",
-    ("conformance.results", "conformance.report"): "a result's provenance and seal live in "
-    "conformance.report._provenance, and the report package's __init__ imports results; "
-    f"move _provenance out of the report package ({PHASE_2})",
-}
+BACK_EDGES: dict[tuple[str, str], str] = {}
 """Imports that close a cycle inside the suite (importer, module run), with the reason. Each
 is made inside a function, so no module meets another half-loaded; without them the import
 graph has no cycle."""
 
-FUNCTION_IMPORTS = {
-    # the back edges above, as they are written
-    ("conformance.checks", "conformance.packs.agent"): "a back edge (BACK_EDGES)",
-    ("conformance.checks", "conformance.packs.orchestrator"): "a back edge (BACK_EDGES)",
-    ("conformance.checks", "conformance.packs.provider"): "a back edge (BACK_EDGES)",
-    ("conformance.checks", "conformance.packs.resource_server"): "a back edge (BACK_EDGES)",
-    ("conformance._cli_ci", "conformance._cli_run"): "a back edge (BACK_EDGES)",
-    ("conformance.config", "conformance._cli_resource_server"): "a back edge (BACK_EDGES)",
-    ("conformance.preflight", "conformance.adapters.resource_server"): "a back edge (BACK_EDGES)",
-    ("conformance.results", "conformance.report._provenance"): "a back edge (BACK_EDGES)",
-    # the pytest front end: the plugin is loaded by every pytest session where provspec is
-    # installed; the run command's modules load only in a session that runs provspec
-    ("conformance._pytest_engine", "conformance._cli_ci"): "deferred to the sessions that run "
-    "provspec; the plugin calls the CLI's private baseline code and fakes an argparse "
-    f"Namespace for its _plan: one engine behind every front end instead ({PHASE_2})",
-    ("conformance._pytest_engine", "conformance._cli_run"): f"as above ({PHASE_2})",
-    ("conformance._pytest_engine", "conformance.baseline"): f"as above ({PHASE_2})",
-    ("conformance._pytest_engine", "conformance.preflight"): f"as above ({PHASE_2})",
-}
+FUNCTION_IMPORTS: dict[tuple[str, str], str] = {}
 """Imports inside functions of the suite, with the reason; to be removed (issue 16, phase 2)."""
 
 

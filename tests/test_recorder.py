@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from conformance.adapters.provider import stateless_client
-from conformance.recorder import Recorder, RecordingASGI
+from conformance.recorder import Recorder, RecordingASGI, RecordingTransport, exchange_of
 from mocks.hosting import ServedInThread
 from spec.schemas import default_store
 
@@ -88,3 +88,39 @@ def test_each_recorder_masks_its_own_profiles_signing_headers() -> None:
     plain = Recorder().mask_headers(headers)
     assert plain["x-draft-signature"] == "t=1,v1=abc"
     assert Recorder.for_profile(None).secret_headers == Recorder().secret_headers
+
+
+def test_a_recorded_response_carries_its_exchange_and_the_listeners_hear_it_whole() -> None:
+    """Issue 16: a check cites the exchange its response came with (`exchange_of`), never
+    one found again by method and URL; the engine's listeners hear each exchange once it is
+    complete, a failed one too."""
+    recorder = Recorder()
+    heard: list[tuple[int, int | None, str | None]] = []
+    recorder.listeners.append(
+        lambda item: heard.append((item.id, getattr(item, "status", None), item.error))  # type: ignore[union-attr]
+    )
+
+    class Answering(httpx.AsyncBaseTransport):
+        inner = httpx.ASGITransport(app=JSONResponse({"ok": True}))
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/down":
+                raise httpx.ConnectError("refused", request=request)
+            return await self.inner.handle_async_request(request)
+
+    async def calls() -> tuple[list[httpx.Response], str]:
+        transport = RecordingTransport(Answering(), recorder)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            # The same method and URL twice: only the response knows which exchange is its own.
+            first, second = await client.get("/same"), await client.get("/same")
+            try:
+                await client.get("/down")
+            except httpx.ConnectError as error:
+                return [first, second], str(error)
+        raise AssertionError("the failing call did not fail")
+
+    (first, second), _ = asyncio.run(calls())
+    assert exchange_of(first) is recorder.exchanges[0]
+    assert exchange_of(second) is recorder.exchanges[1]
+    assert exchange_of(httpx.Response(200)) is None  # not recorded: nothing to cite
+    assert heard == [(1, 200, None), (2, 200, None), (3, None, "ConnectError: refused")]

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from conformance.cli import main
-from conformance.report import write_json
-from conformance.report._provenance import (
+from conformance.provenance import (
     MASK,
     mask_command,
     mask_settings,
@@ -20,6 +19,7 @@ from conformance.report._provenance import (
     secret_values,
     verify,
 )
+from conformance.report import write_json
 from conformance.results import Status
 from tests.report_world import MUST_IDS, SECRET, World, make_result
 

@@ -10,8 +10,8 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
+from conformance.provenance import verify
 from conformance.report import results_schema
-from conformance.report._provenance import verify
 from conformance.results import Status
 from tests.report_world import MUST_IDS, World, make_result
 from wire import strictjson

@@ -422,7 +422,8 @@ def test_a_must_blocked_by_a_known_failure_does_not_make_the_run_incomplete(
 ) -> None:
     import datetime as dt
 
-    from conformance.baseline import apply_baseline, parse_baseline
+    from conformance.baseline import parse_baseline
+    from conformance.verdict import apply_baseline
 
     async def html_catalog(ctx: Any) -> None:
         raise Unexpected("PRV-DSC-002", "the catalog is an HTML page, not JSON")

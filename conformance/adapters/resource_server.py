@@ -43,7 +43,7 @@ import httpx
 
 from conformance import __version__
 from conformance.checks import Check, CheckContext, Skipped
-from conformance.preflight import environment_error
+from conformance.network import environment_error
 from conformance.recorder import CliCall, Exchange, Recorder, RecordingTransport, mask_values
 from conformance.safety import production_host
 from mocks.hosting import ServedInThread
