@@ -11,7 +11,7 @@ refusal.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from mocks._core.http import HTTPProblem, json_response, parse_json_object
 from mocks.provider._context import Caller, ProviderContext
-from mocks.provider._state import REQUESTS, new_id
+from mocks.provider._state import CodeBinding, new_id
 from wire.formats import is_email
 
 __all__ = ["CODE_LIFETIME", "Accounts", "issue_code"]
@@ -28,17 +28,20 @@ CODE_LIFETIME = 300
 
 
 def issue_code(
-    ctx: ProviderContext, account_id: str, *, challenge: Any, request_id: str, **extra: Any
+    ctx: ProviderContext,
+    account_id: str,
+    *,
+    challenge: Any,
+    request_id: str,
+    **binding: Unpack[CodeBinding],
 ) -> str:
     """A fresh authorization code for `account_id`, bound to its PKCE challenge (if any)."""
     return ctx.state.issue_code(
-        {
-            "account": account_id,
-            "challenge": challenge if isinstance(challenge, str) else None,
-            "exp": ctx.clock.timestamp() + CODE_LIFETIME,
-            "request": request_id,
-            **extra,
-        }
+        account_id,
+        challenge=challenge if isinstance(challenge, str) else None,
+        exp=ctx.clock.timestamp() + CODE_LIFETIME,
+        request=request_id,
+        **binding,
     )
 
 
@@ -98,10 +101,8 @@ class Accounts:
         url = f"{self.ctx.base_url}oauth/authorize?" + urlencode(
             {"account_request": request_id, "login_hint": email}
         )
-        self.state.store.put(
-            REQUESTS,
-            request_id,
-            {"account": account["id"], "challenge": challenge, "identity": identity},
+        self.state.await_consent(
+            request_id, {"account": account["id"], "challenge": challenge, "identity": identity}
         )
         answer: dict[str, Any] = {"url": url}
         if self.faults.active("requires-auth-without-url"):

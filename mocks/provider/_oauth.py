@@ -19,7 +19,6 @@ from mocks._core.http import HTTPProblem, json_response, parse_form
 from mocks.provider._accounts import issue_code
 from mocks.provider._authentication import CallerAuthentication
 from mocks.provider._context import Caller, ProviderContext
-from mocks.provider._state import REQUESTS
 from wire.pkce import pkce_pair, s256
 
 __all__ = ["ACCESS_LIFETIME", "OAuthServer"]
@@ -41,20 +40,20 @@ class OAuthServer:
         params = dict(request.query_params)
         if self.ctx.next:
             return self._authorize_next(params)
-        pending = self.state.store.get(REQUESTS, params.get("account_request", ""))
+        pending = self.state.awaiting_consent(params.get("account_request", ""))
         if pending is None:
             raise HTTPProblem(400, "invalid_request", "unknown or used account_request")
         if request.method == "GET" and params.get("approve") != "1":
             return _consent_page(params)
-        self.state.store.delete(REQUESTS, params["account_request"])
-        self.state.link(str(pending["identity"]), str(pending["account"]))
+        self.state.consented(params["account_request"])
+        self.state.link(pending["identity"], pending["account"])
         challenge = pending["challenge"]
         if self.faults.active("consent-rebinds-pkce"):
             # the consent page starts a PKCE flow of its own and binds the code to it
             _, challenge = pkce_pair()
         code = issue_code(
             self.ctx,
-            str(pending["account"]),
+            pending["account"],
             challenge=challenge,
             request_id=params["account_request"],
         )

@@ -18,13 +18,12 @@ import mocks.provider.catalog as catalog
 from mocks._core.http import HTTPProblem, json_response, parse_json_object
 from mocks.provider._context import Caller, ProviderContext
 from mocks.provider._payment import PaymentDesk
-from mocks.provider._state import new_id
+from mocks.provider._state import Resource, new_id
 from wire.clock import iso_utc
 
 __all__ = ["Provisioning"]
 
 DEEP_LINK_LIFETIME = 600
-DEEP_LINKS = "deep_links"
 PENDING_SECONDS = 5
 """How long an asynchronous resource (registrar:domain) stays pending."""
 
@@ -116,7 +115,7 @@ class Provisioning:
                     # the resource was written before billing ran, and stays
                     self._leave_behind(account, entry, resource_id, body, refused)
                 raise
-        resource: dict[str, Any] = {
+        resource: Resource = {
             "id": resource_id,
             "account": account,
             "service_id": entry.id,
@@ -129,10 +128,10 @@ class Provisioning:
             has_query = bool((body.get("configuration") or {}).get("domain_query"))
             resource["status"] = "pending" if has_query else "needs_information"
         if resource["status"] == "complete":
-            resource["api_key"] = self.state.new_api_key(resource_id)
+            resource["api_key"] = api_key = self.state.new_api_key(resource_id)
             if self.faults.active("initial-key-unregistered"):
                 # the key answered at creation is minted but never stored; rotation stores its
-                self.state.drop_api_key(resource["api_key"])
+                self.state.drop_api_key(api_key)
         self.state.save_resource(resource)
         if isinstance(project, str):
             self.state.bind_project(account, project, resource_id)
@@ -142,7 +141,7 @@ class Provisioning:
 
     def _project_resource(
         self, account: str, project: str, entry: catalog.Service
-    ) -> dict[str, Any] | None:
+    ) -> Resource | None:
         """The resource `project` already names for this account and service (a repeated
         create answers it again), None for a new project, 409 for another's or another
         service's."""
@@ -168,7 +167,7 @@ class Provisioning:
         body: dict[str, Any],
         refused: HTTPProblem,
     ) -> None:
-        resource = {
+        resource: Resource = {
             "id": resource_id,
             "account": account,
             "service_id": entry.id,
@@ -180,7 +179,7 @@ class Provisioning:
         self.state.save_resource(resource)
         refused.extra["id"] = resource_id
 
-    def _owned(self, request: Request) -> dict[str, Any]:
+    def _owned(self, request: Request) -> Resource:
         account = self.bearer_account(request)
         resource_id = request.path_params["id"]
         resource = self.state.resource(resource_id)
@@ -196,7 +195,7 @@ class Provisioning:
             raise HTTPProblem(404, "not_found", "no such resource for this account")
         return resource
 
-    def _resource_view(self, resource: dict[str, Any]) -> dict[str, Any]:
+    def _resource_view(self, resource: Resource) -> dict[str, Any]:
         status = resource["status"]
         view: dict[str, Any] = {
             "status": status,
@@ -252,7 +251,7 @@ class Provisioning:
         self.state.save_resource(resource)
         return json_response(self._resource_view(resource))
 
-    def _rotate(self, resource: dict[str, Any]) -> None:
+    def _rotate(self, resource: Resource) -> None:
         if resource["status"] != "complete":
             raise HTTPProblem(400, "invalid_request", "only a complete resource has credentials")
         if resource["api_key"] and not self.faults.active("rotation-keeps-old-key"):
@@ -260,7 +259,7 @@ class Provisioning:
         resource["api_key"] = self.state.new_api_key(resource["id"])
 
     async def _update_service(
-        self, resource: dict[str, Any], body: dict[str, Any], caller: Caller
+        self, resource: Resource, body: dict[str, Any], caller: Caller
     ) -> None:
         target = catalog.service(str(body.get("service_id")))
         current = catalog.service(resource["service_id"])
@@ -279,7 +278,7 @@ class Provisioning:
             )
         resource["service_id"] = target.id
 
-    def _remove(self, resource: dict[str, Any]) -> Response:
+    def _remove(self, resource: Resource) -> Response:
         removed = {"status": "removed", "id": resource["id"], "service_id": resource["service_id"]}
         if self.faults.active("removed-resource-still-served"):
             # answers "removed" but changes nothing: the resource keeps being served
@@ -299,7 +298,7 @@ class Provisioning:
         lifetime = 86400 if self.faults.active("deep-link-long-lived") else DEEP_LINK_LIFETIME
         expires = self.ctx.clock.timestamp() + lifetime
         login = secrets.token_urlsafe(16)
-        self.state.store.put(DEEP_LINKS, login, {"account": account, "exp": expires})
+        self.state.save_deep_link(login, {"account": account, "exp": expires})
         url = f"{self.ctx.base_url}dashboard?login=" + login
         return json_response({"url": url, "expires_at": iso_utc(expires)})
 
@@ -308,9 +307,9 @@ class Provisioning:
         cookie, then the dashboard); used, expired or unknown, it goes to the login page."""
         base_url = self.ctx.base_url
         login = request.query_params.get("login", "")
-        link = self.state.store.get(DEEP_LINKS, login) if login else None
+        link = self.state.deep_link(login) if login else None
         if link is not None and not self.faults.active("deep-link-reusable"):
-            self.state.store.delete(DEEP_LINKS, login)
+            self.state.drop_deep_link(login)
         if link is None or int(link["exp"]) <= self.ctx.clock.timestamp():
             return RedirectResponse(f"{base_url}dashboard/login?error=link_used", 302)
         answer = RedirectResponse(f"{base_url}dashboard/home", 302)
