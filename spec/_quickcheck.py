@@ -38,7 +38,7 @@ _INT_MAX = 2**64 - 1
 # A pattern both engines read alike: literals, classes, anchors, groups, alternation and
 # counted repetition, escapes only of punctuation or as \xHH.
 _ESCAPE = re.compile(r"\\(.)")
-_SAFE_ESCAPED = frozenset("\\.-/^$*+?()[]{}|_~:#@!%&'\"<>,;= ")
+_SAFE_ESCAPED = frozenset("\\.-/^$*+?()[]{}|_~:#@!%&'\",;= ")  # not < >: word bounds in Rust
 _HEX_PAIR = re.compile(r"[0-9A-Fa-f]{2}")
 _UNSAFE_TEXT = ("{,", "[:", "&&", "--", "~~")
 
@@ -73,11 +73,40 @@ def _pattern_alike(pattern: str) -> bool:
                 return False
         elif escaped not in _SAFE_ESCAPED:
             return False
+    if _nested_class(pattern):
+        return False
     try:  # a pattern Python cannot read must reach jsonschema, which raises on it
         re.compile(pattern)
     except re.error:
         return False
     return True
+
+
+def _nested_class(pattern: str) -> bool:
+    """Whether a `[` stands inside a character class: a nested class to Rust, a literal `[`
+    to Python."""
+    inside = False
+    position = 0
+    while position < len(pattern):
+        char = pattern[position]
+        if char == "\\":
+            position += 2
+            continue
+        if char == "[":
+            if inside:
+                return True
+            inside = True
+            # A "]" right after "[" or "[^" is a literal member in both engines.
+            position += 1
+            if pattern.startswith("^", position):
+                position += 1
+            if pattern.startswith("]", position):
+                position += 1
+            continue
+        if char == "]" and inside:
+            inside = False
+        position += 1
+    return False
 
 
 def _patterns(schema: Any) -> Iterator[str]:

@@ -55,6 +55,9 @@ def test_only_plain_json_takes_the_quick_path(instance: Any, plain: bool) -> Non
         ("^a{,3}$", False),
         ("[[:alpha:]]", False),
         ("[a-z&&[^x]]", False),
+        ("[[a]]", False),  # a nested class to Rust, a literal "[" to Python
+        ("[]a]", True),
+        ("a\\<b", False),  # a word boundary to Rust, a literal "<" to Python
         ("\\x2", False),
         ("(unclosed", False),
     ],
