@@ -215,10 +215,10 @@ CPU_SHARE: dict[tuple[str, str], float] = {
     ("provider", "app-next"): 0.85,
     ("provider", "app-0.1d"): 0.85,
 }
-"""How much of one core a run of a kind keeps busy (its CPU time over its wall time, alone on
-a quiet machine): the pool starts runs while the shares of those going add up to at most
-`jobs` cores, so runs that partly wait (the agents' worlds, the orchestrator's timeouts)
-overlap instead of each holding a core the whole time."""
+"""How much of one core a run of a kind keeps busy (its CPU time over its wall time), until
+runs of the kind have shown it: the pool starts runs while the shares of those going add up
+to at most `jobs` cores, so runs that partly wait (the agents' worlds, the orchestrator's
+timeouts) overlap instead of each holding a core the whole time."""
 DEFAULT_SHARE = 0.8
 
 
@@ -255,14 +255,33 @@ def _run_job(job: Job) -> RunStats:
 
 class _Estimate:
     """The time left, from what each kind of run (role, profile) has cost so far; a kind not
-    yet seen costs its hint, scaled by how the seen kinds compare with theirs."""
+    yet seen costs its hint, scaled by how the seen kinds compare with theirs. Likewise the
+    share of a core a kind keeps busy: its CPU time over its wall time so far, else its hint."""
 
-    def __init__(self, kinds: Sequence[tuple[str, str]], hints: Sequence[float]) -> None:
+    def __init__(
+        self,
+        kinds: Sequence[tuple[str, str]],
+        hints: Sequence[float],
+        shares: Sequence[float] = (),
+    ) -> None:
         self._hint = dict(zip(kinds, hints, strict=True))
+        self._share_hint = dict(zip(kinds, shares or [DEFAULT_SHARE] * len(kinds), strict=True))
         self._seen: dict[tuple[str, str], list[float]] = {}
+        self._busy: dict[tuple[str, str], list[float]] = {}
 
-    def record(self, kind: tuple[str, str], wall_s: float) -> None:
+    def record(self, kind: tuple[str, str], wall_s: float, cpu_s: float | None = None) -> None:
         self._seen.setdefault(kind, []).append(wall_s)
+        if cpu_s is not None:
+            self._busy.setdefault(kind, [0.0, 0.0])
+            self._busy[kind][0] += cpu_s
+            self._busy[kind][1] += wall_s
+
+    def share(self, kind: tuple[str, str]) -> float:
+        """Between a quarter and one core: a run never counts as free, nor as more than one
+        process can use (its threads share one interpreter)."""
+        cpu, wall = self._busy.get(kind, (0.0, 0.0))
+        share = cpu / wall if wall > 0 else self._share_hint[kind]
+        return min(1.0, max(0.25, share))
 
     def cost(self, kind: tuple[str, str]) -> float:
         seen = self._seen.get(kind)
@@ -331,18 +350,14 @@ def run_selftest(
     runs: list[Job] = [(role, specs[profile], ()) for role, profile in references]
     runs += [(f.mock, specs[profile], (f.name,)) for f, profile, why in planned if not why]
     kinds = sorted({(role, names[spec]) for role, spec, _ in runs})
+    families = [(role, store.profile(profile).family) for role, profile in kinds]
     estimate = _Estimate(
         kinds,
-        [
-            COST_HINT_S.get((role, store.profile(profile).family), DEFAULT_COST_S)
-            for role, profile in kinds
-        ],
+        [COST_HINT_S.get(family, DEFAULT_COST_S) for family in families],
+        [CPU_SHARE.get(family, DEFAULT_SHARE) for family in families],
     )
     order = sorted(range(len(runs)), key=lambda i: -estimate.cost((runs[i][0], names[runs[i][1]])))
-    shares = [
-        CPU_SHARE.get((role, store.profile(names[spec]).family), DEFAULT_SHARE)
-        for role, spec, _ in runs
-    ]
+    kind_of = [(role, names[spec]) for role, spec, _ in runs]
     rows_by_run = {
         len(references) + n: index
         for n, index in enumerate(i for i, (_, _, why) in enumerate(planned) if not why)
@@ -359,7 +374,7 @@ def run_selftest(
         pending.discard(index)
         role, spec, _ = runs[index]
         kind = (role, names[spec])
-        estimate.record(kind, stats.wall_s)
+        estimate.record(kind, stats.wall_s, stats.cpu_s)
         row = None
         if index in rows_by_run:
             fault, profile, _ = planned[rows_by_run[index]]
@@ -379,7 +394,7 @@ def run_selftest(
             )
 
     if jobs > 1:
-        _pooled(runs, order, shares, jobs, finished)
+        _pooled(runs, order, lambda: [estimate.share(kind) for kind in kind_of], jobs, finished)
     else:
         for index in order:
             finished(index, _run_job(runs[index]))
@@ -418,7 +433,7 @@ def startable(
 def _pooled(
     runs: Sequence[Job],
     order: Sequence[int],
-    shares: Sequence[float],
+    shares_now: Callable[[], Sequence[float]],
     jobs: int,
     finished: Callable[[int, RunStats], None],
 ) -> None:
@@ -428,6 +443,8 @@ def _pooled(
     at a time."""
     waiting = list(order)
     going: dict[Future[RunStats], int] = {}
+    holding: dict[int, float] = {}
+    """The share each going run was started with (what it frees when it ends)."""
     busy = 0.0
     with ProcessPoolExecutor(
         max_workers=2 * jobs,
@@ -435,14 +452,16 @@ def _pooled(
         initializer=_warm_worker,
     ) as pool:
         while waiting or going:
+            shares = shares_now()
             for index in startable(waiting, shares, busy, len(going), jobs):
                 waiting.remove(index)
                 going[pool.submit(_run_job, runs[index])] = index
+                holding[index] = shares[index]
                 busy += shares[index]
             done, _ = wait(going, return_when=FIRST_COMPLETED)
             for future in done:
                 index = going.pop(future)
-                busy -= shares[index]
+                busy -= holding.pop(index)
                 finished(index, future.result())
 
 

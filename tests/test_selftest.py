@@ -117,3 +117,16 @@ def test_runs_start_while_their_shares_of_the_cores_fit() -> None:
     # Never more than twice the cores at once; one at least when nothing is going.
     assert startable(range(6), [0.1] * 6, busy=0.0, going=0, jobs=2) == [0, 1, 2, 3]
     assert startable([0], [1.5], busy=0.0, going=0, jobs=1) == [0]
+
+
+def test_a_kinds_share_of_a_core_follows_its_runs() -> None:
+    agent = ("agent", "app-next")
+    estimate = _Estimate([agent], [3.0], [0.6])
+    assert estimate.share(agent) == 0.6  # the hint, before any run
+    estimate.record(agent, wall_s=4.0, cpu_s=1.0)
+    estimate.record(agent, wall_s=4.0, cpu_s=2.0)
+    assert estimate.share(agent) == pytest.approx(3.0 / 8.0)
+    estimate.record(agent, wall_s=100.0, cpu_s=0.0)
+    assert estimate.share(agent) == 0.25  # a run never counts as free
+    estimate.record(agent, wall_s=0.1, cpu_s=500.0)
+    assert estimate.share(agent) == 1.0  # nor as more than one interpreter
