@@ -196,17 +196,18 @@ Job = tuple[str, str, tuple[str, ...]]
 """role, profile (a name or a draft's directory: what a worker process can load), faults."""
 
 COST_HINT_S: dict[tuple[str, str], float] = {
-    ("orchestrator", "app-next"): 14.0,
-    ("orchestrator", "app-0.1d"): 4.6,
-    ("agent", "app-next"): 3.0,
-    ("agent", "app-0.1d"): 3.0,
+    ("orchestrator", "app-next"): 8.0,
+    ("orchestrator", "app-0.1d"): 5.0,
+    ("agent", "app-next"): 2.5,
+    ("agent", "app-0.1d"): 2.5,
     ("provider", "app-next"): 1.5,
-    ("provider", "app-0.1d"): 1.3,
+    ("provider", "app-0.1d"): 0.8,
 }
 """Seconds one run of a role takes, by profile family (bench/selftest_speed.py measures them):
 the longest runs start first, so the pool does not end on one long run while the other
 workers idle, and the time left is guessed before any run of a kind has finished."""
-DEFAULT_COST_S = 1.5
+DEFAULT_COST_S = 0.3
+"""The resource-server runs, which take a fraction of a second."""
 CPU_SHARE: dict[tuple[str, str], float] = {
     ("orchestrator", "app-next"): 0.85,
     ("orchestrator", "app-0.1d"): 0.65,
