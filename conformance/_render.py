@@ -8,7 +8,7 @@ import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from conformance.checks import all_checks
+from conformance.suite import all_checks
 from mocks.faults import catalogue
 from spec.requirement import Level, Requirement, Role, Step
 

@@ -21,7 +21,7 @@ from conformance._cli_profile import add_profile_parsers
 from conformance._cli_run import add_run_parsers
 from conformance._cli_sign import add_sign_parser
 from conformance._render import requirements_json, requirements_markdown, requirements_table
-from conformance.checks import all_checks
+from conformance.suite import all_checks
 from mocks.cli import add_mock_parser
 from mocks.faults import catalogue
 from mocks.orchestrator import add_orchestrator_parser

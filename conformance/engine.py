@@ -1,9 +1,11 @@
 """The one engine behind `provspec run`, the pytest plugin and `provspec selftest`.
 
-A run picks the checks of one role and profile (optionally some steps), gives each a fresh
-context on the target, runs it with a time limit, and folds the verdicts into one finding per
-requirement of that role and profile: failed (with the evidence), warning (a SHOULD or MAY
-that failed), passed, skipped (with why), or untested (no check covers it yet).
+A run (`EngineRun`) picks the checks of one role and profile (optionally some steps), gives
+each a fresh context on the target, runs it with a time limit, and tells its listeners as it
+goes (`conformance.events`). Its result folds the checks' verdicts into one finding per
+requirement of that role and profile, by the rules every front end shares
+(`conformance.verdict`): failed (with the evidence), warning (a SHOULD or MAY that failed),
+passed, skipped (with why), or untested (no check covers it yet), the baseline applied.
 
 Before the first check, a preflight (`conformance.preflight`) proves the run can judge
 anything at all: the target is reachable, answers the protocol, accepts the suite's
