@@ -47,7 +47,7 @@ from mocks.faults import FaultName, FaultSet
 from wire import jose
 from wire.attestation import ATTESTATION_TYP, REQUIRED_CLAIMS, ReplayGuard, SignatureVerifier
 
-__all__ = ["SIGNATURE_FAULTS", "FaultySignature", "verify_attestation"]
+__all__ = ["SIGNATURE_FAULTS", "FaultySignature", "single_audience", "verify_attestation"]
 
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _JWT = jwt.PyJWT()
@@ -112,7 +112,7 @@ def verify_attestation(
         jose.validate_claims(
             claims,
             issuer=_expected_issuer(claims, issuer, same_issuer),
-            audience=audience if check_audience else _single_audience(claims),
+            audience=audience if check_audience else single_audience(claims),
             now=now,
             leeway=leeway,
             max_lifetime=max_lifetime,
@@ -191,7 +191,7 @@ def _standard_verification(
         raise jose.JOSEError("malformed", f"PyJWT refused the token: {error}") from None
     # PyJWT found the audience, perhaps among others; or (audience None, the accept-wrong-aud
     # fault) the token names its own single audience
-    _one_audience(claims.get("aud"), _single_audience(claims) if audience is None else audience)
+    _one_audience(claims.get("aud"), single_audience(claims) if audience is None else audience)
     return claims
 
 
@@ -376,7 +376,9 @@ def _media_type(value: str) -> str:
     return value.lower().removeprefix("application/")
 
 
-def _single_audience(claims: Mapping[str, Any]) -> str:
+def single_audience(claims: Mapping[str, Any]) -> str:
+    """The token's one audience ("" when it names none or several): what a verifier that
+    does not check aud (a fault) takes for the expected one."""
     aud = claims.get("aud")
     if isinstance(aud, list) and len(aud) == 1:
         aud = aud[0]

@@ -20,6 +20,7 @@ import httpx
 
 import mocks.provider.catalog as catalog
 from mocks._core.http import HTTPProblem, parse_json_object
+from mocks.provider._attestation import single_audience
 from mocks.provider._context import ProviderContext
 from mocks.provider._orchestrator import OrchestratorLink
 from wire import jose
@@ -100,7 +101,7 @@ class PaymentDesk:
                 claims = self._payment_token_signature(token, keys)
                 audience = self.ctx.resource_id
                 if faults.active("payment-token-aud-unchecked"):
-                    audience = _single_audience(claims)
+                    audience = single_audience(claims)
                 lifetime = self.ctx.params.payment_token_lifetime
                 if faults.active("accept-long-lived-payment-token"):
                     lifetime = 86400  # only exp is checked; the 15-minute bound is forgotten
@@ -271,10 +272,3 @@ class PaymentDesk:
 
 def _canonical(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _single_audience(claims: Mapping[str, Any]) -> str:
-    aud = claims.get("aud")
-    if isinstance(aud, list) and len(aud) == 1:
-        aud = aud[0]
-    return aud if isinstance(aud, str) else ""
