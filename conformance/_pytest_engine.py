@@ -84,10 +84,6 @@ class ProvspecSession:
         refuse_live(self.plan, options)
         self.loop = asyncio.new_event_loop()
         self.engine = EngineRun(self.plan)
-        self._judging: dict[str, list[str]] = {}
-        for item in self.engine.checks:
-            for requirement_id in item.requirements:
-                self._judging.setdefault(requirement_id, []).append(item.name)
         self._state = "new"
         self._result: RunResult | None = None
 
@@ -109,7 +105,7 @@ class ProvspecSession:
 
     def checks_of(self, requirement_id: str) -> list[str]:
         """The session's checks that judge `requirement_id` (a baseline scenario names one)."""
-        return self._judging.get(requirement_id, [])
+        return [c.name for c in self.engine.checks if requirement_id in c.requirements]
 
     def known_failures(self, outcome: verdict.CheckOutcome) -> dict[str, str]:
         """The failures of one test the baseline knows, by the rule `provspec run` applies."""
@@ -254,11 +250,21 @@ def collect(session: pytest.Session) -> list[pytest.Item]:
     return items
 
 
-def last_the_baseline(items: list[pytest.Item]) -> None:
-    """Move the baseline's test after every check's, whatever reordered them (e.g.
-    pytest-randomly): it judges what they found."""
+def settle(session: pytest.Session) -> None:
+    """Once pytest has chosen and ordered the tests: the run judges only the checks chosen
+    (`-k`, `--deselect`), as `provspec run` judges a run of some checks, and the baseline's
+    test goes after every check's, whatever reordered them (e.g. pytest-randomly): it
+    judges what they found."""
+    items = session.items
     baseline: list[pytest.Item] = [i for i in items if isinstance(i, ProvspecBaselineItem)]
     items[:] = [item for item in items if not isinstance(item, ProvspecBaselineItem)] + baseline
+    state = session.config.stash.get(SESSION, None)
+    if state is None:
+        return
+    chosen = {item.check.name for item in items if isinstance(item, ProvspecItem)}
+    if chosen != {check.name for check in state.engine.checks}:
+        state.plan.only_checks = tuple(sorted(chosen))
+        state.engine.checks = [c for c in state.engine.checks if c.name in chosen]
 
 
 def _allure_labels(check: Check, statuses: dict[str, Any]) -> None:

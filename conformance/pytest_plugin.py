@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from conformance import __version__
-from conformance._pytest_engine import SESSION, add_options, collect, last_the_baseline
+from conformance._pytest_engine import SESSION, add_options, collect, settle
 from conformance.verdict import headline
 from spec.registry import default_registry
 from wire.errors import ProvspecError
@@ -38,7 +38,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     session.testscollected = len(items)
     hook = session.config.hook
     hook.pytest_collection_modifyitems(session=session, config=session.config, items=session.items)
-    last_the_baseline(session.items)
+    settle(session)
     hook.pytest_collection_finish(session=session)
     return True
 

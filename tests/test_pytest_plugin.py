@@ -164,3 +164,22 @@ def test_provspec_role_stops_at_preflight_with_one_message(pytester: pytest.Pyte
     output = result.stdout.str() + result.stderr.str()
     assert output.count("preflight failed") == 1
     assert "connection refused" in output
+
+
+def test_the_session_ends_with_the_verdict_of_the_checks_it_ran(
+    pytester: pytest.Pytester,
+) -> None:
+    """The plugin words the verdict as `provspec run` does, over the checks pytest chose: a
+    run of the discovery checks alone judges the discovery requirements, not the rest."""
+    result = pytester.runpytest(
+        "--provspec-role",
+        "provider",
+        "--provspec-profile",
+        "app-0.1d",
+        "-k",
+        "discovery and not capabilities",
+        "-p",
+        "no:cacheprovider",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["provspec: PASS: 0 failing requirement(s): none"])
