@@ -138,7 +138,8 @@ def stated_price(ctx: OrchestratorContext, service_id: Any) -> int | None:
     entry = provider_service(service_id)
     if entry is None:
         return None
-    pricing = entry.as_json(structured_price=True)["pricing"]
+    currency = ctx.params.default_cap.currency  # the suite's providers price in the profile's
+    pricing = entry.as_json(structured_price=True, currency=currency)["pricing"]
     paid = pricing.get("paid") if pricing.get("type") == "paid" else None
     amount = paid.get("amount") if isinstance(paid, dict) else None
     return amount if isinstance(amount, int) and amount > 0 else None
