@@ -171,12 +171,13 @@ def test_an_invalid_answer_of_the_suites_own_provider_is_a_harness_problem(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from conformance.adapters.orchestrator import OrchestratorTargetConfig
-    from mocks.provider.app import ProviderMock
+    from mocks.provider._discovery import Discovery
 
-    async def broken_health(self: ProviderMock, request: Any, raw: bytes, caller: Any) -> Any:
+    async def broken_health(self: Discovery, request: Any, raw: bytes, caller: Any) -> Any:
         return json_response({"status": "ok", "supported_versions": "0.1d"})  # not an array
 
-    monkeypatch.setattr(ProviderMock, "health", broken_health)
+    # The suite's own provider is the mock provider; its health room answers out of schema.
+    monkeypatch.setattr(Discovery, "health", broken_health)
     plan = RunPlan(
         Role.ORCHESTRATOR,
         "app-0.1d",
