@@ -9,15 +9,9 @@ the layers but not for cycles (it never runs); `from package import module` impo
 module; and importing `a.b.c` runs `a/b/__init__` too, so a cycle through a package's
 `__init__` is found like any other.
 
-Not done yet, and allow-listed below with a reason each (issue 16, phase 2); an entry whose
-import is gone fails as stale, so the lists only shrink and anything new fails:
-
-- `BACK_EDGES`: imports that close a cycle inside `conformance`. Without them the graph
-  must have no cycle at all, and they are all made inside functions, so even now no module
-  can meet another one half-loaded (`test_no_module_imports_itself_while_loading`).
-- `FUNCTION_IMPORTS`: imports made inside a function of the suite. Elsewhere only an optional
-  dependency, or what is deliberately loaded late, may be imported in a function
-  (`LATE_IMPORTS`, which stays).
+The graph has no cycle at all, and no module imports inside a function except an optional
+dependency or what is deliberately loaded late (`LATE_IMPORTS`, each with its reason; an entry
+whose import is gone fails as stale). A cycle is broken, never allow-listed.
 """
 
 from __future__ import annotations
@@ -69,16 +63,6 @@ LATE_IMPORTS = {
     "task that reaches a resource pays for importing httpx",
 }
 """Imports inside functions that stay there, with the reason."""
-
-PHASE_2 = "issue 16, phase 2"
-
-BACK_EDGES: dict[tuple[str, str], str] = {}
-"""Imports that close a cycle inside the suite (importer, module run), with the reason. Each
-is made inside a function, so no module meets another half-loaded; without them the import
-graph has no cycle."""
-
-FUNCTION_IMPORTS: dict[tuple[str, str], str] = {}
-"""Imports inside functions of the suite, with the reason; to be removed (issue 16, phase 2)."""
 
 
 # --- reading the imports ----------------------------------------------------------------
@@ -179,18 +163,14 @@ def _runs(item: Import) -> list[str]:
     return [name for name in chain if name not in above and name in modules()]
 
 
-def graph(
-    *, without: frozenset[tuple[str, str]] = frozenset(), when_loaded: bool = False
-) -> dict[str, set[str]]:
+def graph(*, when_loaded: bool = False) -> dict[str, set[str]]:
     """Module -> the modules it imports when it runs (type-only imports left out);
     `when_loaded`: only those imported while the module itself loads (not in a function)."""
     edges: dict[str, set[str]] = {name: set() for name in modules()}
     for item in all_imports():
         if not internal(item) or item.type_only or (when_loaded and item.in_function):
             continue
-        edges[item.source].update(
-            name for name in _runs(item) if (item.source, name) not in without
-        )
+        edges[item.source].update(_runs(item))
     return edges
 
 
@@ -308,16 +288,16 @@ def test_every_public_mock_module_says_what_it_exports() -> None:
     ]
 
 
-def test_no_import_cycle_but_the_known_ones() -> None:
-    remaining = cycles(graph(without=frozenset(BACK_EDGES)))
+def test_no_import_cycle() -> None:
+    remaining = cycles(graph())
     assert not remaining, "import cycles (break them; do not allow-list them):\n" + "\n".join(
         " <-> ".join(component) for component in remaining
     )
 
 
 def test_no_module_imports_itself_while_loading() -> None:
-    """The known cycles close only through imports inside functions: no module can find
-    another one half-initialised, whatever is imported first."""
+    """Counting only the imports that run while a module loads: no module can find another
+    one half-initialised, whatever is imported first."""
     assert not cycles(graph(when_loaded=True))
 
 
@@ -326,21 +306,14 @@ def test_wire_spec_and_mocks_have_no_cycle_at_all() -> None:
     assert not lower, lower
 
 
-def test_the_known_back_edges_still_exist() -> None:
-    """A back edge removed from the code must leave the list (the list only shrinks)."""
-    present = {(s, t) for s, targets in graph().items() for t in targets}
-    stale = sorted(set(BACK_EDGES) - present)
-    assert not stale, f"remove these from BACK_EDGES, they are gone: {stale}"
-
-
 def test_no_import_inside_a_function_but_the_listed_ones() -> None:
     found = function_imports()
-    new = sorted(found - set(LATE_IMPORTS) - set(FUNCTION_IMPORTS))
-    stale = sorted((set(LATE_IMPORTS) | set(FUNCTION_IMPORTS)) - found)
+    new = sorted(found - set(LATE_IMPORTS))
+    stale = sorted(set(LATE_IMPORTS) - found)
     assert not new, "imports inside functions (move them to the top of the module):\n" + (
         "\n".join(f"{source} imports {target}" for source, target in new)
     )
-    assert not stale, f"remove these from the allow-lists, they are gone: {stale}"
+    assert not stale, f"remove these from LATE_IMPORTS, they are gone: {stale}"
 
 
 def test_wire_spec_and_mocks_import_inside_functions_only_what_loads_late() -> None:
