@@ -113,7 +113,13 @@ def selftest_command(args: argparse.Namespace) -> int:
     def tick(step: SelftestProgress) -> None:
         _say(progress_line(step))
 
-    outcome = run_selftest(profiles, roles=roles, jobs=args.jobs, only=args.fault, tick=tick)
+    def planned(runs: int) -> None:
+        workers = "in this process" if args.jobs == 1 else f"over {args.jobs} cores"
+        _say(f"{runs} runs (each reference, then each fault), longest first, {workers}:")
+
+    outcome = run_selftest(
+        profiles, roles=roles, jobs=args.jobs, only=args.fault, tick=tick, on_plan=planned
+    )
     columns = SelftestColumns.fitting(profiles, catalogue().values())
     _say("\n" + columns.line("mock", "fault", "profile", "expected", "result"))
     for row in outcome.rows:

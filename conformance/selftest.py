@@ -308,6 +308,7 @@ def run_selftest(
     jobs: int = 1,
     only: Sequence[str] = (),
     tick: Callable[[SelftestProgress], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
 ) -> SelftestResult:
     """Judge the reference mocks, then every fault; `jobs` > 1 spreads the runs over processes
     (each run is independent: its own mocks, ports and state; each worker loads what every run
@@ -315,7 +316,7 @@ def run_selftest(
     means something next to a clean run. `profiles` defaults to every built-in profile; each
     role runs in the profiles that have requirements of it. `progress` hears of each fault row
     and `tick` of every run, references included, as they finish (longest runs first, so not
-    in the matrix's order)."""
+    in the matrix's order); `on_plan` of how many runs there are, before the first starts."""
     started = time.perf_counter()
     store = default_store()
     if profiles is None:
@@ -394,6 +395,8 @@ def run_selftest(
                 )
             )
 
+    if on_plan is not None:
+        on_plan(len(runs))
     if jobs > 1:
         _pooled(runs, order, lambda: [estimate.share(kind) for kind in kind_of], jobs, finished)
     else:

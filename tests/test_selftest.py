@@ -92,6 +92,7 @@ def test_the_command_prints_progress_then_the_whole_matrix_in_order(
     )
     assert selftest_command(args) == 0
     out = capsys.readouterr().out
+    assert f"{len(FAULTS) + 1} runs (each reference, then each fault)" in out
     progress = [line for line in out.splitlines() if line.startswith("[")]
     assert len(progress) == len(FAULTS) + 1
     assert all("left]" in line for line in progress)
