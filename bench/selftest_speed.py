@@ -5,7 +5,9 @@ them with --full, else an evenly spread sample of --sample per row) through the 
 own runner, and prints: wall time, CPU time (this process and its reaped workers), runs per
 second, and the ratio of the wall time to the floor. The floor is the work no runner can avoid:
 the runs' exchanges at one in-process ASGI round trip each, plus their signatures at one
-sign and one verify each, both costs measured in this same run. With --together the selected
+sign and one verify each, both costs measured in this same run. "in runs" is the CPU time
+the runs themselves took (in their workers); the rest of "CPU s" is starting the workers
+(an interpreter and the suite's imports each) and the runner's own work. With --together the selected
 runs go through one self-test invocation (one pool, as `provspec selftest` does) and the rows
 are that invocation's runs, grouped. Not a test: figures vary with the machine and its load.
 
@@ -135,7 +137,8 @@ def main() -> None:
         f"floor costs: in-process ASGI round trip {round_trip_s * 1e6:.0f} µs, "
         f"EdDSA sign+verify {signature_s * 1e6:.0f} µs\n"
     )
-    header = f"{'role':<16}{'profile':<16}{'runs':>5}{'wall s':>9}{'CPU s':>9}{'runs/s':>8}"
+    header = f"{'role':<16}{'profile':<16}{'runs':>5}{'wall s':>9}{'CPU s':>9}{'in runs':>8}"
+    header += f"{'runs/s':>8}"
     header += f"{'s/run':>7}{'exch/run':>9}{'sig/run':>8}{'floor s':>9}{'x floor':>8}"
     header += f"{'est. all s':>11}"
     print(header, flush=True)
@@ -152,6 +155,7 @@ def main() -> None:
         estimated_all += estimate
         print(
             f"{row.role:<16}{row.profile:<16}{count:>5}{row.wall_s:>9.1f}{row.cpu_s:>9.1f}"
+            f"{sum(r.cpu_s for r in row.runs):>8.1f}"
             f"{count / row.wall_s if row.wall_s else 0:>8.2f}{row.wall_s / count:>7.2f}"
             f"{statistics.mean(r.exchanges for r in row.runs):>9.0f}"
             f"{statistics.mean(r.signatures for r in row.runs):>8.0f}"
@@ -178,9 +182,11 @@ def main() -> None:
             total_cpu += cpu
     floor = sum(row.floor_s(round_trip_s, signature_s) for row in rows)
     run_count = sum(len(row.runs) for row in rows)
+    in_runs = sum(r.cpu_s for row in rows for r in row.runs)
     print(
         f"\ntotal: {run_count} runs, wall {total_wall:.1f} s, CPU {total_cpu:.1f} s "
-        f"(wall/CPU {total_wall / total_cpu if total_cpu else 0:.2f}), "
+        f"(wall/CPU {total_wall / total_cpu if total_cpu else 0:.2f}; {in_runs:.1f} s of it in "
+        f"the runs, the rest starting workers and judging), "
         f"{run_count / total_wall if total_wall else 0:.2f} runs/s, floor {floor:.2f} s "
         f"({total_wall / floor if floor else 0:.0f}x)"
     )
