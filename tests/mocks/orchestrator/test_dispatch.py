@@ -21,13 +21,14 @@ def _argparse_answer(argv: list[str]) -> tuple[int, str, str]:
     parser = argparse.ArgumentParser(prog="provspec")
     add_orchestrator_parser(parser.add_subparsers(dest="command", metavar="COMMAND"))
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            parser.parse_args(["orchestrator", *argv])
-        except SystemExit as ended:
-            assert isinstance(ended.code, int)
-            return ended.code, out.getvalue(), err.getvalue()
-    raise AssertionError(f"{argv} parsed")
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        pytest.raises(SystemExit) as ended,
+    ):
+        parser.parse_args(["orchestrator", *argv])
+    assert isinstance(ended.value.code, int)
+    return ended.value.code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize(

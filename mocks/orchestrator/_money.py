@@ -1,0 +1,230 @@
+"""The money endpoints over HTTP: `POST /redemptions` and `POST /refunds`.
+
+In this order: Idempotency-Key present, caller attestation, media type, body shape (strict
+JSON and its schema), then the idempotency record — a replay answers what was answered, a
+request in flight is refused — and only then the processing (mocks/orchestrator/
+_redemption.py), whose charge, record and recorded answer commit together. Processing runs
+in worker threads, so that guarantee rests on the store's transaction, as it would in a real
+deployment, and not on the event loop happening to run one handler at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mocks._core.http import HTTPProblem, json_response, parse_json_object, read_body
+from mocks.faults import FaultSet
+from mocks.orchestrator._callers import Callers
+from mocks.orchestrator._idempotency import Begun, Conflict, IdempotencyLedger, InFlight, Replay
+from mocks.orchestrator._redemption import Answer, Redemptions
+from mocks.orchestrator._settings import OrchestratorSettings
+from spec.profiles import Profile
+from spec.schemas import default_store
+from wire import strictjson
+from wire.envelopes import PROBLEM_JSON, problem
+
+__all__ = ["MoneyEndpoints", "problem_response"]
+
+Process = Callable[[str, dict[str, Any]], Answer]
+
+
+def problem_response(error: HTTPProblem) -> Response:
+    """An RFC 9457 problem document with a `code` member (schemas/app-next/problem)."""
+    body = problem(error.status, error.code, error.message)
+    body.update(error.extra)
+    return json_response(body, error.status, error.headers, media_type=PROBLEM_JSON)
+
+
+class MoneyEndpoints:
+    def __init__(
+        self,
+        *,
+        spec: Profile,
+        faults: FaultSet,
+        callers: Callers,
+        idempotency: IdempotencyLedger,
+        redemptions: Redemptions,
+        settings: OrchestratorSettings,
+    ) -> None:
+        self.spec = spec
+        self.faults = faults
+        self.callers = callers
+        self.idempotency = idempotency
+        self.redemptions = redemptions
+        self.settings = settings
+        """Read at each request: tests set `before_charge` on a running mock."""
+        self._schemas = default_store()
+
+    async def redeem(self, request: Request) -> Response:
+        return await self._money(request, "redemptions", self.redemptions.redeem)
+
+    async def refund(self, request: Request) -> Response:
+        if self.faults.active("refund-endpoint-missing"):
+            # The metadata still names refund_endpoint: false advertising.
+            return json_response({"error": "not_found"}, 404)
+        return await self._money(request, "refunds", self.redemptions.refund)
+
+    async def _money(self, request: Request, endpoint: str, process: Process) -> Response:
+        try:
+            return await self._idempotent(request, endpoint, process)
+        except HTTPProblem as error:
+            response = problem_response(error)
+            if self.faults.active("redemption-errors-plain-json"):
+                response.headers["content-type"] = "application/json"
+            return response
+
+    async def _idempotent(self, request: Request, endpoint: str, process: Process) -> Response:
+        raw = await read_body(request)
+        key = self._idempotency_key(request)
+        caller = await self.callers.authenticate(request, raw)
+        content_type = request.headers.get("content-type")
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/json" and not self.faults.active("redemption-any-content-type"):
+            shown = "none" if content_type is None else repr(media[:100])
+            raise HTTPProblem(
+                415, "unsupported_media_type", f"the body must be application/json, not {shown}"
+            )
+        body = self._parse_body(raw, endpoint)
+        # Keys are scoped to the authenticated caller (draft-ietf-httpapi-idempotency-key-header
+        # §2: a composite key), so one provider can never replay another's answer.
+        scope = "" if self.faults.active("idempotency-keys-not-scoped") else caller
+        unrecorded = partial(self._unrecorded, process, caller, body)
+        if key is None:
+            return await unrecorded()
+        outcome = await anyio.to_thread.run_sync(self.idempotency.begin, scope, endpoint, key, raw)
+        if isinstance(outcome, Conflict) and not self.faults.active("idempotency-conflict-ignored"):
+            raise HTTPProblem(
+                422, "idempotency_conflict", "this Idempotency-Key was used with another body"
+            )
+        if isinstance(outcome, InFlight):
+            if self.faults.active("idempotency-in-flight-reprocessed"):
+                return await unrecorded()
+            raise _in_flight()
+        if isinstance(outcome, Replay):
+            if self.faults.active("replay-double-charges"):
+                # the original answer, replayed, and its amount charged again
+                await anyio.to_thread.run_sync(self.redemptions.charge_again, outcome.body)
+            return _answer(outcome.status, outcome.body, replayed=True)
+        if not isinstance(outcome, Begun):
+            return await unrecorded()  # idempotency-conflict-ignored: processed again
+        return await self._settle(scope, endpoint, key, raw, partial(process, caller, body))
+
+    def _idempotency_key(self, request: Request) -> str | None:
+        key = request.headers.get("idempotency-key")
+        if key is None and not self.faults.active("idempotency-key-optional"):
+            raise HTTPProblem(
+                400, "idempotency_key_required", "the Idempotency-Key header is required"
+            )
+        if (
+            key is not None
+            and not 1 <= len(key) <= 255
+            and not (self.faults.active("idempotency-key-length-unchecked") and key)
+        ):
+            raise HTTPProblem(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
+        return key
+
+    async def _unrecorded(self, process: Process, caller: str, body: dict[str, Any]) -> Response:
+        """Processed without an idempotency record (no key, or a fault skipping it)."""
+        status, answer = await anyio.to_thread.run_sync(process, caller, body)
+        return _answer(status, answer)
+
+    async def _settle(
+        self, scope: str, endpoint: str, key: str, raw: bytes, process: Callable[[], Answer]
+    ) -> Response:
+        try:
+            before_charge = self.settings.before_charge
+            if before_charge is not None:
+                await before_charge()
+            # The charge, the redemption record and the recorded answer commit together.
+            settled = await anyio.to_thread.run_sync(
+                partial(
+                    self.idempotency.settle,
+                    scope,
+                    endpoint,
+                    key,
+                    raw,
+                    process,
+                    transaction=self.redemptions.transaction,
+                )
+            )
+        except BaseException:
+            # Nothing was recorded under the key: release it so the request can be retried.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.idempotency.abandon, scope, endpoint, key)
+            raise
+        if isinstance(settled, InFlight):
+            raise _in_flight()
+        return _answer(settled.status, settled.body, replayed=settled.replayed)
+
+    def _parse_body(self, raw: bytes, endpoint: str) -> dict[str, Any]:
+        """The request body, strictly parsed and checked against its schema (400 otherwise)."""
+        if self.faults.active("redemption-deep-body-crashes"):
+            # "validates" with a recursive parser that has no depth limit first
+            try:
+                json.loads(raw)
+            except RecursionError:
+                raise HTTPProblem(500, "server_error", "the mock orchestrator failed") from None
+            except ValueError:
+                pass
+        try:
+            body = parse_json_object(raw)
+        except HTTPProblem:
+            loose = _last_duplicate_wins(raw)
+            if loose is None or not self.faults.active("redemption-duplicate-keys-last-wins"):
+                raise
+            body = loose
+        if endpoint == "redemptions":
+            self._currency_faults(body)
+        message = "redemption_request" if endpoint == "redemptions" else "refund_request"
+        issues = self._schemas.validate(self.spec.name, message, body)
+        if (
+            endpoint == "redemptions"
+            and body.get("amount") == 0
+            and self.faults.active("redemption-zero-amount-accepted")
+        ):
+            issues = [issue for issue in issues if issue.path != "/amount"]
+        if issues:
+            raise HTTPProblem(
+                400, "invalid_request", f"{issues[0].path or '/'}: {issues[0].message}"
+            )
+        return body
+
+    def _currency_faults(self, body: dict[str, Any]) -> None:
+        currency = body.get("currency")
+        if isinstance(currency, str) and self.faults.active("redemption-currency-case-insensitive"):
+            body["currency"] = currency.strip().lower()
+        if "currency" not in body and self.faults.active("redemption-currency-defaults"):
+            body["currency"] = self.redemptions.ledger.currency
+
+
+def _answer(status: int, body: dict[str, Any], *, replayed: bool = False) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    media = PROBLEM_JSON if status >= 400 else "application/json"
+    return json_response(body, status, headers, media_type=media)
+
+
+def _in_flight() -> HTTPProblem:
+    return HTTPProblem(
+        409, "idempotency_in_flight", "a request with this Idempotency-Key is in progress"
+    )
+
+
+def _last_duplicate_wins(raw: bytes) -> dict[str, Any] | None:
+    """A body refused only for a duplicate member name, read as a lax parser would (the last
+    duplicate wins); None for any other body. Only the duplicate-keys fault uses it."""
+    try:
+        strictjson.loads(raw)
+    except strictjson.StrictJSONError as error:
+        if error.reason != "duplicate_key":
+            return None
+        loose = json.loads(raw)
+        return loose if isinstance(loose, dict) else None
+    return None
