@@ -269,6 +269,8 @@ class _Estimate:
         self._share_hint = dict(zip(kinds, shares or [DEFAULT_SHARE] * len(kinds), strict=True))
         self._seen: dict[tuple[str, str], list[float]] = {}
         self._busy: dict[tuple[str, str], list[float]] = {}
+        self._startup: float | None = None
+        """Seconds before the first run started (workers starting), once a run has finished."""
 
     def record(self, kind: tuple[str, str], wall_s: float, cpu_s: float | None = None) -> None:
         self._seen.setdefault(kind, []).append(wall_s)
@@ -292,12 +294,17 @@ class _Estimate:
         return self._hint[kind] * (sum(ratios) / len(ratios) if ratios else 1.0)
 
     def left(self, pending: Iterable[tuple[str, str]], elapsed_s: float, done: int) -> float:
-        """Pending work over the rate the finished work went at (which counts the pool's width)."""
+        """Pending work over the rate the finished work went at (which counts the pool's width),
+        from when the first run started: starting the workers is not a rate to go on at."""
         pending = list(pending)
         if not pending or not done:
             return 0.0 if not pending else sum(self.cost(kind) for kind in pending)
+        if self._startup is None:
+            # The first run to finish started about when the pool could start any.
+            first = next(iter(self._seen.values()))[0]
+            self._startup = max(0.0, elapsed_s - first)
         finished = sum(sum(v) for v in self._seen.values())
-        rate = elapsed_s / finished if finished else 1.0
+        rate = max(elapsed_s - self._startup, 0.0) / finished if finished else 1.0
         return sum(self.cost(kind) for kind in pending) * rate
 
 

@@ -56,9 +56,13 @@ def test_the_time_left_follows_what_each_kind_of_run_cost() -> None:
     estimate.record(fast, 2.0)
     assert estimate.cost(fast) == 2.0
     assert estimate.cost(slow) == 20.0  # unseen: its hint, as far off as the seen kinds are
-    # 2 s of runs went by in 1 s of wall time (two workers): the rest goes as fast.
-    assert estimate.left([slow, fast], elapsed_s=1.0, done=1) == pytest.approx(11.0)
-    assert estimate.left([], elapsed_s=1.0, done=1) == 0.0
+    # The first run (2 s) ended 5 s in: the workers took 3 s to start, which is not a rate.
+    # Then 2 s of runs went by in 2 s of wall time: the rest goes as fast.
+    assert estimate.left([slow, fast], elapsed_s=5.0, done=1) == pytest.approx(22.0)
+    estimate.record(fast, 2.0)
+    # 4 s of runs in 3 s since the start (two workers): 22 s of runs left take 16.5 s.
+    assert estimate.left([slow, fast], elapsed_s=6.0, done=2) == pytest.approx(16.5)
+    assert estimate.left([], elapsed_s=6.0, done=2) == 0.0
 
 
 def test_signatures_are_counted_from_headers_and_tokens_on_the_wire() -> None:
