@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from functools import partial
 
 import anyio
-import anyio.to_thread
 import httpx
 from starlette.requests import Request
 
@@ -27,9 +27,24 @@ from wire.ssrf import FetchError, FetchLimits, SSRFGuard, fetch_document
 from wire.tls import tls_context
 from wire.urls import prm_url
 
-__all__ = ["Callers"]
+__all__ = ["Callers", "Claim", "UnknownKey"]
 
 log = logging.getLogger("provspec.mock.orchestrator")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A request's attestation before it is verified: the provider it names, the token
+    (None under the redemption-unsigned-accepted fault, which verifies nothing), and the
+    keys that provider publishes."""
+
+    caller: str
+    token: str | None
+    keys: dict[str, jose.PublicKey]
+
+
+class UnknownKey(Exception):
+    """The attestation names a key the cached set lacks: fetch the keys again, once."""
 
 
 class Callers:
@@ -43,16 +58,17 @@ class Callers:
         """The fetch under way per provider: concurrent callers share it, so a burst of
         redemptions from a new provider costs one metadata and JWKS fetch, not one each."""
 
-    async def authenticate(self, request: Request, raw: bytes) -> str:
-        """The calling provider's URL, once its attestation of `raw` verifies (401 otherwise)."""
+    async def claim(self, request: Request, *, refresh: bool = False) -> Claim:
+        """Who the request says it comes from, with that provider's keys, not yet verified
+        (401 when it names nobody usable). `refresh`: fetch the keys again."""
         header = self.params.attestation_header
         token = request.headers.get(header)
         if self.faults.active("redemption-unsigned-accepted"):
             try:
                 _, claims, _ = jose.unverified_parts(token or "")
-                return str(claims.get("iss", ""))
+                return Claim(str(claims.get("iss", "")), None, {})
             except jose.JOSEError:
-                return ""
+                return Claim("", None, {})
         if not token:
             raise HTTPProblem(401, "invalid_signature", f"no {header} header")
         try:
@@ -64,36 +80,34 @@ class Callers:
             raise HTTPProblem(
                 401, "invalid_signature", "the attestation's iss is not a provider URL"
             )
-        for attempt in range(2):
-            keys = await self.provider_keys(caller, refresh=attempt == 1)
-            try:
-                # Off the event loop: the replay cache takes the store's lock.
-                await anyio.to_thread.run_sync(
-                    partial(
-                        verify_attestation,
-                        token,
-                        keys=keys,
-                        issuer=caller,
-                        audience=self.settings.issuer,
-                        body=raw,
-                        now=self.settings.clock.timestamp(),
-                        replay=self.replay,
-                        check_audience=not self.faults.active(
-                            "redemption-attestation-any-audience"
-                        ),
-                        max_lifetime=self.params.attestation_lifetime,
-                        algorithms=self.params.algorithms,
-                        header_name=header,
-                    ),
-                )
-                return caller
-            except jose.JOSEError as error:
-                if error.reason == "unknown_kid" and attempt == 0:
-                    continue
-                raise HTTPProblem(
-                    401, "invalid_signature", f"attestation refused: {error}"
-                ) from None
-        raise AssertionError("unreachable")
+        return Claim(caller, token, await self.provider_keys(caller, refresh=refresh))
+
+    def verify(self, claim: Claim, raw: bytes, *, keys_fresh: bool) -> str:
+        """The calling provider's URL, once its attestation of `raw` verifies (401
+        otherwise; `UnknownKey` when it names a key the cached set lacks and `keys_fresh`
+        is False). Blocking: the replay cache takes the store's lock, so it runs in a worker
+        thread."""
+        if claim.token is None:
+            return claim.caller  # the redemption-unsigned-accepted fault
+        try:
+            verify_attestation(
+                claim.token,
+                keys=claim.keys,
+                issuer=claim.caller,
+                audience=self.settings.issuer,
+                body=raw,
+                now=self.settings.clock.timestamp(),
+                replay=self.replay,
+                check_audience=not self.faults.active("redemption-attestation-any-audience"),
+                max_lifetime=self.params.attestation_lifetime,
+                algorithms=self.params.algorithms,
+                header_name=self.params.attestation_header,
+            )
+        except jose.JOSEError as error:
+            if error.reason == "unknown_kid" and not keys_fresh:
+                raise UnknownKey from None
+            raise HTTPProblem(401, "invalid_signature", f"attestation refused: {error}") from None
+        return claim.caller
 
     async def provider_keys(
         self, provider: str, *, refresh: bool = False

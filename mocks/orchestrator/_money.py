@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -22,7 +23,7 @@ from starlette.responses import Response
 
 from mocks._core.http import HTTPProblem, json_response, parse_json_object, read_body
 from mocks.faults import FaultSet
-from mocks.orchestrator._callers import Callers
+from mocks.orchestrator._callers import Callers, Claim, UnknownKey
 from mocks.orchestrator._idempotency import Begun, Conflict, IdempotencyLedger, InFlight, Replay
 from mocks.orchestrator._redemption import Answer, Redemptions
 from mocks.orchestrator._settings import OrchestratorSettings
@@ -84,38 +85,19 @@ class MoneyEndpoints:
     async def _idempotent(self, request: Request, endpoint: str, process: Process) -> Response:
         raw = await read_body(request)
         key = self._idempotency_key(request)
-        caller = await self.callers.authenticate(request, raw)
         content_type = request.headers.get("content-type")
-        media = (content_type or "").split(";", 1)[0].strip().lower()
-        if media != "application/json" and not self.faults.active("redemption-any-content-type"):
-            shown = "none" if content_type is None else repr(media[:100])
-            raise HTTPProblem(
-                415, "unsupported_media_type", f"the body must be application/json, not {shown}"
-            )
-        body = self._parse_body(raw, endpoint)
-        # Keys are scoped to the authenticated caller (draft-ietf-httpapi-idempotency-key-header
-        # §2: a composite key), so one provider can never replay another's answer.
-        scope = "" if self.faults.active("idempotency-keys-not-scoped") else caller
-        unrecorded = partial(self._unrecorded, process, caller, body)
-        if key is None:
-            return await unrecorded()
-        outcome = await anyio.to_thread.run_sync(self.idempotency.begin, scope, endpoint, key, raw)
-        if isinstance(outcome, Conflict) and not self.faults.active("idempotency-conflict-ignored"):
-            raise HTTPProblem(
-                422, "idempotency_conflict", "this Idempotency-Key was used with another body"
-            )
-        if isinstance(outcome, InFlight):
-            if self.faults.active("idempotency-in-flight-reprocessed"):
-                return await unrecorded()
-            raise _in_flight()
-        if isinstance(outcome, Replay):
-            if self.faults.active("replay-double-charges"):
-                # the original answer, replayed, and its amount charged again
-                await anyio.to_thread.run_sync(self.redemptions.charge_again, outcome.body)
-            return _answer(outcome.status, outcome.body, replayed=True)
-        if not isinstance(outcome, Begun):
-            return await unrecorded()  # idempotency-conflict-ignored: processed again
-        return await self._settle(scope, endpoint, key, raw, partial(process, caller, body))
+        admit = partial(self._admit, raw, content_type, endpoint, key, process)
+        # One worker-thread hop does the blocking part (verifying, the idempotency record,
+        # charging): each hop costs as much as a signature check.
+        try:
+            claim = await self.callers.claim(request)
+            admitted = await anyio.to_thread.run_sync(partial(admit, claim, keys_fresh=False))
+        except UnknownKey:  # a key the cached set lacks: the provider may have rotated
+            claim = await self.callers.claim(request, refresh=True)
+            admitted = await anyio.to_thread.run_sync(partial(admit, claim, keys_fresh=True))
+        if isinstance(admitted, Response):
+            return admitted
+        return await self._settle_after_hold(endpoint, raw, admitted)
 
     def _idempotency_key(self, request: Request) -> str | None:
         key = request.headers.get("idempotency-key")
@@ -131,34 +113,84 @@ class MoneyEndpoints:
             raise HTTPProblem(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
         return key
 
-    async def _unrecorded(self, process: Process, caller: str, body: dict[str, Any]) -> Response:
-        """Processed without an idempotency record (no key, or a fault skipping it)."""
-        status, answer = await anyio.to_thread.run_sync(process, caller, body)
-        return _answer(status, answer)
+    def _admit(
+        self,
+        raw: bytes,
+        content_type: str | None,
+        endpoint: str,
+        key: str | None,
+        process: Process,
+        claim: Claim,
+        *,
+        keys_fresh: bool,
+    ) -> Response | _Held:
+        """In a worker thread: the caller verified, the body checked, the key's record
+        begun, and (unless a test holds it) the work done and settled; the answer, or the
+        begun work to settle once `before_charge` lets it."""
+        caller = self.callers.verify(claim, raw, keys_fresh=keys_fresh)
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/json" and not self.faults.active("redemption-any-content-type"):
+            shown = "none" if content_type is None else repr(media[:100])
+            raise HTTPProblem(
+                415, "unsupported_media_type", f"the body must be application/json, not {shown}"
+            )
+        body = self._parse_body(raw, endpoint)
+        if key is None:
+            return _answer(*process(caller, body))
+        # Keys are scoped to the authenticated caller (draft-ietf-httpapi-idempotency-key-header
+        # §2: a composite key), so one provider can never replay another's answer.
+        scope = "" if self.faults.active("idempotency-keys-not-scoped") else caller
+        outcome = self.idempotency.begin(scope, endpoint, key, raw)
+        if isinstance(outcome, Conflict) and not self.faults.active("idempotency-conflict-ignored"):
+            raise HTTPProblem(
+                422, "idempotency_conflict", "this Idempotency-Key was used with another body"
+            )
+        if isinstance(outcome, InFlight):
+            if self.faults.active("idempotency-in-flight-reprocessed"):
+                return _answer(*process(caller, body))
+            raise _in_flight()
+        if isinstance(outcome, Replay):
+            if self.faults.active("replay-double-charges"):
+                # the original answer, replayed, and its amount charged again
+                self.redemptions.charge_again(outcome.body)
+            return _answer(outcome.status, outcome.body, replayed=True)
+        if not isinstance(outcome, Begun):
+            return _answer(*process(caller, body))  # idempotency-conflict-ignored: again
+        held = _Held(scope, key, partial(process, caller, body))
+        if self.settings.before_charge is not None:
+            return held
+        return self._settle(endpoint, raw, held)
 
-    async def _settle(
-        self, scope: str, endpoint: str, key: str, raw: bytes, process: Callable[[], Answer]
-    ) -> Response:
+    async def _settle_after_hold(self, endpoint: str, raw: bytes, held: _Held) -> Response:
+        """The `before_charge` seam: the key is taken, the charge waits for the test."""
         try:
             before_charge = self.settings.before_charge
             if before_charge is not None:
                 await before_charge()
-            # The charge, the redemption record and the recorded answer commit together.
-            settled = await anyio.to_thread.run_sync(
-                partial(
-                    self.idempotency.settle,
-                    scope,
-                    endpoint,
-                    key,
-                    raw,
-                    process,
-                    transaction=self.redemptions.transaction,
-                )
-            )
         except BaseException:
             # Nothing was recorded under the key: release it so the request can be retried.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.idempotency.abandon, scope, endpoint, key)
+                await anyio.to_thread.run_sync(
+                    self.idempotency.abandon, held.scope, endpoint, held.key
+                )
+            raise
+        return await anyio.to_thread.run_sync(self._settle, endpoint, raw, held)
+
+    def _settle(self, endpoint: str, raw: bytes, held: _Held) -> Response:
+        """Do the work and record its answer; the charge, the redemption record and the
+        recorded answer commit together."""
+        try:
+            settled = self.idempotency.settle(
+                held.scope,
+                endpoint,
+                held.key,
+                raw,
+                held.work,
+                transaction=self.redemptions.transaction,
+            )
+        except BaseException:
+            # Nothing was recorded under the key: release it so the request can be retried.
+            self.idempotency.abandon(held.scope, endpoint, held.key)
             raise
         if isinstance(settled, InFlight):
             raise _in_flight()
@@ -203,6 +235,15 @@ class MoneyEndpoints:
             body["currency"] = currency.strip().lower()
         if "currency" not in body and self.faults.active("redemption-currency-defaults"):
             body["currency"] = self.redemptions.ledger.currency
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A redemption whose idempotency key is taken and whose work waits to be settled."""
+
+    scope: str
+    key: str
+    work: Callable[[], Answer]
 
 
 def _answer(status: int, body: dict[str, Any], *, replayed: bool = False) -> Response:

@@ -59,6 +59,8 @@ class OrchestratorMock:
         self.idempotency = IdempotencyLedger(settings.store, settings.clock)
         self.replay = ReplayCache(settings.store, table="seen_provider_jti")
         self.signing_key = load_or_make_key(self.store)
+        # Derived once: every redemption verifies against it.
+        self._published = {self.signing_key.kid: self.signing_key.public_key()}
         self.metadata_url = orchestrator_metadata_url(self.issuer)
         self.jwks_url = f"{self.issuer}/jwks.json"
         self.redemption_endpoint = f"{self.issuer}/redemptions"
@@ -91,7 +93,7 @@ class OrchestratorMock:
     def payment_keys(self) -> dict[str, jose.PublicKey]:
         """The keys a payment token may be signed with: the published one, and under the
         payment-token-unpublished-key fault a second key the JWKS never shows (ORC-PAY-002)."""
-        keys = {self.signing_key.kid: self.signing_key.public_key()}
+        keys = dict(self._published)
         if self.faults.active("payment-token-unpublished-key"):
             hidden = self.unpublished_key()
             keys[hidden.kid] = hidden.public_key()
