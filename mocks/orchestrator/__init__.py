@@ -1,5 +1,8 @@
-"""The mock orchestrator: its server side (metadata, JWKS, redemption, ledger), the engine
-acting for its signed-in user, and the agent-facing CLI (`provspec orchestrator`)."""
+"""The mock orchestrator, in rooms: its server side (`app`: metadata, JWKS, the consent
+redirect URI; `_callers`, `_money`, `_redemption`, `ledger`, `_idempotency`: the money
+endpoints), the engine acting for its signed-in user (`engine.Orchestrator` over the
+`client` package: session, consent, payment, custody, catalogs, provisioning), and the
+agent-facing CLI (`cli`: `provspec orchestrator`, and `dispatch` to call it in-process)."""
 
 from __future__ import annotations
 
