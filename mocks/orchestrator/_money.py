@@ -127,20 +127,23 @@ class MoneyEndpoints:
         """In a worker thread: the caller verified, the body checked, the key's record
         begun, and (unless a test holds it) the work done and settled; the answer, or the
         begun work to settle once `before_charge` lets it."""
-        caller = self.callers.verify(claim, raw, keys_fresh=keys_fresh)
-        media = (content_type or "").split(";", 1)[0].strip().lower()
-        if media != "application/json" and not self.faults.active("redemption-any-content-type"):
-            shown = "none" if content_type is None else repr(media[:100])
-            raise HTTPProblem(
-                415, "unsupported_media_type", f"the body must be application/json, not {shown}"
-            )
-        body = self._parse_body(raw, endpoint)
-        if key is None:
+        refused: HTTPProblem | None = None
+        # One store transaction for the attestation's replay record and the key's record
+        # (one commit, not two); it commits when the request is refused too, as two did.
+        with self.redemptions.store.transaction():
+            try:
+                caller = self.callers.verify(claim, raw, keys_fresh=keys_fresh)
+                body = self._checked_body(raw, content_type, endpoint)
+                # Keys are scoped to the authenticated caller (draft-ietf-httpapi-idempotency-
+                # key-header §2: a composite key): no provider can replay another's answer.
+                scope = "" if self.faults.active("idempotency-keys-not-scoped") else caller
+                outcome = None if key is None else self.idempotency.begin(scope, endpoint, key, raw)
+            except HTTPProblem as problem:
+                refused = problem
+        if refused is not None:
+            raise refused
+        if key is None or outcome is None:
             return _answer(*process(caller, body))
-        # Keys are scoped to the authenticated caller (draft-ietf-httpapi-idempotency-key-header
-        # §2: a composite key), so one provider can never replay another's answer.
-        scope = "" if self.faults.active("idempotency-keys-not-scoped") else caller
-        outcome = self.idempotency.begin(scope, endpoint, key, raw)
         if isinstance(outcome, Conflict) and not self.faults.active("idempotency-conflict-ignored"):
             raise HTTPProblem(
                 422, "idempotency_conflict", "this Idempotency-Key was used with another body"
@@ -160,6 +163,15 @@ class MoneyEndpoints:
         if self.settings.before_charge is not None:
             return held
         return self._settle(endpoint, raw, held)
+
+    def _checked_body(self, raw: bytes, content_type: str | None, endpoint: str) -> dict[str, Any]:
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media != "application/json" and not self.faults.active("redemption-any-content-type"):
+            shown = "none" if content_type is None else repr(media[:100])
+            raise HTTPProblem(
+                415, "unsupported_media_type", f"the body must be application/json, not {shown}"
+            )
+        return self._parse_body(raw, endpoint)
 
     async def _settle_after_hold(self, endpoint: str, raw: bytes, held: _Held) -> Response:
         """The `before_charge` seam: the key is taken, the charge waits for the test."""
