@@ -129,6 +129,10 @@ concurrency_rounds = 20
 # the Unix time it should read now), run again with {offset} 0 to restore. Without it those
 # probes are not judged, saying so.
 # clock_command = "stripe projects test-clock --offset {offset}"
+# Or the orchestrator's declared test control (docs/orchestrator-cli.md, "Test controls outside
+# the CLI"): a command taking one JSON request on stdin, or an http(s) URL the request is POSTed
+# to; it may offer set_clock and the charge holds ORC-RED-004 uses. It wins over clock_command.
+# control = "stripe projects test-control"
 
 [agent]
 # The agent under test, run once per scripted task in a fresh temporary directory with a
@@ -210,6 +214,7 @@ _SECTIONS = {
         "concurrent_redemptions",
         "concurrency_rounds",
         "clock_command",
+        "control",
     },
     "agent": {"command", "orchestrator_cli"},
     "resource_server": {
@@ -455,6 +460,11 @@ def load_config(path: Path | None) -> RunConfig:
     if clock is not None and (not isinstance(clock, str) or "{" not in clock):
         problems.append(
             "orchestrator.clock_command must be a command naming {offset} or {timestamp}"
+        )
+    control = served.get("control")
+    if control is not None and (not isinstance(control, str) or not control.strip()):
+        problems.append(
+            "orchestrator.control must be a command or an http(s) URL (docs/orchestrator-cli.md)"
         )
     for key in ("request", "check"):
         value = raw.get("timeouts", {}).get(key, 1) if isinstance(raw.get("timeouts"), dict) else 1

@@ -251,6 +251,7 @@ def build_plan(config: RunConfig, args: RunOptions) -> RunPlan:
         concurrent_redemptions=int(config.get("orchestrator", "concurrent_redemptions", 50)),
         concurrency_rounds=int(config.get("orchestrator", "concurrency_rounds", 20)),
         clock_command=config.get("orchestrator", "clock_command"),
+        control=config.get("orchestrator", "control"),
     )
     agent_command = args.agent_cmd or config.get("agent", "command")
     if args.fault and agent_command and role is Role.AGENT:
@@ -358,10 +359,10 @@ def _certify(plan: RunPlan, config: RunConfig) -> None:
                     "the credential MUSTs: add a [[provider.credential_probe]] per credential"
                 )
     elif plan.role is Role.ORCHESTRATOR and plan.orchestrator.command is not None:
-        if not plan.orchestrator.clock_command:
+        if not (plan.orchestrator.clock_command or plan.orchestrator.control):
             missing.append(
-                "the month-boundary MUSTs: set [orchestrator] clock_command to move the "
-                "orchestrator's test clock"
+                "the month-boundary MUSTs: set [orchestrator] control (or clock_command) to "
+                "move the orchestrator's test clock"
             )
         family = default_store().profile(plan.profile).family
         if family == "app-next" and not plan.orchestrator.issuer:

@@ -229,7 +229,7 @@ def test_certify_turns_fuzzing_on_and_says_certified_only_when_everything_held(
         (
             ["--role", "orchestrator", "--orchestrator-cli", "true"],
             "",
-            "set [orchestrator] clock_command",
+            "set [orchestrator] control (or clock_command)",
         ),
     ],
     ids=["partial", "max-failures", "hidden-feature", "payment", "consent", "clock"],
