@@ -44,7 +44,14 @@ import httpx
 from conformance import __version__
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.network import environment_error
-from conformance.recorder import CliCall, Exchange, Recorder, RecordingTransport, mask_values
+from conformance.recorder import (
+    CliCall,
+    Exchange,
+    Recorder,
+    RecordingTransport,
+    exchange_of,
+    mask_values,
+)
 from conformance.safety import production_host
 from mocks.hosting import ServedInThread
 from mocks.resource_server import ResourceServerMock, ResourceServerSettings
@@ -252,7 +259,7 @@ class ResourceServerContext(CheckContext):
             if environment_error(error):
                 raise  # never reached: an environment error, not a skip (engine)
             raise Skipped(f"GET {url[:200]} failed: {type(error).__name__}: {error}") from None
-        return response, self.recorder.exchanges[-1]
+        return response, self._exchange(response)
 
     async def post(
         self, url: str, *, from_message: bool = True, **options: Any
@@ -265,7 +272,14 @@ class ResourceServerContext(CheckContext):
             if environment_error(error):
                 raise  # never reached: an environment error, not a skip (engine)
             raise Skipped(f"POST {url[:200]} failed: {type(error).__name__}: {error}") from None
-        return response, self.recorder.exchanges[-1]
+        return response, self._exchange(response)
+
+    @staticmethod
+    def _exchange(response: httpx.Response) -> Exchange:
+        exchange = exchange_of(response)  # the exchange travels on its response
+        if exchange is None:
+            raise RuntimeError("an answer reached the check without passing the recorder")
+        return exchange
 
     async def run_consent_command(self, authorize_url: str) -> tuple[str | None, CliCall]:
         """Run `consent_command` on the authorization URL; the URL it printed last, if any."""

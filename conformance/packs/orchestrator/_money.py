@@ -21,7 +21,7 @@ from conformance.adapters.orchestrator import OrchestratorContext
 from conformance.checks import Skipped
 from conformance.packs.orchestrator._helpers import metadata
 from conformance.packs.orchestrator._tokens import minted_token, token_currency
-from conformance.recorder import Exchange
+from conformance.recorder import Exchange, exchange_of
 from mocks.provider import ProviderMock
 from spec.schemas import default_store
 from wire.attestation import mint_attestation
@@ -145,23 +145,9 @@ async def _post(
         response.status_code,
         document if isinstance(document, dict) else {},
         response.headers,
-        _exchange_of(ctx, url, headers),
+        # the exchange travels on the response: redemptions sent at once are never mixed up
+        exchange_of(response),
     )
-
-
-def _exchange_of(ctx: OrchestratorContext, url: str, headers: dict[str, str]) -> Exchange | None:
-    """The recorded exchange of the request sent with `headers` (its key and attestation)."""
-    shown = ctx.recorder.mask_headers(httpx.Headers(headers))
-    name = ctx.params.attestation_header.lower()
-    key, attestation = shown.get("idempotency-key"), shown.get(name)
-    for exchange in reversed(ctx.recorder.exchanges):
-        if (
-            exchange.url == url
-            and exchange.request_headers.get("idempotency-key") == key
-            and exchange.request_headers.get(name) == attestation
-        ):
-            return exchange
-    return None
 
 
 async def redeem(
