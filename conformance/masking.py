@@ -13,6 +13,7 @@ form fields, free text and the verdicts the checks write.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -90,9 +91,13 @@ def shows(recorded: object, secret: str) -> bool:
     return recorded == secret or recorded == _masked(secret)
 
 
+@functools.lru_cache(maxsize=8192)
 def mask_text(text: str) -> str:
     """Mask token-shaped substrings in free text (error messages, CLI output, URLs): JWSs,
-    known credential prefixes, and the values of credential-named URL parameters."""
+    known credential prefixes, and the values of credential-named URL parameters.
+
+    Cached: a run masks the same header values and members thousands of times (a pure
+    function of its text; ~13 % of a provider run's CPU before)."""
     text = _JWS.sub(lambda match: _masked(match.group(0)), text)
     text = _TOKENISH.sub(lambda match: _masked(match.group(0)), text)
     return _SECRET_PARAM.sub(lambda match: match.group(1) + _masked(match.group(2)), text)

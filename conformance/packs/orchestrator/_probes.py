@@ -103,6 +103,8 @@ def deep(value: Any, wanted: Any) -> bool:
 
 def contains(text: str, values: dict[str, str]) -> list[str]:
     """The kinds of the secret values that occur in `text`."""
+    if not text:  # most CLI calls print nothing on stderr
+        return []
     return sorted({kind for value, kind in values.items() if len(value) >= 8 and value in text})
 
 
