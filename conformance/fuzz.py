@@ -4,6 +4,9 @@ schemathesis reads the document and hypothesis draws the values (generation phas
 no shrinking, no example database, so a run is bounded and leaves nothing behind). The
 suite then sends each case itself, signed like every other call, because the protocol's
 request authentication (HMAC or attestation) is what schemathesis cannot do.
+
+Both libraries are imported when cases are first generated, not with this module: together
+they cost ~0.25 s at import, and only a run with fuzzing on (`--fuzz-examples`) needs them.
 """
 
 from __future__ import annotations
@@ -14,11 +17,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import hypothesis
-import schemathesis
-from hypothesis.errors import NonInteractiveExampleWarning
-from schemathesis.core.result import Err
 
 from spec._resources import data_dir
 from spec.schemas import default_store
@@ -65,6 +63,8 @@ def _schema(profile: str) -> Any:
         if path.is_file():
             break
     strictjson.loads(path.read_bytes())  # our strict rules first: no duplicate keys, no NaN
+    import schemathesis
+
     return schemathesis.openapi.from_path(path)
 
 
@@ -72,6 +72,8 @@ def _schema(profile: str) -> Any:
 def generate_cases(profile: str, examples: int, *, seed: int = 0) -> tuple[FuzzCase, ...]:
     """Up to `examples` cases per operation, the same for a given seed (so a failure can be
     reproduced with the same --fuzz-examples and --fuzz-seed)."""
+    from schemathesis.core.result import Err
+
     cases: list[FuzzCase] = []
     for result in _schema(profile).get_all_operations():
         if isinstance(result, Err):
@@ -95,6 +97,9 @@ def generate_cases(profile: str, examples: int, *, seed: int = 0) -> tuple[FuzzC
 
 
 def _draw(operation: Any, examples: int, seed: int) -> list[Any]:
+    import hypothesis
+    from hypothesis.errors import NonInteractiveExampleWarning
+
     drawn: list[Any] = []
     # Headers (the API version, the request's signature or attestation) are filled in by the
     # suite when it sends a case, so none is drawn: a fixed value per header spares

@@ -55,6 +55,11 @@ LATE_IMPORTS = {
     "extra: only consent = 'browser' needs it, and its absence is reported as a usage error",
     ("conformance._pytest_engine", "allure"): "allure's labels are added only when "
     "allure-pytest is importable; a missing one is tolerated",
+    ("conformance.fuzz", "schemathesis"): "schemathesis and hypothesis cost ~0.25 s at "
+    "import; only a run with fuzzing on generates cases",
+    ("conformance.fuzz", "schemathesis.core.result"): "as above",
+    ("conformance.fuzz", "hypothesis"): "as above",
+    ("conformance.fuzz", "hypothesis.errors"): "as above",
     ("mocks.hosting", "resource"): "a Unix-only module: elsewhere the open-file limit "
     "falls back to 1024",
     ("mocks.agent.__main__", "httpx"): "the mock agent runs as a process per task; only a task "
