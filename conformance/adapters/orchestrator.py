@@ -61,6 +61,7 @@ from conformance.recorder import CliCall, Exchange, Recorder, RecordingTransport
 from mocks import SQLiteStore
 from mocks.hosting import ServedInThread
 from mocks.orchestrator import (
+    CliSession,
     OrchestratorMock,
     OrchestratorSettings,
     dispatch,
@@ -156,6 +157,10 @@ class OrchestratorTarget:
         """Raw (stdout, stderr) of each CLI call, by the recorded call's id."""
         self.contract: dict[int, list[str]] = {}
         """Where each CLI answer breaks the CLI contract (`contract_issues`), by call id."""
+        self._cli_thread: ThreadPoolExecutor | None = None
+        self._cli_session: CliSession | None = None
+        """The embedded CLI's one worker thread, and the loop and HTTP client it keeps
+        across commands (each command still reads the state anew)."""
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[OrchestratorTarget]:
@@ -247,6 +252,8 @@ class OrchestratorTarget:
                 )
             )
             if embedded:
+                # Closed first on the way out: its idle connections before the servers stop.
+                stack.callback(self._close_cli_thread)
                 faults = [argument for name in self.config.faults for argument in ("--fault", name)]
                 init = self.cli(
                     "init",
@@ -265,6 +272,15 @@ class OrchestratorTarget:
                 if not init[1].get("ok"):
                     raise RuntimeError(f"the embedded orchestrator would not initialise: {init[1]}")
             yield self
+
+    def _close_cli_thread(self) -> None:
+        pool, session = self._cli_thread, self._cli_session
+        self._cli_thread = self._cli_session = None
+        if pool is None:
+            return
+        with pool:
+            if session is not None:
+                pool.submit(session.close).result()
 
     def offers(self, kind: Kind) -> bool:
         """Whether the orchestrator's test control takes requests of `kind`."""
@@ -324,8 +340,14 @@ class OrchestratorTarget:
         if self.config.command is None:
             assert self.state is not None
             # The CLI runs its own event loop; a worker thread keeps it off the run's loop.
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                outcome = pool.submit(dispatch, argv, state=self.state, cwd=cwd).result()
+            # One thread for the run, so its session's loop and client are only ever used
+            # from it.
+            if self._cli_thread is None:
+                self._cli_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cli")
+                self._cli_session = CliSession()
+            outcome = self._cli_thread.submit(
+                dispatch, argv, state=self.state, cwd=cwd, session=self._cli_session
+            ).result()
             code, stdout, stderr = outcome.code, outcome.stdout, outcome.stderr
             shown = ["provspec", "orchestrator", *argv]
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mocks._core.http import HTTPProblem
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-from mocks.orchestrator.cli import CliOutcome, add_orchestrator_parser, dispatch
+from mocks.orchestrator.cli import CliOutcome, CliSession, add_orchestrator_parser, dispatch
 from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
 
 __all__ = [
@@ -24,4 +24,5 @@ __all__ = [
     "add_orchestrator_parser",
     "dispatch",
     "CliOutcome",
+    "CliSession",
 ]

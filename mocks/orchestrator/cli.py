@@ -20,11 +20,11 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from gettext import gettext
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 
@@ -40,9 +40,11 @@ from wire.errors import ProvspecError
 from wire.ssrf import SSRFGuard
 from wire.tls import tls_context
 
-__all__ = ["CliOutcome", "add_orchestrator_parser", "dispatch"]
+__all__ = ["CliOutcome", "CliSession", "add_orchestrator_parser", "dispatch"]
 
 STATE_ENV = "PROVSPEC_ORCHESTRATOR_STATE"
+
+_Result = TypeVar("_Result")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,64 @@ class CliOutcome:
     envelope: dict[str, Any] | None = None
 
 
-def dispatch(argv: Sequence[str], *, state: Path, cwd: Path | None = None) -> CliOutcome:
+class CliSession:
+    """An event loop and an HTTP client kept across `dispatch` calls made from ONE thread.
+
+    Without one, each command starts its own loop and client, and opens new connections to
+    every provider it calls: a run of the embedded CLI pays that hundreds of times. Only
+    the transport is kept: each command still opens the state and reads it anew, and starts
+    with no cookies. Idle connections are dropped after `KEEPALIVE_S`, well before a served
+    mock (mocks.hosting, 5 s) closes them, so a command does not write to a closing socket.
+    Close it (from the thread that used it) when done.
+    """
+
+    KEEPALIVE_S = 1.0
+
+    def __init__(self) -> None:
+        self._runner = asyncio.Runner()
+        self._http: httpx.AsyncClient | None = None
+
+    def http(self) -> httpx.AsyncClient:
+        """The kept client (made on first use, inside the session's loop); no cookies."""
+        if self._http is None:
+            self._http = _new_client()
+        self._http.cookies.clear()  # a command starts as a new process would
+        return self._http
+
+    def run(self, work: Coroutine[Any, Any, _Result]) -> _Result:
+        return self._runner.run(work)
+
+    def close(self) -> None:
+        try:
+            if self._http is not None:
+                self._runner.run(self._http.aclose())
+                self._http = None
+        finally:
+            self._runner.close()
+
+    def __enter__(self) -> CliSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _new_client() -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=100, max_keepalive_connections=20, keepalive_expiry=CliSession.KEEPALIVE_S
+    )
+    return httpx.AsyncClient(
+        timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=tls_context(), limits=limits
+    )
+
+
+def dispatch(
+    argv: Sequence[str],
+    *,
+    state: Path,
+    cwd: Path | None = None,
+    session: CliSession | None = None,
+) -> CliOutcome:
     """Run `provspec orchestrator ARGV --state STATE` in this process, as the CLI would.
 
     Nothing is written to `sys.stdout` / `sys.stderr` and no `SystemExit` escapes: a usage
@@ -66,6 +125,8 @@ def dispatch(argv: Sequence[str], *, state: Path, cwd: Path | None = None) -> Cl
     each call has its own buffers, event loop and state connection, and the parser is
     built once per process and only read. `cwd` is the directory the command runs in
     (where `env --pull` writes and a relative state path is found); default the process's.
+    `session`: a loop and client to reuse (only ever from the thread that made it); without
+    one the command makes and closes its own.
     """
     here = Path.cwd() if cwd is None else cwd
     try:
@@ -73,7 +134,7 @@ def dispatch(argv: Sequence[str], *, state: Path, cwd: Path | None = None) -> Cl
     except _ParserExit as ended:
         return CliOutcome(ended.code, ended.stdout, ended.stderr)
     try:
-        return _execute(args, here)
+        return _execute(args, here, session)
     except ProvspecError as error:  # as `provspec` itself answers it: message, no traceback
         return CliOutcome(error.exit_code, "", f"provspec: error: {error}\n")
 
@@ -199,14 +260,15 @@ def run(args: argparse.Namespace) -> int:
     return outcome.code
 
 
-def _execute(args: argparse.Namespace, cwd: Path) -> CliOutcome:
+def _execute(args: argparse.Namespace, cwd: Path, session: CliSession | None = None) -> CliOutcome:
     command = args.orchestrator_command
     args.cwd = cwd
     # What the command prints on the way (faults' stray lines) goes to these, in order.
     args.out, args.err = io.StringIO(), io.StringIO()
     args.fault_set = None  # the state's FaultSet, set by _dispatch once the state is read
     try:
-        document, code = asyncio.run(_dispatch(args))
+        work = _dispatch(args, session)
+        document, code = asyncio.run(work) if session is None else session.run(work)
     except HTTPProblem as problem:
         faults: FaultSet | None = args.fault_set
         if (
@@ -256,7 +318,9 @@ def _human(document: dict[str, Any], out: io.StringIO, err: io.StringIO) -> None
         print(f"next: {step}", file=out)
 
 
-async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+async def _dispatch(
+    args: argparse.Namespace, session: CliSession | None
+) -> tuple[dict[str, Any], int]:
     path = args.state or os.environ.get(STATE_ENV) or os.path.join(".provspec", "orchestrator.db")
     path = os.path.join(args.cwd, path)  # a relative path is the command's directory's
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -295,13 +359,18 @@ async def _dispatch(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
                 "JSON_REQUIRES_AUTH",
                 "no user is signed in: the human must sign in (provspec orchestrator init)",
             )
-        guard = SSRFGuard(allow_loopback=True)
-        async with httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=tls_context()
-        ) as http:
-            core.settings.ssrf = guard
-            orchestrator = Orchestrator(core, http, auto_consent=False)
-            orchestrator.strict_answers = True
-            return await HANDLERS[args.orchestrator_command](orchestrator, args)
+        core.settings.ssrf = SSRFGuard(allow_loopback=True)
+        if session is not None:
+            return await _handle(core, session.http(), args)
+        async with _new_client() as http:
+            return await _handle(core, http, args)
     finally:
         store.close()
+
+
+async def _handle(
+    core: OrchestratorMock, http: httpx.AsyncClient, args: argparse.Namespace
+) -> tuple[dict[str, Any], int]:
+    orchestrator = Orchestrator(core, http, auto_consent=False)
+    orchestrator.strict_answers = True
+    return await HANDLERS[args.orchestrator_command](orchestrator, args)

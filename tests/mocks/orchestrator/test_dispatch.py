@@ -10,10 +10,13 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from mocks.orchestrator import CliOutcome, add_orchestrator_parser, dispatch
+from mocks.hosting import ServedInThread
+from mocks.orchestrator import CliOutcome, CliSession, add_orchestrator_parser, dispatch
+from mocks.provider import ProviderMock, ProviderSettings
 
 
 def _argparse_answer(argv: list[str]) -> tuple[int, str, str]:
@@ -130,3 +133,55 @@ def test_threads_side_by_side_keep_their_own_output(
         assert refused.result().code == 2
         assert "invalid choice: 'frobnicate'" in refused.result().stderr
     assert capsys.readouterr() == ("", "")
+
+
+class _Watched:
+    """The provider's app behind a recorder of each request's connection (the client's
+    port), path and Cookie header; every answer sets a cookie."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[tuple[int, str, str | None]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        cookie = headers.get(b"cookie")
+        self.seen.append((scope["client"][1], scope["path"], cookie.decode() if cookie else None))
+
+        async def send_with_cookie(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], (b"set-cookie", b"seen=1; Path=/")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def test_a_session_keeps_its_connections_but_no_cookies_and_no_state(tmp_path: Path) -> None:
+    """Commands in one CliSession reuse its connections to the provider, yet each starts
+    without the cookies an earlier one was given (within a command its client keeps them,
+    as without a session) and reads the state anew."""
+    listener = ServedInThread()
+    provider = ProviderMock(ProviderSettings(base_url=listener.origin + "/api/app/"))
+    watched = _Watched(provider.app)
+    state = tmp_path / "state.db"
+    spec = f"provspecmock={provider.base_url}#{provider.settings.hmac_secret}"
+    with listener.serving(watched), CliSession() as session:
+        init = dispatch(["init", "--provider", spec, "--json"], state=state, session=session)
+        assert init.code == 0, init.stdout + init.stderr
+        for _ in range(2):
+            listed = dispatch(["catalog", "--json"], state=state, session=session)
+            assert listed.envelope is not None, listed.stdout
+            assert listed.envelope["ok"], listed.stdout
+        assert len(watched.seen) >= 4  # health and services, twice
+        assert len({port for port, _, _ in watched.seen}) == 1  # one connection throughout
+        firsts = [cookie for _, path, cookie in watched.seen if path.endswith("/health")]
+        assert firsts == [None, None]  # each catalog command's first call
+        assert "seen=1" in {cookie for _, _, cookie in watched.seen}
+        # Written by another process between two commands of the session: seen at once.
+        assert dispatch(["logout", "--json"], state=state).code == 0
+        refused = dispatch(["catalog", "--json"], state=state, session=session)
+        assert refused.envelope is not None
+        assert refused.envelope["error"]["code"] == "JSON_REQUIRES_AUTH"
