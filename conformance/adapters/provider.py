@@ -34,11 +34,18 @@ from conformance.client import (
     OrchestratorClient,
     OrchestratorIdentity,
     User,
+    new_seed,
 )
 from conformance.consent import ConsentOptions, ConsentOutcome, obtain_consent
 from conformance.credentials import CredentialProbe
 from conformance.harness import HarnessMonitor
-from conformance.recorder import Exchange, Recorder, RecordingASGI, RecordingTransport
+from conformance.recorder import (
+    Exchange,
+    Recorder,
+    RecordingASGI,
+    RecordingTransport,
+    exchange_of,
+)
 from mocks import LoopbackNetwork, MemoryStore
 from mocks.hosting import ServedInThread
 from mocks.orchestrator import OrchestratorMock, OrchestratorSettings
@@ -150,8 +157,9 @@ class ProviderTargetConfig:
     client: ClientSettings | None = None
     """What else account requests carry (scopes, client_capabilities, configuration);
     None: the defaults, with `orchestrator` above."""
-    identity_seed: int | None = None
-    """Seed of the users' names (None: a fresh one, kept in the results)."""
+    identity_seed: int = field(default_factory=new_seed)
+    """Seed of the users' names and emails (a fresh one unless given), kept in the run's
+    settings: `--identity-seed` with it sends the same identities again."""
     test_payment_token: str | None = None
     """A payment token the provider's test mode activates (0.1d: a shared payment token);
     None against a real provider: checks that need a successful payment are skipped. The
@@ -185,9 +193,7 @@ class ProviderTarget:
         self.core: OrchestratorMock | None = None
         self.client: OrchestratorClient | None = None
         self.http: httpx.AsyncClient | None = None
-        self.identities = IdentityFactory(
-            *(() if self.config.identity_seed is None else (self.config.identity_seed,))
-        )
+        self.identities = IdentityFactory(self.config.identity_seed)
         self.test_payment_token = self.config.test_payment_token
         self.guard = SSRFGuard()
         """What every URL taken from an answer must pass before the suite fetches it."""
@@ -436,7 +442,6 @@ class ProviderContext(CheckContext):
         """A signed call as the suite's orchestrator; the response and its recorded exchange
         (the call itself, not what the provider sent the suite's orchestrator side meanwhile).
         `headers_override` replaces headers after signing; an empty value removes one."""
-        mark = self.recorder.mark
         response = await self.client.send(
             method,
             path,
@@ -446,15 +451,11 @@ class ProviderContext(CheckContext):
             bearer=bearer,
             headers=headers_override,
         )
-        url = str(response.request.url)
-        for exchange in self.recorder.since(mark):
-            if exchange.direction == "sent" and exchange.method == method and exchange.url == url:
-                return response, exchange
-        return response, self.recorder.exchanges[-1]
+        return response, recorded(response)
 
     async def get(self, url: str, **options: Any) -> tuple[httpx.Response, Exchange]:
         response = await self.http.get(url, **options)
-        return response, self.recorder.exchanges[-1]
+        return response, recorded(response)
 
     async def fetch(
         self,
@@ -466,7 +467,7 @@ class ProviderContext(CheckContext):
     ) -> tuple[httpx.Response, Exchange]:
         """An unsigned request to any URL (a credential probe at the provider's API)."""
         response = await self.http.request(method, url, headers=headers, content=content)
-        return response, self.recorder.exchanges[-1]
+        return response, recorded(response)
 
     async def connect(self) -> Connection:
         """An account and tokens for the current user; Skipped (saying where the chain
@@ -517,6 +518,19 @@ class ProviderContext(CheckContext):
     @property
     def well_known_path(self) -> str:
         return urlsplit(self.base_url).path
+
+
+def recorded(response: httpx.Response) -> Exchange:
+    """The exchange recorded for `response`: it travels on the response, so requests sent at
+    once (or the provider calling the suite's orchestrator side meanwhile) are never mixed up.
+    An answer that did not pass the recorder is the suite's bug: fail loudly, never guess."""
+    exchange = exchange_of(response)
+    if exchange is None:
+        raise RuntimeError(
+            f"the answer to {response.request.method} {response.request.url} did not pass "
+            "the recorder"
+        )
+    return exchange
 
 
 def _origin(url: str) -> str:

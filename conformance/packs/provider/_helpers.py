@@ -94,6 +94,14 @@ async def provision(
 
 async def free_resource(ctx: ProviderContext) -> tuple[Connection, dict[str, Any]]:
     """A fresh user, connected, with a complete free resource: (connection, resource answer)."""
+    connection, document, _ = await free_resource_exchange(ctx)
+    return connection, document
+
+
+async def free_resource_exchange(
+    ctx: ProviderContext,
+) -> tuple[Connection, dict[str, Any], Exchange]:
+    """`free_resource`, with the recorded exchange of the provisioning call."""
     ctx.fresh_user()
     connection = await ctx.connect()
     entry = await service_of(ctx, "free")
@@ -112,7 +120,7 @@ async def free_resource(ctx: ProviderContext) -> tuple[Connection, dict[str, Any
             exchange,
             blocked=True,
         )
-    return connection, document
+    return connection, document, exchange
 
 
 def attestation(

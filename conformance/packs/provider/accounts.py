@@ -7,7 +7,7 @@ import json
 import secrets
 from typing import Any
 
-from conformance.adapters.provider import ProviderContext
+from conformance.adapters.provider import ProviderContext, recorded
 from conformance.checks import Skipped, check
 from conformance.packs.provider._helpers import (
     attestation,
@@ -71,7 +71,7 @@ async def existing_account_is_linked_or_sent_to_consent(ctx: ProviderContext) ->
     (type oauth); a provider may ask for consent instead (requires_auth with a url)."""
     ctx.existing_user()
     answer = await ctx.client.request_account()
-    exchange = ctx.recorder.exchanges[-1]
+    exchange = recorded(answer.response)
     kind = answer.kind
     if kind == "requires_auth":
         ok, shape = absolute_url(answer.consent_url), "account_response_requires_auth"

@@ -15,7 +15,7 @@ import httpx
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
 from conformance.credentials import BUILT_IN_PROBES, CredentialProbe
-from conformance.packs.provider._helpers import free_resource
+from conformance.packs.provider._helpers import free_resource, free_resource_exchange
 from conformance.recorder import Exchange
 from wire.ssrf import SSRFError
 
@@ -84,7 +84,7 @@ def _credentials(answer: Any) -> dict[str, Any]:
 
 @check("PRV-CRD-001", "PRV-CRD-002")
 async def credentials_are_strings_and_work(ctx: ProviderContext) -> None:
-    _, resource = await free_resource(ctx)
+    _, resource, provisioned = await free_resource_exchange(ctx)
     credentials = (resource.get("complete") or {}).get("access_configuration")
     ok = (
         isinstance(credentials, dict)
@@ -95,7 +95,7 @@ async def credentials_are_strings_and_work(ctx: ProviderContext) -> None:
         "PRV-CRD-001",
         ok,
         "access_configuration must map names to string values",
-        ctx.recorder.exchanges[-1],
+        provisioned,
     )
     if not ok or not isinstance(credentials, dict):
         ctx.cannot_judge("PRV-CRD-002", "blocked by PRV-CRD-001")
