@@ -24,6 +24,7 @@ from conformance.plan import (
     RunOptions,
     build_plan,
     describe,
+    identity_line,
     refuse_live,
     report_dir,
     selection,
@@ -96,6 +97,13 @@ def add_run_parsers(commands: Any) -> None:
     )
     run.add_argument(
         "--fuzz-seed", type=int, metavar="S", help="provider: seed of the generated requests"
+    )
+    run.add_argument(
+        "--identity-seed",
+        type=int,
+        metavar="N",
+        help="provider, orchestrator: seed of the names and emails the suite sends (the run's "
+        "header prints the one it used)",
     )
     run.add_argument(
         "--profile",
@@ -224,6 +232,9 @@ def _run(args: argparse.Namespace) -> int:
     refuse_live(plan, options)
     record_provenance(args, plan)
     print(f"provspec run: {plan.role.value} · {plan.profile} · {describe(plan)}", flush=True)
+    seeded = identity_line(plan)
+    if seeded is not None:
+        print(f"  {seeded}", flush=True)
     heartbeat = Heartbeat(sys.stdout, enabled=not args.quiet)
     files = ReportFiles(
         json=args.json or reports / "results.json",

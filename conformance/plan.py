@@ -25,7 +25,7 @@ from conformance.adapters.provider import (
     ProviderTargetConfig,
 )
 from conformance.baseline import load_baseline
-from conformance.client import ClientSettings
+from conformance.client import ClientSettings, new_seed
 from conformance.config import (
     RunConfig,
     consent_options,
@@ -72,6 +72,7 @@ class RunOptions:
     agent_cmd: str | None = None
     fuzz_examples: int | None = None
     fuzz_seed: int | None = None
+    identity_seed: int | None = None
     fault: tuple[str, ...] = ()
     requirement: str | None = None
     max_failures: int | None = None
@@ -105,6 +106,7 @@ ROLE_OPTIONS: dict[str, tuple[Role, ...]] = {
     "agent_cmd": (Role.AGENT,),
     "fuzz_examples": (Role.PROVIDER,),
     "fuzz_seed": (Role.PROVIDER,),
+    "identity_seed": (Role.PROVIDER, Role.ORCHESTRATOR),
     "hmac_secret": (Role.PROVIDER, Role.ORCHESTRATOR),
     "existing_email": (Role.PROVIDER,),
     "orchestrator_port": (Role.PROVIDER,),
@@ -203,6 +205,8 @@ def build_plan(config: RunConfig, args: RunOptions) -> RunPlan:
         client_capabilities=tuple(provider_table.get("client_capabilities", ("browser",))),
         account_configuration=dict(provider_table.get("account_configuration", {})),
     )
+    # One seed for the identities the run sends: the header prints it, the settings record it.
+    identity_seed = new_seed() if args.identity_seed is None else args.identity_seed
     provider = ProviderTargetConfig(
         profile=profile,
         base_url=target,
@@ -235,6 +239,7 @@ def build_plan(config: RunConfig, args: RunOptions) -> RunPlan:
         oversized_body_bytes=int(
             provider_table.get("oversized_body_bytes", DEFAULT_OVERSIZED_BODY)
         ),
+        identity_seed=identity_seed,
     )
     if args.fault:
         FaultSet(role.value, profile, args.fault)  # unknown or misplaced fault -> UsageError
@@ -252,6 +257,7 @@ def build_plan(config: RunConfig, args: RunOptions) -> RunPlan:
         concurrency_rounds=int(config.get("orchestrator", "concurrency_rounds", 20)),
         clock_command=config.get("orchestrator", "clock_command"),
         control=config.get("orchestrator", "control"),
+        identity_seed=identity_seed,
     )
     agent_command = args.agent_cmd or config.get("agent", "command")
     if args.fault and agent_command and role is Role.AGENT:
@@ -380,6 +386,18 @@ def _non_negative(option: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise UsageError(f"{option} wants a whole number of at least 0, not {value!r}")
     return value
+
+
+def identity_line(plan: RunPlan) -> str | None:
+    """The header line naming the seed of the identities the run sends (None: the role
+    sends none), so that a run can be reproduced with the same names and emails."""
+    if plan.role is Role.PROVIDER:
+        seed = plan.provider.identity_seed
+    elif plan.role is Role.ORCHESTRATOR:
+        seed = plan.orchestrator.identity_seed
+    else:
+        return None
+    return f"identities: seed {seed} (--identity-seed {seed} reproduces them)"
 
 
 def describe(plan: RunPlan) -> str:
