@@ -3,52 +3,31 @@ to the suite's redemption endpoint."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
-
-import httpx
 
 from conformance.adapters.provider import ProviderContext
 from conformance.checks import Skipped, check
 from conformance.client import ATTESTATION_TYP
 from conformance.packs.provider._helpers import (
     Price,
-    attestation,
     error_code,
     failing_payment_credentials,
     paid_provision,
     payment_credentials,
     provision,
-    services,
 )
-from conformance.recorder import Exchange, shows
+from conformance.packs.provider._metadata_probe import judge_metadata_fetches
+from conformance.packs.provider._payment import (
+    paid_setup,
+    provisioned,
+    redemptions,
+    refused_without_redeeming,
+    sent_amount,
+)
+from conformance.recorder import shows
 from mocks.orchestrator import HTTPProblem
 from wire import jose
-
-
-async def paid_entry(ctx: ProviderContext) -> dict[str, Any]:
-    """A paid service of the catalog, one whose price states its amount where there is one
-    (only then can the amount redeemed be compared with the price)."""
-    paid = [e for e in await services(ctx) if (e.get("pricing") or {}).get("type") == "paid"]
-    if not paid:
-        raise Skipped("the catalog offers no paid service")
-    return next((e for e in paid if Price.of(e).amount is not None), paid[0])
-
-
-async def paid_setup(ctx: ProviderContext) -> tuple[str, dict[str, Any]]:
-    """A fresh, connected user and a paid catalog entry: (bearer, entry)."""
-    ctx.fresh_user()
-    connection = await ctx.connect()
-    return connection.access_token, await paid_entry(ctx)
-
-
-def redemptions(ctx: ProviderContext, since: int) -> list[Exchange]:
-    return [
-        e
-        for e in ctx.received(since)
-        if e.method == "POST" and e.url == ctx.core.redemption_endpoint
-    ]
 
 
 @check("PRV-PAY-001")
@@ -67,17 +46,6 @@ async def paid_service_needs_payment_credentials(ctx: ProviderContext) -> None:
     )
 
 
-def _sent_amount(call: Exchange) -> tuple[Any, Any, Any]:
-    """(amount, currency, payment_token) of a redemption request's body."""
-    try:
-        body = json.loads(call.request_body)
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    return body.get("amount"), body.get("currency"), body.get("payment_token")
-
-
 @check(
     "PRV-PAY-008",
     "PRV-RED-001",
@@ -93,7 +61,7 @@ async def paid_service_is_provisioned_only_after_a_valid_redemption(ctx: Provide
     token = str(body["payment_credentials"]["app_payment_token"])
     _, claims, _ = jose.unverified_parts(token)
     calls = redemptions(ctx, mark)
-    complete = _provisioned(ctx, response)
+    complete = provisioned(ctx, response)
     succeeded = [call for call in calls if call.status == 201]
     ctx.require(
         "PRV-PAY-008",
@@ -109,7 +77,7 @@ async def paid_service_is_provisioned_only_after_a_valid_redemption(ctx: Provide
         exchange,
     )
     for call in calls:
-        amount, currency, sent = _sent_amount(call)
+        amount, currency, sent = sent_amount(call)
         ctx.require(
             "PRV-RED-001",
             shows(sent, token),
@@ -156,7 +124,7 @@ async def paid_service_is_provisioned_only_after_a_valid_redemption(ctx: Provide
         return
     keys = {call.request_headers.get("idempotency-key") for call in calls}
     price = Price.of(entry)
-    amounts = {_sent_amount(call)[:2] for call in succeeded}
+    amounts = {sent_amount(call)[:2] for call in succeeded}
     expected = {(price.amount, claims["currency"])} if price.amount is not None else None
     ctx.require(
         "PRV-RED-008",
@@ -179,7 +147,7 @@ async def every_payment_has_an_idempotency_key_of_its_own(ctx: ProviderContext) 
     calls = redemptions(ctx, mark)
     by_token: dict[Any, set[Any]] = {}
     for call in calls:
-        by_token.setdefault(_sent_amount(call)[2], set()).add(
+        by_token.setdefault(sent_amount(call)[2], set()).add(
             call.request_headers.get("idempotency-key")
         )
     if len(by_token) < 2:
@@ -220,40 +188,13 @@ async def a_token_below_the_price_is_refused_before_redeeming(ctx: ProviderConte
     )
     ctx.judged("PRV-RED-004")  # every redemption it sent is below; none at all keeps the rule
     for call in calls:
-        amount = _sent_amount(call)[0]
+        amount = sent_amount(call)[0]
         ctx.require(
             "PRV-RED-004",
             isinstance(amount, int) and amount <= 1,
             f"redeemed {amount} against max_amount 1",
             call,
         )
-
-
-async def _refused_without_redeeming(
-    ctx: ProviderContext,
-    requirement: str,
-    why: str,
-    bearer: str,
-    entry: dict[str, Any],
-    *,
-    credentials: dict[str, Any] | None = None,
-    **claims: Any,
-) -> None:
-    """ "The provider rejects" a token: it refuses it itself and never forwards it for
-    redemption, which would lean on the orchestrator to catch what it let through."""
-    mark = ctx.recorder.mark
-    response, exchange, _ = await paid_provision(
-        ctx, entry, bearer=bearer, credentials=credentials, **claims
-    )
-    forwarded = redemptions(ctx, mark)
-    ctx.require(
-        requirement,
-        400 <= response.status_code < 500 and not forwarded,
-        f"a payment token {why} was not refused by the provider itself: "
-        f"{response.status_code}, {len(forwarded)} redemption(s) sent",
-        exchange,
-        *forwarded[:1],
-    )
 
 
 @check("PRV-PAY-003", "PRV-PAY-004", "PRV-PAY-005", "PRV-PAY-006", "PRV-PAY-007")
@@ -273,7 +214,7 @@ async def bad_payment_tokens_provision_nothing(ctx: ProviderContext) -> None:
         ("PRV-PAY-005", "valid for an hour", {"exp": now + 3600}),
         ("PRV-PAY-007", "for another service", {"service_id": "provspec-other-service"}),
     ):
-        await _refused_without_redeeming(ctx, requirement, why, bearer, entry, **change)
+        await refused_without_redeeming(ctx, requirement, why, bearer, entry, **change)
     # Signed wrongly: the request's own claims, re-signed (the project_id must still match).
     for requirement, why, key, typ in (
         ("PRV-PAY-003", "signed by a key not in the JWKS", stranger, "app-payment+jwt"),
@@ -308,7 +249,7 @@ async def payment_tokens_bind_the_request_they_pay_for(ctx: ProviderContext) -> 
     price = Price.of(entry)
     currency = price.currency or ctx.params.default_cap.currency
     other = "eur" if currency != "eur" else "usd"
-    await _refused_without_redeeming(
+    await refused_without_redeeming(
         ctx,
         "PRV-PAY-011",
         "minted for another project",
@@ -316,10 +257,10 @@ async def payment_tokens_bind_the_request_they_pay_for(ctx: ProviderContext) -> 
         entry,
         project_id="proj_" + secrets.token_hex(6),
     )
-    await _refused_without_redeeming(
+    await refused_without_redeeming(
         ctx, "PRV-PAY-012", f"in {other} for a price in {currency}", bearer, entry, currency=other
     )
-    await _refused_without_redeeming(
+    await refused_without_redeeming(
         ctx,
         "PRV-PAY-014",
         "minted for another user",
@@ -391,7 +332,7 @@ async def a_cap_refusal_provisions_nothing_and_is_relayed(ctx: ProviderContext) 
         return
     ctx.require(
         "PRV-CAP-001",
-        not _provisioned(ctx, response),
+        not provisioned(ctx, response),
         "the provider provisioned although the orchestrator refused the charge",
         exchange,
         refused[0],
@@ -417,15 +358,6 @@ async def a_cap_refusal_provisions_nothing_and_is_relayed(ctx: ProviderContext) 
     )
 
 
-def _provisioned(ctx: ProviderContext, response: httpx.Response) -> bool:
-    document = ctx.json(response)
-    return (
-        response.status_code == 200
-        and isinstance(document, dict)
-        and document.get("status") in ("complete", "pending", "needs_information")
-    )
-
-
 @check("PRV-PAY-002", "PRV-CAP-004", "PRV-PAY-010")
 async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) -> None:
     bearer, entry = await paid_setup(ctx)
@@ -442,7 +374,7 @@ async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) ->
         )
         ctx.require(
             "PRV-PAY-002",
-            response.status_code == 400 and not _provisioned(ctx, response),
+            response.status_code == 400 and not provisioned(ctx, response),
             f"{why} must be refused with 400 (got {response.status_code})",
             exchange,
         )
@@ -460,7 +392,7 @@ async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) ->
     )
     ctx.require(
         "PRV-CAP-004",
-        refused and not _provisioned(ctx, response),
+        refused and not provisioned(ctx, response),
         "a shared payment token that cannot be activated must get 400 billing_activation_failed "
         f"(or requires_payment_credentials) in the status envelope, got {response.status_code} "
         f"{code or ''}".rstrip(),
@@ -474,7 +406,7 @@ async def only_an_activatable_shared_payment_token_pays(ctx: ProviderContext) ->
         ctx.judged("PRV-PAY-010")  # the refusal names no resource: none was left to find
         return
     after, after_exchange = await ctx.call("GET", f"provisioning/resources/{named}", bearer=bearer)
-    leftover = _provisioned(ctx, after) and "access_configuration" in after.text
+    leftover = provisioned(ctx, after) and "access_configuration" in after.text
     ctx.require(
         "PRV-PAY-010",
         not leftover,
@@ -504,7 +436,7 @@ async def a_failed_redemption_provisions_nothing(ctx: ProviderContext) -> None:
     document = ctx.json(response)
     ctx.require(
         "PRV-RED-005",
-        not _provisioned(ctx, response)
+        not provisioned(ctx, response)
         and response.status_code >= 400
         and error_code(document) is not None,
         "after a failed redemption the provider must provision nothing and answer an error "
@@ -527,117 +459,7 @@ async def orchestrator_metadata_is_fetched_safely_and_compared_exactly(
 
     Each half is judged only when the provider fetched the metadata during its probe; one it
     cached earlier and did not refetch says nothing, and the check says so."""
-    bearer, entry = await paid_setup(ctx)
-    service = str(entry["id"])
-    metadata_url = ctx.core.metadata_url
-    genuine, genuine_exchange = await ctx.get(metadata_url)
-    document = ctx.json(genuine)
-    if genuine.status_code != 200 or not isinstance(document, dict):
-        ctx.require(
-            "PRV-RED-007",
-            False,
-            "the suite's own orchestrator metadata is unavailable",
-            genuine_exchange,
-        )
-        return
-    issuer = ctx.core.issuer
-    near_miss = issuer[:-1] if issuer.endswith("/") else issuer + "/"
-    unjudged: list[str] = []
-    unfetched = False
-
-    # 1. The issuer differs by one trailing slash; the JWKS it names exists nowhere else.
-    rotated = jose.generate_key("EdDSA")
-    jwks_uri = f"{issuer.rstrip('/')}/provspec-rotated-{secrets.token_hex(6)}/jwks.json"
-    tampered = {**document, "issuer": near_miss, "jwks_uri": jwks_uri}
-    keys = jose.jwks([ctx.core.signing_key, rotated])
-    with ctx.serving({metadata_url: tampered, jwks_uri: keys}):
-        trail, answer = await _paid_probe(ctx, bearer, service, rotated)
-    fetched = [e for e in trail if e.method == "GET" and _bare(e.url) == metadata_url]
-    used = [e for e in trail if _bare(e.url) == jwks_uri]
-    if used:
-        ctx.require(
-            "PRV-RED-007",
-            False,
-            f"the orchestrator metadata said issuer {near_miss!r}, not the trusted "
-            f"{issuer!r}, yet the provider fetched the jwks_uri it named (RFC 8414 §3.3: "
-            "the metadata must not be used)",
-            *fetched[:1],
-            *used[:1],
-            answer,
-        )
-    elif not fetched:
-        unjudged.append("metadata whose issuer differs by a trailing slash")
-        unfetched = True
-
-    # 2. The exact issuer, with jwks_uri at an internal address.
-    with ctx.target.at_internal_address() as internal:
-        if internal is None:
-            unjudged.append(
-                "a jwks_uri at an internal address: this host has no private address to "
-                "serve one at"
-            )
-        else:
-            rotated = jose.generate_key("EdDSA")
-            jwks_uri = f"{internal}/provspec-{secrets.token_hex(6)}/jwks.json"
-            pointed = {**document, "jwks_uri": jwks_uri}
-            keys = jose.jwks([ctx.core.signing_key, rotated])
-            with ctx.serving({metadata_url: pointed, jwks_uri: keys}):
-                trail, answer = await _paid_probe(ctx, bearer, service, rotated)
-            fetched = [e for e in trail if e.method == "GET" and _bare(e.url) == metadata_url]
-            reached = [e for e in trail if e.url.startswith(internal + "/")]
-            if reached:
-                ctx.require(
-                    "PRV-RED-007",
-                    False,
-                    f"the provider fetched jwks_uri {jwks_uri}, an internal address its "
-                    "SSRF policy must refuse (DESIGN.md §5, RFC 9728 §7.7)",
-                    *fetched[:1],
-                    *reached[:1],
-                    answer,
-                )
-            elif not fetched:
-                unjudged.append("metadata naming a jwks_uri at an internal address")
-                unfetched = True
-    if unjudged:
-        why = "not observed: " + "; ".join(unjudged)
-        if unfetched:
-            why += (
-                ". The provider did not fetch the orchestrator's metadata while the suite "
-                "served it: it keeps what it fetched earlier in the run and did not refetch "
-                "for an attestation signed with a key it had not seen (see PRV-ATT-026)"
-            )
-        ctx.cannot_judge("PRV-RED-007", why)
-    else:
-        ctx.judged("PRV-RED-007")  # both metadata were fetched, and neither was used
-
-
-async def _paid_probe(
-    ctx: ProviderContext, bearer: str, service: str, key: jose.SigningKey
-) -> tuple[list[Exchange], Exchange]:
-    """A paid provisioning attested with `key`: what the provider fetched or sent to the
-    suite meanwhile, and the provisioning call."""
-    project = "proj_" + secrets.token_hex(6)
-    body = {
-        "service_id": service,
-        "project_id": project,
-        "configuration": {},
-        "payment_credentials": payment_credentials(ctx, service, project),
-    }
-    raw = json.dumps(body, separators=(",", ":")).encode()
-    mark = ctx.recorder.mark
-    _, exchange = await ctx.call(
-        "POST",
-        "provisioning/resources",
-        content=raw,
-        bearer=bearer,
-        headers_override={ctx.params.attestation_header: attestation(ctx, raw, key=key)},
-    )
-    return ctx.received(mark), exchange
-
-
-def _bare(url: str) -> str:
-    """A URL without its query: a provider may add a cache-buster to what it fetches."""
-    return url.split("?", 1)[0]
+    await judge_metadata_fetches(ctx)
 
 
 @check("PRV-RED-006")
