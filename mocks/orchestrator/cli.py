@@ -64,8 +64,9 @@ class CliSession:
 
     Without one, each command starts its own loop and client, and opens new connections to
     every provider it calls: a run of the embedded CLI pays that hundreds of times. Only
-    the transport is kept: each command still opens the state and reads it anew, and starts
-    with no cookies. Idle connections are dropped after `KEEPALIVE_S`, well before a served
+    connections are kept, to providers and to the state file (`store`): each command still
+    reads the state anew (nothing is cached above SQLite) and starts with no cookies; its
+    orchestrator is built anew as before. Idle connections are dropped after `KEEPALIVE_S`, well before a served
     mock (mocks.hosting, 5 s) closes them, so a command does not write to a closing socket.
     Close it (from the thread that used it) when done.
     """
@@ -75,6 +76,26 @@ class CliSession:
     def __init__(self) -> None:
         self._runner = asyncio.Runner()
         self._http: httpx.AsyncClient | None = None
+        self._stores: dict[str, tuple[tuple[int, int], SQLiteStore]] = {}
+
+    def store(self, path: str) -> SQLiteStore:
+        """The state file at `path`, its connection kept open across commands. Nothing is
+        cached above SQLite (autocommit, WAL): every read sees the last commit, whoever
+        wrote it. A file replaced or removed since is opened anew."""
+        opened = self._stores.get(path)
+        try:
+            found = os.stat(path)
+            identity: tuple[int, int] | None = (found.st_dev, found.st_ino)
+        except FileNotFoundError:
+            identity = None
+        if opened is not None and opened[0] == identity:
+            return opened[1]
+        if opened is not None:
+            opened[1].close()
+        store = SQLiteStore(path)
+        found = os.stat(path)
+        self._stores[path] = ((found.st_dev, found.st_ino), store)
+        return store
 
     def http(self) -> httpx.AsyncClient:
         """The kept client (made on first use, inside the session's loop); no cookies."""
@@ -88,6 +109,9 @@ class CliSession:
 
     def close(self) -> None:
         try:
+            for _, store in self._stores.values():
+                store.close()
+            self._stores.clear()
             if self._http is not None:
                 self._runner.run(self._http.aclose())
                 self._http = None
@@ -324,7 +348,7 @@ async def _dispatch(
     path = args.state or os.environ.get(STATE_ENV) or os.path.join(".provspec", "orchestrator.db")
     path = os.path.join(args.cwd, path)  # a relative path is the command's directory's
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    store = SQLiteStore(path)
+    store = SQLiteStore(path) if session is None else session.store(os.path.abspath(path))
     try:
         config = dict(store.items("config"))
         if args.orchestrator_command == "init":
@@ -365,7 +389,8 @@ async def _dispatch(
         async with _new_client() as http:
             return await _handle(core, http, args)
     finally:
-        store.close()
+        if session is None:
+            store.close()
 
 
 async def _handle(

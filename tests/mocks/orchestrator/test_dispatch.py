@@ -185,3 +185,9 @@ def test_a_session_keeps_its_connections_but_no_cookies_and_no_state(tmp_path: P
         refused = dispatch(["catalog", "--json"], state=state, session=session)
         assert refused.envelope is not None
         assert refused.envelope["error"]["code"] == "JSON_REQUIRES_AUTH"
+        # A state file removed since the last command is not read through a kept connection.
+        for leftover in tmp_path.glob("state.db*"):
+            leftover.unlink()
+        anew = dispatch(["status", "--json"], state=state, session=session)
+        assert anew.envelope is not None
+        assert anew.envelope["error"]["code"] == "NOT_INITIALIZED"
