@@ -24,29 +24,16 @@ from conformance.packs.provider._helpers import (
     service_of,
     services,
 )
+from conformance.packs.provider._provisioning import (
+    BAD_BODIES,
+    cookies_set,
+    foreign_and_unknown,
+    pricing_type,
+    resource_calls,
+    resource_id,
+)
 from conformance.packs.provider.capabilities import require_offered
-from conformance.recorder import Exchange
 from wire.ssrf import SSRFError
-
-BAD_BODIES = {
-    "malformed JSON": b'{"service_id": ',
-    "duplicate member names": b'{"service_id": "a", "service_id": "b"}',
-    "NaN": b'{"service_id": NaN}',
-    "a JSON array": b"[]",
-}
-
-
-def resource_calls(resource_id: str, service_id: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """Every bearer-authenticated call, aimed at a real resource: (method, path, body)."""
-    base = f"provisioning/resources/{resource_id}"
-    return [
-        ("POST", "provisioning/resources", {"service_id": service_id, "configuration": {}}),
-        ("GET", base, {}),
-        ("POST", f"{base}/rotate_credentials", {}),
-        ("POST", f"{base}/update_service", {"service_id": service_id}),
-        ("POST", f"{base}/remove", {}),
-        ("POST", "provisioning/deep_links", {"purpose": "dashboard"}),
-    ]
 
 
 @check("PRV-PRO-001")
@@ -121,15 +108,6 @@ async def unknown_service_is_refused(ctx: ProviderContext) -> None:
     ctx.require("PRV-PRO-004", ok, "an unknown service_id must get 400 unknown_service", exchange)
 
 
-def _id(response: httpx.Response) -> Any:
-    document = ProviderContext.json(response)
-    return document.get("id") if isinstance(document, dict) else None
-
-
-def _priced(entry: dict[str, Any]) -> str:
-    return str((entry.get("pricing") or {}).get("type"))
-
-
 @check("PRV-PRO-005")
 async def project_id_makes_creation_idempotent(ctx: ProviderContext) -> None:
     ctx.fresh_user()
@@ -139,7 +117,7 @@ async def project_id_makes_creation_idempotent(ctx: ProviderContext) -> None:
     body = {"service_id": str(free["id"]), "project_id": "proj_" + secrets.token_hex(6)}
     first, _ = await ctx.call("POST", "provisioning/resources", body=body, bearer=bearer)
     second, exchange = await ctx.call("POST", "provisioning/resources", body=body, bearer=bearer)
-    first_id, second_id = _id(first), _id(second)
+    first_id, second_id = resource_id(first), resource_id(second)
     if first.status_code != 200 or not first_id:
         raise Skipped(f"the first creation was answered {first.status_code} (see PRV-PRO-003)")
     ctx.require(
@@ -151,7 +129,9 @@ async def project_id_makes_creation_idempotent(ctx: ProviderContext) -> None:
     )
     # Another service under the same project_id: the same resource, or a conflict; never a
     # second resource. One that costs nothing, so no payment can be what decides.
-    others = [e for e in await services(ctx) if e.get("id") != free["id"] and _priced(e) != "paid"]
+    others = [
+        e for e in await services(ctx) if e.get("id") != free["id"] and pricing_type(e) != "paid"
+    ]
     if not others:
         return
     other = {**body, "service_id": str(others[0]["id"])}
@@ -159,10 +139,10 @@ async def project_id_makes_creation_idempotent(ctx: ProviderContext) -> None:
     conflict = answer.status_code == 409 and error_code(ctx.json(answer)) == "project_id_conflict"
     ctx.require(
         "PRV-PRO-005",
-        conflict or (answer.status_code == 200 and _id(answer) == first_id),
+        conflict or (answer.status_code == 200 and resource_id(answer) == first_id),
         f"the project_id of resource {first_id!r} with service {other['service_id']!r} must "
         f"answer that resource or 409 project_id_conflict, got {answer.status_code} for "
-        f"{_id(answer)!r}",
+        f"{resource_id(answer)!r}",
         exchange,
     )
 
@@ -175,7 +155,7 @@ async def a_project_id_of_another_account_conflicts(ctx: ProviderContext) -> Non
     free = await service_of(ctx, "free")
     body = {"service_id": str(free["id"]), "project_id": "proj_" + secrets.token_hex(6)}
     made, _ = await ctx.call("POST", "provisioning/resources", body=body, bearer=owner)
-    owned = _id(made)
+    owned = resource_id(made)
     if made.status_code != 200 or not owned:
         raise Skipped(f"the owner's creation was answered {made.status_code} (see PRV-PRO-003)")
     ctx.fresh_user()
@@ -189,7 +169,7 @@ async def a_project_id_of_another_account_conflicts(ctx: ProviderContext) -> Non
         and "access_configuration" not in answer.text,
         f"another account's project_id must get 409 project_id_conflict, got "
         f"{answer.status_code} {error_code(document) or ''}"
-        + (" with the owner's resource" if _id(answer) == owned else ""),
+        + (" with the owner's resource" if resource_id(answer) == owned else ""),
         exchange,
     )
     seen, seen_exchange = await ctx.call("GET", f"provisioning/resources/{owned}", bearer=owner)
@@ -203,21 +183,9 @@ async def a_project_id_of_another_account_conflicts(ctx: ProviderContext) -> Non
     )
 
 
-async def _foreign_and_unknown(
-    ctx: ProviderContext,
-) -> tuple[tuple[httpx.Response, Exchange], tuple[httpx.Response, Exchange]]:
-    """Another account's resource and an id never issued, both asked for by one account."""
-    _, resource = await free_resource(ctx)
-    ctx.fresh_user()
-    stranger = (await ctx.connect()).access_token
-    foreign = await ctx.call("GET", f"provisioning/resources/{resource['id']}", bearer=stranger)
-    unknown = await ctx.call("GET", f"provisioning/resources/{resource['id']}9999", bearer=stranger)
-    return foreign, unknown
-
-
 @check("PRV-PRO-007", "PRV-CRD-005")
 async def resources_are_private_to_their_account(ctx: ProviderContext) -> None:
-    (foreign, exchange), (unknown, unknown_exchange) = await _foreign_and_unknown(ctx)
+    (foreign, exchange), (unknown, unknown_exchange) = await foreign_and_unknown(ctx)
     ctx.require(
         "PRV-PRO-007",
         foreign.status_code in (403, 404),
@@ -241,7 +209,7 @@ async def resources_are_private_to_their_account(ctx: ProviderContext) -> None:
 
 @check("PRV-PRO-018")
 async def foreign_resources_look_like_unknown_ones(ctx: ProviderContext) -> None:
-    (foreign, exchange), (unknown, unknown_exchange) = await _foreign_and_unknown(ctx)
+    (foreign, exchange), (unknown, unknown_exchange) = await foreign_and_unknown(ctx)
     same = (foreign.status_code, error_code(ctx.json(foreign))) == (
         unknown.status_code,
         error_code(ctx.json(unknown)),
@@ -375,7 +343,7 @@ async def deep_links_work_once(ctx: ProviderContext) -> None:
             f"the deep link's first visit was answered {first.status_code}, so there is no "
             "working visit to compare a second with"
         )
-    set_first = _cookies_set(first)
+    set_first = cookies_set(first)
     if not set_first and not 300 <= first.status_code < 400:
         raise Skipped(
             f"the deep link's first visit was answered {first.status_code} with a page and set "
@@ -383,7 +351,7 @@ async def deep_links_work_once(ctx: ProviderContext) -> None:
             "does not run, so a second visit shows nothing either way"
         )
     second, second_exchange = await ctx.get(url, follow_redirects=False)
-    set_second = _cookies_set(second)
+    set_second = cookies_set(second)
     if set_first:
         reused = set_first <= set_second
         how = f"set the session cookies {sorted(set_first)} again"
@@ -404,18 +372,6 @@ async def deep_links_work_once(ctx: ProviderContext) -> None:
         first_exchange,
         second_exchange,
     )
-
-
-def _cookies_set(response: httpx.Response) -> set[str]:
-    """Names of the cookies an answer sets (not those it clears)."""
-    names = set()
-    for line in response.headers.get_list("set-cookie"):
-        pair, _, attributes = line.partition(";")
-        name, _, value = pair.partition("=")
-        cleared = not value.strip() or "max-age=0" in attributes.lower().replace(" ", "")
-        if name.strip() and not cleared:
-            names.add(name.strip())
-    return names
 
 
 @check("PRV-PRO-010")
