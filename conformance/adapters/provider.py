@@ -12,9 +12,7 @@ recorded.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import secrets
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,9 +20,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from conformance.adapters._provider_config import (
+    DEFAULT_FAILING_PAYMENT_TOKEN,
+    DEFAULT_OVERSIZED_BODY,
+    EMBEDDED_INTERNAL,
+    EMBEDDED_ORCHESTRATOR,
+    EMBEDDED_PROVIDER,
+    ProviderTargetConfig,
+)
+from conformance.adapters._provider_http import (
+    Documents,
+    origin_of,
+    private_address,
+    recorded,
+    stateless_client,
+)
 from conformance.checks import Check, CheckContext, Skipped
 from conformance.client import (
     ClientSettings,
@@ -32,19 +43,15 @@ from conformance.client import (
     Connection,
     IdentityFactory,
     OrchestratorClient,
-    OrchestratorIdentity,
     User,
-    new_seed,
 )
 from conformance.consent import ConsentOptions, ConsentOutcome, obtain_consent
-from conformance.credentials import CredentialProbe
 from conformance.harness import HarnessMonitor
 from conformance.recorder import (
     Exchange,
     Recorder,
     RecordingASGI,
     RecordingTransport,
-    exchange_of,
 )
 from mocks import LoopbackNetwork, MemoryStore
 from mocks.hosting import ServedInThread
@@ -53,126 +60,21 @@ from mocks.provider import ProviderMock, ProviderSettings
 from spec.schemas import default_store
 from wire import strictjson
 from wire.clock import SystemClock
-from wire.envelopes import flat_error
 from wire.errors import UsageError
 from wire.ssrf import SSRFError, SSRFGuard
 
-__all__ = ["ProviderContext", "ProviderTarget", "ProviderTargetConfig"]
-
-EMBEDDED_PROVIDER = "https://provider.mock/api/app/"
-EMBEDDED_ORCHESTRATOR = "https://orchestrator.mock"
-EMBEDDED_INTERNAL = "http://169.254.169.254"
-"""Where the embedded run serves documents "at an internal address": the link-local cloud
-metadata address, which no SSRF policy may let a provider fetch."""
-DEFAULT_FAILING_PAYMENT_TOKEN = "spt_provspec_never_issued"
-"""Well-formed, but no payment service ever issued it: activating it fails everywhere."""
-DEFAULT_OVERSIZED_BODY = 3 * 1024 * 1024
-"""PRV-PRO-012's probe: above the common framework limits (nginx 1 MiB, Django 2.5 MB)."""
-
-
-class _Documents:
-    """GET answers a check put on some paths for a while (`ProviderContext.serving`); every
-    other request goes to the app behind (none: 404)."""
-
-    def __init__(self, app: ASGIApp | None = None) -> None:
-        self._app = app
-        self.documents: dict[str, Any] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and scope.get("method") == "GET" and path in self.documents:
-            await JSONResponse(self.documents[path])(scope, receive, send)
-        elif self._app is not None:
-            await self._app(scope, receive, send)
-        elif scope["type"] == "http":
-            await JSONResponse(flat_error("not_found", "nothing here"), 404)(scope, receive, send)
-
-
-def private_address(exclude: tuple[str, ...] = ()) -> str | None:
-    """A non-global address of this host (Python's `is_private`: RFC 1918, documentation
-    and other internal ranges, which every SSRF policy refuses), not loopback, or None.
-
-    The UDP connect sends no packet; it only asks the kernel which source address it would
-    use for a route off the host."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("192.0.2.1", 9))  # TEST-NET-1 (RFC 5737)
-            address = str(probe.getsockname()[0])
-    except OSError:
-        return None
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    if not parsed.is_private or parsed.is_loopback or parsed.is_link_local:
-        return None
-    return None if address in exclude else address
-
-
-def stateless_client(**options: Any) -> httpx.AsyncClient:
-    """A client that keeps no cookies: an orchestrator calls a provider's API with its
-    signature and a bearer token only, and a cookie one check picked up (a deep link's
-    session) must not authenticate the next check's calls."""
-    client = httpx.AsyncClient(**options)
-
-    async def forget_cookies(_: httpx.Response) -> None:
-        client.cookies.clear()
-
-    client.event_hooks["response"].append(forget_cookies)
-    return client
-
-
-@dataclass
-class ProviderTargetConfig:
-    profile: str = "app-0.1d"
-    base_url: str | None = None
-    """The provider's base URL (ends in /); None runs against the embedded mock provider."""
-    hmac_secret: str | None = None
-    existing_email: str = "existing@example.com"
-    """An email that already has an account at the provider (the consent path)."""
-    scripted_consent: bool | None = None
-    """Whether the provider's consent page can be approved by the suite (mocks: yes); the
-    same as `consent` mode "scripted"."""
-    consent: ConsentOptions | None = None
-    """How a human's consent is had on a real provider (interactive, command, browser);
-    None: scripted on the embedded mock, otherwise interactive when this is a terminal."""
-    orchestrator_public_url: str | None = None
-    """app-next: the origin a provider outside this machine reaches the suite's orchestrator
-    side at (a tunnel, a host); it becomes the issuer. None: where it binds."""
-    orchestrator_host: str = "127.0.0.1"
-    orchestrator_port: int = 8401
-    timeout: float = 10.0
-    faults: tuple[str, ...] = ()
-    """Embedded mock only: faults to inject (the self-test)."""
-    allowed_hosts: tuple[str, ...] = ()
-    transport: httpx.AsyncBaseTransport | None = None
-    """What carries the suite's calls to a target URL (None: the network; replay: a cassette)."""
-    capabilities: dict[str, bool] = field(default_factory=dict)
-    """What provspec.toml [capabilities] says the target offers, overriding what it advertises."""
-    fuzz_examples: int = 0
-    """Schema-generated requests per operation (0: fuzzing off)."""
-    fuzz_seed: int = 0
-    orchestrator: OrchestratorIdentity = field(default_factory=OrchestratorIdentity)
-    """How account requests name the orchestrator side (`orchestrator` member)."""
-    client: ClientSettings | None = None
-    """What else account requests carry (scopes, client_capabilities, configuration);
-    None: the defaults, with `orchestrator` above."""
-    identity_seed: int = field(default_factory=new_seed)
-    """Seed of the users' names and emails (a fresh one unless given), kept in the run's
-    settings: `--identity-seed` with it sends the same identities again."""
-    test_payment_token: str | None = None
-    """A payment token the provider's test mode activates (0.1d: a shared payment token);
-    None against a real provider: checks that need a successful payment are skipped. The
-    embedded mock accepts one of its own."""
-    failing_payment_token: str = DEFAULT_FAILING_PAYMENT_TOKEN
-    """A well-formed payment token that cannot activate, for the refusal checks."""
-    credential_probes: tuple[CredentialProbe, ...] = ()
-    """How issued credentials are used at the provider's API; empty: the built-in guess."""
-    oversized_body_bytes: int = DEFAULT_OVERSIZED_BODY
-    """Size of PRV-PRO-012's body; it must exceed the provider's limit to judge anything."""
-
-    def describe(self) -> str:
-        return self.base_url or f"embedded mock provider ({self.profile})"
+__all__ = [
+    "DEFAULT_FAILING_PAYMENT_TOKEN",
+    "DEFAULT_OVERSIZED_BODY",
+    "EMBEDDED_ORCHESTRATOR",
+    "EMBEDDED_PROVIDER",
+    "ProviderContext",
+    "ProviderTarget",
+    "ProviderTargetConfig",
+    "private_address",
+    "recorded",
+    "stateless_client",
+]
 
 
 @dataclass
@@ -197,9 +99,9 @@ class ProviderTarget:
         self.test_payment_token = self.config.test_payment_token
         self.guard = SSRFGuard()
         """What every URL taken from an answer must pass before the suite fetches it."""
-        self.orchestrator_documents = _Documents()
+        self.orchestrator_documents = Documents()
         """Documents a check serves on the suite's orchestrator side, in front of the mock."""
-        self.internal_documents = _Documents()
+        self.internal_documents = Documents()
         """Documents a check serves at an internal (private or link-local) address."""
         self.internal_origin: str | None = None
 
@@ -255,7 +157,7 @@ class ProviderTarget:
                 )
             )
             # The suite's own answers are validated as they leave (harness blame).
-            self.orchestrator_documents = _Documents(
+            self.orchestrator_documents = Documents(
                 HarnessMonitor(self.core.app, self.recorder, self.profile)
             )
             recorded_app = RecordingASGI(self.orchestrator_documents, self.recorder)
@@ -484,15 +386,15 @@ class ProviderContext(CheckContext):
         """For the block, GET on each URL answers its JSON document: URLs on the suite's
         orchestrator side (in front of what it serves there) or at the internal origin of
         `target.at_internal_address()`."""
-        placed: list[tuple[_Documents, str]] = []
-        orchestrator = _origin(self.core.issuer)
+        placed: list[tuple[Documents, str]] = []
+        orchestrator = origin_of(self.core.issuer)
         internal = self.target.internal_origin
         try:
             for url, document in documents.items():
-                origin, path = _origin(url), urlsplit(url).path
+                origin, path = origin_of(url), urlsplit(url).path
                 if origin == orchestrator:
                     where = self.target.orchestrator_documents
-                elif internal is not None and origin == _origin(internal):
+                elif internal is not None and origin == origin_of(internal):
                     where = self.target.internal_documents
                 else:
                     raise ValueError(f"the suite serves nothing at {url}")
@@ -518,21 +420,3 @@ class ProviderContext(CheckContext):
     @property
     def well_known_path(self) -> str:
         return urlsplit(self.base_url).path
-
-
-def recorded(response: httpx.Response) -> Exchange:
-    """The exchange recorded for `response`: it travels on the response, so requests sent at
-    once (or the provider calling the suite's orchestrator side meanwhile) are never mixed up.
-    An answer that did not pass the recorder is the suite's bug: fail loudly, never guess."""
-    exchange = exchange_of(response)
-    if exchange is None:
-        raise RuntimeError(
-            f"the answer to {response.request.method} {response.request.url} did not pass "
-            "the recorder"
-        )
-    return exchange
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
