@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -85,8 +86,8 @@ def test_unpacked_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -
     )
     assert json.loads(listed.stdout)["count"] >= 150
     selftest = subprocess.run(
-        # One role is enough to show the installed data and faults are found from elsewhere;
-        # the whole matrix runs once, in tests/test_run_cli.py.
+        # The reference run and a few faults show the installed data, schemas and faults are
+        # found from elsewhere; the whole matrix runs once, in tests/test_run_cli.py.
         [
             sys.executable,
             "-m",
@@ -96,6 +97,8 @@ def test_unpacked_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -
             "app-0.1d",
             "--role",
             "provider",
+            "--fault",
+            "*signature*",
         ],
         cwd=elsewhere,
         env=env,
@@ -105,4 +108,9 @@ def test_unpacked_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) -
         check=False,
     )
     assert selftest.returncode == 0, selftest.stdout[-2000:] + selftest.stderr[-2000:]
-    assert "detection rate 100%" in selftest.stdout
+    caught = re.search(
+        r"detection rate 100% \((\d+)/(\d+) fault runs caught\), false positives 0", selftest.stdout
+    )
+    assert caught, selftest.stdout[-2000:]
+    assert caught[1] == caught[2], selftest.stdout[-2000:]
+    assert int(caught[1]) >= 5, selftest.stdout[-2000:]
