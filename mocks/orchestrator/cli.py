@@ -65,8 +65,9 @@ class CliSession:
     Without one, each command starts its own loop and client, and opens new connections to
     every provider it calls: a run of the embedded CLI pays that hundreds of times. Only
     connections are kept, to providers and to the state file (`store`): each command still
-    reads the state anew (nothing is cached above SQLite) and starts with no cookies; its
-    orchestrator is built anew as before. Idle connections are dropped after `KEEPALIVE_S`, well before a served
+    reads the state anew (nothing is cached above SQLite) and starts with no cookies; the
+    orchestrator object it acts through is kept while its settings stay (`orchestrator`).
+    Idle connections are dropped after `KEEPALIVE_S`, well before a served
     mock (mocks.hosting, 5 s) closes them, so a command does not write to a closing socket.
     Close it (from the thread that used it) when done.
     """
@@ -77,6 +78,7 @@ class CliSession:
         self._runner = asyncio.Runner()
         self._http: httpx.AsyncClient | None = None
         self._stores: dict[str, tuple[tuple[int, int], SQLiteStore]] = {}
+        self._core: tuple[_CoreKey, OrchestratorMock] | None = None
 
     def store(self, path: str) -> SQLiteStore:
         """The state file at `path`, its connection kept open across commands. Nothing is
@@ -104,6 +106,17 @@ class CliSession:
         self._http.cookies.clear()  # a command starts as a new process would
         return self._http
 
+    def orchestrator(self, key: _CoreKey) -> OrchestratorMock:
+        """The orchestrator the CLI acts through, for (state, profile, issuer, faults): kept
+        while those stay (a profile, draft or not, is loaded once per process anyway). What
+        the CLI uses of it holds no state of its own: its store is the state, its signing key
+        is made once per state file and never replaced."""
+        if self._core is not None and self._core[0] == key:
+            return self._core[1]
+        core = _orchestrator(key)
+        self._core = (key, core)
+        return core
+
     def run(self, work: Coroutine[Any, Any, _Result]) -> _Result:
         return self._runner.run(work)
 
@@ -123,6 +136,17 @@ class CliSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_CoreKey = tuple[SQLiteStore, str, str, tuple[str, ...]]
+"""What an orchestrator for the CLI is built of: the state, profile, issuer and faults."""
+
+
+def _orchestrator(key: _CoreKey) -> OrchestratorMock:
+    store, profile, issuer, faults = key
+    return OrchestratorMock(
+        OrchestratorSettings(profile=profile, issuer=issuer, faults=faults, store=store)
+    )
 
 
 def _new_client() -> httpx.AsyncClient:
@@ -361,14 +385,8 @@ async def _dispatch(
                 store.put("config", key, value)
         if "profile" not in config:
             raise HTTPProblem(400, "NOT_INITIALIZED", "run `provspec orchestrator init` first")
-        core = OrchestratorMock(
-            OrchestratorSettings(
-                profile=config["profile"],
-                issuer=config["issuer"],
-                faults=tuple(config.get("faults") or ()),
-                store=store,
-            )
-        )
+        built_of = (store, config["profile"], config["issuer"], tuple(config.get("faults") or ()))
+        core = _orchestrator(built_of) if session is None else session.orchestrator(built_of)
         args.fault_set = core.faults
         command = args.orchestrator_command
         if command == "init":

@@ -191,3 +191,19 @@ def test_a_session_keeps_its_connections_but_no_cookies_and_no_state(tmp_path: P
         anew = dispatch(["status", "--json"], state=state, session=session)
         assert anew.envelope is not None
         assert anew.envelope["error"]["code"] == "NOT_INITIALIZED"
+
+
+def test_a_session_follows_settings_changed_between_its_commands(tmp_path: Path) -> None:
+    """The orchestrator a session keeps is rebuilt when the state's settings change, here
+    its faults, written by a command outside the session."""
+    state = tmp_path / "state.db"
+    with CliSession() as session:
+        assert dispatch(["init", "--json"], state=state, session=session).code == 0
+        before = dispatch(["env", "--json"], state=state, session=session).envelope
+        assert before is not None
+        assert isinstance(before["data"]["variables"], dict)
+        changed = dispatch(["init", "--fault", "env-variables-as-list", "--json"], state=state)
+        assert changed.code == 0, changed.stdout + changed.stderr
+        after = dispatch(["env", "--json"], state=state, session=session).envelope
+        assert after is not None
+        assert isinstance(after["data"]["variables"], list)
