@@ -63,6 +63,8 @@ class Connection:
     refresh_token: str | None
     tokens: dict[str, Any]
     """The whole token response."""
+    response: httpx.Response = field(repr=False, compare=False)
+    """The token answer itself (its recorded exchange: `recorder.exchange_of`)."""
 
 
 @dataclass(frozen=True)
@@ -329,7 +331,7 @@ class OrchestratorClient:
             )
         assert isinstance(tokens, dict)
         refresh = tokens.get("refresh_token")
-        return Connection(access, refresh if isinstance(refresh, str) else None, tokens)
+        return Connection(access, refresh if isinstance(refresh, str) else None, tokens, response)
 
 
 def _json(response: httpx.Response) -> Any:

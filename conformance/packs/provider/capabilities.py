@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from conformance.adapters.provider import ProviderContext
+from conformance.adapters.provider import ProviderContext, recorded
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.packs.provider._helpers import (
     Price,
@@ -172,7 +172,7 @@ async def _probe(ctx: ProviderContext, feature: str) -> tuple[str, Exchange | No
         ctx.fresh_user()
         connection = await ctx.connect()
         if not connection.refresh_token:
-            return "the token response carries no refresh_token", ctx.recorder.exchanges[-1]
+            return "the token response carries no refresh_token", recorded(connection.response)
         return "", None
     if feature == "revocation":
         response, exchange = await ctx.call(
