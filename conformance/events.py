@@ -5,8 +5,7 @@ One run emits, in order: `RunStarted`; `Activity` whenever it starts something l
 and CLI call once it is complete (from whichever thread recorded it); `CheckFinished` after
 each check (a re-run too); `RunFinished` with the result, its baseline applied. `provspec
 run` prints progress from them and writes its reports on `RunFinished`; the pytest plugin
-listens the same way. `provspec selftest` runs the same engine and judges each run by the
-result it finishes with.
+and `provspec selftest` listen the same way.
 
 A listener is any callable taking an `Event`; one that raises stops the run (it is the
 front end's own bug, not the target's).

@@ -21,8 +21,9 @@ from conformance.adapters.provider import ProviderTargetConfig
 from conformance.adapters.resource_server import ResourceServerTargetConfig
 from conformance.checks import checks_for
 from conformance.engine import RunPlan, run_sync
-from conformance.recorder import Exchange
-from conformance.results import Status
+from conformance.events import Event, ExchangeRecorded, RunFinished
+from conformance.recorder import CliCall, Exchange
+from conformance.results import RunResult, Status
 from mocks.faults import Fault, catalogue
 from spec.drafts.consistency import consistency
 from spec.registry import default_registry
@@ -153,10 +154,33 @@ def _plan(role: Role, profile: str, faults: Sequence[str]) -> RunPlan:
     return RunPlan(role, profile, resource_server=resource_server)
 
 
+@dataclass
+class _Tally:
+    """Listens to one run's events: what it exchanged, and the result it finished with."""
+
+    exchanges: list[Exchange] = field(default_factory=list)
+    cli_calls: int = 0
+    result: RunResult | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ExchangeRecorded):
+            if isinstance(event.item, CliCall):
+                self.cli_calls += 1
+            else:
+                self.exchanges.append(event.item)
+        elif isinstance(event, RunFinished):
+            self.result = event.result
+
+
 def judge_run(role: Role, profile: str, faults: Sequence[str]) -> RunStats:
-    """One full run of `role`'s checks against its mock with `faults` injected."""
+    """One full run of `role`'s checks against its mock with `faults` injected, judged by
+    the engine's events like every other front end."""
     started, cpu = time.perf_counter(), time.process_time()
-    result = run_sync(_plan(role, profile, faults))
+    tally = _Tally()
+    run_sync(_plan(role, profile, faults), listeners=[tally])
+    result = tally.result
+    if result is None:
+        raise ProvspecError(f"the {role.value} run ended without its RunFinished event")
     # A harness or environment error is never a catch: it shows as an extra failure, named so
     # it cannot match what a fault breaks.
     failed = {
@@ -166,9 +190,9 @@ def judge_run(role: Role, profile: str, faults: Sequence[str]) -> RunStats:
         frozenset(failed),
         time.perf_counter() - started,
         time.process_time() - cpu,
-        len(result.recorder.exchanges),
-        count_signatures(result.recorder.exchanges),
-        len(result.recorder.cli_calls),
+        len(tally.exchanges),
+        count_signatures(tally.exchanges),
+        tally.cli_calls,
     )
 
 
