@@ -318,26 +318,21 @@ class Consent:
 
     # --- what the consent path trusts -------------------------------------------------------
     def _guard(self, url: str) -> None:
-        if self.faults.active("ssrf-unguarded"):
-            return
-        try:
-            self.core.ssrf.check_url(url)
-        except SSRFError as error:
-            raise HTTPProblem(
-                502, "UNSAFE_URL", f"refused to fetch {url[:200]!r}: {error}"
-            ) from None
+        """A URL the consent path fetches (metadata named in an answer): the SSRF guard."""
+        if not self.faults.active("ssrf-unguarded"):
+            self._checked(url, f"refused to fetch {url[:200]!r}")
 
     def _endpoint_guard(self, url: str) -> None:
         """An OAuth endpoint the human's browser opens or the token request goes to: https
         (http on the run's loopback only), never javascript:, file: or data: (ORC-CNS-012)."""
-        if self.faults.active("consent-endpoints-unchecked"):
-            return
+        if not self.faults.active("consent-endpoints-unchecked"):
+            self._checked(url, f"refused the endpoint {url[:200]!r}")
+
+    def _checked(self, url: str, refusal: str) -> None:
         try:
             self.core.ssrf.check_url(url)
         except SSRFError as error:
-            raise HTTPProblem(
-                502, "UNSAFE_URL", f"refused the endpoint {url[:200]!r}: {error}"
-            ) from None
+            raise HTTPProblem(502, "UNSAFE_URL", f"{refusal}: {error}") from None
 
     async def _metadata(self, url: str) -> dict[str, Any]:
         """A metadata document; redirects are not followed (each hop would need the guard)."""
