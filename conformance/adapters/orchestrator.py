@@ -69,6 +69,7 @@ from mocks.orchestrator import (
 from mocks.provider import ProviderMock, ProviderSettings
 from spec.schemas import default_store
 from wire.clock import OffsetClock
+from wire.tls import tls_context
 
 __all__ = [
     "CLI_DATA",
@@ -157,6 +158,9 @@ class OrchestratorTarget:
         """Raw (stdout, stderr) of each CLI call, by the recorded call's id."""
         self.contract: dict[int, list[str]] = {}
         """Where each CLI answer breaks the CLI contract (`contract_issues`), by call id."""
+        self.in_process: dict[str, httpx.AsyncBaseTransport] = {}
+        """The suite's servers by origin, reached in this process without a socket (the
+        embedded mock only: a real orchestrator meets them over the network)."""
         self._cli_thread: ThreadPoolExecutor | None = None
         self._cli_session: CliSession | None = None
         """The embedded CLI's one worker thread, and the loop and HTTP client it keeps
@@ -187,6 +191,7 @@ class OrchestratorTarget:
                         store=store,
                         clock=mock_clock,
                         before_charge=gate,
+                        http=self._embedded_client,
                     )
                 )
                 self.control = EmbeddedControl(mock_clock, gate)
@@ -245,9 +250,22 @@ class OrchestratorTarget:
                     RawCapture(self.tampering, self.recorder, self.raw, PROVIDER_NAME)
                 )
             )
+            served = [provider_listener, other_listener, *([listener] if embedded else [])]
+            # On the way out the servers are all asked to stop before any is waited for.
+            for each in served:
+                stack.callback(each.stop_soon)
+            if embedded:
+                # The embedded mock and the suite meet the suite's servers in this process
+                # without a socket (each app still runs on its server's loop); any other
+                # origin, a check's own listener for one, goes over the network.
+                self.in_process = {each.origin: each.transport() for each in served}
             self.http = await stack.enter_async_context(
                 httpx.AsyncClient(
                     transport=RecordingTransport(httpx.AsyncHTTPTransport(), self.recorder),
+                    mounts={
+                        origin: RecordingTransport(transport, self.recorder)
+                        for origin, transport in self.in_process.items()
+                    },
                     timeout=self.config.timeout,
                 )
             )
@@ -272,6 +290,16 @@ class OrchestratorTarget:
                 if not init[1].get("ok"):
                     raise RuntimeError(f"the embedded orchestrator would not initialise: {init[1]}")
             yield self
+
+    def _embedded_client(self) -> httpx.AsyncClient:
+        """The embedded mock's client for its own fetches (a caller's keys, a consent's
+        token exchange): the suite's servers in process, anything else over the network."""
+        return httpx.AsyncClient(
+            timeout=self.config.timeout,
+            follow_redirects=False,
+            verify=tls_context(),
+            mounts=dict(self.in_process),
+        )
 
     def _close_cli_thread(self) -> None:
         pool, session = self._cli_thread, self._cli_session
@@ -326,7 +354,7 @@ class OrchestratorTarget:
                 "add", f"{provider}/{service}", "--name", name, "--confirm-paid-service"
             )
         return None, await embedded_paid_add(
-            self.core, provider, service, name, timeout=self.config.timeout
+            self.core, provider, service, name, timeout=self.config.timeout, mounts=self.in_process
         )
 
     def cli(self, *arguments: str, cwd: Path | None = None) -> tuple[CliCall, dict[str, Any]]:
@@ -344,7 +372,7 @@ class OrchestratorTarget:
             # from it.
             if self._cli_thread is None:
                 self._cli_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cli")
-                self._cli_session = CliSession()
+                self._cli_session = CliSession(mounts=self.in_process)
             outcome = self._cli_thread.submit(
                 dispatch, argv, state=self.state, cwd=cwd, session=self._cli_session
             ).result()

@@ -31,7 +31,7 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -414,15 +414,24 @@ class ProviderClock:
 
 
 async def embedded_paid_add(
-    core: OrchestratorMock, provider: str, service: str, name: str, *, timeout: float
+    core: OrchestratorMock,
+    provider: str,
+    service: str,
+    name: str,
+    *,
+    timeout: float,
+    mounts: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> dict[str, Any]:
     """The embedded mock's paid `add` on its own (moved) clock, answered as its CLI would.
 
     Its CLI (`mocks.orchestrator.dispatch`) keeps wall time, so a token it mints is not
     valid a month later; its engine runs the same paid add (catalog, account, resource
-    creation with the payment token) on the clock the control moved."""
+    creation with the payment token) on the clock the control moved. `mounts`: transports
+    by origin, as its CLI has them."""
     try:
-        async with httpx.AsyncClient(timeout=timeout, verify=tls_context()) as http:
+        async with httpx.AsyncClient(
+            timeout=timeout, verify=tls_context(), mounts=dict(mounts or {})
+        ) as http:
             engine = Orchestrator(core, http, auto_consent=False)
             engine.strict_answers = True
             outcome = await engine.add(

@@ -158,9 +158,12 @@ class OrchestratorMock:
         query = parse_qs(request.url.query, keep_blank_values=True)
         if "error" in query:
             raise HTTPProblem(400, "consent_denied", f"the provider answered {query['error'][0]}")
-        async with httpx.AsyncClient(
-            timeout=10, follow_redirects=False, verify=tls_context()
-        ) as http:
+        http = (
+            self.settings.http()
+            if self.settings.http is not None
+            else httpx.AsyncClient(timeout=10, follow_redirects=False, verify=tls_context())
+        )
+        async with http:
             connection = await Orchestrator(self, http).complete_consent(query)
         return json_response({"connected": True, "scope": connection.get("scope")})
 

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from gettext import gettext
 from pathlib import Path
@@ -74,8 +74,12 @@ class CliSession:
 
     KEEPALIVE_S = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, *, mounts: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> None:
+        """`mounts`: transports by origin for the session's client (httpx `mounts`), e.g. to
+        reach providers served in this process without a socket; other origins go over the
+        network as a process's CLI would."""
         self._runner = asyncio.Runner()
+        self._mounts = dict(mounts or {})
         self._http: httpx.AsyncClient | None = None
         self._stores: dict[str, tuple[tuple[int, int], SQLiteStore]] = {}
         self._core: tuple[_CoreKey, OrchestratorMock] | None = None
@@ -102,7 +106,7 @@ class CliSession:
     def http(self) -> httpx.AsyncClient:
         """The kept client (made on first use, inside the session's loop); no cookies."""
         if self._http is None:
-            self._http = _new_client()
+            self._http = _new_client(self._mounts)
         self._http.cookies.clear()  # a command starts as a new process would
         return self._http
 
@@ -149,12 +153,16 @@ def _orchestrator(key: _CoreKey) -> OrchestratorMock:
     )
 
 
-def _new_client() -> httpx.AsyncClient:
+def _new_client(mounts: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=100, max_keepalive_connections=20, keepalive_expiry=CliSession.KEEPALIVE_S
     )
     return httpx.AsyncClient(
-        timeout=DEFAULT_TIMEOUT, follow_redirects=False, verify=tls_context(), limits=limits
+        timeout=DEFAULT_TIMEOUT,
+        follow_redirects=False,
+        verify=tls_context(),
+        limits=limits,
+        mounts=dict(mounts or {}),
     )
 
 
