@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import functools
 import io
-import json
 import os
 import sys
 import traceback
@@ -30,6 +29,7 @@ import httpx
 
 from mocks._core.http import HTTPProblem
 from mocks._core.network import DEFAULT_TIMEOUT
+from mocks._core.pretty import indented
 from mocks._core.store import SQLiteStore
 from mocks.faults import FaultSet
 from mocks.orchestrator._commands import HANDLERS, envelope
@@ -354,7 +354,7 @@ def _execute(args: argparse.Namespace, cwd: Path, session: CliSession | None = N
     if args.json:
         if not args.out.tell():
             printed = document  # stdout holds this document and nothing else
-        args.out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        args.out.write(indented(document) + "\n")
     else:
         _human(document, args.out, args.err)
     return CliOutcome(code, args.out.getvalue(), args.err.getvalue(), printed)
@@ -369,7 +369,7 @@ def _human(document: dict[str, Any], out: io.StringIO, err: io.StringIO) -> None
     if not document["ok"]:
         print(f"error: {document['error']['code']}: {document['error']['message']}", file=err)
         return
-    print(json.dumps(document["data"], indent=2, ensure_ascii=False), file=out)
+    print(indented(document["data"]), file=out)
     for step in document["next_steps"]:
         print(f"next: {step}", file=out)
 
