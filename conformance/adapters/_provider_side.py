@@ -4,6 +4,7 @@ for one probe (`Tampering`)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,7 +192,9 @@ def secrets_sent(received: list[RawRequest], params: ProfileParameters) -> dict[
     return found
 
 
+@functools.lru_cache(maxsize=4096)
 def _loads(raw: bytes) -> Any:
+    # Cached: every scan of a run's requests reads the same bodies again (only ever read).
     if not raw or len(raw) > strictjson.DEFAULT_MAX_BYTES:
         return None
     try:
