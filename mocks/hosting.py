@@ -250,35 +250,39 @@ class _QuietServer(uvicorn.Server):
 
     loop: asyncio.AbstractEventLoop | None = None
     """The loop it serves on, once it runs (`InLoopTransport` sends requests there)."""
-    _wake: asyncio.Event | None = None
+    _tick: asyncio.Future[None] | None = None
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.loop.set_exception_handler(_loop_exception)
-        self._wake = asyncio.Event()
         await super().serve(sockets)
 
     async def main_loop(self) -> None:
         # uvicorn's, but a stop asked from another thread (`stop`) ends the wait for the
-        # next tick at once instead of up to 0.1 s later.
+        # next tick at once instead of up to 0.1 s later. As cheap as its asyncio.sleep:
+        # one future and one timer per tick (a run may hold some forty idle servers).
+        loop = asyncio.get_running_loop()
         counter = 0
         should_exit = await self.on_tick(counter)
         while not should_exit:
             counter = (counter + 1) % 864000
-            if self._wake is None:
-                await asyncio.sleep(0.1)
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 0.1)
+            self._tick = tick = loop.create_future()
+            timer = loop.call_later(0.1, _end_tick, tick)
+            await tick
+            timer.cancel()
             should_exit = await self.on_tick(counter)
 
     def stop(self) -> None:
         """Ask it to stop (from any thread); it shuts down gracefully on its own thread."""
         self.should_exit = True
-        loop, wake = self.loop, self._wake
-        if loop is not None and wake is not None and not loop.is_closed():
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed in between
-                loop.call_soon_threadsafe(wake.set)
+                loop.call_soon_threadsafe(self._end_current_tick)
+
+    def _end_current_tick(self) -> None:
+        if self._tick is not None:
+            _end_tick(self._tick)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -293,6 +297,11 @@ class _QuietServer(uvicorn.Server):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _end_tick(tick: asyncio.Future[None]) -> None:
+    if not tick.done():
+        tick.set_result(None)
 
 
 def _log_to_stderr() -> None:
