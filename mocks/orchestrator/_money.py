@@ -74,13 +74,14 @@ class MoneyEndpoints:
         return await self._money(request, "refunds", self.redemptions.refund)
 
     async def _money(self, request: Request, endpoint: str, process: Process) -> Response:
-        try:
-            return await self._idempotent(request, endpoint, process)
-        except HTTPProblem as error:
-            response = problem_response(error)
-            if self.faults.active("redemption-errors-plain-json"):
-                response.headers["content-type"] = "application/json"
-            return response
+        with self.redemptions.ledger.arriving():
+            try:
+                return await self._idempotent(request, endpoint, process)
+            except HTTPProblem as error:
+                response = problem_response(error)
+                if self.faults.active("redemption-errors-plain-json"):
+                    response.headers["content-type"] = "application/json"
+                return response
 
     async def _idempotent(self, request: Request, endpoint: str, process: Process) -> Response:
         raw = await read_body(request)
