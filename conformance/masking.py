@@ -151,6 +151,16 @@ def _mask_json(value: Any, *, inside_credentials: bool = False) -> Any:
 
 
 def mask_body(raw: bytes, content_type: str) -> str:
+    """A body as a report may show it (JSON members, form fields and free text masked).
+
+    Cached (a pure function of its bytes and type): a run records the same answers again
+    and again, a catalog hundreds of times, and parsing and masking one costs far more
+    than hashing it."""
+    return _mask_body(bytes(raw), content_type)
+
+
+@functools.lru_cache(maxsize=512)
+def _mask_body(raw: bytes, content_type: str) -> str:
     if not raw:
         return ""
     clipped = raw[:MAX_BODY]
