@@ -48,6 +48,11 @@ def test_a_looping_orchestrator_is_stopped_and_counted() -> None:
         ({"card": {"number": "4242424242424242"}}, ["4242424242424242"]),
         ({"note": "ref 4000056655665556 ok", "iat": 1767225600}, ["4000056655665556"]),
         ({"jti": "1234567890123", "flag": True}, []),
+        ({"card": "4242424242424242"}, ["4242424242424242"]),
+        ({"pan": "pan=4242424242424242;"}, ["4242424242424242"]),
+        # An identifier's digits are not a card number (a hex id holds Luhn-valid runs).
+        ({"sub": "usr_4242424242424242", "jti": "a4242424242424242b"}, []),
+        ({"sub": "usr_7a4242424242424242"}, []),
     ],
 )
 def test_card_numbers_are_those_passing_luhn(value: object, cards: list[str]) -> None:

@@ -103,8 +103,16 @@ def outcome_of(envelope: dict[str, Any]) -> str:
     return status.lower() if isinstance(status, str) else ""
 
 
+_CARD_DIGITS = re.compile(r"(?<![0-9A-Za-z_])[0-9]{13,19}(?![0-9A-Za-z_])")
+
+
 def luhn_card_numbers(value: Any) -> list[str]:
-    """Every 13 to 19 digit run in `value` (nested) that passes the Luhn check: card numbers."""
+    """Every 13 to 19 digit run in `value` (nested) that stands as a word of its own (no
+    letter, digit or underscore either side) and passes the Luhn check: card numbers.
+
+    Digits inside an identifier are not a card number: a hex user id such as
+    `usr_7a4111111111111111` holds a Luhn-valid run of 13+ digits often enough (about one
+    random 16-hex-digit id in two thousand) to fail a correct orchestrator now and then."""
     found: list[str] = []
     if isinstance(value, dict):
         for item in value.values():
@@ -113,7 +121,7 @@ def luhn_card_numbers(value: Any) -> list[str]:
         for item in value:
             found += luhn_card_numbers(item)
     elif isinstance(value, (str, int)) and not isinstance(value, bool):
-        for digits in re.findall(r"(?<!\d)\d{13,19}(?!\d)", str(value)):
+        for digits in _CARD_DIGITS.findall(str(value)):
             total = 0
             for index, char in enumerate(reversed(digits)):
                 number = int(char) * (2 if index % 2 else 1)
