@@ -54,7 +54,7 @@ from conformance.checks import Check, CheckContext
 from conformance.recorder import CliCall, Exchange, Recorder, mask_values
 from mocks import SQLiteStore
 from mocks.hosting import ServedInThread
-from mocks.orchestrator import OrchestratorMock, OrchestratorSettings, dispatch
+from mocks.orchestrator import OrchestratorMock, OrchestratorSettings, SessionPerThread, dispatch
 from mocks.provider import ProviderMock, ProviderSettings
 from spec.schemas import default_store
 from wire import strictjson
@@ -121,6 +121,7 @@ class AgentTarget:
         self._pool: ThreadPoolExecutor | None = None
         self._side_by_side: list[contextlib.ExitStack] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sessions = SessionPerThread()
         self.tasks = tasks_for(self.profile)
         """The tasks of this run's profile."""
 
@@ -142,6 +143,8 @@ class AgentTarget:
             # The servers stop after the tasks' threads are done with them, and before the
             # directory their stores live in goes.
             stack.callback(self._close_side_by_side)
+            # Before the servers: the embedded CLI's idle connections to them, its state files.
+            stack.callback(self._sessions.close)
             self._pool = stack.enter_context(ThreadPoolExecutor(max_workers=len(self.tasks) + 2))
             shim_listener, trap_listener = ServedInThread(), ServedInThread()
             self._closing(shim_listener.serving(self._shim_app()))
@@ -241,7 +244,7 @@ class AgentTarget:
         CLI answers it)."""
         world.capture.orchestrator_busy += 1
         try:
-            outcome = dispatch(arguments, state=world.state)
+            outcome = dispatch(arguments, state=world.state, session=self._sessions.here())
         finally:
             world.capture.orchestrator_busy -= 1
         return outcome.code, outcome.stdout, outcome.stderr

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from mocks._core.http import HTTPProblem
 from mocks.orchestrator.app import OrchestratorMock, OrchestratorSettings
-from mocks.orchestrator.cli import CliOutcome, CliSession, add_orchestrator_parser, dispatch
+from mocks.orchestrator.cli import (
+    CliOutcome,
+    CliSession,
+    SessionPerThread,
+    add_orchestrator_parser,
+    dispatch,
+)
 from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
 
 __all__ = [
@@ -25,4 +31,5 @@ __all__ = [
     "dispatch",
     "CliOutcome",
     "CliSession",
+    "SessionPerThread",
 ]

@@ -18,8 +18,10 @@ import functools
 import io
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from gettext import gettext
 from pathlib import Path
@@ -40,7 +42,7 @@ from wire.errors import ProvspecError
 from wire.ssrf import SSRFGuard
 from wire.tls import tls_context
 
-__all__ = ["CliOutcome", "CliSession", "add_orchestrator_parser", "dispatch"]
+__all__ = ["CliOutcome", "CliSession", "SessionPerThread", "add_orchestrator_parser", "dispatch"]
 
 STATE_ENV = "PROVSPEC_ORCHESTRATOR_STATE"
 
@@ -140,6 +142,39 @@ class CliSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SessionPerThread:
+    """A `CliSession` for each thread that dispatches commands (a session is only used from
+    the thread that made it): callers on a pool of threads, side by side, each keep their
+    loop, client and state connections across commands. `close` when no thread uses them
+    any more (from any thread)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._made: list[CliSession] = []
+        self._lock = threading.Lock()
+
+    def here(self) -> CliSession:
+        """This thread's session (made on its first command)."""
+        session: CliSession | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = CliSession()
+            with self._lock:
+                self._made.append(session)
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made = self._made, []
+        self._local = threading.local()
+        if not made:
+            return
+        # On threads of their own: a session runs its loop to close, which cannot happen
+        # on a thread whose loop is running (the caller's may be).
+        with ThreadPoolExecutor(max_workers=len(made)) as closer:
+            for closing in [closer.submit(session.close) for session in made]:
+                closing.result()
 
 
 _CoreKey = tuple[SQLiteStore, str, str, tuple[str, ...]]
