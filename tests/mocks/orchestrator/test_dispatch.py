@@ -4,6 +4,7 @@ orchestrator and the agent worlds call it (side by side, never printing, never e
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import io
 import json
@@ -15,7 +16,13 @@ from typing import Any
 import pytest
 
 from mocks.hosting import ServedInThread
-from mocks.orchestrator import CliOutcome, CliSession, add_orchestrator_parser, dispatch
+from mocks.orchestrator import (
+    CliOutcome,
+    CliSession,
+    SessionPerThread,
+    add_orchestrator_parser,
+    dispatch,
+)
 from mocks.provider import ProviderMock, ProviderSettings
 
 
@@ -207,3 +214,30 @@ def test_a_session_follows_settings_changed_between_its_commands(tmp_path: Path)
         after = dispatch(["env", "--json"], state=state, session=session).envelope
         assert after is not None
         assert isinstance(after["data"]["variables"], list)
+
+
+def test_sessions_per_thread_are_one_per_thread_and_close_from_a_running_loop(
+    tmp_path: Path,
+) -> None:
+    """SessionPerThread gives each thread its own session, the same one for each of its
+    commands, and closes them all from anywhere, even a thread whose loop is running."""
+    sessions = SessionPerThread()
+    state = tmp_path / "state.db"
+    assert dispatch(["init", "--json"], state=state, session=sessions.here()).code == 0
+    mine = sessions.here()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        theirs = list(pool.map(lambda _: sessions.here(), range(8)))
+        answered = pool.submit(
+            lambda: dispatch(["status", "--json"], state=state, session=sessions.here())
+        ).result()
+    assert answered.code == 0, answered.stdout + answered.stderr
+    assert sessions.here() is mine
+    assert mine not in theirs
+    assert 1 <= len({id(session) for session in theirs}) <= 2
+
+    async def close_inside_a_loop() -> None:
+        sessions.close()
+
+    asyncio.run(close_inside_a_loop())
+    assert sessions.here() is not mine  # closed and forgotten: a new one next time
+    sessions.close()
