@@ -60,6 +60,8 @@ LATE_IMPORTS = {
     ("conformance.fuzz", "schemathesis.core.result"): "as above",
     ("conformance.fuzz", "hypothesis"): "as above",
     ("conformance.fuzz", "hypothesis.errors"): "as above",
+    ("conformance._launch", "conformance.cli"): "`provspec orchestrator …` runs once per "
+    "command of an agent or a run; it starts without loading the suite (about 0.3 s each)",
     ("mocks.hosting", "resource"): "a Unix-only module: elsewhere the open-file limit "
     "falls back to 1024",
     ("mocks.agent.__main__", "httpx"): "the mock agent runs as a process per task; only a task "

@@ -49,7 +49,7 @@ def test_wheel_ships_data_plugin_and_script(wheel: Path) -> None:
     assert "spec/requirements/provider.toml" in names
     assert "mocks/faults/provider.toml" in names
     assert {"wire/__init__.py", "spec/__init__.py", "mocks/__init__.py"} <= names
-    assert "provspec = conformance.cli:main" in entry_points
+    assert "provspec = conformance._launch:main" in entry_points
     assert "[pytest11]" in entry_points
     assert "provspec = conformance.pytest_plugin" in entry_points
 

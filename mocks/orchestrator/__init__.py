@@ -15,6 +15,7 @@ from mocks.orchestrator.cli import (
     add_orchestrator_parser,
     dispatch,
 )
+from mocks.orchestrator.cli import main as cli_main
 from mocks.orchestrator.engine import AddOutcome, Orchestrator, ProviderRecord
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "AddOutcome",
     # the agent-facing CLI: its parser for `provspec`, and in-process calls
     "add_orchestrator_parser",
+    "cli_main",
     "dispatch",
     "CliOutcome",
     "CliSession",

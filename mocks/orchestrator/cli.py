@@ -42,7 +42,14 @@ from wire.errors import ProvspecError
 from wire.ssrf import SSRFGuard
 from wire.tls import tls_context
 
-__all__ = ["CliOutcome", "CliSession", "SessionPerThread", "add_orchestrator_parser", "dispatch"]
+__all__ = [
+    "CliOutcome",
+    "CliSession",
+    "SessionPerThread",
+    "add_orchestrator_parser",
+    "dispatch",
+    "main",
+]
 
 STATE_ENV = "PROVSPEC_ORCHESTRATOR_STATE"
 
@@ -263,6 +270,9 @@ def _parser() -> argparse.ArgumentParser:
     # Built once per process (building it, help texts and all, costs more than a command);
     # parse_args only reads it, so threads share it.
     parser = _Parser(prog="provspec")
+    # As `provspec`'s own parser has it, so a usage error names the same usage line
+    # (`provspec --version` itself is answered by the suite's CLI, never here).
+    parser.add_argument("--version", action="version", version="provspec")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_orchestrator_parser(commands)
     return parser
@@ -341,6 +351,26 @@ def add_orchestrator_parser(commands: Any) -> None:
     revoke.add_argument("--all", action="store_true", help="revoke at every connected provider")
     command("logout", "sign the user out (every other command but init then refuses)")
     parser.set_defaults(handler=run)
+
+
+def main(argv: Sequence[str]) -> int:
+    """`provspec orchestrator ARGV` as its own process: what `provspec` prints for it (the
+    answer, a usage error, the help) and its exit status, without loading the suite (the
+    `provspec` entry point sends the command here: an agent or a run calls it once per
+    command)."""
+    try:
+        args = _parser().parse_args(["orchestrator", *argv])
+    except _ParserExit as ended:
+        sys.stdout.write(ended.stdout)
+        sys.stderr.write(ended.stderr)
+        return ended.code
+    try:
+        return run(args)
+    except ProvspecError as error:
+        sys.stderr.write(f"provspec: error: {error}\n")
+        return error.exit_code
+    except BrokenPipeError:  # e.g. `provspec orchestrator catalog --json | head`
+        return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,8 +27,10 @@ from mocks.provider import ProviderMock, ProviderSettings
 
 
 def _argparse_answer(argv: list[str]) -> tuple[int, str, str]:
-    """What a plain argparse parser with the same commands prints and exits with."""
+    """What a plain argparse parser with the same commands prints and exits with (with
+    `--version`, as `provspec`'s own parser has it: a usage line names it)."""
     parser = argparse.ArgumentParser(prog="provspec")
+    parser.add_argument("--version", action="version", version="provspec")
     add_orchestrator_parser(parser.add_subparsers(dest="command", metavar="COMMAND"))
     out, err = io.StringIO(), io.StringIO()
     with (
