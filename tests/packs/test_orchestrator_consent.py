@@ -51,7 +51,14 @@ def test_a_looping_orchestrator_is_stopped_and_counted() -> None:
         ({"card": "4242424242424242"}, ["4242424242424242"]),
         ({"pan": "pan=4242424242424242;"}, ["4242424242424242"]),
         # An identifier's digits are not a card number (a hex id holds Luhn-valid runs).
-        ({"sub": "usr_4242424242424242", "jti": "a4242424242424242b"}, []),
+        (
+            {
+                "sub": "usr_4242424242424242",
+                "jti": "a4242424242424242b",
+                "id": "x-4242424242424242",
+            },
+            [],
+        ),
         ({"sub": "usr_7a4242424242424242"}, []),
     ],
 )

@@ -22,6 +22,7 @@ from conformance.adapters.orchestrator import (
 )
 from conformance.checks import Skipped, check
 from conformance.packs.orchestrator._helpers import fresh_user
+from conformance.packs.orchestrator._probes import card_numbers_in
 from conformance.packs.orchestrator._tokens import max_amount, stated_price
 from conformance.recorder import CliCall
 from wire import jose
@@ -103,16 +104,8 @@ def outcome_of(envelope: dict[str, Any]) -> str:
     return status.lower() if isinstance(status, str) else ""
 
 
-_CARD_DIGITS = re.compile(r"(?<![0-9A-Za-z_])[0-9]{13,19}(?![0-9A-Za-z_])")
-
-
 def luhn_card_numbers(value: Any) -> list[str]:
-    """Every 13 to 19 digit run in `value` (nested) that stands as a word of its own (no
-    letter, digit or underscore either side) and passes the Luhn check: card numbers.
-
-    Digits inside an identifier are not a card number: a hex user id such as
-    `usr_7a4111111111111111` holds a Luhn-valid run of 13+ digits often enough (about one
-    random 16-hex-digit id in two thousand) to fail a correct orchestrator now and then."""
+    """Every card number (`card_numbers_in`) in `value`'s strings and integers, nested."""
     found: list[str] = []
     if isinstance(value, dict):
         for item in value.values():
@@ -121,13 +114,7 @@ def luhn_card_numbers(value: Any) -> list[str]:
         for item in value:
             found += luhn_card_numbers(item)
     elif isinstance(value, (str, int)) and not isinstance(value, bool):
-        for digits in _CARD_DIGITS.findall(str(value)):
-            total = 0
-            for index, char in enumerate(reversed(digits)):
-                number = int(char) * (2 if index % 2 else 1)
-                total += number - 9 if number > 9 else number
-            if total % 10 == 0:
-                found.append(digits)
+        found += card_numbers_in(str(value))
     return found
 
 

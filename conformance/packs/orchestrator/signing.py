@@ -9,7 +9,6 @@ a signed-out CLI signs nothing; ES256 signatures never reuse a nonce.
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
@@ -21,7 +20,13 @@ from conformance.adapters.orchestrator import (
 )
 from conformance.checks import NotApplicable, Skipped, check
 from conformance.packs.orchestrator._helpers import metadata
-from conformance.packs.orchestrator._probes import attestations, contains, envelope_text, marker
+from conformance.packs.orchestrator._probes import (
+    attestations,
+    card_numbers_in,
+    contains,
+    envelope_text,
+    marker,
+)
 from wire import jose, strictjson
 
 SECRET_CLAIMS = frozenset(
@@ -46,16 +51,6 @@ SECRET_CLAIMS = frozenset(
         "exp_year",
     }
 )
-_DIGITS = re.compile(r"(?<![0-9A-Za-z_-])\d{13,19}(?![0-9A-Za-z_-])")
-"""A card-number-long run of digits standing alone (not inside an id such as usr_<hex>)."""
-
-
-def _luhn(number: str) -> bool:
-    total = 0
-    for index, digit in enumerate(reversed(number)):
-        value = int(digit) * (2 if index % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
 
 
 def _signed_tokens(ctx: OrchestratorContext) -> list[tuple[RawRequest, str]]:
@@ -202,7 +197,7 @@ async def attestations_carry_no_secret(ctx: OrchestratorContext) -> None:
         text = json.dumps(claims)
         found = contains(text, secrets_known)
         named = sorted(SECRET_CLAIMS & set(claims))
-        cards = [digits for digits in _DIGITS.findall(text) if _luhn(digits)]
+        cards = card_numbers_in(text)
         ctx.require(
             "ORC-ATT-013",
             not found and not named and not cards,
