@@ -155,11 +155,18 @@ def mask_body(raw: bytes, content_type: str) -> str:
 
     Cached (a pure function of its bytes and type): a run records the same answers again
     and again, a catalog hundreds of times, and parsing and masking one costs far more
-    than hashing it."""
-    return _mask_body(bytes(raw), content_type)
+    than hashing it. Only bodies up to `MAX_BODY` are kept: a cache holding a hostile
+    megabyte answer per entry would hold the process's memory too."""
+    if len(raw) > MAX_BODY:
+        return _mask_body(bytes(raw), content_type)
+    return _mask_body_cached(bytes(raw), content_type)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)
+def _mask_body_cached(raw: bytes, content_type: str) -> str:
+    return _mask_body(raw, content_type)
+
+
 def _mask_body(raw: bytes, content_type: str) -> str:
     if not raw:
         return ""

@@ -192,9 +192,21 @@ def secrets_sent(received: list[RawRequest], params: ProfileParameters) -> dict[
     return found
 
 
-@functools.lru_cache(maxsize=4096)
 def _loads(raw: bytes) -> Any:
-    # Cached: every scan of a run's requests reads the same bodies again (only ever read).
+    # Every scan of a run's requests reads the same bodies again (only ever read): small
+    # ones are parsed once; a large one (a hostile catalog) is not kept in memory.
+    return _loads_small(raw) if len(raw) <= _CACHED_BODY_BYTES else _parse(raw)
+
+
+_CACHED_BODY_BYTES = 64 * 1024
+
+
+@functools.lru_cache(maxsize=2048)
+def _loads_small(raw: bytes) -> Any:
+    return _parse(raw)
+
+
+def _parse(raw: bytes) -> Any:
     if not raw or len(raw) > strictjson.DEFAULT_MAX_BYTES:
         return None
     try:
