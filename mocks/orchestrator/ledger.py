@@ -30,7 +30,7 @@ _LIMITS = "cap_limits"
 # How long the cap-not-atomic fault keeps a checked charge waiting for a concurrent one.
 _RACE_WINDOW_SECONDS = 0.5
 # How long it waits for a second redemption to arrive when its charge is the only one under way.
-_ARRIVAL_GRACE_SECONDS = 0.05
+_ARRIVAL_GRACE_SECONDS = 0.1
 
 Holds = Callable[[str, str, str], int]
 """(user, provider, period) -> minor units counted against the cap besides the charges."""
