@@ -78,7 +78,8 @@ class CliSession:
     orchestrator object it acts through is kept while its settings stay (`orchestrator`).
     Idle connections are dropped after `KEEPALIVE_S`, well before a served
     mock (mocks.hosting, 5 s) closes them, so a command does not write to a closing socket.
-    Close it (from the thread that used it) when done.
+    Close it when done, from the thread that used it or, once that thread is idle, any
+    other thread whose own event loop is not running (`SessionPerThread.close` does that).
     """
 
     KEEPALIVE_S = 1.0
