@@ -65,6 +65,19 @@ async def refused_without_redeeming(
     response, exchange, _ = await paid_provision(
         ctx, entry, bearer=bearer, credentials=credentials, **claims
     )
+    refused_itself(ctx, requirement, why, mark, response, exchange)
+
+
+def refused_itself(
+    ctx: ProviderContext,
+    requirement: str,
+    why: str,
+    mark: int,
+    response: httpx.Response,
+    exchange: Exchange | None,
+) -> None:
+    """`requirement` holds when the answer to the paid call made after `mark` refused it with
+    a 4xx and no redemption was sent for it."""
     forwarded = redemptions(ctx, mark)
     ctx.require(
         requirement,
